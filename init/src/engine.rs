@@ -1,0 +1,160 @@
+//! The container engine: Podman's API service (Docker-compatible), started
+//! and restarted by PID 1, with readiness meaning "answers GET /_ping".
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal};
+
+use crate::backoff;
+
+/// The engine's API socket inside the guest.
+pub const SOCKET: &str = "/run/skiff/engine.sock";
+const PODMAN: &str = "/usr/bin/podman";
+
+/// Supervision state of the engine process.
+pub struct Engine {
+    log_level: String,
+    pid: Option<Pid>,
+    started: Instant,
+    failures: u32,
+    restart_at: Option<Instant>,
+}
+
+impl Engine {
+    pub fn new(log_level: &str) -> Self {
+        Self { log_level: log_level.into(), pid: None, started: Instant::now(), failures: 0, restart_at: None }
+    }
+
+    /// Starts the engine; on failure schedules a retry with backoff.
+    pub fn start(&mut self) {
+        self.restart_at = None;
+        if let Some(dir) = Path::new(SOCKET).parent() {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                log::error!("engine: cannot create {}: {e}", dir.display());
+            }
+        }
+        let _ = std::fs::remove_file(SOCKET);
+        let spawned = Command::new(PODMAN)
+            .args([&format!("--log-level={}", self.log_level), "system", "service", "--time=0"])
+            .arg(format!("unix://{SOCKET}"))
+            .env_clear()
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", "/root")
+            .env("TMPDIR", "/var/tmp")
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .spawn();
+        match spawned {
+            Ok(child) => {
+                // PID 1 reaps every child with waitpid(-1); the Child handle is
+                // dropped without waiting so the two never race.
+                let pid = Pid::from_child(&child);
+                log::info!("engine: started podman system service (pid {})", pid.as_raw_nonzero());
+                self.pid = Some(pid);
+                self.started = Instant::now();
+                thread::spawn(wait_ready);
+            }
+            Err(e) => {
+                log::error!("engine: cannot start {PODMAN}: {e}");
+                self.schedule_restart(Duration::ZERO);
+            }
+        }
+    }
+
+    /// Called for every reaped child; returns true if it was the engine.
+    pub fn reaped(&mut self, pid: Pid, status: &str) -> bool {
+        if self.pid != Some(pid) {
+            return false;
+        }
+        self.pid = None;
+        let ran = self.started.elapsed();
+        log::warn!("engine: exited ({status}) after {:.1}s", ran.as_secs_f64());
+        self.schedule_restart(ran);
+        true
+    }
+
+    fn schedule_restart(&mut self, ran: Duration) {
+        self.failures = backoff::next_failures(self.failures, ran);
+        let delay = backoff::delay(self.failures);
+        log::info!("engine: restarting in {:.1}s (failure {})", delay.as_secs_f64(), self.failures);
+        self.restart_at = Some(Instant::now() + delay);
+    }
+
+    /// Restarts the engine if its backoff delay has passed; returns how long
+    /// until the next restart is due, if one is pending.
+    pub fn tick(&mut self) -> Option<Duration> {
+        let at = self.restart_at?;
+        let now = Instant::now();
+        if now >= at {
+            self.start();
+            return None;
+        }
+        Some(at - now)
+    }
+
+    /// The running engine's pid, if any; clears any pending restart.
+    pub fn take_for_shutdown(&mut self) -> Option<Pid> {
+        self.restart_at = None;
+        self.pid.take()
+    }
+}
+
+/// Sends SIGTERM to the engine, if running.
+pub fn terminate(pid: Pid) {
+    if let Err(e) = rustix::process::kill_process(pid, Signal::TERM) {
+        log::warn!("engine: cannot signal pid {}: {e}", pid.as_raw_nonzero());
+    }
+}
+
+/// True if the engine at `path` answers `GET /_ping` with 200.
+pub fn ping(path: &str) -> io::Result<bool> {
+    let mut s = UnixStream::connect(path)?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.set_write_timeout(Some(Duration::from_secs(2)))?;
+    s.write_all(b"GET /_ping HTTP/1.0\r\nHost: skiff\r\n\r\n")?;
+    let mut head = [0u8; 16];
+    let mut got = 0;
+    while got < head.len() {
+        match s.read(&mut head[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(is_http_ok(&head[..got]))
+}
+
+/// `HTTP/1.x 200 ...`
+pub fn is_http_ok(head: &[u8]) -> bool {
+    head.len() >= 12 && head.starts_with(b"HTTP/1.") && &head[8..12] == b" 200"
+}
+
+/// Logs the moment the engine first answers, for boot-time measurements.
+fn wait_ready() {
+    let began = Instant::now();
+    while began.elapsed() < Duration::from_secs(300) {
+        if let Ok(true) = ping(SOCKET) {
+            return log::info!("engine: ready (answers /_ping after {:.2}s)", began.elapsed().as_secs_f64());
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    log::warn!("engine: still not answering /_ping after 300s");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_ok_status_lines() {
+        assert!(is_http_ok(b"HTTP/1.1 200 OK\r\n"));
+        assert!(is_http_ok(b"HTTP/1.0 200 OK"));
+        assert!(!is_http_ok(b"HTTP/1.1 503 Service"));
+        assert!(!is_http_ok(b"HTTP/1.1 20"));
+        assert!(!is_http_ok(b""));
+    }
+}

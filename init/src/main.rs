@@ -1,0 +1,95 @@
+//! Skiff's PID 1. Reads like the boot sequence: leave the initramfs, mount
+//! the API filesystems, bring up the network, start the engine, serve it
+//! over vsock, then reap children and wait for a reason to power off.
+//! It never exits and never panics on outside input: a fatal problem is
+//! logged and the machine powers off.
+
+mod backoff;
+mod cmdline;
+mod engine;
+mod logger;
+mod mounts;
+mod net;
+mod power;
+mod reaper;
+mod rootfs;
+mod signals;
+mod vsock;
+
+use std::time::Duration;
+
+fn main() {
+    logger::init(false);
+    if rustix::process::getpid().as_raw_nonzero().get() != 1 {
+        eprintln!("skiff-init: must run as PID 1 (the appliance's init)");
+        std::process::exit(1);
+    }
+    let stage2 = std::env::args().nth(1).as_deref() == Some(rootfs::STAGE2_ARG);
+    if !stage2 {
+        log::info!("init started (initramfs)");
+        let opts = read_options();
+        let err = rootfs::switch_to_tmpfs(&opts.root_size);
+        log::error!("cannot switch to a tmpfs root: {err}; staying on the initramfs (containers will fail to start)");
+    }
+    boot()
+}
+
+/// Reads `skiff.*` options, mounting /proc briefly if it is not there yet.
+fn read_options() -> cmdline::Options {
+    let mounted_here = !std::path::Path::new("/proc/self").exists()
+        && std::fs::create_dir_all("/proc").is_ok()
+        && rustix::mount::mount("proc", "/proc", "proc", rustix::mount::MountFlags::empty(), None).is_ok();
+    let text = std::fs::read_to_string("/proc/cmdline").unwrap_or_else(|e| {
+        log::error!("cannot read /proc/cmdline: {e}; using defaults");
+        String::new()
+    });
+    if mounted_here {
+        let _ = rustix::mount::unmount("/proc", rustix::mount::UnmountFlags::empty());
+    }
+    let (opts, warnings) = cmdline::parse(&text);
+    for w in warnings {
+        log::warn!("{w}");
+    }
+    opts
+}
+
+fn boot() -> ! {
+    log::info!("init running on tmpfs root");
+    mounts::mount_all();
+    let opts = read_options();
+    logger::init(opts.debug);
+    if let Err(e) = signals::block() {
+        log::error!("cannot block signals: {e}; powering off");
+        power::power_off();
+    }
+    signals::catch_ctrl_alt_del();
+    if let Err(e) = rustix::system::sethostname(b"skiff") {
+        log::warn!("cannot set hostname: {e}");
+    }
+    power::watch_power_button();
+    net::bring_up();
+    let mut engine = engine::Engine::new(&opts.engine_log);
+    engine.start();
+    vsock::spawn_listener(opts.port, engine::SOCKET);
+    supervise(&mut engine)
+}
+
+/// The main loop: reap children, restart the engine, act on signals.
+fn supervise(engine: &mut engine::Engine) -> ! {
+    loop {
+        let timeout = engine.tick().unwrap_or(Duration::from_secs(1)).min(Duration::from_secs(1));
+        match signals::wait(timeout) {
+            Some(libc::SIGCHLD) | None => {}
+            Some(libc::SIGTERM) => power::shutdown(engine, "SIGTERM"),
+            Some(libc::SIGINT) => power::shutdown(engine, "Ctrl-Alt-Del (SIGINT)"),
+            Some(libc::SIGPWR) => power::shutdown(engine, "power button or SIGPWR"),
+            Some(sig) => log::info!("ignoring signal {sig}"),
+        }
+        for (pid, status) in reaper::reap_all() {
+            let text = reaper::describe(&status);
+            if !engine.reaped(pid, &text) {
+                log::debug!("reaped pid {} ({text})", pid.as_raw_nonzero());
+            }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Power: the ACPI power button, signals to PID 1, and the shutdown sequence.
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rustix::process::{getpid, kill_process, Pid, Signal, WaitOptions};
+use rustix::system::{reboot, RebootCommand};
+
+use crate::{engine, reaper, vsock};
+
+/// `struct input_event` on 64-bit: timeval (16) + type (2) + code (2) + value (4).
+const INPUT_EVENT_SIZE: usize = 24;
+const EV_KEY: u16 = 1;
+const KEY_POWER: u16 = 116;
+
+/// True if a raw input event is a press of the power key.
+pub fn is_power_press(ev: &[u8]) -> bool {
+    ev.len() == INPUT_EVENT_SIZE
+        && u16::from_ne_bytes([ev[16], ev[17]]) == EV_KEY
+        && u16::from_ne_bytes([ev[18], ev[19]]) == KEY_POWER
+        && i32::from_ne_bytes([ev[20], ev[21], ev[22], ev[23]]) == 1
+}
+
+/// Watches every input device named like a power button; a press sends
+/// SIGPWR to PID 1, so all shutdown triggers share one path.
+pub fn watch_power_button() {
+    let Ok(entries) = fs::read_dir("/sys/class/input") else {
+        return log::warn!("power: no /sys/class/input; the power button will not work");
+    };
+    let mut found = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("event") {
+            continue;
+        }
+        let label = fs::read_to_string(entry.path().join("device/name")).unwrap_or_default();
+        if !label.contains("Power Button") {
+            continue;
+        }
+        found += 1;
+        let dev = format!("/dev/input/{name}");
+        let spawned = thread::Builder::new().name("power-button".into()).spawn(move || read_events(&dev));
+        if let Err(e) = spawned {
+            log::error!("power: cannot watch {name}: {e}");
+        }
+    }
+    if found == 0 {
+        log::warn!("power: no power button found; use the hypervisor's shutdown signal or SIGTERM");
+    }
+}
+
+fn read_events(dev: &str) {
+    let mut file = match File::open(dev) {
+        Ok(f) => f,
+        Err(e) => return log::error!("power: cannot open {dev}: {e}"),
+    };
+    log::debug!("power: watching {dev}");
+    let mut ev = [0u8; INPUT_EVENT_SIZE];
+    loop {
+        if let Err(e) = file.read_exact(&mut ev) {
+            return log::error!("power: reading {dev} failed: {e}");
+        }
+        if is_power_press(&ev) {
+            log::info!("power: power button pressed");
+            if let Err(e) = kill_process(getpid(), Signal::POWER) {
+                log::error!("power: cannot signal init: {e}");
+            }
+        }
+    }
+}
+
+/// Runs one shutdown step and logs its duration.
+fn step(name: &str, f: impl FnOnce()) {
+    let t = Instant::now();
+    f();
+    log::info!("shutdown: {name} done in {:.2}s", t.elapsed().as_secs_f64());
+}
+
+/// Waits until `pid` is reaped (or, with `None`, until no children are left),
+/// at most `limit`. Returns true if that happened in time.
+fn wait_gone(pid: Option<Pid>, limit: Duration) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        match rustix::process::waitpid(None, WaitOptions::NOHANG) {
+            Ok(Some((reaped, status))) => {
+                log::debug!("shutdown: reaped pid {} ({})", reaped.as_raw_nonzero(), reaper::describe(&status));
+                if Some(reaped) == pid {
+                    return true;
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(rustix::io::Errno::CHILD) => return true, // nothing left at all
+            Err(e) => log::warn!("shutdown: waitpid: {e}"),
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Signals every process but PID 1.
+fn signal_all(sig: i32) {
+    // SAFETY: kill(2) with pid -1 takes no pointers; it only sends a signal.
+    if unsafe { libc::kill(-1, sig) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ESRCH) {
+            log::warn!("shutdown: kill(-1, {sig}): {e}");
+        }
+    }
+}
+
+/// The one shutdown sequence for every trigger. Never returns.
+pub fn shutdown(engine: &mut engine::Engine, why: &str) -> ! {
+    let began = Instant::now();
+    log::info!("shutdown: {why}; stopping");
+    step("stop accepting vsock connections", vsock::stop_accepting);
+    step("stop engine", || {
+        if let Some(pid) = engine.take_for_shutdown() {
+            engine::terminate(pid);
+            if !wait_gone(Some(pid), Duration::from_secs(10)) {
+                log::warn!("shutdown: engine did not stop within 10s; killing it");
+                let _ = kill_process(pid, Signal::KILL);
+            }
+        }
+    });
+    step("stop remaining processes", || {
+        signal_all(libc::SIGTERM);
+        if !wait_gone(None, Duration::from_secs(5)) {
+            log::warn!("shutdown: processes still running after 5s; sending SIGKILL");
+            signal_all(libc::SIGKILL);
+            wait_gone(None, Duration::from_secs(2));
+        }
+    });
+    step("sync", rustix::fs::sync);
+    log::info!("shutdown: powering off after {:.2}s", began.elapsed().as_secs_f64());
+    power_off()
+}
+
+/// Last resort for fatal errors as well: sync and power off, never return.
+pub fn power_off() -> ! {
+    rustix::fs::sync();
+    loop {
+        if let Err(e) = reboot(RebootCommand::PowerOff) {
+            log::error!("power: reboot(POWER_OFF) failed: {e}");
+        }
+        thread::sleep(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: u16, code: u16, value: i32) -> [u8; 24] {
+        let mut ev = [0u8; 24];
+        ev[16..18].copy_from_slice(&kind.to_ne_bytes());
+        ev[18..20].copy_from_slice(&code.to_ne_bytes());
+        ev[20..24].copy_from_slice(&value.to_ne_bytes());
+        ev
+    }
+
+    #[test]
+    fn only_a_power_key_press_counts() {
+        assert!(is_power_press(&event(EV_KEY, KEY_POWER, 1)));
+        assert!(!is_power_press(&event(EV_KEY, KEY_POWER, 0)), "release");
+        assert!(!is_power_press(&event(EV_KEY, 30, 1)), "another key");
+        assert!(!is_power_press(&event(0, 0, 0)), "sync event");
+        assert!(!is_power_press(&[0u8; 10]));
+    }
+}
