@@ -1,1 +1,77 @@
-fn main(){}
+//! `skiff`: the host side of the Skiff appliance.
+//!
+//! `skiff run` boots the ISO in QEMU and serves the engine on a local unix
+//! socket; `skiff bridge` only bridges that socket to a guest started by
+//! any other hypervisor; `skiff stop` presses the VM's power button.
+
+mod bridge;
+mod qemu;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use skiff_proto::DEFAULT_ENGINE_PORT;
+
+#[derive(Parser)]
+#[command(name = "skiff", version, about = "Boot the Skiff appliance and reach its container engine over vsock")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Boot the ISO headless in QEMU and serve the engine on DIR/docker.sock.
+    Run(qemu::RunOptions),
+    /// Bridge a local unix socket to the guest's engine port.
+    Bridge(BridgeArgs),
+    /// Ask a VM started by `skiff run` to shut down (ACPI power button).
+    Stop {
+        /// State folder of the VM.
+        #[arg(long, env = "SKIFF_DIR", default_value_os_t = qemu::default_dir())]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct BridgeArgs {
+    /// Local unix socket to create (point DOCKER_HOST at it).
+    #[arg(long)]
+    listen: PathBuf,
+    /// Guest context id, for kernel AF_VSOCK (vhost-vsock, Hyper-V, VMware).
+    #[arg(long, conflicts_with = "uds", required_unless_present = "uds")]
+    cid: Option<u32>,
+    /// Hybrid-vsock unix socket (Firecracker, Cloud Hypervisor, vhost-device-vsock).
+    #[arg(long)]
+    uds: Option<PathBuf>,
+    /// Guest vsock port of the engine.
+    #[arg(long, default_value_t = DEFAULT_ENGINE_PORT)]
+    port: u32,
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Run(opts) => qemu::run(&opts),
+        Command::Bridge(args) => {
+            let target = match (args.cid, args.uds) {
+                (Some(cid), _) => bridge::Target::Cid(cid),
+                (None, Some(uds)) => bridge::Target::Uds(uds),
+                (None, None) => unreachable!("clap requires --cid or --uds"),
+            };
+            bridge::bind(&args.listen).and_then(|l| {
+                eprintln!("skiff: bridging {} to the guest's port {}", args.listen.display(), args.port);
+                println!("export DOCKER_HOST=unix://{}", args.listen.display());
+                bridge::serve(l, target, args.port)
+            })
+        }
+        Command::Stop { dir } => qemu::stop(&dir),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("skiff: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! The container engine: Podman's API service (Docker-compatible), started
 //! and restarted by PID 1, with readiness meaning "answers GET /_ping".
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -116,21 +116,7 @@ pub fn ping(path: &str) -> io::Result<bool> {
     let mut s = UnixStream::connect(path)?;
     s.set_read_timeout(Some(Duration::from_secs(2)))?;
     s.set_write_timeout(Some(Duration::from_secs(2)))?;
-    s.write_all(b"GET /_ping HTTP/1.0\r\nHost: skiff\r\n\r\n")?;
-    let mut head = [0u8; 16];
-    let mut got = 0;
-    while got < head.len() {
-        match s.read(&mut head[got..])? {
-            0 => break,
-            n => got += n,
-        }
-    }
-    Ok(is_http_ok(&head[..got]))
-}
-
-/// `HTTP/1.x 200 ...`
-pub fn is_http_ok(head: &[u8]) -> bool {
-    head.len() >= 12 && head.starts_with(b"HTTP/1.") && &head[8..12] == b" 200"
+    skiff_proto::http::ping(&mut s)
 }
 
 /// Logs the moment the engine first answers, for boot-time measurements.
@@ -143,18 +129,4 @@ fn wait_ready() {
         thread::sleep(Duration::from_millis(50));
     }
     log::warn!("engine: still not answering /_ping after 300s");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recognises_ok_status_lines() {
-        assert!(is_http_ok(b"HTTP/1.1 200 OK\r\n"));
-        assert!(is_http_ok(b"HTTP/1.0 200 OK"));
-        assert!(!is_http_ok(b"HTTP/1.1 503 Service"));
-        assert!(!is_http_ok(b"HTTP/1.1 20"));
-        assert!(!is_http_ok(b""));
-    }
 }

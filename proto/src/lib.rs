@@ -4,6 +4,7 @@
 //! implementation instead of two copies.
 
 pub mod framing;
+pub mod http;
 pub mod hybrid;
 
 /// The guest's vsock port for the engine API (Docker's historic plain-text port).

@@ -1,0 +1,52 @@
+# Skiff: build the appliance ISO and the host CLI, boot it, test it.
+#   make run    install deps, build everything, boot the ISO in QEMU
+#   make test   install deps, build everything, run every test
+#   make iso    out/skiff.iso only
+#   make bench  size and speed figures (out/bench.json)
+# Slow artefacts (kernel build, trixie packages) are cached in SKIFF_CACHE.
+
+SKIFF_CACHE ?= $(HOME)/.cache/skiff
+INITRD_COMPRESSION ?= zstd
+TARGET := x86_64-unknown-linux-gnu
+INIT := target/$(TARGET)/release/skiff-init
+SKIFF := target/release/skiff
+export PATH := $(PATH):$(or $(CARGO_HOME),$(HOME)/.cargo)/bin
+
+.PHONY: all deps iso host run test unit smoke bench clean FORCE
+all: iso host
+
+deps:
+	@scripts/install-deps.sh
+
+# PID 1: a static binary (glibc static-pie), so it needs nothing from the image.
+$(INIT): FORCE
+	RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked -p skiff-init --target $(TARGET)
+
+$(SKIFF): FORCE
+	cargo build --release --locked -p skiff
+
+host: $(SKIFF)
+
+out/bzImage: kernel-config image/build-kernel.sh image/trixie-apt.sh
+	image/build-kernel.sh $(SKIFF_CACHE) $@
+
+out/rootfs.stamp: $(INIT) image/build-rootfs.sh image/trixie-apt.sh $(shell find image/etc -type f)
+	image/build-rootfs.sh $(SKIFF_CACHE) $(INIT) out/rootfs
+	touch $@
+
+out/skiff.iso: out/bzImage out/rootfs.stamp image/build-iso.sh image/grub.cfg
+	image/build-iso.sh out/bzImage out/rootfs $@ $(INITRD_COMPRESSION)
+
+iso: deps out/skiff.iso
+
+run: deps iso host
+	$(SKIFF) run --iso out/skiff.iso
+
+test: deps iso host
+	cargo test --workspace --locked -- --nocapture --test-threads=1
+
+bench: deps iso host
+	cargo run --release --locked -p skiff-tests --bin bench
+
+clean:
+	rm -rf out

@@ -1,0 +1,145 @@
+//! The host side of the engine socket: a local unix socket whose every
+//! connection is carried to the guest's vsock port.
+//!
+//! Kernel AF_VSOCK keeps half-close, so it is plain pass-through. On hybrid
+//! vsock (vhost-device-vsock, Firecracker, Cloud Hypervisor) a host-side
+//! half-close would close the guest socket entirely, so the client's EOF is
+//! sent in-band as a zero-length frame instead (see `skiff_proto::framing`).
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::thread;
+
+use skiff_proto::{framing, hybrid};
+use vsock::VsockStream;
+
+/// Copy buffer size: large enough that big transfers are not syscall-bound.
+const BUF: usize = 256 * 1024;
+
+/// Where the guest's port is reached.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// Kernel AF_VSOCK to a guest context id.
+    Cid(u32),
+    /// A hybrid-vsock unix socket (`CONNECT <port>` handshake).
+    Uds(PathBuf),
+}
+
+impl Target {
+    fn describe(&self, port: u32) -> String {
+        match self {
+            Target::Cid(cid) => format!("vsock cid {cid} port {port}"),
+            Target::Uds(path) => format!("hybrid vsock {} port {port}", path.display()),
+        }
+    }
+}
+
+/// Binds `listen` (replacing a stale socket file), owner-only.
+pub fn bind(listen: &Path) -> io::Result<UnixListener> {
+    match fs::remove_file(listen) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = UnixListener::bind(listen)?;
+    fs::set_permissions(listen, fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Accepts connections forever, one thread pair per connection.
+pub fn serve(listener: UnixListener, target: Target, port: u32) -> io::Result<()> {
+    for client in listener.incoming() {
+        let client = match client {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("skiff: accept failed: {e}");
+                continue;
+            }
+        };
+        let target = target.clone();
+        thread::spawn(move || {
+            if let Err(e) = handle(client, &target, port) {
+                eprintln!("skiff: {}: {e}", target.describe(port));
+            }
+        });
+    }
+    Ok(())
+}
+
+fn handle(client: UnixStream, target: &Target, port: u32) -> io::Result<()> {
+    match target {
+        Target::Cid(cid) => {
+            let guest = VsockStream::connect_with_cid_port(*cid, port)?;
+            let guest_rd = guest.try_clone()?;
+            pump(client, guest_rd, guest, |w| w.shutdown(Shutdown::Write))
+        }
+        Target::Uds(path) => {
+            let mut guest = UnixStream::connect(path)?;
+            hybrid::handshake(&mut guest, port)?;
+            guest.write_all(framing::PREAMBLE)?;
+            let guest_rd = guest.try_clone()?;
+            pump(client, guest_rd, Framed(guest), |w| w.0.write_all(&framing::EOF_FRAME))
+        }
+    }
+}
+
+/// Copies client → guest (ending with `eof`) and guest → client (ending
+/// with a half-close of the client), until both directions are done.
+fn pump<R, W, F>(client: UnixStream, mut guest_rd: R, mut guest_wr: W, eof: F) -> io::Result<()>
+where
+    R: Read + Send + 'static,
+    W: Write,
+    F: FnOnce(&mut W) -> io::Result<()>,
+{
+    let mut client_wr = client.try_clone()?;
+    let back = thread::spawn(move || {
+        let r = copy(&mut guest_rd, &mut client_wr);
+        let _ = client_wr.shutdown(Shutdown::Write);
+        r
+    });
+    let mut client_rd = client;
+    let sent = copy(&mut client_rd, &mut guest_wr).and_then(|_| eof(&mut guest_wr));
+    let got = back.join().map_err(|_| io::Error::other("copy thread panicked"))?;
+    sent.and(got).map(|_| ())
+}
+
+/// `io::copy` with a large buffer.
+pub fn copy<R: Read + ?Sized, W: Write + ?Sized>(r: &mut R, w: &mut W) -> io::Result<u64> {
+    let mut buf = vec![0u8; BUF];
+    let mut total = 0;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
+/// A writer that wraps each write in a frame.
+struct Framed(UnixStream);
+
+impl Write for Framed {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let mut frame = Vec::with_capacity(data.len() + 8);
+        framing::encode(data, &mut frame);
+        self.0.write_all(&frame)?;
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Pings the engine through a bridge socket.
+pub fn ping(sock: &Path) -> io::Result<bool> {
+    let mut s = UnixStream::connect(sock)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    skiff_proto::http::ping(&mut s)
+}

@@ -1,0 +1,83 @@
+#!/bin/sh
+# Assembles the appliance's root filesystem from Debian 13 (trixie) packages:
+# only the binaries the engine needs, plus the shared libraries they load
+# (found by walking ELF NEEDED entries), Skiff's /etc and the init.
+# Usage: image/build-rootfs.sh CACHE INIT_BINARY OUT_DIR
+set -eu
+cache=$1; init=$(realpath "$2"); out=$(realpath -m "$3")
+here=$(cd "$(dirname "$0")/.." && pwd)
+apt="$here/image/trixie-apt.sh"
+
+packages="podman crun conmon netavark aardvark-dns catatonit nftables e2fsprogs ca-certificates golang-github-containers-common"
+
+# Binaries to copy: path inside the packages [path in the image].
+binaries="
+/usr/bin/podman
+/usr/bin/crun
+/usr/bin/conmon
+/usr/bin/catatonit
+/usr/lib/podman/netavark
+/usr/lib/podman/aardvark-dns
+/usr/sbin/nft
+/usr/sbin/mke2fs
+/usr/sbin/e2fsck
+"
+
+debs="$cache/debs"
+mkdir -p "$debs"
+if ! "$apt" "$cache" apt-get install --download-only -qq -o Dir::Cache::archives="$debs" $packages >/dev/null 2>&1; then
+  "$apt" "$cache" apt-get update -qq
+  "$apt" "$cache" apt-get install --download-only -qq -o Dir::Cache::archives="$debs" $packages
+fi
+
+# Unpack every downloaded package once into a staging tree keyed by the set of .debs.
+key=$(ls "$debs"/*.deb | xargs -n1 basename | sort | sha256sum | cut -c1-16)
+stage="$cache/stage-$key"
+if [ ! -d "$stage" ]; then
+  rm -rf "$cache"/stage-*
+  mkdir -p "$stage.tmp"
+  for d in "$debs"/*.deb; do dpkg-deb -x "$d" "$stage.tmp"; done
+  mv "$stage.tmp" "$stage"
+fi
+
+rm -rf "$out"; mkdir -p "$out"
+cd "$out"
+mkdir -p usr/bin usr/sbin usr/lib/x86_64-linux-gnu usr/lib64 usr/lib/podman usr/libexec/podman \
+  etc/containers etc/ssl/certs proc sys dev run tmp var/tmp var/lib/containers root usr/share/containers
+ln -s usr/bin bin; ln -s usr/sbin sbin; ln -s usr/lib lib; ln -s usr/lib64 lib64
+chmod 1777 tmp var/tmp; chmod 0700 root
+
+# Resolve a library name to a real file in the staging tree.
+find_lib() {
+  for dir in usr/lib/x86_64-linux-gnu lib/x86_64-linux-gnu usr/lib lib; do
+    if [ -e "$stage/$dir/$1" ]; then echo "$dir/$1"; return 0; fi
+  done
+  return 1
+}
+# Copy a file, following symlinks, and (for ELF files) every library it needs.
+copy_with_libs() {
+  src=$1; dst=$2
+  [ -e "$out/$dst" ] && return 0
+  mkdir -p "$out/$(dirname "$dst")"
+  cp -L "$stage/$src" "$out/$dst"
+  for lib in $(readelf -d "$stage/$src" 2>/dev/null | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+    path=$(find_lib "$lib") || { echo "rootfs: $src needs $lib, not found" >&2; exit 1; }
+    copy_with_libs "$path" "usr/lib/x86_64-linux-gnu/$lib"
+  done
+}
+for b in $binaries; do copy_with_libs "$b" "$b"; done
+# The dynamic loader, at the path every binary names.
+copy_with_libs usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2
+ln -sf ../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 usr/lib64/ld-linux-x86-64.so.2
+# NSS modules are loaded at run time (not NEEDED): files is built into glibc 2.41, dns too.
+ln -sf ../../bin/catatonit usr/libexec/podman/catatonit
+ln -sf mke2fs usr/sbin/mkfs.ext4
+# The seccomp profile the engine applies to containers by default.
+cp "$stage/usr/share/containers/seccomp.json" usr/share/containers/
+# CA bundle, as update-ca-certificates would write it.
+find "$stage/usr/share/ca-certificates" -name '*.crt' | sort | xargs cat > etc/ssl/certs/ca-certificates.crt
+# Skiff's own configuration files, then the init.
+cp -R "$here/image/etc/." etc/
+install -m 0755 "$init" init
+mknod -m 600 dev/console c 5 1 2>/dev/null || echo "rootfs: cannot create dev/console (not root?); init will reopen it" >&2
+echo "rootfs: $(du -sh . | cut -f1) in $(find . -type f | wc -l) files"
