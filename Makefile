@@ -6,7 +6,7 @@
 # Slow artefacts (kernel build, trixie packages) are cached in SKIFF_CACHE.
 
 SKIFF_CACHE ?= $(HOME)/.cache/skiff
-INITRD_COMPRESSION ?= zstd
+INITRD_COMPRESSION ?= xz
 TARGET := x86_64-unknown-linux-gnu
 INIT := target/$(TARGET)/release/skiff-init
 SKIFF := target/release/skiff

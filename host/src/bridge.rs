@@ -12,6 +12,7 @@ use std::net::Shutdown;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use skiff_proto::{framing, hybrid};
@@ -19,6 +20,10 @@ use vsock::VsockStream;
 
 /// Copy buffer size: large enough that big transfers are not syscall-bound.
 const BUF: usize = 256 * 1024;
+
+/// While set, failed guest connections are not reported (`skiff run` polls
+/// the engine through the bridge while the guest is still booting).
+pub static QUIET: AtomicBool = AtomicBool::new(false);
 
 /// Where the guest's port is reached.
 #[derive(Clone, Debug)]
@@ -62,6 +67,11 @@ pub fn serve(listener: UnixListener, target: Target, port: u32) -> io::Result<()
         let target = target.clone();
         thread::spawn(move || {
             if let Err(e) = handle(client, &target, port) {
+                // A reset or broken pipe is how either side hangs up early.
+                let teardown = matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe);
+                if teardown || QUIET.load(Ordering::Relaxed) {
+                    return;
+                }
                 eprintln!("skiff: {}: {e}", target.describe(port));
             }
         });

@@ -43,8 +43,13 @@ pub struct RunOptions {
     /// Seconds to wait for the engine to answer before giving up.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
-    /// Extra kernel command line is not supported by the ISO's boot loader;
-    /// extra QEMU arguments are (repeat the flag for each one).
+    /// Boot with UEFI firmware (OVMF) instead of BIOS.
+    #[arg(long)]
+    pub uefi: bool,
+    /// UEFI firmware image used with --uefi.
+    #[arg(long, default_value = "/usr/share/ovmf/OVMF.fd")]
+    pub ovmf: PathBuf,
+    /// An extra QEMU argument (repeat the flag for each one).
     #[arg(long = "qemu-arg", allow_hyphen_values = true)]
     pub qemu_args: Vec<String>,
 }
@@ -156,6 +161,9 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
             .args(["-device", "vhost-user-vsock-pci,chardev=vsock0"]);
         Target::Uds(uds)
     };
+    if o.uefi {
+        qemu.arg("-bios").arg(&o.ovmf);
+    }
     qemu.args(&o.qemu_args);
 
     let _ = fs::remove_file(&console);
@@ -167,7 +175,10 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
     let (t, port) = (target.clone(), o.port);
     thread::spawn(move || bridge::serve(listener, t, port));
 
-    let result = wait_ready(o, &docker_sock, &mut vm, started).and_then(|()| {
+    bridge::QUIET.store(true, Ordering::Relaxed);
+    let ready = wait_ready(o, &docker_sock, &mut vm, started);
+    bridge::QUIET.store(false, Ordering::Relaxed);
+    let result = ready.and_then(|()| {
         println!("export DOCKER_HOST=unix://{}", docker_sock.display());
         io::stdout().flush()?;
         eprintln!("skiff: engine ready after {:.1}s; Ctrl-C or `skiff stop` shuts the VM down", started.elapsed().as_secs_f64());

@@ -61,6 +61,38 @@ pub fn spawn_listener(port: u32, engine: &'static str) {
     }
 }
 
+/// A connected byte stream the forwarder can split and half-close:
+/// AF_VSOCK in the guest, a unix socket in tests (same half-close semantics).
+pub trait Conn: Read + Write + Send + Sized + 'static {
+    fn try_clone(&self) -> io::Result<Self>;
+    fn shutdown(&self, how: Shutdown) -> io::Result<()>;
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()>;
+}
+
+impl Conn for VsockStream {
+    fn try_clone(&self) -> io::Result<Self> {
+        VsockStream::try_clone(self)
+    }
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        VsockStream::shutdown(self, how)
+    }
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        VsockStream::set_read_timeout(self, t)
+    }
+}
+
+impl Conn for UnixStream {
+    fn try_clone(&self) -> io::Result<Self> {
+        UnixStream::try_clone(self)
+    }
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        UnixStream::shutdown(self, how)
+    }
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        UnixStream::set_read_timeout(self, t)
+    }
+}
+
 fn serve(stream: VsockStream, engine: &str) {
     if let Err(e) = forward(stream, engine) {
         log::debug!("vsock: connection ended with error: {e}");
@@ -68,7 +100,7 @@ fn serve(stream: VsockStream, engine: &str) {
 }
 
 /// Reads until the first bytes say whether the connection is framed.
-fn sniff_mode(stream: &mut VsockStream) -> io::Result<(Sniff, Vec<u8>)> {
+fn sniff_mode<C: Conn>(stream: &mut C) -> io::Result<(Sniff, Vec<u8>)> {
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut first = Vec::with_capacity(framing::PREAMBLE.len());
     let mut buf = [0u8; 64];
@@ -89,14 +121,19 @@ fn sniff_mode(stream: &mut VsockStream) -> io::Result<(Sniff, Vec<u8>)> {
     Ok((mode, leftover))
 }
 
-fn forward(mut vs: VsockStream, engine_path: &str) -> io::Result<()> {
+pub fn forward<C: Conn>(mut vs: C, engine_path: &str) -> io::Result<()> {
     let (mode, leftover) = sniff_mode(&mut vs)?;
     let engine = match UnixStream::connect(engine_path) {
         Ok(e) => e,
         Err(e) => {
             log::debug!("vsock: engine socket unavailable: {e}");
             vs.write_all(unavailable_response().as_bytes())?;
-            return vs.shutdown(Shutdown::Both);
+            vs.shutdown(Shutdown::Write)?;
+            // Drain the unread request briefly: closing with unread input
+            // would turn the answer into a connection reset.
+            vs.set_read_timeout(Some(Duration::from_secs(1)))?;
+            let _ = io::copy(&mut vs, &mut io::sink());
+            return Ok(());
         }
     };
     // Engine → host: plain bytes; at the engine's EOF, half-close towards the host.
@@ -131,6 +168,66 @@ pub fn unavailable_response() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::net::UnixListener;
+    use std::path::PathBuf;
+
+    /// A stand-in engine: reads its request to EOF (the half-close), then
+    /// answers with the byte count and closes.
+    fn fake_engine(name: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("skiff-fwd-{name}-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).unwrap();
+            s.write_all(format!("got {} bytes: {}", got.len(), String::from_utf8_lossy(&got)).as_bytes()).unwrap();
+        });
+        path
+    }
+
+    /// Runs the forwarder on one end of a socket pair; returns the other end.
+    fn connect(engine: &std::path::Path) -> UnixStream {
+        let (host, guest) = UnixStream::pair().unwrap();
+        let engine = engine.to_str().unwrap().to_string();
+        thread::spawn(move || forward(guest, &engine));
+        host
+    }
+
+    #[test]
+    fn plain_mode_passes_half_close_through() {
+        let engine = fake_engine("plain");
+        let mut host = connect(&engine);
+        host.write_all(b"GET /x HTTP/1.1\r\n\r\n").unwrap();
+        host.shutdown(Shutdown::Write).unwrap();
+        let mut reply = String::new();
+        host.read_to_string(&mut reply).unwrap();
+        assert_eq!(reply, "got 19 bytes: GET /x HTTP/1.1\r\n\r\n");
+    }
+
+    #[test]
+    fn framed_mode_carries_eof_in_band() {
+        let engine = fake_engine("framed");
+        let mut host = connect(&engine);
+        let mut wire = framing::PREAMBLE.to_vec();
+        framing::encode(b"POST /attach", &mut wire);
+        framing::encode(b" stdin", &mut wire);
+        wire.extend_from_slice(&framing::EOF_FRAME);
+        host.write_all(&wire).unwrap();
+        // No shutdown: the EOF frame alone must end the engine's input.
+        let mut reply = String::new();
+        host.read_to_string(&mut reply).unwrap();
+        assert_eq!(reply, "got 18 bytes: POST /attach stdin");
+    }
+
+    #[test]
+    fn engine_down_gives_503() {
+        let mut host = connect(std::path::Path::new("/nonexistent/engine.sock"));
+        host.write_all(b"GET /_ping HTTP/1.1\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        host.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 503 "), "{reply}");
+    }
 
     #[test]
     fn unavailable_is_well_formed_http() {

@@ -56,11 +56,13 @@ fn ifindex(name: &str) -> io::Result<u32> {
     text.trim().parse().map_err(|_| io::Error::other(format!("bad ifindex for {name}: {text:?}")))
 }
 
-/// The first Ethernet-like link (ARPHRD_ETHER = 1), by name order.
+/// The first Ethernet-like link backed by a device (ARPHRD_ETHER = 1, with a
+/// `device` link in sysfs: virtual links such as dummy0 have none), by name.
 fn first_ethernet() -> Option<String> {
     let mut names: Vec<String> = fs::read_dir("/sys/class/net").ok()?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|n| fs::read_to_string(format!("/sys/class/net/{n}/type")).is_ok_and(|t| t.trim() == "1"))
+        .filter(|n| fs::symlink_metadata(format!("/sys/class/net/{n}/device")).is_ok())
         .collect();
     names.sort();
     names.into_iter().next()
