@@ -34,14 +34,13 @@ if [ ! -f "$src/Makefile" ]; then
   dpkg-deb --fsys-tarfile "$deb" | tar -xO --wildcards './usr/src/linux-source-6.12.tar.xz' | tar -xJ -C "$src" --strip-components=1
 fi
 
-build="$kdir/build"
+build="$kdir/build-$key"
 rm -rf "$build"; mkdir -p "$build"
 echo "kernel: configuring (tinyconfig + kernel-config)"
 make -s -C "$src" O="$build" tinyconfig
 "$src/scripts/kconfig/merge_config.sh" -m -O "$build" "$build/.config" "$here/kernel-config" >/dev/null
 make -s -C "$src" O="$build" olddefconfig
 # Report options of the fragment that Kconfig dropped (a missing dependency).
-missing=0
 grep -E '^CONFIG_[A-Z0-9_]+=y' "$here/kernel-config" | while read -r line; do
   grep -qx "$line" "$build/.config" || { echo "kernel: warning: $line did not stick"; }
 done
@@ -49,5 +48,6 @@ echo "kernel: building bzImage with $(nproc) jobs"
 make -s -C "$src" O="$build" -j"$(nproc)" bzImage
 cp "$build/arch/x86/boot/bzImage" "$cached.tmp" && mv "$cached.tmp" "$cached"
 cp "$build/.config" "$kdir/config-$key"
+rm -rf "$build"
 mkdir -p "$(dirname "$out")"; cp "$cached" "$out"
 echo "kernel: built $cached ($(stat -c %s "$cached") bytes)"

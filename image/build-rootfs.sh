@@ -34,7 +34,6 @@ fi
 key=$(ls "$debs"/*.deb | xargs -n1 basename | sort | sha256sum | cut -c1-16)
 stage="$cache/stage-$key"
 if [ ! -d "$stage" ]; then
-  rm -rf "$cache"/stage-*
   mkdir -p "$stage.tmp"
   for d in "$debs"/*.deb; do dpkg-deb -x "$d" "$stage.tmp"; done
   mv "$stage.tmp" "$stage"
