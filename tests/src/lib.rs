@@ -71,12 +71,18 @@ pub struct Vm {
 impl Vm {
     /// Boots the ISO and waits for `skiff run` to print DOCKER_HOST.
     pub fn boot(dir: &Path) -> Vm {
+        Self::boot_with(dir, &[])
+    }
+
+    /// Like [`Vm::boot`], with extra `skiff run` arguments.
+    pub fn boot_with(dir: &Path, extra: &[&str]) -> Vm {
         let started = Instant::now();
         let mut run = Command::new(skiff_bin())
             .arg("run")
             .arg("--iso").arg(iso())
             .arg("--dir").arg(dir)
             .arg("--timeout").arg("400")
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()

@@ -51,3 +51,17 @@ fn docker_cli_drives_the_appliance_over_vsock() {
     let console = std::fs::read_to_string(scratch.0.join("console.log")).unwrap();
     assert!(console.contains("shutdown: powering off"), "no clean shutdown in the console log");
 }
+
+/// The same ISO boots under UEFI firmware (OVMF), not only BIOS.
+#[test]
+fn boots_under_uefi() {
+    let ovmf = "/usr/share/ovmf/OVMF.fd";
+    assert!(std::path::Path::new(ovmf).is_file(), "no {ovmf}: install Debian's ovmf (make deps does)");
+    let scratch = Scratch::new("uefi");
+    let vm = Vm::boot_with(&scratch.0, &["--uefi", "--ovmf", ovmf]);
+    eprintln!("uefi: engine answered {:.1}s after skiff run started", vm.ready_after.as_secs_f64());
+    let version = vm.docker_ok(&["version", "--format", "{{.Server.Version}}"]);
+    assert!(version.trim().starts_with('5'), "server version {version:?}");
+    assert!(vm.console().contains("efi: EFI v"), "the kernel should report booting from EFI firmware");
+    vm.shutdown();
+}
