@@ -49,9 +49,34 @@ pub struct RunOptions {
     /// UEFI firmware image used with --uefi.
     #[arg(long, default_value = "/usr/share/ovmf/OVMF.fd")]
     pub ovmf: PathBuf,
+    /// Append a kernel parameter (repeat per parameter), e.g. `skiff.debug`.
+    /// The ISO's kernel and initramfs are then booted directly by QEMU
+    /// (extracted with xorriso), with the ISO still attached.
+    #[arg(long = "kernel-arg")]
+    pub kernel_args: Vec<String>,
     /// An extra QEMU argument (repeat the flag for each one).
     #[arg(long = "qemu-arg", allow_hyphen_values = true)]
     pub qemu_args: Vec<String>,
+}
+
+/// The kernel command line of the ISO's boot entry (keep in step with image/grub.cfg).
+const BASE_CMDLINE: &str = "console=tty0 console=ttyS0,115200 panic=10";
+
+/// Copies the ISO's kernel and initramfs into `dir` (for direct kernel boot).
+fn extract_boot_files(iso: &Path, dir: &Path) -> io::Result<(PathBuf, PathBuf)> {
+    let kernel = dir.join("vmlinuz");
+    let initrd = dir.join("initramfs.img");
+    let status = Command::new("xorriso")
+        .args(["-osirrox", "on", "-indev"]).arg(iso)
+        .arg("-extract").arg("/boot/vmlinuz").arg(&kernel)
+        .arg("-extract").arg("/boot/initramfs.img").arg(&initrd)
+        .stdout(Stdio::null()).stderr(Stdio::null())
+        .status()
+        .map_err(|e| io::Error::other(format!("--kernel-arg needs xorriso to read the ISO: {e}")))?;
+    if !status.success() || !kernel.is_file() || !initrd.is_file() {
+        return Err(io::Error::other(format!("cannot extract the kernel and initramfs from {}", iso.display())));
+    }
+    Ok((kernel, initrd))
 }
 
 /// `~/.skiff`, or `./.skiff` without a home.
@@ -163,6 +188,11 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
     };
     if o.uefi {
         qemu.arg("-bios").arg(&o.ovmf);
+    }
+    if !o.kernel_args.is_empty() {
+        let (kernel, initrd) = extract_boot_files(&o.iso, &dir)?;
+        qemu.arg("-kernel").arg(kernel).arg("-initrd").arg(initrd)
+            .arg("-append").arg(format!("{BASE_CMDLINE} {}", o.kernel_args.join(" ")));
     }
     qemu.args(&o.qemu_args);
 

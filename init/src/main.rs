@@ -27,7 +27,7 @@ fn main() {
     let stage2 = std::env::args().nth(1).as_deref() == Some(rootfs::STAGE2_ARG);
     if !stage2 {
         log::info!("init started (initramfs)");
-        let opts = read_options();
+        let opts = read_options(false);
         let err = rootfs::switch_to_tmpfs(&opts.root_size);
         log::error!("cannot switch to a tmpfs root: {err}; staying on the initramfs (containers will fail to start)");
     }
@@ -35,7 +35,8 @@ fn main() {
 }
 
 /// Reads `skiff.*` options, mounting /proc briefly if it is not there yet.
-fn read_options() -> cmdline::Options {
+/// Problems are reported once, by the second stage (`report`).
+fn read_options(report: bool) -> cmdline::Options {
     let mounted_here = !std::path::Path::new("/proc/self").exists()
         && std::fs::create_dir_all("/proc").is_ok()
         && rustix::mount::mount("proc", "/proc", "proc", rustix::mount::MountFlags::empty(), None).is_ok();
@@ -47,7 +48,7 @@ fn read_options() -> cmdline::Options {
         let _ = rustix::mount::unmount("/proc", rustix::mount::UnmountFlags::empty());
     }
     let (opts, warnings) = cmdline::parse(&text);
-    for w in warnings {
+    for w in warnings.iter().filter(|_| report) {
         log::warn!("{w}");
     }
     opts
@@ -56,7 +57,7 @@ fn read_options() -> cmdline::Options {
 fn boot() -> ! {
     log::info!("init running on tmpfs root");
     mounts::mount_all();
-    let opts = read_options();
+    let opts = read_options(true);
     logger::init(opts.debug);
     if let Err(e) = signals::block() {
         log::error!("cannot block signals: {e}; powering off");
