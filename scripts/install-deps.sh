@@ -5,7 +5,7 @@
 # fetched separately through image/trixie-apt.sh.
 set -eu
 packages="qemu-system-x86 qemu-utils ovmf xorriso grub-pc-bin grub-efi-amd64-bin grub-common mtools
-  docker.io socat busybox-static bc bison flex libelf-dev libssl-dev cpio zstd xz-utils make
+  squashfs-tools docker.io socat busybox-static bc bison flex libelf-dev libssl-dev cpio zstd xz-utils make
   binutils gcc dosfstools e2fsprogs debian-archive-keyring ca-certificates"
 missing=""
 for p in $packages; do

@@ -8,6 +8,7 @@ mod backoff;
 mod cmdline;
 mod engine;
 mod logger;
+mod medium;
 mod mounts;
 mod net;
 mod power;
@@ -59,6 +60,9 @@ fn boot() -> ! {
     mounts::mount_all();
     let opts = read_options(true);
     logger::init(opts.debug);
+    if let Err(e) = medium::mount_usr(Duration::from_secs(30)) {
+        log::error!("medium: {e}; the engine cannot start without /usr");
+    }
     if let Err(e) = signals::block() {
         log::error!("cannot block signals: {e}; powering off");
         power::power_off();
