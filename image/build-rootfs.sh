@@ -42,7 +42,7 @@ fi
 rm -rf "$out"; mkdir -p "$out"
 cd "$out"
 mkdir -p usr/bin usr/sbin usr/lib/x86_64-linux-gnu usr/lib64 usr/lib/podman usr/libexec/podman \
-  etc/containers etc/ssl/certs proc sys dev run tmp var/tmp var/lib/containers root usr/share/containers
+  etc/containers etc/ssl/certs proc sys dev run tmp var/tmp var/lib/containers var/lib/skiff mnt root usr/share/containers
 ln -s usr/bin bin; ln -s usr/sbin sbin; ln -s usr/lib lib; ln -s usr/lib64 lib64
 chmod 1777 tmp var/tmp; chmod 0700 root
 
@@ -71,6 +71,8 @@ ln -sf ../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 usr/lib64/ld-linux-x86-64.so
 # NSS modules are loaded at run time (not NEEDED): files is built into glibc 2.41, dns too.
 ln -sf ../../bin/catatonit usr/libexec/podman/catatonit
 ln -sf mke2fs usr/sbin/mkfs.ext4
+# e2fsck refuses to check without a mount table to tell it the disk is unmounted.
+ln -s ../proc/self/mounts etc/mtab
 # The seccomp profile the engine applies to containers by default.
 cp "$stage/usr/share/containers/seccomp.json" usr/share/containers/
 # CA bundle, as update-ca-certificates would write it.

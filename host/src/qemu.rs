@@ -54,6 +54,10 @@ pub struct RunOptions {
     /// (extracted with xorriso), with the ISO still attached.
     #[arg(long = "kernel-arg")]
     pub kernel_args: Vec<String>,
+    /// A data disk image (qcow2 or raw) attached as a virtio disk; repeat for
+    /// more. A blank one becomes the VM's persistent data disk.
+    #[arg(long = "disk")]
+    pub disks: Vec<PathBuf>,
     /// An extra QEMU argument (repeat the flag for each one).
     #[arg(long = "qemu-arg", allow_hyphen_values = true)]
     pub qemu_args: Vec<String>,
@@ -77,6 +81,24 @@ fn extract_boot_files(iso: &Path, dir: &Path) -> io::Result<(PathBuf, PathBuf)> 
         return Err(io::Error::other(format!("cannot extract the kernel and initramfs from {}", iso.display())));
     }
     Ok((kernel, initrd))
+}
+
+/// QEMU's `-drive` value for a data disk. The format is stated, not
+/// guessed: QEMU refuses writes to sector 0 of a guessed raw image, which is
+/// where the partition table goes.
+fn drive_arg(disk: &Path) -> io::Result<String> {
+    let mut magic = [0u8; 4];
+    fs::File::open(disk)
+        .and_then(|mut f| io::Read::read(&mut f, &mut magic))
+        .map_err(|e| io::Error::other(format!("cannot read the disk image {}: {e}", disk.display())))?;
+    let format = disk_format(&magic);
+    let path = fs::canonicalize(disk)?.display().to_string().replace(',', ",,");
+    Ok(format!("file={path},if=virtio,format={format},discard=unmap"))
+}
+
+/// "qcow2" for a QCOW image (magic `QFI\xfb`), else "raw".
+pub fn disk_format(magic: &[u8]) -> &'static str {
+    if magic.starts_with(b"QFI\xfb") { "qcow2" } else { "raw" }
 }
 
 /// `~/.skiff`, or `./.skiff` without a home.
@@ -194,6 +216,9 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
         qemu.arg("-kernel").arg(kernel).arg("-initrd").arg(initrd)
             .arg("-append").arg(format!("{BASE_CMDLINE} {}", o.kernel_args.join(" ")));
     }
+    for disk in &o.disks {
+        qemu.arg("-drive").arg(drive_arg(disk)?);
+    }
     qemu.args(&o.qemu_args);
 
     let _ = fs::remove_file(&console);
@@ -281,4 +306,32 @@ fn powerdown(monitor: &Path) -> io::Result<()> {
 pub fn stop(dir: &Path) -> io::Result<()> {
     powerdown(&dir.join("monitor.sock"))
         .map_err(|e| io::Error::other(format!("no VM running in {} ({e})", dir.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_format_from_magic() {
+        assert_eq!(disk_format(b"QFI\xfb"), "qcow2");
+        assert_eq!(disk_format(&[0, 0, 0, 0]), "raw");
+        assert_eq!(disk_format(b""), "raw");
+    }
+
+    #[test]
+    fn drive_arg_names_the_format_and_escapes_commas() {
+        let dir = std::env::temp_dir().join(format!("skiff-drive-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let raw = dir.join("a,b.img");
+        fs::write(&raw, [0u8; 512]).unwrap();
+        let arg = drive_arg(&raw).unwrap();
+        assert!(arg.ends_with("a,,b.img,if=virtio,format=raw,discard=unmap"), "{arg}");
+        let qcow = dir.join("d.qcow2");
+        let made = Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&qcow).arg("1G").status().unwrap();
+        assert!(made.success());
+        assert!(drive_arg(&qcow).unwrap().contains("format=qcow2"));
+        assert!(drive_arg(&dir.join("missing")).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -1,11 +1,13 @@
 //! Skiff's PID 1. Reads like the boot sequence: leave the initramfs, mount
-//! the API filesystems, bring up the network, start the engine, serve it
-//! over vsock, then reap children and wait for a reason to power off.
+//! the API filesystems, bring up the network, mount the data disk, start the
+//! engine, serve it over vsock, then reap children and wait for a reason to
+//! power off.
 //! It never exits and never panics on outside input: a fatal problem is
 //! logged and the machine powers off.
 
 mod backoff;
 mod cmdline;
+mod disk;
 mod engine;
 mod logger;
 mod medium;
@@ -73,6 +75,7 @@ fn boot() -> ! {
     }
     power::watch_power_button();
     net::bring_up();
+    disk::setup();
     let mut engine = engine::Engine::new(&opts.engine_log);
     engine.start();
     vsock::spawn_listener(opts.port, engine::SOCKET);

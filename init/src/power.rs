@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use rustix::process::{getpid, kill_process, Pid, Signal, WaitOptions};
 use rustix::system::{reboot, RebootCommand};
 
-use crate::{engine, reaper, vsock};
+use crate::{disk, engine, reaper, vsock};
+
+/// How long containers get between SIGTERM and SIGKILL (Docker's default).
+const CONTAINER_GRACE: Duration = Duration::from_secs(10);
 
 /// `struct input_event` on 64-bit: timeval (16) + type (2) + code (2) + value (4).
 const INPUT_EVENT_SIZE: usize = 24;
@@ -78,6 +81,27 @@ fn step(name: &str, f: impl FnOnce()) {
     log::info!("shutdown: {name} done in {:.2}s", t.elapsed().as_secs_f64());
 }
 
+/// Runs `f` in a thread and waits at most `limit` for it, so a step stuck
+/// in the kernel (a hung disk) cannot keep the machine from powering off.
+fn bounded(what: &str, limit: Duration, f: fn()) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = thread::Builder::new().name(what.into()).spawn(move || {
+        f();
+        let _ = tx.send(());
+    });
+    match spawned {
+        Ok(_) => {
+            if rx.recv_timeout(limit).is_err() {
+                log::error!("shutdown: {what} still not done after {}s; going on", limit.as_secs());
+            }
+        }
+        Err(e) => {
+            log::warn!("shutdown: cannot start a thread for {what} ({e}); running it here");
+            f();
+        }
+    }
+}
+
 /// Waits until `pid` is reaped (or, with `None`, until no children are left),
 /// at most `limit`. Returns true if that happened in time.
 fn wait_gone(pid: Option<Pid>, limit: Duration) -> bool {
@@ -118,6 +142,7 @@ pub fn shutdown(engine: &mut engine::Engine, why: &str) -> ! {
     let began = Instant::now();
     log::info!("shutdown: {why}; stopping");
     step("stop accepting vsock connections", vsock::stop_accepting);
+    step("stop containers", || engine::stop_containers(CONTAINER_GRACE));
     step("stop engine", || {
         if let Some(pid) = engine.take_for_shutdown() {
             engine::terminate(pid);
@@ -135,7 +160,8 @@ pub fn shutdown(engine: &mut engine::Engine, why: &str) -> ! {
             wait_gone(None, Duration::from_secs(2));
         }
     });
-    step("sync", rustix::fs::sync);
+    step("sync", || bounded("sync", Duration::from_secs(20), rustix::fs::sync));
+    step("unmount data disk", || bounded("unmount", Duration::from_secs(15), disk::unmount_all));
     log::info!("shutdown: powering off after {:.2}s", began.elapsed().as_secs_f64());
     power_off()
 }

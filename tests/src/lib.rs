@@ -172,6 +172,41 @@ impl Vm {
     }
 }
 
+impl Vm {
+    /// The pid of the QEMU process that `skiff run` started.
+    pub fn qemu_pid(&self) -> Option<i32> {
+        let parent = self.run.id().to_string();
+        fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+            let stat = fs::read_to_string(e.path().join("stat")).ok()?;
+            let (head, rest) = stat.rsplit_once(')')?;
+            let ppid = rest.split_whitespace().nth(1)?;
+            (ppid == parent && head.contains("(qemu-system")).then(|| e.file_name().to_str()?.parse().ok())?
+        })
+    }
+
+    /// Pulls the plug: `kill -9` of QEMU, as a power loss would. Waits for
+    /// `skiff run` to notice and end.
+    pub fn kill_hard(mut self) {
+        let pid = self.qemu_pid().expect("no QEMU child of skiff run");
+        // SAFETY: kill(2) on the QEMU process this test started.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill -9 {pid}");
+        let end = Instant::now() + Duration::from_secs(30);
+        while self.run.try_wait().expect("wait skiff run").is_none() {
+            assert!(Instant::now() < end, "skiff run did not end after QEMU was killed");
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The per-step lines of the guest's shutdown log (`shutdown: ... done in Ns`).
+pub fn shutdown_steps(console: &str) -> Vec<String> {
+    console
+        .lines()
+        .filter_map(|l| l.split_once("shutdown: ").map(|(_, rest)| rest.trim().to_string()))
+        .filter(|l| l.contains(" done in ") || l.starts_with("powering off"))
+        .collect()
+}
+
 impl Drop for Vm {
     fn drop(&mut self) {
         // Reached only when a test failed half-way: make sure QEMU goes too
@@ -210,6 +245,12 @@ pub fn wait_with_timeout(child: Child, limit: Duration, what: &str) -> Output {
 /// Writes a `docker load` archive of a one-layer image holding Debian's
 /// static busybox (no registry is reachable here). Returns the tar's path.
 pub fn busybox_image(dir: &Path, tag: &str) -> PathBuf {
+    busybox_image_with_payload(dir, tag, 0)
+}
+
+/// Like [`busybox_image`], with `payload_mib` MiB of random bytes in
+/// `/payload` (a slow image to load).
+pub fn busybox_image_with_payload(dir: &Path, tag: &str, payload_mib: usize) -> PathBuf {
     let busybox = Path::new("/bin/busybox");
     assert!(busybox.is_file(), "no /bin/busybox: install Debian's busybox-static (make deps does)");
     let rootfs = dir.join("layer-root");
@@ -217,6 +258,12 @@ pub fn busybox_image(dir: &Path, tag: &str) -> PathBuf {
     fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
     for applet in ["sh", "echo", "cat", "sleep", "ls", "wget", "nslookup", "true", "false", "env", "hostname"] {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+    if payload_mib > 0 {
+        use std::io::Read;
+        let mut bytes = vec![0u8; payload_mib << 20];
+        fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).expect("read /dev/urandom");
+        fs::write(rootfs.join("payload"), bytes).unwrap();
     }
     let image = dir.join("image");
     fs::create_dir_all(image.join("layer")).unwrap();
@@ -243,6 +290,43 @@ pub fn busybox_image(dir: &Path, tag: &str) -> PathBuf {
 fn sha256(path: &Path) -> String {
     let out = run_ok(Command::new("sha256sum").arg(path));
     out.split_whitespace().next().expect("sha256sum output").to_string()
+}
+
+/// A sparse raw disk image of `size` bytes, all zeros: a blank disk.
+pub fn blank_disk(path: &Path, size: u64) {
+    let f = fs::File::create(path).expect("create disk image");
+    f.set_len(size).expect("size disk image");
+}
+
+/// The byte offset of the first partition in a raw image's GPT (512-byte
+/// sectors), read the way firmware does: header at LBA 1, entries after it.
+pub fn gpt_first_partition(path: &Path) -> Option<u64> {
+    use std::io::Read;
+    let mut head = vec![0u8; 34 * 512];
+    fs::File::open(path).ok()?.read_exact(&mut head).ok()?;
+    if &head[512..520] != b"EFI PART" {
+        return None;
+    }
+    let entries_lba = u64::from_le_bytes(head[512 + 72..512 + 80].try_into().ok()?) as usize;
+    let entry = head.get(entries_lba * 512..entries_lba * 512 + 128)?;
+    let first_lba = u64::from_le_bytes(entry[32..40].try_into().ok()?);
+    (first_lba > 0).then_some(first_lba * 512)
+}
+
+/// Runs a host e2fsprogs tool (`e2fsck -fn`, `debugfs -R ...`) on the ext4
+/// filesystem at byte `offset` of a raw image (e2fsprogs' `?offset=` syntax,
+/// so no loop device is needed).
+pub fn e2fs_tool(tool: &str, args: &[&str], image: &Path, offset: u64) -> Output {
+    Command::new(tool)
+        .args(args)
+        .arg(format!("{}?offset={offset}", image.display()))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {tool} (install e2fsprogs): {e}"))
+}
+
+/// sha256 of a file, as hex.
+pub fn sha256_file(path: &Path) -> String {
+    sha256(path)
 }
 
 fn run_ok(cmd: &mut Command) -> String {

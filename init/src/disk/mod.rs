@@ -1,0 +1,338 @@
+//! The persistent data disk: find it (or a blank disk to make one), check
+//! it, mount it, and put the engine's storage and Skiff's state on it;
+//! unmount it at shutdown. The decisions are pure (`probe`, `gpt`); this
+//! file does the I/O, and every slow step has a time limit.
+
+mod gpt;
+mod mountinfo;
+pub mod probe;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rustix::mount::{mount, mount_bind, mount_remount, unmount, MountFlags, UnmountFlags};
+
+use probe::{Content, Decision, Disk, Partition};
+
+/// Where the data filesystem is mounted.
+pub const MOUNT_POINT: &str = "/mnt/skiff-data";
+/// Folders of the data filesystem bind-mounted over the tmpfs root's.
+const BINDS: [(&str, &str); 2] = [("containers", "/var/lib/containers"), ("skiff", "/var/lib/skiff")];
+const MIB: u64 = 1 << 20;
+const MKFS: &str = "/usr/sbin/mke2fs";
+const FSCK: &str = "/usr/sbin/e2fsck";
+const MKFS_LIMIT: Duration = Duration::from_secs(180);
+const FSCK_LIMIT: Duration = Duration::from_secs(300);
+const PARTITION_NODE_LIMIT: Duration = Duration::from_secs(10);
+/// `_IO(0x12, 95)`: re-read the partition table.
+const BLKRRPART: libc::c_ulong = 0x125F;
+
+/// Set once the data disk is mounted, so shutdown knows to unmount it.
+static MOUNTED: AtomicBool = AtomicBool::new(false);
+
+/// Finds, prepares and mounts the data disk. Never fails the boot: without
+/// a usable disk the engine runs on the tmpfs root, and the console says so.
+pub fn setup() {
+    let began = Instant::now();
+    let disks = scan();
+    let decisions: Vec<Decision> = disks.iter().map(probe::decide).collect();
+    for (disk, decision) in disks.iter().zip(&decisions) {
+        if let Decision::Skip(why) = decision {
+            log::warn!("disk: skipping /dev/{} ({}): {why}; it is left untouched", disk.name, human(disk.size));
+        }
+    }
+    let Some(i) = probe::choose(&decisions) else {
+        return log::warn!("disk: no data disk (attach a blank disk or one with an ext4 filesystem labelled {:?}); images, containers and volumes live in RAM and will NOT persist", probe::LABEL);
+    };
+    let disk = &disks[i];
+    let device = match &decisions[i] {
+        Decision::Mount(dev) => Some(dev.clone()),
+        Decision::FormatPartition(part) => {
+            log::info!("disk: /dev/{part} is Skiff's partition but was never formatted (setup cut short?); formatting it");
+            format(part).then(|| part.clone())
+        }
+        Decision::PartitionAndFormat => {
+            log::info!("disk: /dev/{} ({}) is blank; making it Skiff's data disk", disk.name, human(disk.size));
+            partition(disk).filter(|part| format(part))
+        }
+        Decision::Skip(_) => None,
+    };
+    match device {
+        Some(dev) if check_and_mount(&dev) => {
+            log::info!("disk: data disk ready in {:.2}s: images, containers and volumes persist on /dev/{dev}", began.elapsed().as_secs_f64());
+        }
+        _ => log::warn!("disk: no data disk mounted; images, containers and volumes live in RAM and will NOT persist"),
+    }
+}
+
+/// Every candidate disk in /sys/block, sorted by name, with its probes.
+fn scan() -> Vec<Disk> {
+    let mut names: Vec<String> = match fs::read_dir("/sys/block") {
+        Ok(dir) => dir.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
+        Err(e) => {
+            log::error!("disk: cannot list /sys/block: {e}");
+            return Vec::new();
+        }
+    };
+    names.retain(|n| !probe::ignored_name(n));
+    names.sort();
+    let mut disks = Vec::new();
+    for name in names {
+        let sys = Path::new("/sys/block").join(&name);
+        let size = read_u64(&sys.join("size")).unwrap_or(0) * 512;
+        if size == 0 {
+            continue; // an empty slot (no medium)
+        }
+        let read_only = read_u64(&sys.join("ro")).unwrap_or(0) != 0;
+        let content = match read_ends(&name, size) {
+            Ok(c) => c,
+            Err(e) => {
+                log::warn!("disk: cannot read /dev/{name}: {e}; skipping it");
+                continue;
+            }
+        };
+        disks.push(Disk { partitions: partitions(&name), name, size, read_only, content });
+    }
+    disks
+}
+
+/// The partitions of a disk, from /sys/block/NAME/NAMEp (with their GPT names).
+fn partitions(disk: &str) -> Vec<Partition> {
+    let sys = Path::new("/sys/block").join(disk);
+    let mut parts: Vec<String> = fs::read_dir(&sys)
+        .map(|d| d.flatten().filter(|e| e.path().join("partition").exists()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    parts.sort();
+    parts
+        .into_iter()
+        .map(|name| {
+            let uevent = fs::read_to_string(sys.join(&name).join("uevent")).unwrap_or_default();
+            let label = uevent.lines().find_map(|l| l.strip_prefix("PARTNAME=")).map(str::to_string);
+            let size = read_u64(&sys.join(&name).join("size")).unwrap_or(0) * 512;
+            let content = read_ends(&name, size).unwrap_or_else(|e| {
+                log::warn!("disk: cannot read /dev/{name}: {e}");
+                Content::Unknown
+            });
+            Partition { name, label, content }
+        })
+        .collect()
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Probes a device from its first and last MiB (all of it if smaller).
+fn read_ends(name: &str, size: u64) -> io::Result<Content> {
+    let file = File::open(format!("/dev/{name}"))?;
+    let len = size.min(MIB) as usize;
+    let mut first = vec![0u8; len];
+    file.read_exact_at(&mut first, 0)?;
+    let mut last = vec![0u8; len];
+    file.read_exact_at(&mut last, size - len as u64)?;
+    Ok(probe::probe(&first, &last))
+}
+
+/// Writes a GPT with one `skiff-data` partition and waits for its device
+/// node. Returns the partition's name.
+fn partition(disk: &Disk) -> Option<String> {
+    let sector = read_u64(&Path::new("/sys/block").join(&disk.name).join("queue/logical_block_size")).unwrap_or(512);
+    let mut random = [0u8; 32];
+    if let Err(e) = File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut random)) {
+        log::warn!("disk: cannot read /dev/urandom ({e}); using a time-based GUID");
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(1);
+        random[..16].copy_from_slice(&t.to_le_bytes());
+        random[16..].copy_from_slice(&(!t).to_le_bytes());
+    }
+    let (a, b) = random.split_at(16);
+    let (disk_guid, part_guid) = (gpt::random_guid(a.try_into().ok()?), gpt::random_guid(b.try_into().ok()?));
+    let Some(layout) = gpt::layout(sector, disk.size / sector, disk_guid, part_guid, probe::LABEL) else {
+        log::error!("disk: /dev/{} is too small for a partition table", disk.name);
+        return None;
+    };
+    let dev = format!("/dev/{}", disk.name);
+    let written = OpenOptions::new().read(true).write(true).open(&dev).and_then(|f| {
+        f.write_all_at(&layout.primary, 0)?;
+        f.write_all_at(&layout.backup, layout.backup_offset)?;
+        f.sync_all()?;
+        // SAFETY: BLKRRPART takes no argument; the fd is a block device we opened.
+        if unsafe { libc::ioctl(f.as_raw_fd(), BLKRRPART) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    });
+    if let Err(e) = written {
+        log::error!("disk: cannot partition {dev}: {e}");
+        return None;
+    }
+    log::info!("disk: wrote a GPT on {dev}: one partition, sectors {}..={}", layout.first_lba, layout.last_lba);
+    let end = Instant::now() + PARTITION_NODE_LIMIT;
+    loop {
+        if let Some(p) = partitions(&disk.name).into_iter().find(|p| p.label.as_deref() == Some(probe::LABEL)) {
+            if Path::new("/dev").join(&p.name).exists() {
+                return Some(p.name);
+            }
+        }
+        if Instant::now() > end {
+            log::error!("disk: the new partition of {dev} did not appear within {PARTITION_NODE_LIMIT:?}");
+            return None;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Formats a partition as ext4 labelled `skiff-data`.
+fn format(part: &str) -> bool {
+    let dev = format!("/dev/{part}");
+    let t = Instant::now();
+    let mut cmd = Command::new(MKFS);
+    cmd.args(["-q", "-F", "-t", "ext4", "-L", probe::LABEL, "-m", "0", &dev]);
+    match run_bounded(&mut cmd, MKFS_LIMIT) {
+        Ok(0) => {
+            log::info!("disk: formatted {dev} as ext4 ({:?}) in {:.2}s", probe::LABEL, t.elapsed().as_secs_f64());
+            true
+        }
+        Ok(code) => {
+            log::error!("disk: mke2fs {dev} failed (exit {code})");
+            false
+        }
+        Err(e) => {
+            log::error!("disk: mke2fs {dev}: {e}");
+            false
+        }
+    }
+}
+
+/// Runs `e2fsck -p` and mounts the filesystem with the bind mounts.
+fn check_and_mount(part: &str) -> bool {
+    let dev = format!("/dev/{part}");
+    let t = Instant::now();
+    let code = run_bounded(Command::new(FSCK).args(["-p", &dev]), FSCK_LIMIT).unwrap_or_else(|e| {
+        log::error!("disk: e2fsck {dev}: {e}");
+        -1
+    });
+    match probe::fsck_verdict(code) {
+        Ok(note) => log::info!("disk: checked {dev} in {:.2}s: {note}", t.elapsed().as_secs_f64()),
+        Err(why) => {
+            log::error!("disk: {dev} needs repair ({why}); leaving it unmounted and untouched (it will not be formatted)");
+            return false;
+        }
+    }
+    if let Err(e) = fs::create_dir_all(MOUNT_POINT) {
+        log::error!("disk: cannot create {MOUNT_POINT}: {e}");
+        return false;
+    }
+    // Journal commits every 2 s (default 5 s): with the writeback settings
+    // below, what was written about 10 s before a power loss survives it.
+    if let Err(e) = mount(dev.as_str(), MOUNT_POINT, "ext4", MountFlags::NOATIME, c"commit=2") {
+        log::error!("disk: cannot mount {dev} on {MOUNT_POINT}: {e}");
+        return false;
+    }
+    MOUNTED.store(true, Ordering::SeqCst);
+    for (sub, target) in BINDS {
+        let source = Path::new(MOUNT_POINT).join(sub);
+        let bound = fs::create_dir_all(&source)
+            .and_then(|()| fs::create_dir_all(target))
+            .and_then(|()| mount_bind(&source, target).map_err(io::Error::from));
+        if let Err(e) = bound {
+            log::error!("disk: cannot bind {} on {target}: {e}; undoing the data disk", source.display());
+            unmount_all();
+            return false;
+        }
+    }
+    // Write dirty data back after 3 s (default 30 s): the engine does not
+    // fsync image layers, so this bounds what a power loss can take.
+    for (knob, value) in [("dirty_expire_centisecs", "300"), ("dirty_writeback_centisecs", "100")] {
+        if let Err(e) = fs::write(format!("/proc/sys/vm/{knob}"), value) {
+            log::warn!("disk: cannot set vm.{knob}: {e}");
+        }
+    }
+    log::info!("disk: mounted {dev} on {MOUNT_POINT}; {} and {} live on it", BINDS[0].1, BINDS[1].1);
+    true
+}
+
+/// Runs a helper with the console as its output, killing it after `limit`.
+/// Returns its exit code (-1 when killed by a signal).
+fn run_bounded(cmd: &mut Command, limit: Duration) -> io::Result<i32> {
+    let mut child = cmd
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::null())
+        .spawn()?;
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status.code().unwrap_or(-1));
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::other(format!("did not finish within {}s; stopped it", limit.as_secs())));
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Unmounts the data disk and everything mounted below its bind targets
+/// (the engine's overlay and shm mounts), innermost first. A busy mount is
+/// retried for a few seconds; then the data filesystem is remounted
+/// read-only (so it is consistent on the disk) and detached.
+pub fn unmount_all() {
+    if !MOUNTED.swap(false, Ordering::SeqCst) {
+        return log::info!("disk: no data disk to unmount");
+    }
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_else(|e| {
+        log::warn!("disk: cannot read mountinfo: {e}");
+        String::new()
+    });
+    let mut roots = vec![MOUNT_POINT];
+    roots.extend(BINDS.iter().map(|(_, target)| *target));
+    let mut targets = mountinfo::under(&text, &roots);
+    if !targets.iter().any(|t| t == MOUNT_POINT) {
+        targets.push(MOUNT_POINT.to_string());
+    }
+    let end = Instant::now() + Duration::from_secs(5);
+    for target in &targets {
+        let mut tries = 0;
+        let result = loop {
+            tries += 1;
+            match unmount(target.as_str(), UnmountFlags::empty()) {
+                Err(rustix::io::Errno::BUSY) if Instant::now() < end => thread::sleep(Duration::from_millis(100)),
+                other => break other,
+            }
+        };
+        match result {
+            Ok(()) => log::debug!("disk: unmounted {target}"),
+            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOENT) => {} // not a mount point (any more)
+            Err(e) => {
+                log::warn!("disk: cannot unmount {target} after {tries} tries: {e}");
+                if target == MOUNT_POINT {
+                    match mount_remount(MOUNT_POINT, MountFlags::RDONLY, c"") {
+                        Ok(()) => log::warn!("disk: remounted {MOUNT_POINT} read-only: its data is safe on the disk"),
+                        Err(e) => log::error!("disk: cannot remount {MOUNT_POINT} read-only: {e}; the journal will be replayed at next boot"),
+                    }
+                }
+                if let Err(e) = unmount(target.as_str(), UnmountFlags::DETACH) {
+                    log::warn!("disk: cannot detach {target}: {e}");
+                }
+            }
+        }
+    }
+    log::info!("disk: data disk unmounted ({} mounts)", targets.len());
+}
+
+/// "8.0 GiB", "512 MiB".
+fn human(bytes: u64) -> String {
+    if bytes >= 1 << 30 {
+        format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+    } else {
+        format!("{} MiB", bytes >> 20)
+    }
+}

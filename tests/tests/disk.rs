@@ -1,0 +1,165 @@
+//! The persistent data disk: a blank disk becomes Skiff's data disk and
+//! keeps images, containers and volumes across a clean shutdown and a power
+//! loss; a disk holding anything else is never touched.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use skiff_tests::{
+    blank_disk, busybox_image, busybox_image_with_payload, docker_bin, e2fs_tool, gpt_first_partition, iso, sha256_file,
+    shutdown_steps, Scratch, Vm,
+};
+
+const IMAGE: &str = "skiff-test/busybox:latest";
+
+fn boot_with_disk(dir: &Path, disk: &Path) -> Vm {
+    Vm::boot_with(dir, &["--disk", disk.to_str().unwrap()])
+}
+
+/// Presses the power button, prints how long the shutdown took and what
+/// it was made of (from the guest's log).
+fn shutdown_and_report(vm: Vm, what: &str) {
+    let dir = vm.dir.clone();
+    let took = vm.shutdown();
+    let console = std::fs::read_to_string(dir.join("console.log")).unwrap_or_default();
+    eprintln!("{what}: power button to QEMU exit: {:.1}s; guest steps:", took.as_secs_f64());
+    for step in shutdown_steps(&console) {
+        eprintln!("{what}:   {step}");
+    }
+    assert!(console.contains("shutdown: powering off"), "no clean shutdown in the console log");
+    assert!(console.contains("disk: data disk unmounted"), "data disk not unmounted at shutdown");
+}
+
+/// e2fsck -fn on the host: the data filesystem is clean after shutdown.
+fn assert_clean(disk: &Path) -> u64 {
+    let offset = gpt_first_partition(disk).expect("the data disk should have a GPT with one partition");
+    let out = e2fs_tool("e2fsck", &["-fn"], disk, offset);
+    assert!(out.status.success(), "e2fsck -fn reports problems ({}):\n{}{}", out.status,
+        String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    offset
+}
+
+#[test]
+fn blank_disk_keeps_images_volumes_and_containers_across_reboots() {
+    let scratch = Scratch::new("disk-blank");
+    let image = busybox_image(&scratch.0, IMAGE);
+    let disk = scratch.0.join("data.img");
+    blank_disk(&disk, 2 << 30);
+
+    let vm = boot_with_disk(&scratch.0, &disk);
+    let console = vm.console();
+    assert!(console.contains("disk: formatted /dev/vda1"), "blank disk not formatted:\n{console}");
+    assert!(console.contains("disk: mounted /dev/vda1 on /mnt/skiff-data"), "not mounted:\n{console}");
+    vm.docker_ok(&["load", "-i", image.to_str().unwrap()]);
+    vm.docker_ok(&["run", "--rm", "-v", "vol:/data", IMAGE, "sh", "-c", "echo persisted > /data/f"]);
+    vm.docker_ok(&["create", "--name", "keeper", IMAGE, "true"]);
+    // A running container that exits 0 on SIGTERM: shutdown must give it
+    // the signal and time to exit, not SIGKILL (exit 137).
+    vm.docker_ok(&["run", "-d", "--name", "sleeper", IMAGE, "sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"]);
+    shutdown_and_report(vm, "disk");
+    let offset = assert_clean(&disk);
+    eprintln!("disk: data partition at byte {offset}; e2fsck -fn clean after shutdown");
+
+    let vm = boot_with_disk(&scratch.0, &disk);
+    let console = vm.console();
+    assert!(!console.contains("disk: formatted"), "an existing data disk must not be formatted again");
+    assert!(console.contains("disk: checked /dev/vda1"), "no check before mounting:\n{console}");
+    assert!(vm.docker_ok(&["images"]).contains("skiff-test/busybox"), "image lost");
+    let data = vm.docker_ok(&["run", "--rm", "-v", "vol:/data", IMAGE, "cat", "/data/f"]);
+    assert_eq!(data.trim(), "persisted", "volume data lost");
+    let all = vm.docker_ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert!(all.contains("keeper") && all.contains("sleeper"), "containers lost: {all}");
+    let code = vm.docker_ok(&["inspect", "sleeper", "--format", "{{.State.ExitCode}}"]);
+    assert_eq!(code.trim(), "0", "the running container was killed, not stopped with SIGTERM");
+    shutdown_and_report(vm, "disk (second boot)");
+    assert_clean(&disk);
+}
+
+#[test]
+fn foreign_disks_are_left_untouched() {
+    let scratch = Scratch::new("disk-foreign");
+    let content = scratch.0.join("content");
+    std::fs::create_dir_all(&content).unwrap();
+    std::fs::write(content.join("hello.txt"), "foreign data\n").unwrap();
+    let disk = scratch.0.join("other.img");
+    blank_disk(&disk, 256 << 20);
+    let made = Command::new("mkfs.ext4").args(["-q", "-F", "-L", "other", "-d"]).arg(&content).arg(&disk).status()
+        .expect("mkfs.ext4 (e2fsprogs)");
+    assert!(made.success());
+    let before = sha256_file(&disk);
+
+    // The hybrid ISO attached as a disk too: recognised and skipped.
+    let iso_drive = format!("file={},if=virtio,format=raw,readonly=on", iso().display());
+    let vm = Vm::boot_with(&scratch.0, &["--disk", disk.to_str().unwrap(), "--qemu-arg=-drive", &format!("--qemu-arg={iso_drive}")]);
+    let console = vm.console();
+    for line in console.lines().filter(|l| l.contains("disk:")) {
+        eprintln!("foreign: {line}");
+    }
+    assert!(console.contains("skipping /dev/vda") && console.contains("an ext4 filesystem labelled \"other\""), "{console}");
+    assert!(console.contains("skipping /dev/vdb") && console.contains("ISO 9660"), "{console}");
+    assert!(console.contains("will NOT persist"), "no warning that nothing persists");
+    // The engine runs anyway, on the tmpfs root.
+    assert!(vm.docker_ok(&["info", "--format", "{{.Driver}}"]).contains("overlay"));
+    shutdown_and_report_no_disk(vm);
+
+    assert_eq!(sha256_file(&disk), before, "the foreign disk was modified");
+    let out = e2fs_tool("debugfs", &["-R", "cat /hello.txt"], &disk, 0);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "foreign data\n");
+}
+
+fn shutdown_and_report_no_disk(vm: Vm) {
+    let dir = vm.dir.clone();
+    let took = vm.shutdown();
+    eprintln!("foreign: power button to QEMU exit: {:.1}s", took.as_secs_f64());
+    let console = std::fs::read_to_string(dir.join("console.log")).unwrap_or_default();
+    assert!(console.contains("disk: no data disk to unmount"));
+}
+
+#[test]
+fn power_loss_during_a_load_keeps_what_was_committed() {
+    let scratch = Scratch::new("disk-kill");
+    let image = busybox_image(&scratch.0, IMAGE);
+    let big_dir = scratch.0.join("big");
+    let big = busybox_image_with_payload(&big_dir, "skiff-test/big:latest", 160);
+    let disk = scratch.0.join("data.qcow2");
+    let made = Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&disk).arg("4G").status().expect("qemu-img");
+    assert!(made.success());
+
+    let vm = boot_with_disk(&scratch.0, &disk);
+    vm.docker_ok(&["load", "-i", image.to_str().unwrap()]);
+    vm.docker_ok(&["create", "--name", "before", IMAGE, "echo", "still here"]);
+    // "Committed" means on the disk. The engine does not fsync layers; the
+    // guest writes dirty data back after 3 s and commits its journal every
+    // 2 s, so about 10 s later it is durable (the kill comes 12 + 3 s later).
+    thread::sleep(Duration::from_secs(12));
+
+    let mut load = Command::new(docker_bin())
+        .args(["load", "-i", big.to_str().unwrap()])
+        .env("DOCKER_HOST", &vm.docker_host)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("docker load");
+    let started = Instant::now();
+    thread::sleep(Duration::from_secs(3));
+    assert!(load.try_wait().unwrap().is_none(), "the big load finished before the kill; the test needs a bigger image");
+    vm.kill_hard();
+    eprintln!("kill: QEMU killed {:.1}s into loading a 160 MiB image", started.elapsed().as_secs_f64());
+    let _ = load.kill();
+    let _ = load.wait();
+
+    let vm = boot_with_disk(&scratch.0, &disk);
+    let console = vm.console();
+    for line in console.lines().filter(|l| l.contains("disk:") || l.contains("recovering journal") || l.contains("skiff-data:")) {
+        eprintln!("kill: {line}");
+    }
+    assert!(console.contains("disk: mounted /dev/vda1 on /mnt/skiff-data"), "data disk not mounted after power loss:\n{console}");
+    let images = vm.docker_ok(&["images", "--format", "{{.Repository}}"]);
+    eprintln!("kill: images after the power loss: {}", images.split_whitespace().collect::<Vec<_>>().join(", "));
+    assert!(images.contains("skiff-test/busybox"), "image loaded before the kill is gone: {images}");
+    let out = vm.docker_ok(&["start", "-a", "before"]);
+    assert_eq!(out.trim(), "still here");
+    shutdown_and_report(vm, "kill (after power loss)");
+}
