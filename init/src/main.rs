@@ -68,7 +68,7 @@ fn boot() -> ! {
         log::warn!("cannot set hostname: {e}");
     }
     power::watch_power_button();
-    net::bring_up();
+    net::bring_up(&opts.net);
     let mut engine = engine::Engine::new(&opts.engine_log);
     engine.start();
     vsock::spawn_listener(opts.port, engine::SOCKET);

@@ -135,6 +135,7 @@ pub fn shutdown(engine: &mut engine::Engine, why: &str) -> ! {
             wait_gone(None, Duration::from_secs(2));
         }
     });
+    step("release DHCP leases", crate::net::release_all);
     step("sync", rustix::fs::sync);
     log::info!("shutdown: powering off after {:.2}s", began.elapsed().as_secs_f64());
     power_off()
