@@ -229,7 +229,7 @@ pub fn busybox_image(dir: &Path, tag: &str) -> PathBuf {
     let rootfs = dir.join("layer-root");
     fs::create_dir_all(rootfs.join("bin")).unwrap();
     fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
-    for applet in ["sh", "echo", "cat", "sleep", "ls", "wget", "nslookup", "true", "false", "env", "hostname", "httpd", "nc", "kill", "timeout", "ip"] {
+    for applet in ["sh", "echo", "cat", "sleep", "ls", "wget", "nslookup", "true", "false", "env", "hostname", "httpd", "ip"] {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
     }
     let image = dir.join("image");

@@ -151,16 +151,20 @@ fn dhcp_dns_and_container_traffic() {
 
     // SLAAC from QEMU's router advertisements (prefix fec0::/64), reported on the console.
     let end = Instant::now() + Duration::from_secs(60);
-    while !vm.console().contains("(IPv6 global)") && Instant::now() < end {
+    while !vm.console().contains("network: eth0 up:") && Instant::now() < end {
         thread::sleep(Duration::from_millis(500));
     }
     let console = vm.console();
     let report = console.lines().find(|l| l.contains("network: eth0 up:")).unwrap_or_default().to_string();
-    assert!(report.contains("10.0.2.15/24") && report.contains("fec0:"), "link report: {report:?}");
+    assert!(report.contains("10.0.2.15/24") && report.contains("fec0:") && report.contains("(IPv6 site-local)"), "link report: {report:?}");
 
     let started = uptime_of(&console, "skiff: init started").expect("init start line");
+    let dhcp = uptime_of(&console, "DHCP running in the background").expect("DHCP start line");
     let address = uptime_of(&console, "network: eth0 address").expect("address line");
-    eprintln!("network: PID 1 start {started:.3}s, eth0 address {address:.3}s: {:.3}s from PID 1 to an address", address - started);
+    eprintln!(
+        "network: PID 1 start {started:.3}s, DHCP start {dhcp:.3}s, eth0 address {address:.3}s: {:.3}s from PID 1, {:.3}s from DHCP start",
+        address - started, address - dhcp
+    );
     eprintln!("network: {report}");
 
     vm.shutdown();
@@ -207,57 +211,92 @@ fn ipv4_summary(f: &[u8]) -> Option<([u8; 6], Ipv4Addr, Ipv4Addr, u8, u16)> {
     Some((f[..6].try_into().ok()?, ip(26), ip(30), f[23], port))
 }
 
-/// The static configuration on a wire where nothing answers DHCP.
-#[test]
-fn static_configuration_without_dhcp() {
-    let scratch = Scratch::new("net-static");
-    let image = busybox_image(&scratch.0, IMAGE);
-    let wire = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let wire_port = wire.local_addr().unwrap().port();
+/// A wire for QEMU's socket backend: returns the `-nic` value and the frames
+/// the guest sends on it. ARP requests get answers from FAKE_MAC.
+fn wire() -> (String, Arc<Mutex<Vec<Vec<u8>>>>) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
     let qemu_port = free_port();
     let frames: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
     let seen = frames.clone();
     thread::spawn(move || {
         let mut buf = [0u8; 2048];
-        while let Ok((n, from)) = wire.recv_from(&mut buf) {
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
             let f = buf[..n].to_vec();
             if let Some(reply) = arp_reply(&f) {
-                let _ = wire.send_to(&reply, from);
+                let _ = sock.send_to(&reply, from);
             }
             seen.lock().unwrap().push(f);
         }
     });
-    let net = format!("socket,model=virtio-net-pci,udp=127.0.0.1:{wire_port},localaddr=127.0.0.1:{qemu_port}");
+    (format!("socket,model=virtio-net-pci,udp=127.0.0.1:{port},localaddr=127.0.0.1:{qemu_port}"), frames)
+}
+
+/// A DHCPDISCOVER broadcast with the broadcast flag set.
+fn is_discover(f: &[u8]) -> bool {
+    let Some((dst_mac, _, dst, 17, 67)) = ipv4_summary(f) else { return false };
+    let bootp = 14 + usize::from(f[14] & 0x0f) * 4 + 8;
+    dst_mac == [0xff; 6]
+        && dst == Ipv4Addr::BROADCAST
+        && f.get(bootp) == Some(&1)
+        && f.get(bootp + 10) == Some(&0x80)
+        && f.get(bootp + 240..bootp + 243) == Some(&[53, 1, 1])
+}
+
+/// The static configuration on a wire where nothing answers DHCP.
+#[test]
+fn static_configuration_without_dhcp() {
+    let scratch = Scratch::new("net-static");
+    let image = busybox_image(&scratch.0, IMAGE);
+    let (net, frames) = wire();
+    // A second link on its own silent wire runs DHCP that never gets an answer.
+    let (net2, frames2) = wire();
     let vm = Vm::boot_with(&scratch.0, &[
-        "--net", &net,
+        "--net", &net, "--qemu-arg=-nic", &format!("--qemu-arg={net2}"),
         "--kernel-arg", "skiff.ip=192.168.77.10/24", "--kernel-arg", "skiff.gw=192.168.77.1",
         "--kernel-arg", "skiff.dns=192.168.77.53", "--kernel-arg", "skiff.hostname=statichost",
     ]);
     let console = vm.console();
     assert!(console.contains("network: eth0 static address 192.168.77.10/24, gateway 192.168.77.1 (skiff.ip; no DHCP)"), "no static line");
     assert!(console.contains("network: host name statichost"));
-    assert!(!console.contains("DHCP running"), "DHCP must not run on a static link");
+    assert!(console.contains("DHCP running in the background on eth1;"), "DHCP only on the second link");
 
+    let t = Instant::now();
     vm.docker_ok(&["load", "-i", image.to_str().unwrap()]);
     let resolv = vm.docker_ok(&["run", "--rm", "--network", "host", IMAGE, "cat", "/etc/resolv.conf"]);
     assert!(resolv.contains("nameserver 192.168.77.53"), "guest resolv.conf: {resolv}");
+    eprintln!("network: load + resolv.conf {:.1}s", t.elapsed().as_secs_f64());
     // Traffic from a container to an outside address and a name lookup: nothing
     // answers them, but the frames show the route and the DNS server in use.
-    let _ = vm.docker(&["run", "--rm", IMAGE, "wget", "-T", "2", "-qO-", "http://203.0.113.9/"]);
-    let _ = vm.docker(&["run", "--rm", IMAGE, "timeout", "3", "nslookup", "anything.example"]);
+    let routes = vm.docker_ok(&["run", "--rm", "--network", "host", IMAGE, "ip", "route"]);
+    // Background jobs of a shell: a container's PID 1 ignores SIGTERM, so
+    // `timeout` could not stop a program running as PID 1.
+    let wget = vm.docker(&["run", "--rm", IMAGE, "sh", "-c", "wget -qO- http://203.0.113.9/ & sleep 3; kill $!; true"]);
+    let wget = format!("{} {}{}", wget.status, String::from_utf8_lossy(&wget.stdout), String::from_utf8_lossy(&wget.stderr));
+    eprintln!("network: + wget {:.1}s", t.elapsed().as_secs_f64());
+    let _ = vm.docker(&["run", "--rm", IMAGE, "sh", "-c", "nslookup anything.example & sleep 3; kill $!; true"]);
+    eprintln!("network: + nslookup {:.1}s", t.elapsed().as_secs_f64());
 
     let frames = frames.lock().unwrap().clone();
     let me = Ipv4Addr::new(192, 168, 77, 10);
     let ipv4: Vec<_> = frames.iter().filter_map(|f| ipv4_summary(f)).collect();
+    let arp: Vec<Ipv4Addr> = frames.iter().filter(|f| f.len() >= 42 && f[12..14] == [8, 6]).map(|f| Ipv4Addr::new(f[38], f[39], f[40], f[41])).collect();
+    eprintln!("network: ARP requests for {arp:?}");
     assert!(!ipv4.iter().any(|&(_, _, _, proto, port)| proto == 17 && port == 67), "the guest sent DHCP");
     assert!(
         ipv4.contains(&(FAKE_MAC, me, Ipv4Addr::new(203, 0, 113, 9), 6, 80)),
-        "no TCP to 203.0.113.9:80 via the gateway from the static address; IPv4 frames: {ipv4:?}"
+        "no TCP to 203.0.113.9:80 via the gateway from the static address; guest routes:\n{routes}\nwget: {wget}\nIPv4 frames: {ipv4:?}"
     );
     assert!(
         ipv4.iter().any(|&(_, src, dst, proto, port)| src == me && dst == Ipv4Addr::new(192, 168, 77, 53) && proto == 17 && port == 53),
         "no DNS query to skiff.dns; IPv4 frames: {ipv4:?}"
     );
     eprintln!("network: static boot, {} frames on the wire, none of them DHCP", frames.len());
-    vm.shutdown();
+
+    // The engine came up although eth1's DHCP never got an answer; it keeps trying.
+    let discovers = frames2.lock().unwrap().iter().filter(|f| is_discover(f)).count();
+    assert!(discovers >= 3, "eth1 should keep sending DISCOVERs ({discovers})");
+    assert!(vm.console().contains("network: eth1: no DHCP offer yet"), "the console should say DHCP is still trying");
+    let took = vm.shutdown();
+    eprintln!("network: shutdown {:.1}s; eth1 sent {discovers} DISCOVERs meanwhile", took.as_secs_f64());
 }

@@ -226,8 +226,14 @@ fn report(links: Vec<Link>) {
     }
 }
 
+/// RT_SCOPE_LINK: fe80::/10, valid on one link only.
+const SCOPE_LINK: u8 = 253;
+/// RT_SCOPE_SITE: the deprecated fec0::/10 (QEMU user-net still advertises it).
+const SCOPE_SITE: u8 = 200;
+
+/// True once router advertisements gave the link a routable IPv6 address.
 fn has_global_v6(addrs: &[netlink::Address], index: u32) -> bool {
-    addrs.iter().any(|a| a.index == index && a.scope == 0 && a.addr.is_ipv6())
+    addrs.iter().any(|a| a.index == index && a.scope != SCOPE_LINK && a.addr.is_ipv6())
 }
 
 /// One "addr/prefix ..." line per link, IPv4 first.
@@ -239,10 +245,11 @@ fn summarize(links: &[Link], addrs: &[netlink::Address]) -> BTreeMap<String, Str
         let text: Vec<String> = mine
             .iter()
             .map(|a| {
-                let kind = match a.addr {
-                    IpAddr::V6(_) if a.scope == 0 => " (IPv6 global)",
-                    IpAddr::V6(_) => " (IPv6 link-local)",
-                    IpAddr::V4(_) => "",
+                let kind = match (a.addr, a.scope) {
+                    (IpAddr::V4(_), _) => "",
+                    (IpAddr::V6(_), SCOPE_LINK) => " (IPv6 link-local)",
+                    (IpAddr::V6(_), SCOPE_SITE) => " (IPv6 site-local)",
+                    (IpAddr::V6(_), _) => " (IPv6 global)",
                 };
                 format!("{}/{}{kind}", a.addr, a.prefix)
             })
@@ -270,11 +277,13 @@ mod tests {
     fn summary_lists_ipv4_then_ipv6() {
         let links = vec![Link { name: "eth0".into(), index: 2, mac: [0; 6], order: 0 }];
         let a = |addr: &str, prefix, scope| netlink::Address { index: 2, addr: addr.parse().unwrap(), prefix, scope };
-        let addrs = vec![a("fe80::1", 64, 253), a("fec0::1", 64, 0), a("10.0.2.15", 24, 0)];
+        let addrs = vec![a("fe80::1", 64, 253), a("2001:db8::1", 64, 0), a("10.0.2.15", 24, 0), a("fec0::1", 64, 200)];
         let s = summarize(&links, &addrs);
-        assert_eq!(s["eth0"], "10.0.2.15/24, fec0::1/64 (IPv6 global), fe80::1/64 (IPv6 link-local)");
+        assert_eq!(s["eth0"], "10.0.2.15/24, 2001:db8::1/64 (IPv6 global), fec0::1/64 (IPv6 site-local), fe80::1/64 (IPv6 link-local)");
         assert!(has_global_v6(&addrs, 2));
+        assert!(has_global_v6(&addrs[3..], 2), "site-local counts as autoconfigured");
         assert!(!has_global_v6(&addrs[..1], 2));
+        assert!(!has_global_v6(&addrs[..2], 3), "other link");
         assert_eq!(summarize(&links, &[])["eth0"], "no addresses");
     }
 }
