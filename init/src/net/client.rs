@@ -89,8 +89,9 @@ fn run(link: Link) {
     let mut io = Io { link, sock, rtnl: None, applied: None, started: Instant::now(), discovers: 0 };
     let mut buf = vec![0u8; 1500];
     loop {
-        let actions = lock(&client).on_timer(io.now());
-        io.perform(actions, lock(&client).state());
+        // Never hold the client's lock while doing I/O: shutdown needs it.
+        let (actions, state) = step(&client, |c| c.on_timer(io.now()));
+        io.perform(actions, state);
         let (deadline, state) = {
             let c = lock(&client);
             (c.deadline(), c.state())
@@ -108,8 +109,8 @@ fn run(link: Link) {
         }
         match recv(&*io.sock, &mut buf[..], RecvFlags::empty()) {
             Ok((n, _)) => {
-                let actions = lock(&client).on_packet(io.now(), &buf[..n]);
-                io.perform(actions, lock(&client).state());
+                let (actions, state) = step(&client, |c| c.on_packet(io.now(), &buf[..n]));
+                io.perform(actions, state);
             }
             Err(Errno::AGAIN | Errno::INTR) => {}
             Err(e) => {
@@ -118,6 +119,13 @@ fn run(link: Link) {
             }
         }
     }
+}
+
+/// Runs `f` on the client and returns its actions with the state after it.
+fn step(client: &Mutex<Client>, f: impl FnOnce(&mut Client) -> Vec<Action>) -> (Vec<Action>, State) {
+    let mut c = lock(client);
+    let actions = f(&mut c);
+    (actions, c.state())
 }
 
 /// The side effects of one link's client.

@@ -204,8 +204,9 @@ fn configure_static(rtnl: &mut Rtnl, link: &Link, addr: Ipv4Addr, prefix: u8, gw
     log::info!("network: {} static address {addr}/{prefix}, {gw_text} (skiff.ip; no DHCP)", link.name);
 }
 
-/// Logs each link's state and addresses once IPv6 autoconfiguration had a
-/// chance (a global address appeared on every link, or IPV6_WAIT passed).
+/// Logs each link's state and addresses once configuration had a chance:
+/// every link has an IPv4 address and a routable IPv6 one, or IPV6_WAIT
+/// passed (DHCP logs its own lease whenever it comes).
 fn report(links: Vec<Link>) {
     let mut rtnl = match Rtnl::open() {
         Ok(r) => r,
@@ -216,7 +217,7 @@ fn report(links: Vec<Link>) {
     while began.elapsed() < IPV6_WAIT {
         thread::sleep(Duration::from_millis(500));
         addrs = rtnl.addresses().unwrap_or_default();
-        if links.iter().all(|l| has_global_v6(&addrs, l.index)) {
+        if links.iter().all(|l| has_global_v6(&addrs, l.index) && has_v4(&addrs, l.index)) {
             break;
         }
     }
@@ -230,6 +231,10 @@ fn report(links: Vec<Link>) {
 const SCOPE_LINK: u8 = 253;
 /// RT_SCOPE_SITE: the deprecated fec0::/10 (QEMU user-net still advertises it).
 const SCOPE_SITE: u8 = 200;
+
+fn has_v4(addrs: &[netlink::Address], index: u32) -> bool {
+    addrs.iter().any(|a| a.index == index && a.addr.is_ipv4())
+}
 
 /// True once router advertisements gave the link a routable IPv6 address.
 fn has_global_v6(addrs: &[netlink::Address], index: u32) -> bool {
@@ -284,6 +289,7 @@ mod tests {
         assert!(has_global_v6(&addrs[3..], 2), "site-local counts as autoconfigured");
         assert!(!has_global_v6(&addrs[..1], 2));
         assert!(!has_global_v6(&addrs[..2], 3), "other link");
+        assert!(has_v4(&addrs, 2) && !has_v4(&addrs[..2], 2));
         assert_eq!(summarize(&links, &[])["eth0"], "no addresses");
     }
 }
