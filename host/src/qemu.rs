@@ -58,6 +58,11 @@ pub struct RunOptions {
     /// more. A blank one becomes the VM's persistent data disk.
     #[arg(long = "disk")]
     pub disks: Vec<PathBuf>,
+    /// The guest's network, as a QEMU `-nic` value: user-mode NAT with
+    /// DHCP by default; e.g. `user,model=virtio-net-pci,hostfwd=tcp::8080-:80`,
+    /// a `socket,...` or `tap,...` backend, or `none`.
+    #[arg(long, default_value = "user,model=virtio-net-pci")]
+    pub net: String,
     /// An extra QEMU argument (repeat the flag for each one).
     #[arg(long = "qemu-arg", allow_hyphen_values = true)]
     pub qemu_args: Vec<String>,
@@ -177,7 +182,7 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
         .arg("-cdrom").arg(&o.iso)
         .arg("-serial").arg(format!("file:{}", console.display()))
         .arg("-monitor").arg(format!("unix:{},server,nowait", monitor.display()))
-        .args(["-nic", "user,model=virtio-net-pci"]);
+        .args(["-nic", &o.net]);
 
     let mut helper = None;
     let target = if Path::new("/dev/vhost-vsock").exists() {

@@ -2,6 +2,8 @@
 //! `skiff.port=2375` never reach init's argv or environment, so init reads
 //! `/proc/cmdline` itself. Bad values are reported and replaced by defaults.
 
+use std::net::Ipv4Addr;
+
 use skiff_proto::DEFAULT_ENGINE_PORT;
 
 /// Settings taken from the kernel command line.
@@ -15,6 +17,23 @@ pub struct Options {
     pub root_size: String,
     /// Engine log level passed to podman (`skiff.engine_log=warn`).
     pub engine_log: String,
+    /// Network settings (`skiff.net`, `skiff.ip`, `skiff.gw`, `skiff.dns`, `skiff.hostname`).
+    pub net: NetOptions,
+}
+
+/// Network settings from the command line; DHCP fills in what is not given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetOptions {
+    /// `skiff.net=off`: leave every link but `lo` down.
+    pub off: bool,
+    /// `skiff.ip=ADDR/PREFIX`: static address of the first Ethernet link (no DHCP there).
+    pub ip: Option<(Ipv4Addr, u8)>,
+    /// `skiff.gw=ADDR`: default gateway, with `skiff.ip` only.
+    pub gateway: Option<Ipv4Addr>,
+    /// `skiff.dns=ADDR[,ADDR...]`: DNS servers, used instead of DHCP's.
+    pub dns: Vec<Ipv4Addr>,
+    /// `skiff.hostname=NAME`: used instead of DHCP's name and the default `skiff`.
+    pub hostname: Option<String>,
 }
 
 impl Default for Options {
@@ -24,6 +43,7 @@ impl Default for Options {
             debug: false,
             root_size: "75%".into(),
             engine_log: "warn".into(),
+            net: NetOptions::default(),
         }
     }
 }
@@ -53,10 +73,64 @@ pub fn parse(cmdline: &str) -> (Options, Vec<String>) {
                 opts.engine_log = v.to_string()
             }
             ("engine_log", _) => bad("expected debug, info, warn or error"),
+            ("net", Some("off")) => opts.net.off = true,
+            ("net", Some("on" | "dhcp")) => opts.net.off = false,
+            ("net", _) => bad("expected off, on or dhcp"),
+            ("ip", Some(v)) => match parse_cidr(v) {
+                Some(cidr) => opts.net.ip = Some(cidr),
+                None => bad("expected an IPv4 address with a prefix length such as 10.0.2.15/24; using DHCP"),
+            },
+            ("gw", Some(v)) => match v.parse::<Ipv4Addr>() {
+                Ok(gw) if is_host_address(gw) => opts.net.gateway = Some(gw),
+                _ => bad("expected an IPv4 address such as 10.0.2.2"),
+            },
+            ("dns", Some(v)) => match v.split(',').map(str::parse::<Ipv4Addr>).collect::<Result<Vec<_>, _>>() {
+                Ok(list) if list.iter().all(|a| is_host_address(*a)) => opts.net.dns = list,
+                _ => bad("expected IPv4 addresses separated by commas such as 1.1.1.1,8.8.8.8"),
+            },
+            ("hostname", Some(v)) if valid_hostname(v) => opts.net.hostname = Some(v.to_string()),
+            ("hostname", _) => bad("expected a host name of letters, digits, '-' and '.' (at most 64 characters)"),
             _ => bad("unknown option"),
         }
     }
+    if let (Some(gw), Some((ip, _))) = (opts.net.gateway, opts.net.ip) {
+        if gw == ip {
+            warnings.push(format!("ignoring skiff.gw={gw}: it is the address given by skiff.ip"));
+            opts.net.gateway = None;
+        }
+    }
+    if opts.net.gateway.is_some() && opts.net.ip.is_none() {
+        warnings.push("ignoring skiff.gw: it needs skiff.ip (DHCP provides the gateway otherwise)".into());
+        opts.net.gateway = None;
+    }
     (opts, warnings)
+}
+
+/// `ADDR/PREFIX` with a unicast host address and a prefix from 1 to 32.
+pub fn parse_cidr(v: &str) -> Option<(Ipv4Addr, u8)> {
+    let (addr, prefix) = v.split_once('/')?;
+    let addr: Ipv4Addr = addr.parse().ok()?;
+    let prefix: u8 = prefix.parse().ok()?;
+    ((1..=32).contains(&prefix) && is_host_address(addr)).then_some((addr, prefix))
+}
+
+/// Not 0.0.0.0, broadcast, multicast or loopback.
+fn is_host_address(a: Ipv4Addr) -> bool {
+    !(a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback())
+}
+
+/// A host name sethostname(2) and resolvers accept: dot-separated labels of
+/// ASCII letters, digits and inner hyphens, 64 bytes at most.
+pub fn valid_hostname(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 64
+        && v.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 /// A tmpfs size: digits followed by an optional `%`, `k`, `m` or `g`.
@@ -93,5 +167,47 @@ mod tests {
         assert_eq!(w.len(), 6, "{w:?}");
         assert!(w[0].contains("skiff.port=http"));
         assert!(w[4].contains("unknown option"));
+    }
+
+    #[test]
+    fn reads_static_network_settings() {
+        let (o, w) = parse("skiff.ip=192.168.7.10/24 skiff.gw=192.168.7.1 skiff.dns=1.1.1.1,8.8.8.8 skiff.hostname=box.lan");
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(o.net.ip, Some((Ipv4Addr::new(192, 168, 7, 10), 24)));
+        assert_eq!(o.net.gateway, Some(Ipv4Addr::new(192, 168, 7, 1)));
+        assert_eq!(o.net.dns, vec![Ipv4Addr::new(1, 1, 1, 1), Ipv4Addr::new(8, 8, 8, 8)]);
+        assert_eq!(o.net.hostname.as_deref(), Some("box.lan"));
+        assert!(!o.net.off);
+        assert!(parse("skiff.net=off").0.net.off);
+    }
+
+    #[test]
+    fn bad_network_values_warn_and_fall_back_to_dhcp() {
+        let bad = [
+            "skiff.ip=10.0.2.15", "skiff.ip=10.0.2.15/33", "skiff.ip=10.0.2.15/0", "skiff.ip=300.1.1.1/24",
+            "skiff.ip=0.0.0.0/8", "skiff.ip=224.0.0.1/24", "skiff.ip", "skiff.dns=1.1.1.1,,2.2.2.2", "skiff.dns=",
+            "skiff.dns=255.255.255.255", "skiff.hostname=-bad", "skiff.hostname=a_b", "skiff.hostname=",
+            "skiff.net=maybe", "skiff.gw=x",
+        ];
+        for word in bad {
+            let (o, w) = parse(word);
+            assert_eq!(o.net, NetOptions::default(), "{word}");
+            assert_eq!(w.len(), 1, "{word}: {w:?}");
+            assert!(w[0].contains(word), "{w:?}");
+        }
+        let long = format!("skiff.hostname={}", "a".repeat(65));
+        assert_eq!(parse(&long).1.len(), 1);
+    }
+
+    #[test]
+    fn a_gateway_needs_a_static_address() {
+        let (o, w) = parse("skiff.gw=10.0.2.2");
+        assert_eq!(o.net.gateway, None);
+        assert!(w[0].contains("needs skiff.ip"), "{w:?}");
+        let (o, w) = parse("skiff.gw=10.0.2.2 skiff.ip=10.0.2.9/24");
+        assert_eq!(o.net.gateway, Some(Ipv4Addr::new(10, 0, 2, 2)), "order does not matter: {w:?}");
+        let (o, w) = parse("skiff.ip=10.0.2.9/24 skiff.gw=10.0.2.9");
+        assert_eq!(o.net.gateway, None);
+        assert_eq!(w.len(), 1);
     }
 }

@@ -74,7 +74,7 @@ fn boot() -> ! {
         log::warn!("cannot set hostname: {e}");
     }
     power::watch_power_button();
-    net::bring_up();
+    net::bring_up(&opts.net);
     disk::setup();
     let mut engine = engine::Engine::new(&opts.engine_log);
     engine.start();

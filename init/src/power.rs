@@ -160,6 +160,7 @@ pub fn shutdown(engine: &mut engine::Engine, why: &str) -> ! {
             wait_gone(None, Duration::from_secs(2));
         }
     });
+    step("release DHCP leases", crate::net::release_all);
     step("sync", || bounded("sync", Duration::from_secs(20), rustix::fs::sync));
     step("unmount data disk", || bounded("unmount", Duration::from_secs(15), disk::unmount_all));
     log::info!("shutdown: powering off after {:.2}s", began.elapsed().as_secs_f64());

@@ -76,8 +76,22 @@ impl Vm {
 
     /// Like [`Vm::boot`], with extra `skiff run` arguments.
     pub fn boot_with(dir: &Path, extra: &[&str]) -> Vm {
+        Self::boot_wrapped(dir, &[], extra)
+    }
+
+    /// Like [`Vm::boot_with`], with `skiff run` started through `wrapper`
+    /// (a command and its arguments, e.g. `unshare -m ...`; empty for none).
+    pub fn boot_wrapped(dir: &Path, wrapper: &[&str], extra: &[&str]) -> Vm {
         let started = Instant::now();
-        let mut run = Command::new(skiff_bin())
+        let mut cmd = match wrapper.split_first() {
+            Some((prog, args)) => {
+                let mut c = Command::new(prog);
+                c.args(args).arg(skiff_bin());
+                c
+            }
+            None => Command::new(skiff_bin()),
+        };
+        let mut run = cmd
             .arg("run")
             .arg("--iso").arg(iso())
             .arg("--dir").arg(dir)
@@ -256,7 +270,7 @@ pub fn busybox_image_with_payload(dir: &Path, tag: &str, payload_mib: usize) -> 
     let rootfs = dir.join("layer-root");
     fs::create_dir_all(rootfs.join("bin")).unwrap();
     fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
-    for applet in ["sh", "echo", "cat", "sleep", "ls", "wget", "nslookup", "true", "false", "env", "hostname"] {
+    for applet in ["sh", "echo", "cat", "sleep", "ls", "wget", "nslookup", "true", "false", "env", "hostname", "httpd", "ip"] {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
     }
     if payload_mib > 0 {
