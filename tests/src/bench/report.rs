@@ -91,6 +91,11 @@ pub fn table(r: &Results) -> Table {
         t.row("    download, upload MiB/s (>1: ours faster)", format!("{}, {}", ratio(o.download.mib_per_s(), s.download.mib_per_s()), ratio(o.upload.mib_per_s(), s.upload.mib_per_s())));
         let m = |v: &[f64]| median(v).unwrap_or(f64::NAN);
         t.row("    ping median new, kept (<1: ours faster)", format!("{}, {}", ratio(m(&o.ping_new), m(&s.ping_new)), ratio(m(&o.ping_kept), m(&s.ping_kept))));
+        if let (Some(w), "host relay") = (find(r, "whole"), what) {
+            let added = |p: &PathFigures| format!("{:+.2} ms, {:+.2} ms", 1e3 * (m(&p.ping_new) - m(&w.ping_new)), 1e3 * (m(&p.ping_kept) - m(&w.ping_kept)));
+            t.row("    relay's added ping median new, kept: ours", added(o));
+            t.row("    relay's added ping median new, kept: socat", added(s));
+        }
     }
     for n in &r.not_compared {
         t.note(n.clone());

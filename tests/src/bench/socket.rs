@@ -92,24 +92,30 @@ pub fn docker_save(vm: &Vm, tag: &str, to: &Path) -> Transfer {
     Transfer { bytes, secs }
 }
 
-/// Times `n` pings each way; every one must be answered by the engine.
-fn pings(ep: &Endpoint, n: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut new = Vec::with_capacity(n);
+/// Times `n` pings of each kind on every endpoint, taking turns between
+/// endpoints so that load from other work on the machine falls on all of
+/// them alike. Every ping must be answered by the engine. Returns, per
+/// endpoint, (new connection each, one kept-alive connection) seconds.
+pub fn pings(eps: &[Endpoint], n: usize) -> Vec<(Vec<f64>, Vec<f64>)> {
+    let mut out: Vec<(Vec<f64>, Vec<f64>)> = eps.iter().map(|_| (Vec::with_capacity(n), Vec::with_capacity(n))).collect();
     for _ in 0..n {
-        let t = Instant::now();
-        let ok = http::ping_new(ep).unwrap_or_else(|e| panic!("ping via {ep:?}: {e}"));
-        new.push(t.elapsed().as_secs_f64());
-        assert!(ok, "the engine did not answer 200 via {ep:?}");
+        for (ep, o) in eps.iter().zip(out.iter_mut()) {
+            let t = Instant::now();
+            let ok = http::ping_new(ep).unwrap_or_else(|e| panic!("ping via {ep:?}: {e}"));
+            o.0.push(t.elapsed().as_secs_f64());
+            assert!(ok, "the engine did not answer 200 via {ep:?}");
+        }
     }
-    let mut conn = KeepAlive::open(ep).unwrap_or_else(|e| panic!("connect {ep:?}: {e}"));
-    let mut kept = Vec::with_capacity(n);
+    let mut conns: Vec<KeepAlive> = eps.iter().map(|ep| KeepAlive::open(ep).unwrap_or_else(|e| panic!("connect {ep:?}: {e}"))).collect();
     for _ in 0..n {
-        let t = Instant::now();
-        let ok = conn.ping().unwrap_or_else(|e| panic!("kept-alive ping via {ep:?}: {e}"));
-        kept.push(t.elapsed().as_secs_f64());
-        assert!(ok, "the engine did not answer 200 OK via {ep:?}");
+        for ((ep, conn), o) in eps.iter().zip(conns.iter_mut()).zip(out.iter_mut()) {
+            let t = Instant::now();
+            let ok = conn.ping().unwrap_or_else(|e| panic!("kept-alive ping via {ep:?}: {e}"));
+            o.1.push(t.elapsed().as_secs_f64());
+            assert!(ok, "the engine did not answer 200 OK via {ep:?}");
+        }
     }
-    (new, kept)
+    out
 }
 
 /// Counts bytes written to it.
@@ -151,14 +157,10 @@ fn upload(ep: &Endpoint, container: &str, tar: &Path) -> Transfer {
     Transfer { bytes: len, secs }
 }
 
-/// All figures for one endpoint.
-pub fn measure(key: &'static str, label: &'static str, ep: &Endpoint, container: &str, tar: &Path, pings_n: usize) -> PathFigures {
-    eprintln!("bench: socket path: {label}");
-    let (ping_new, ping_kept) = pings(ep, pings_n);
+/// Download then upload of the big file through `ep`.
+pub fn transfers(ep: &Endpoint, container: &str, tar: &Path) -> (Transfer, Transfer) {
     let min = fs::metadata(tar).expect("tar").len() / 2;
-    let download = download(ep, container, min);
-    let upload = upload(ep, container, tar);
-    PathFigures { key, label, ping_new, ping_kept, download, upload }
+    (download(ep, container, min), upload(ep, container, tar))
 }
 
 /// A relay process we started; killed on drop.

@@ -74,6 +74,8 @@ fn main() {
             workload = Some(run_workload(&vm, &busybox, &big, &socat_tar, pings, dir));
         }
         b.shutdown = Some(vm.shutdown().as_secs_f64());
+        let console = fs::read_to_string(vm_dir.join("console.log")).unwrap_or_default();
+        assert!(console.contains("shutdown: powering off"), "boot {}: no clean shutdown in the console log", i + 1);
         boots.push(b);
     }
     let (memory_idle, memory_after, load, save, paths, not_compared) = workload.expect("the last boot ran the workload");
@@ -113,7 +115,6 @@ fn run_workload(vm: &Vm, busybox: &std::path::Path, big: &std::path::Path, socat
     vm.docker_ok(&["create", "--name", container, BIG]);
 
     let sock = vm.socket();
-    let mut paths = Vec::new();
     let mut not_compared = vec![
         "socat in place of our host bridge on the hybrid-vsock path: not measured — socat cannot send the \
          `CONNECT <port>` line and strip the `OK <port>` reply before relaying, and without /dev/vhost-vsock \
@@ -123,22 +124,19 @@ fn run_workload(vm: &Vm, busybox: &std::path::Path, big: &std::path::Path, socat
          vs socat with default options; everything behind it is the same"
             .to_string(),
     ];
-    paths.push(socket::measure("whole", "whole path (docker.sock → bridge → vsock → forwarder → engine)", &Endpoint::Unix(sock.clone()), container, big, pings));
-    {
-        let _relay = socket::relay_ours(&dir.join("relay-ours.sock"), &sock);
-        paths.push(socket::measure("host_ours", "host relay: ours (skiff bridge --unix) + whole path", &Endpoint::Unix(dir.join("relay-ours.sock")), container, big, pings));
-    }
-    {
-        let _relay = socket::relay_socat(&dir.join("relay-socat.sock"), &sock);
-        paths.push(socket::measure("host_socat", "host relay: socat + whole path", &Endpoint::Unix(dir.join("relay-socat.sock")), container, big, pings));
-    }
+    // Every endpoint is set up first, so pings can take turns between them.
+    let mut eps: Vec<(&'static str, &'static str, Endpoint)> = vec![
+        ("whole", "whole path (docker.sock → bridge → vsock → forwarder → engine)", Endpoint::Unix(sock.clone())),
+        ("host_ours", "host relay: ours (skiff bridge --unix) + whole path", Endpoint::Unix(dir.join("relay-ours.sock"))),
+        ("host_socat", "host relay: socat + whole path", Endpoint::Unix(dir.join("relay-socat.sock"))),
+    ];
+    let _relays = (socket::relay_ours(&dir.join("relay-ours.sock"), &sock), socket::relay_socat(&dir.join("relay-socat.sock"), &sock));
     let uds = vm.dir.join("vsock.sock");
     if uds.exists() {
-        let ours = Endpoint::Hybrid(uds.clone(), skiff_proto::DEFAULT_ENGINE_PORT);
-        paths.push(socket::measure("guest_ours", "guest forwarder: ours (vsock 2375), plain hybrid conn.", &ours, container, big, pings));
-        let theirs = Endpoint::Hybrid(uds, GUEST_SOCAT_PORT);
+        let theirs = Endpoint::Hybrid(uds.clone(), GUEST_SOCAT_PORT);
         socket::guest_socat(vm, socat_tar, SOCAT, "skiff-bench-socat", GUEST_SOCAT_PORT, &theirs);
-        paths.push(socket::measure("guest_socat", "guest forwarder: socat in a privileged container (vsock 2376)", &theirs, container, big, pings));
+        eps.push(("guest_ours", "guest forwarder: ours (vsock 2375), plain hybrid conn.", Endpoint::Hybrid(uds, skiff_proto::DEFAULT_ENGINE_PORT)));
+        eps.push(("guest_socat", "guest forwarder: socat in a privileged container (vsock 2376)", theirs));
         not_compared.push(
             "guest forwarder rows: the image has no socat, so the host's socat and its libraries run in a privileged \
              guest container (VSOCK-LISTEN,fork → engine socket); both reached by the same client over plain hybrid \
@@ -147,6 +145,15 @@ fn run_workload(vm: &Vm, busybox: &std::path::Path, big: &std::path::Path, socat
         );
     } else {
         not_compared.push("guest forwarder vs socat: not measured — this host has kernel vhost-vsock, and the bench reaches guest ports only through a hybrid-vsock socket".to_string());
+    }
+    eprintln!("bench: {pings} pings of each kind on {} endpoints, taking turns", eps.len());
+    let endpoints: Vec<Endpoint> = eps.iter().map(|e| e.2.clone()).collect();
+    let timings = socket::pings(&endpoints, pings);
+    let mut paths = Vec::new();
+    for ((key, label, endpoint), (ping_new, ping_kept)) in eps.into_iter().zip(timings) {
+        eprintln!("bench: transfers via {label}");
+        let (download, upload) = socket::transfers(&endpoint, container, big);
+        paths.push(socket::PathFigures { key, label, ping_new, ping_kept, download, upload });
     }
     (idle, after, load, save, paths, not_compared)
 }
