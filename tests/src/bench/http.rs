@@ -202,10 +202,25 @@ impl KeepAlive {
     }
 }
 
-/// A ping on a new connection (what each `docker` command pays).
-pub fn ping_new(ep: &Endpoint) -> io::Result<bool> {
-    let mut s = ep.connect()?;
-    skiff_proto::http::ping(&mut s)
+/// A ping on a new connection (what each `docker` command pays): the
+/// answer's status line must say 200. Returns what came back otherwise.
+pub fn ping_new(ep: &Endpoint) -> Result<(), String> {
+    let mut s = ep.connect().map_err(|e| format!("connect: {e}"))?;
+    s.write_all(skiff_proto::http::PING_REQUEST).map_err(|e| format!("write: {e}"))?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 64];
+    while head.len() < 12 {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(format!("read after {:?}: {e}", String::from_utf8_lossy(&head))),
+        }
+    }
+    if skiff_proto::http::is_ok_status(&head) {
+        Ok(())
+    } else {
+        Err(format!("answer {:?}", String::from_utf8_lossy(&head)))
+    }
 }
 
 #[cfg(test)]

@@ -90,9 +90,9 @@ pub fn table(r: &Results) -> Table {
         t.row(format!("ratio ours/socat, {what}"), "");
         t.row("    download, upload MiB/s (>1: ours faster)", format!("{}, {}", ratio(o.download.mib_per_s(), s.download.mib_per_s()), ratio(o.upload.mib_per_s(), s.upload.mib_per_s())));
         let m = |v: &[f64]| median(v).unwrap_or(f64::NAN);
-        t.row("    ping median new, kept (<1: ours faster)", format!("{}, {}", ratio(m(&o.ping_new), m(&s.ping_new)), ratio(m(&o.ping_kept), m(&s.ping_kept))));
+        t.row("    ping median new, kept (<1: ours faster)", format!("{}, {}", ratio(m(&o.pings.new), m(&s.pings.new)), ratio(m(&o.pings.kept), m(&s.pings.kept))));
         if let (Some(w), "host relay") = (find(r, "whole"), what) {
-            let added = |p: &PathFigures| format!("{:+.2} ms, {:+.2} ms", 1e3 * (m(&p.ping_new) - m(&w.ping_new)), 1e3 * (m(&p.ping_kept) - m(&w.ping_kept)));
+            let added = |p: &PathFigures| format!("{:+.2} ms, {:+.2} ms", 1e3 * (m(&p.pings.new) - m(&w.pings.new)), 1e3 * (m(&p.pings.kept) - m(&w.pings.kept)));
             t.row("    relay's added ping median new, kept: ours", added(o));
             t.row("    relay's added ping median new, kept: socat", added(s));
         }
@@ -113,13 +113,14 @@ fn find<'a>(r: &'a Results, key: &str) -> Option<&'a PathFigures> {
 
 fn path_rows(t: &mut Table, p: &PathFigures) {
     t.row("    download, upload", format!("{:.1} MiB/s, {:.1} MiB/s", p.download.mib_per_s(), p.upload.mib_per_s()));
+    let failed = |n: usize| if n == 0 { String::new() } else { format!("  ({n} failed)") };
     t.row(
-        format!("    GET /_ping new conn., median / p99 of {}", p.ping_new.len()),
-        format!("{} / {}", ms(median(&p.ping_new)), ms(p99(&p.ping_new))),
+        format!("    GET /_ping new conn., median / p99 of {}", p.pings.new.len()),
+        format!("{} / {}{}", ms(median(&p.pings.new)), ms(p99(&p.pings.new)), failed(p.pings.new_failures)),
     );
     t.row(
-        format!("    GET /_ping kept-alive, median / p99 of {}", p.ping_kept.len()),
-        format!("{} / {}", ms(median(&p.ping_kept)), ms(p99(&p.ping_kept))),
+        format!("    GET /_ping kept-alive, median / p99 of {}", p.pings.kept.len()),
+        format!("{} / {}{}", ms(median(&p.pings.kept)), ms(p99(&p.pings.kept)), failed(p.pings.kept_failures)),
     );
 }
 
@@ -145,8 +146,8 @@ pub fn json(r: &Results) -> Value {
     let paths: Vec<Value> = r.paths.iter().map(|p| json!({
         "key": p.key, "label": p.label,
         "download": transfer(&p.download), "upload": transfer(&p.upload),
-        "ping_new_conn_s": { "median": median(&p.ping_new), "p99": p99(&p.ping_new), "samples": p.ping_new },
-        "ping_kept_alive_s": { "median": median(&p.ping_kept), "p99": p99(&p.ping_kept), "samples": p.ping_kept },
+        "ping_new_conn_s": { "median": median(&p.pings.new), "p99": p99(&p.pings.new), "samples": p.pings.new, "failures": p.pings.new_failures },
+        "ping_kept_alive_s": { "median": median(&p.pings.kept), "p99": p99(&p.pings.kept), "samples": p.pings.kept, "failures": p.pings.kept_failures },
     })).collect();
     let shutdown: Vec<f64> = r.boots.iter().filter_map(|b| b.shutdown).collect();
     json!({

@@ -30,10 +30,9 @@ impl Transfer {
 pub struct PathFigures {
     pub key: &'static str,
     pub label: &'static str,
-    /// Seconds per `GET /_ping` on a new connection each.
-    pub ping_new: Vec<f64>,
-    /// Seconds per `GET /_ping` on one kept-alive connection.
-    pub ping_kept: Vec<f64>,
+    /// Seconds per `GET /_ping`: a new connection each, and one kept-alive
+    /// connection; failed pings are counted, not timed.
+    pub pings: Pings,
     /// `GET /containers/ID/archive` of the big file (engine → host).
     pub download: Transfer,
     /// `PUT /containers/ID/archive` of the big image tar (host → engine).
@@ -96,26 +95,76 @@ pub fn docker_save(vm: &Vm, tag: &str, to: &Path) -> Transfer {
 /// endpoints so that load from other work on the machine falls on all of
 /// them alike. Every ping must be answered by the engine. Returns, per
 /// endpoint, (new connection each, one kept-alive connection) seconds.
-pub fn pings(eps: &[Endpoint], n: usize) -> Vec<(Vec<f64>, Vec<f64>)> {
-    let mut out: Vec<(Vec<f64>, Vec<f64>)> = eps.iter().map(|_| (Vec::with_capacity(n), Vec::with_capacity(n))).collect();
+pub fn pings(eps: &[Endpoint], n: usize) -> Vec<Pings> {
+    let mut out: Vec<Pings> = eps.iter().map(|_| Pings::default()).collect();
     for _ in 0..n {
         for (ep, o) in eps.iter().zip(out.iter_mut()) {
             let t = Instant::now();
-            let ok = http::ping_new(ep).unwrap_or_else(|e| panic!("ping via {ep:?}: {e}"));
-            o.0.push(t.elapsed().as_secs_f64());
-            assert!(ok, "the engine did not answer 200 via {ep:?}");
+            let r = http::ping_new(ep);
+            o.record(r.map(|()| t.elapsed().as_secs_f64()), ep, "new connection");
         }
     }
-    let mut conns: Vec<KeepAlive> = eps.iter().map(|ep| KeepAlive::open(ep).unwrap_or_else(|e| panic!("connect {ep:?}: {e}"))).collect();
+    let mut conns: Vec<Option<KeepAlive>> = eps.iter().map(|_| None).collect();
     for _ in 0..n {
         for ((ep, conn), o) in eps.iter().zip(conns.iter_mut()).zip(out.iter_mut()) {
+            // A failed kept-alive connection is replaced (and the failure counted).
+            if conn.is_none() {
+                match KeepAlive::open(ep) {
+                    Ok(c) => *conn = Some(c),
+                    Err(e) => {
+                        o.record_kept(Err(format!("connect: {e}")), ep);
+                        continue;
+                    }
+                }
+            }
+            let c = conn.as_mut().expect("opened above");
             let t = Instant::now();
-            let ok = conn.ping().unwrap_or_else(|e| panic!("kept-alive ping via {ep:?}: {e}"));
-            o.1.push(t.elapsed().as_secs_f64());
-            assert!(ok, "the engine did not answer 200 OK via {ep:?}");
+            let r = match c.ping() {
+                Ok(true) => Ok(t.elapsed().as_secs_f64()),
+                Ok(false) => Err("answer was not 200 OK".to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if r.is_err() {
+                *conn = None;
+            }
+            o.record_kept(r, ep);
         }
     }
+    for (ep, o) in eps.iter().zip(&out) {
+        assert!(!o.new.is_empty() && !o.kept.is_empty(), "no ping was answered via {ep:?}");
+    }
     out
+}
+
+/// Ping timings of one endpoint, and what went wrong when a ping failed.
+#[derive(Default)]
+pub struct Pings {
+    pub new: Vec<f64>,
+    pub kept: Vec<f64>,
+    pub new_failures: usize,
+    pub kept_failures: usize,
+}
+
+impl Pings {
+    fn record(&mut self, r: Result<f64, String>, ep: &Endpoint, what: &str) {
+        match r {
+            Ok(s) => self.new.push(s),
+            Err(e) => {
+                self.new_failures += 1;
+                eprintln!("bench: ping ({what}) via {ep:?} failed: {e}");
+            }
+        }
+    }
+
+    fn record_kept(&mut self, r: Result<f64, String>, ep: &Endpoint) {
+        match r {
+            Ok(s) => self.kept.push(s),
+            Err(e) => {
+                self.kept_failures += 1;
+                eprintln!("bench: ping (kept-alive) via {ep:?} failed: {e}");
+            }
+        }
+    }
 }
 
 /// Counts bytes written to it.
@@ -215,7 +264,7 @@ pub fn guest_socat(vm: &Vm, image_tar: &Path, tag: &str, name: &str, port: u32, 
         "socat", &format!("VSOCK-LISTEN:{port},fork,reuseaddr"), "UNIX-CONNECT:/run/skiff/engine.sock",
     ]);
     let end = Instant::now() + Duration::from_secs(30);
-    while !matches!(http::ping_new(ep), Ok(true)) {
+    while http::ping_new(ep).is_err() {
         assert!(Instant::now() < end, "the guest socat on port {port} does not answer; logs: {}", vm.docker_ok(&["logs", name]));
         thread::sleep(Duration::from_millis(200));
     }

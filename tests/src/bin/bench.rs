@@ -150,10 +150,10 @@ fn run_workload(vm: &Vm, busybox: &std::path::Path, big: &std::path::Path, socat
     let endpoints: Vec<Endpoint> = eps.iter().map(|e| e.2.clone()).collect();
     let timings = socket::pings(&endpoints, pings);
     let mut paths = Vec::new();
-    for ((key, label, endpoint), (ping_new, ping_kept)) in eps.into_iter().zip(timings) {
+    for ((key, label, endpoint), pings) in eps.into_iter().zip(timings) {
         eprintln!("bench: transfers via {label}");
         let (download, upload) = socket::transfers(&endpoint, container, big);
-        paths.push(socket::PathFigures { key, label, ping_new, ping_kept, download, upload });
+        paths.push(socket::PathFigures { key, label, pings, download, upload });
     }
     (idle, after, load, save, paths, not_compared)
 }
