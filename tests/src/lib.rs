@@ -81,7 +81,7 @@ impl Vm {
     /// Like [`Vm::boot`], with extra `skiff run` arguments.
     pub fn boot_with(dir: &Path, extra: &[&str]) -> Vm {
         let started = Instant::now();
-        let mut run = Command::new(skiff_bin())
+        let mut run = die_with_parent(&mut Command::new(skiff_bin()))
             .arg("run")
             .arg("--iso").arg(iso())
             .arg("--dir").arg(dir)
@@ -215,6 +215,22 @@ impl Drop for Vm {
             let _ = self.run.kill();
             let _ = self.run.wait();
         }
+    }
+}
+
+/// Makes a child die (SIGKILL) when the thread that started it ends, so a
+/// test or bench that aborts leaves no VM behind (`skiff run` passes the
+/// same on to QEMU).
+pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
     }
 }
 

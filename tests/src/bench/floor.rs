@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::console;
 use super::cpio::{self, Entry};
-use crate::root;
+use crate::{die_with_parent, root};
 
 /// One floor boot.
 pub struct FloorBoot {
@@ -47,7 +47,7 @@ pub fn boot(dir: &Path, kernel: &Path, initrd: &Path, iso: &Path, memory_mib: u3
     let log = dir.join("floor-console.log");
     let _ = fs::remove_file(&log);
     let started = Instant::now();
-    let mut qemu = Command::new("qemu-system-x86_64")
+    let mut qemu = die_with_parent(&mut Command::new("qemu-system-x86_64"))
         .args(["-accel", "tcg", "-m", &memory_mib.to_string(), "-smp", &cpus.to_string()])
         .args(["-display", "none", "-no-reboot"])
         .args(["-object", &format!("memory-backend-memfd,id=mem,size={memory_mib}M,share=on")])

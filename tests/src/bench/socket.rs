@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::http::{self, Endpoint, KeepAlive};
-use crate::{busybox_root, image_tar, run_ok, skiff_bin, Vm};
+use crate::{busybox_root, die_with_parent, image_tar, run_ok, skiff_bin, Vm};
 
 /// Bytes moved in a time.
 #[derive(Debug, Clone, Copy)]
@@ -235,7 +235,7 @@ fn wait_socket(path: &Path, child: &mut Child) {
 
 /// Our bridge's copy loop as a plain unix relay in front of `to`.
 pub fn relay_ours(listen: &Path, to: &Path) -> Relay {
-    let mut child = Command::new(skiff_bin())
+    let mut child = die_with_parent(&mut Command::new(skiff_bin()))
         .arg("bridge").arg("--listen").arg(listen).arg("--unix").arg(to)
         .stdout(Stdio::null())
         .spawn()
@@ -246,7 +246,7 @@ pub fn relay_ours(listen: &Path, to: &Path) -> Relay {
 
 /// socat (default options) as a plain unix relay in front of `to`.
 pub fn relay_socat(listen: &Path, to: &Path) -> Relay {
-    let mut child = Command::new("socat")
+    let mut child = die_with_parent(&mut Command::new("socat"))
         .arg(format!("UNIX-LISTEN:{},fork", listen.display()))
         .arg(format!("UNIX-CONNECT:{}", to.display()))
         .spawn()
