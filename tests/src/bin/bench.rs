@@ -44,7 +44,8 @@ fn memory_figures(vm: &Vm, busybox: &std::path::Path) -> (memory::Memory, memory
 fn main() {
     let began = Instant::now();
     let root = root();
-    let (iso, _) = (iso(), skiff_bin());
+    let iso = iso();
+    skiff_bin(); // fails early, with what to build, when the CLI is missing
     let boots_n = knob("SKIFF_BENCH_BOOTS", 3).max(1) as usize;
     let image_mib = knob("SKIFF_BENCH_IMAGE_MIB", 256);
     let pings = knob("SKIFF_BENCH_PINGS", 200).max(1) as usize;
