@@ -32,13 +32,18 @@ pub enum Target {
     Cid(u32),
     /// A hybrid-vsock unix socket (`CONNECT <port>` handshake).
     Uds(PathBuf),
+    /// A plain unix socket, passed through as is (chaining, and measuring
+    /// this copy loop against other relays in `make bench`).
+    Unix(PathBuf),
 }
 
 impl Target {
-    fn describe(&self, port: u32) -> String {
+    /// Where connections go, for messages.
+    pub fn describe(&self, port: u32) -> String {
         match self {
             Target::Cid(cid) => format!("vsock cid {cid} port {port}"),
             Target::Uds(path) => format!("hybrid vsock {} port {port}", path.display()),
+            Target::Unix(path) => format!("unix socket {}", path.display()),
         }
     }
 }
@@ -92,6 +97,11 @@ fn handle(client: UnixStream, target: &Target, port: u32) -> io::Result<()> {
             guest.write_all(framing::PREAMBLE)?;
             let guest_rd = guest.try_clone()?;
             pump(client, guest_rd, Framed(guest), |w| w.0.write_all(&framing::EOF_FRAME))
+        }
+        Target::Unix(path) => {
+            let server = UnixStream::connect(path)?;
+            let server_rd = server.try_clone()?;
+            pump(client, server_rd, server, |w| w.shutdown(Shutdown::Write))
         }
     }
 }

@@ -40,11 +40,15 @@ struct BridgeArgs {
     #[arg(long)]
     listen: PathBuf,
     /// Guest context id, for kernel AF_VSOCK (vhost-vsock, Hyper-V, VMware).
-    #[arg(long, conflicts_with = "uds", required_unless_present = "uds")]
+    #[arg(long, conflicts_with_all = ["uds", "unix"], required_unless_present_any = ["uds", "unix"])]
     cid: Option<u32>,
     /// Hybrid-vsock unix socket (Firecracker, Cloud Hypervisor, vhost-device-vsock).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "unix")]
     uds: Option<PathBuf>,
+    /// A plain unix socket to relay to as is (e.g. another bridge's socket);
+    /// the port is not used.
+    #[arg(long)]
+    unix: Option<PathBuf>,
     /// Guest vsock port of the engine.
     #[arg(long, default_value_t = DEFAULT_ENGINE_PORT)]
     port: u32,
@@ -54,13 +58,14 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Run(opts) => qemu::run(&opts),
         Command::Bridge(args) => {
-            let target = match (args.cid, args.uds) {
-                (Some(cid), _) => bridge::Target::Cid(cid),
-                (None, Some(uds)) => bridge::Target::Uds(uds),
-                (None, None) => unreachable!("clap requires --cid or --uds"),
+            let target = match (args.cid, args.uds, args.unix) {
+                (Some(cid), _, _) => bridge::Target::Cid(cid),
+                (None, Some(uds), _) => bridge::Target::Uds(uds),
+                (None, None, Some(unix)) => bridge::Target::Unix(unix),
+                (None, None, None) => unreachable!("clap requires --cid, --uds or --unix"),
             };
             bridge::bind(&args.listen).and_then(|l| {
-                eprintln!("skiff: bridging {} to the guest's port {}", args.listen.display(), args.port);
+                eprintln!("skiff: bridging {} to {}", args.listen.display(), target.describe(args.port));
                 println!("export DOCKER_HOST=unix://{}", args.listen.display());
                 bridge::serve(l, target, args.port)
             })

@@ -237,11 +237,12 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
 
     bridge::QUIET.store(true, Ordering::Relaxed);
     let ready = wait_ready(o, &docker_sock, &mut vm, started);
+    let ready_after = started.elapsed();
     bridge::QUIET.store(false, Ordering::Relaxed);
     let result = ready.and_then(|()| {
         println!("export DOCKER_HOST=unix://{}", docker_sock.display());
         io::stdout().flush()?;
-        eprintln!("skiff: engine ready after {:.1}s; Ctrl-C or `skiff stop` shuts the VM down", started.elapsed().as_secs_f64());
+        eprintln!("skiff: engine ready after {:.2}s; Ctrl-C or `skiff stop` shuts the VM down", ready_after.as_secs_f64());
         wait_exit(&monitor, &mut vm)
     });
     if result.is_err() {

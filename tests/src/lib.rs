@@ -4,11 +4,13 @@
 //! Nothing here is a mock. When the ISO, QEMU or docker is missing, the
 //! helpers panic with a message saying what to build or install.
 
+pub mod bench;
+
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -66,6 +68,8 @@ pub struct Vm {
     run: Child,
     /// Host seconds from `skiff run` start to the DOCKER_HOST line.
     pub ready_after: Duration,
+    /// What `skiff run` reported on stderr: QEMU start to the first answered ping.
+    reported_ready: Arc<Mutex<Option<Duration>>>,
 }
 
 impl Vm {
@@ -91,7 +95,7 @@ impl Vm {
             }
             None => Command::new(skiff_bin()),
         };
-        let mut run = cmd
+        let mut run = die_with_parent(&mut cmd)
             .arg("run")
             .arg("--iso").arg(iso())
             .arg("--dir").arg(dir)
@@ -99,8 +103,21 @@ impl Vm {
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start skiff run");
+        let reported_ready = Arc::new(Mutex::new(None));
+        let stderr = run.stderr.take().expect("stderr");
+        let reported = Arc::clone(&reported_ready);
+        thread::spawn(move || {
+            // Passed through, and the engine-ready time picked out.
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                if let Some(t) = parse_ready_line(&line) {
+                    *reported.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
+                }
+            }
+        });
         let stdout = run.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
@@ -126,7 +143,25 @@ impl Vm {
                 panic!("no DOCKER_HOST after 450s; console:\n{}", console_tail(dir));
             }
         };
-        Vm { dir: dir.to_path_buf(), docker_host, run, ready_after: started.elapsed() }
+        Vm { dir: dir.to_path_buf(), docker_host, run, ready_after: started.elapsed(), reported_ready }
+    }
+
+    /// `skiff run`'s own figure: QEMU start to the first `GET /_ping`
+    /// answered through the bridge (it prints it just after DOCKER_HOST).
+    pub fn qemu_to_ping(&self) -> Option<Duration> {
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            let got = *self.reported_ready.lock().unwrap_or_else(|e| e.into_inner());
+            if got.is_some() || Instant::now() > end {
+                return got;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The bridge's socket path (DOCKER_HOST without `unix://`).
+    pub fn socket(&self) -> PathBuf {
+        PathBuf::from(self.docker_host.trim_start_matches("unix://"))
     }
 
     /// Runs the docker CLI against the VM.
@@ -232,6 +267,29 @@ impl Drop for Vm {
     }
 }
 
+/// Makes a child die (SIGKILL) when the thread that started it ends, so a
+/// test or bench that aborts leaves no VM behind (`skiff run` passes the
+/// same on to QEMU).
+pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The seconds in `skiff: engine ready after 12.34s; ...`.
+pub fn parse_ready_line(line: &str) -> Option<Duration> {
+    let rest = line.strip_prefix("skiff: engine ready after ")?;
+    let secs: f64 = rest.split('s').next()?.parse().ok()?;
+    Duration::try_from_secs_f64(secs).ok()
+}
+
 /// The last 60 lines of a VM's console log.
 pub fn console_tail(dir: &Path) -> String {
     let text = fs::read_to_string(dir.join("console.log")).unwrap_or_default();
@@ -265,27 +323,45 @@ pub fn busybox_image(dir: &Path, tag: &str) -> PathBuf {
 /// Like [`busybox_image`], with `payload_mib` MiB of random bytes in
 /// `/payload` (a slow image to load).
 pub fn busybox_image_with_payload(dir: &Path, tag: &str, payload_mib: usize) -> PathBuf {
-    let busybox = Path::new("/bin/busybox");
-    assert!(busybox.is_file(), "no /bin/busybox: install Debian's busybox-static (make deps does)");
     let rootfs = dir.join("layer-root");
-    fs::create_dir_all(rootfs.join("bin")).unwrap();
-    fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
-    for applet in ["sh", "echo", "cat", "sleep", "ls", "wget", "nslookup", "true", "false", "env", "hostname", "httpd", "ip"] {
-        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-    }
+    busybox_root(&rootfs);
     if payload_mib > 0 {
         use std::io::Read;
         let mut bytes = vec![0u8; payload_mib << 20];
         fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).expect("read /dev/urandom");
         fs::write(rootfs.join("payload"), bytes).unwrap();
     }
+    image_tar(dir, &rootfs, tag, r#""Env":["PATH=/bin"],"Cmd":["sh"]"#)
+}
+
+/// Fills `rootfs` (made anew) with Debian's static busybox and its usual applet links.
+pub fn busybox_root(rootfs: &Path) {
+    let _ = fs::remove_dir_all(rootfs);
+    let busybox = Path::new("/bin/busybox");
+    assert!(busybox.is_file(), "no /bin/busybox: install Debian's busybox-static (make deps does)");
+    fs::create_dir_all(rootfs.join("bin")).unwrap();
+    fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
+    for applet in [
+        "sh", "echo", "cat", "sleep", "ls", "wget", "nslookup", "true", "false", "env", "hostname", "httpd", "ip", "df",
+        "grep",
+    ] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+}
+
+/// Writes a `docker load` archive (docker-archive format) of a one-layer
+/// image made of the folder `rootfs`; `config` is the JSON members of the
+/// image's run config (e.g. `"Env":[...],"Cmd":[...]`). Returns the tar's path,
+/// `DIR/<last part of the tag's name>.tar`; `DIR/image` is its scratch folder.
+pub fn image_tar(dir: &Path, rootfs: &Path, tag: &str, config: &str) -> PathBuf {
     let image = dir.join("image");
+    let _ = fs::remove_dir_all(&image);
     fs::create_dir_all(image.join("layer")).unwrap();
     let layer = image.join("layer/layer.tar");
-    run_ok(Command::new("tar").arg("-C").arg(&rootfs).arg("--owner=0").arg("--group=0").arg("-cf").arg(&layer).arg("."));
+    run_ok(Command::new("tar").arg("-C").arg(rootfs).arg("--owner=0").arg("--group=0").arg("-cf").arg(&layer).arg("."));
     let diff_id = sha256(&layer);
     let config = format!(
-        r#"{{"architecture":"amd64","os":"linux","config":{{"Env":["PATH=/bin"],"Cmd":["sh"]}},"rootfs":{{"type":"layers","diff_ids":["sha256:{diff_id}"]}}}}"#
+        r#"{{"architecture":"amd64","os":"linux","config":{{{config}}},"rootfs":{{"type":"layers","diff_ids":["sha256:{diff_id}"]}}}}"#
     );
     let config_path = image.join("config.json");
     fs::write(&config_path, &config).unwrap();
@@ -296,12 +372,15 @@ pub fn busybox_image_with_payload(dir: &Path, tag: &str, payload_mib: usize) -> 
         format!(r#"[{{"Config":"{config_id}.json","RepoTags":["{tag}"],"Layers":["layer/layer.tar"]}}]"#),
     )
     .unwrap();
-    let tar = dir.join("busybox.tar");
+    let name = tag.rsplit('/').next().unwrap_or(tag).split(':').next().unwrap_or(tag);
+    let tar = dir.join(format!("{name}.tar"));
     run_ok(Command::new("tar").arg("-C").arg(&image).arg("-cf").arg(&tar).arg("."));
+    fs::remove_dir_all(&image).unwrap();
     tar
 }
 
-fn sha256(path: &Path) -> String {
+/// The hex SHA-256 of a file.
+pub fn sha256(path: &Path) -> String {
     let out = run_ok(Command::new("sha256sum").arg(path));
     out.split_whitespace().next().expect("sha256sum output").to_string()
 }
@@ -343,8 +422,22 @@ pub fn sha256_file(path: &Path) -> String {
     sha256(path)
 }
 
-fn run_ok(cmd: &mut Command) -> String {
+/// Runs a command, panicking with its stderr unless it succeeds; returns stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_line_gives_seconds() {
+        let line = "skiff: engine ready after 12.34s; Ctrl-C or `skiff stop` shuts the VM down";
+        assert_eq!(parse_ready_line(line), Some(Duration::from_millis(12340)));
+        assert_eq!(parse_ready_line("skiff: booting out/skiff.iso"), None);
+        assert_eq!(parse_ready_line("skiff: engine ready after xs"), None);
+    }
 }

@@ -1,0 +1,51 @@
+//! Boot figures from one `skiff run`: guest uptime at each milestone (from
+//! the console log) and host wall times.
+
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::console::{self, MILESTONES};
+use crate::Vm;
+
+/// One boot's figures, in seconds.
+#[derive(Debug, Clone)]
+pub struct Boot {
+    /// Guest uptime per milestone key (see `console::MILESTONES`).
+    pub milestones: Vec<(&'static str, Option<f64>)>,
+    /// Host: QEMU start to the first answered ping through the bridge (skiff run's figure).
+    pub qemu_to_ping: Option<f64>,
+    /// Host: spawning `skiff run` to its DOCKER_HOST line.
+    pub spawn_to_docker_host: f64,
+    /// Host: power button to QEMU exit, once the VM is stopped.
+    pub shutdown: Option<f64>,
+}
+
+impl Boot {
+    pub fn milestone(&self, key: &str) -> Option<f64> {
+        self.milestones.iter().find(|(k, _)| *k == key).and_then(|(_, v)| *v)
+    }
+}
+
+/// Boots the ISO in `dir` and reads the boot figures; the VM stays up.
+pub fn boot(dir: &Path, extra: &[&str]) -> (Vm, Boot) {
+    let vm = Vm::boot_with(dir, extra);
+    // The engine answered through the bridge; check it really is the engine.
+    let version = vm.docker_ok(&["version", "--format", "{{.Server.Version}}"]);
+    assert!(!version.trim().is_empty(), "the engine did not report a version");
+    // The guest logs readiness just before the host's ping succeeds; give
+    // the serial log a moment to reach the file.
+    let end = Instant::now() + Duration::from_secs(10);
+    while !vm.console().contains("skiff: engine: ready") && Instant::now() < end {
+        thread::sleep(Duration::from_millis(100));
+    }
+    let text = vm.console();
+    let milestones = MILESTONES.iter().map(|m| (m.key, console::first(&text, m.matches))).collect();
+    let b = Boot {
+        milestones,
+        qemu_to_ping: vm.qemu_to_ping().map(|d| d.as_secs_f64()),
+        spawn_to_docker_host: vm.ready_after.as_secs_f64(),
+        shutdown: None,
+    };
+    (vm, b)
+}

@@ -1,0 +1,32 @@
+//! `make bench`: size, boot, memory, socket-path and shutdown figures of the
+//! appliance, measured in one run, printed as a table and written as JSON.
+//! Benchmarks print; they assert only that what they measure happened.
+
+pub mod boot;
+pub mod console;
+pub mod cpio;
+pub mod floor;
+pub mod http;
+pub mod memory;
+pub mod report;
+pub mod size;
+pub mod socket;
+pub mod stats;
+pub mod table;
+
+/// Everything one run measured.
+pub struct Results {
+    pub vm_memory_mib: u32,
+    pub vm_cpus: u32,
+    pub sizes: size::Sizes,
+    pub boots: Vec<boot::Boot>,
+    pub floors: Vec<floor::FloorBoot>,
+    pub memory_idle: memory::Memory,
+    pub memory_after: memory::Memory,
+    pub containers_run: usize,
+    pub load: socket::Transfer,
+    pub save: socket::Transfer,
+    pub image_bytes: u64,
+    pub paths: Vec<socket::PathFigures>,
+    pub not_compared: Vec<String>,
+}

@@ -1,0 +1,179 @@
+//! Turns [`Results`] into the printed table and the JSON of `out/bench.json`.
+
+use serde_json::{json, Value};
+
+use super::console::MILESTONES;
+use super::socket::PathFigures;
+use super::stats::{median, p99};
+use super::table::{kib_mib, mib, ms, secs, Table};
+use super::Results;
+
+fn spread(samples: &[f64]) -> String {
+    let min = samples.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = samples.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if samples.len() < 2 { String::new() } else { format!("  [{min:.2}–{max:.2}]") }
+}
+
+fn med_row(t: &mut Table, label: &str, samples: &[f64]) {
+    t.row(label, format!("{}{}", secs(median(samples)), spread(samples)));
+}
+
+fn ratio(ours: f64, socat: f64) -> String {
+    format!("{:.2}", ours / socat)
+}
+
+fn milestone_samples(r: &Results, key: &str) -> Vec<f64> {
+    r.boots.iter().filter_map(|b| b.milestone(key)).collect()
+}
+
+/// The table.
+pub fn table(r: &Results) -> Table {
+    let mut t = Table::default();
+    let s = &r.sizes;
+    t.section("Size");
+    t.row("ISO (BIOS+UEFI hybrid)", mib(s.iso));
+    t.row("kernel (bzImage)", mib(s.kernel));
+    t.row("initramfs, xz", mib(s.initramfs_compressed));
+    t.row("initramfs, uncompressed cpio", mib(s.initramfs_uncompressed));
+    t.row("init binary (skiff-init, static)", mib(s.init_binary));
+    for (i, (path, size)) in s.top_files.iter().enumerate() {
+        t.row(format!("root fs #{:<2} {path}", i + 1), mib(*size));
+    }
+
+    t.section(format!(
+        "Boot: QEMU -accel tcg, {} vCPU, {} MiB; guest uptime, median of {} boots [min–max]",
+        r.vm_cpus, r.vm_memory_mib, r.boots.len()
+    ));
+    for m in MILESTONES {
+        med_row(&mut t, m.label, &milestone_samples(r, m.key));
+    }
+    let ping: Vec<f64> = r.boots.iter().filter_map(|b| b.qemu_to_ping).collect();
+    med_row(&mut t, "host: QEMU start → first /_ping via bridge", &ping);
+    let spawn: Vec<f64> = r.boots.iter().map(|b| b.spawn_to_docker_host).collect();
+    med_row(&mut t, "host: `skiff run` → DOCKER_HOST printed", &spawn);
+
+    t.section(format!("Floor: same kernel, trivial init that powers off, direct kernel boot; median of {}", r.floors.len()));
+    let floor_run: Vec<f64> = r.floors.iter().filter_map(|f| f.kernel_run_init).collect();
+    med_row(&mut t, "kernel runs /init", &floor_run);
+    let floor_init: Vec<f64> = r.floors.iter().map(|f| f.init_start).collect();
+    med_row(&mut t, "trivial init start", &floor_init);
+    let floor_wall: Vec<f64> = r.floors.iter().map(|f| f.wall_to_exit).collect();
+    med_row(&mut t, "host: QEMU start → QEMU exit", &floor_wall);
+    let ready = median(&milestone_samples(r, "engine_ready"));
+    if let (Some(ready), Some(floor)) = (ready, median(&floor_init)) {
+        t.row("ours: engine ready − floor init start", format!("{:.2} s ({:.0}% of engine ready)", ready - floor, 100.0 * (ready - floor) / ready));
+    }
+    if let (Some(run), Some(floor)) = (median(&milestone_samples(r, "kernel_run_init")), median(&floor_run)) {
+        t.row("  of which kernel until /init (initramfs unpack)", format!("{:.2} s", run - floor));
+    }
+
+    let after = format!("Memory: after running and removing {} containers", r.containers_run);
+    for (title, m) in [("Memory: engine ready, no containers".to_string(), &r.memory_idle), (after, &r.memory_after)] {
+        t.section(title);
+        t.row("guest MemTotal − MemAvailable", format!("{} of {}", kib_mib(m.used), kib_mib(m.mem_total)));
+        t.row("tmpfs root used (df)", kib_mib(m.root_tmpfs_used));
+        t.row("all tmpfs and shm (Shmem)", kib_mib(m.shmem));
+        t.row("engine RSS (podman system service)", kib_mib(m.engine_rss));
+        t.row("init RSS (PID 1)", kib_mib(m.init_rss));
+        t.row("probe container RSS (conmon + sh), counted in used", kib_mib(m.probe_rss));
+    }
+
+    t.section(format!("Socket path: {} image, host wall time", mib(r.image_bytes)));
+    t.row("docker load (host → engine)", format!("{:.1} MiB/s ({:.1} s)", r.load.mib_per_s(), r.load.secs));
+    t.row("docker save (engine → host)", format!("{:.1} MiB/s ({:.1} s)", r.save.mib_per_s(), r.save.secs));
+    for p in &r.paths {
+        t.row(p.label, "");
+        path_rows(&mut t, p);
+    }
+    for (ours, socat, what) in [("host_ours", "host_socat", "host relay"), ("guest_ours", "guest_socat", "guest forwarder")] {
+        let (Some(o), Some(s)) = (find(r, ours), find(r, socat)) else { continue };
+        t.row(format!("ratio ours/socat, {what}"), "");
+        t.row("    download, upload MiB/s (>1: ours faster)", format!("{}, {}", ratio(o.download.mib_per_s(), s.download.mib_per_s()), ratio(o.upload.mib_per_s(), s.upload.mib_per_s())));
+        let m = |v: &[f64]| median(v).unwrap_or(f64::NAN);
+        t.row("    ping median new, kept (<1: ours faster)", format!("{}, {}", ratio(m(&o.pings.new), m(&s.pings.new)), ratio(m(&o.pings.kept), m(&s.pings.kept))));
+        if let (Some(w), "host relay") = (find(r, "whole"), what) {
+            let added = |p: &PathFigures| format!("{:+.2} ms, {:+.2} ms", 1e3 * (m(&p.pings.new) - m(&w.pings.new)), 1e3 * (m(&p.pings.kept) - m(&w.pings.kept)));
+            t.row("    relay's added ping median new, kept: ours", added(o));
+            t.row("    relay's added ping median new, kept: socat", added(s));
+        }
+    }
+    for n in &r.not_compared {
+        t.note(n.clone());
+    }
+
+    t.section(format!("Shutdown: power button (skiff stop) → QEMU exit, median of {}", r.boots.len()));
+    let down: Vec<f64> = r.boots.iter().filter_map(|b| b.shutdown).collect();
+    med_row(&mut t, "host wall time (last boot ran the workload)", &down);
+    t
+}
+
+fn find<'a>(r: &'a Results, key: &str) -> Option<&'a PathFigures> {
+    r.paths.iter().find(|p| p.key == key)
+}
+
+fn path_rows(t: &mut Table, p: &PathFigures) {
+    t.row("    download, upload", format!("{:.1} MiB/s, {:.1} MiB/s", p.download.mib_per_s(), p.upload.mib_per_s()));
+    let failed = |n: usize| if n == 0 { String::new() } else { format!("  ({n} failed)") };
+    t.row(
+        format!("    GET /_ping new conn., median / p99 of {}", p.pings.new.len()),
+        format!("{} / {}{}", ms(median(&p.pings.new)), ms(p99(&p.pings.new)), failed(p.pings.new_failures)),
+    );
+    t.row(
+        format!("    GET /_ping kept-alive, median / p99 of {}", p.pings.kept.len()),
+        format!("{} / {}{}", ms(median(&p.pings.kept)), ms(p99(&p.pings.kept)), failed(p.pings.kept_failures)),
+    );
+}
+
+fn stat(samples: &[f64]) -> Value {
+    json!({ "median": median(samples), "samples": samples })
+}
+
+/// The JSON document.
+pub fn json(r: &Results) -> Value {
+    let s = &r.sizes;
+    let boots: Vec<Value> = r.boots.iter().map(|b| {
+        let m: serde_json::Map<String, Value> = b.milestones.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        json!({ "guest_uptime_s": m, "host_qemu_to_ping_s": b.qemu_to_ping, "host_spawn_to_docker_host_s": b.spawn_to_docker_host, "shutdown_s": b.shutdown })
+    }).collect();
+    let medians: serde_json::Map<String, Value> = MILESTONES.iter().map(|m| (m.key.to_string(), json!(median(&milestone_samples(r, m.key))))).collect();
+    let floor_init: Vec<f64> = r.floors.iter().map(|f| f.init_start).collect();
+    let ready = median(&milestone_samples(r, "engine_ready"));
+    let mem = |m: &super::memory::Memory| json!({
+        "mem_total_kib": m.mem_total, "used_kib": m.used, "root_tmpfs_used_kib": m.root_tmpfs_used, "shmem_kib": m.shmem,
+        "engine_rss_kib": m.engine_rss, "init_rss_kib": m.init_rss, "probe_rss_kib": m.probe_rss,
+    });
+    let transfer = |t: &super::socket::Transfer| json!({ "bytes": t.bytes, "seconds": t.secs, "mib_per_s": t.mib_per_s() });
+    let paths: Vec<Value> = r.paths.iter().map(|p| json!({
+        "key": p.key, "label": p.label,
+        "download": transfer(&p.download), "upload": transfer(&p.upload),
+        "ping_new_conn_s": { "median": median(&p.pings.new), "p99": p99(&p.pings.new), "samples": p.pings.new, "failures": p.pings.new_failures },
+        "ping_kept_alive_s": { "median": median(&p.pings.kept), "p99": p99(&p.pings.kept), "samples": p.pings.kept, "failures": p.pings.kept_failures },
+    })).collect();
+    let shutdown: Vec<f64> = r.boots.iter().filter_map(|b| b.shutdown).collect();
+    json!({
+        "vm": { "accel": "tcg", "cpus": r.vm_cpus, "memory_mib": r.vm_memory_mib },
+        "size_bytes": {
+            "iso": s.iso, "kernel": s.kernel, "initramfs_xz": s.initramfs_compressed,
+            "initramfs_cpio": s.initramfs_uncompressed, "init_binary": s.init_binary,
+            "top_files": s.top_files.iter().map(|(p, n)| json!({ "path": p, "bytes": n })).collect::<Vec<_>>(),
+        },
+        "boot": {
+            "median_guest_uptime_s": medians,
+            "median_host_qemu_to_ping_s": median(&r.boots.iter().filter_map(|b| b.qemu_to_ping).collect::<Vec<_>>()),
+            "boots": boots,
+        },
+        "floor": {
+            "kernel_run_init_s": stat(&r.floors.iter().filter_map(|f| f.kernel_run_init).collect::<Vec<_>>()),
+            "init_start_s": stat(&floor_init),
+            "host_qemu_to_exit_s": stat(&r.floors.iter().map(|f| f.wall_to_exit).collect::<Vec<_>>()),
+            "ours_s": ready.zip(median(&floor_init)).map(|(a, b)| a - b),
+        },
+        "memory": { "idle": mem(&r.memory_idle), "after_containers": mem(&r.memory_after), "containers_run": r.containers_run },
+        "socket": {
+            "image_bytes": r.image_bytes,
+            "docker_load": transfer(&r.load), "docker_save": transfer(&r.save),
+            "paths": paths, "not_compared": r.not_compared,
+        },
+        "shutdown_s": stat(&shutdown),
+    })
+}
