@@ -70,6 +70,7 @@ fn boot() -> ! {
         power::power_off();
     }
     signals::catch_ctrl_alt_del();
+    raise_fd_limit();
     if let Err(e) = rustix::system::sethostname(b"skiff") {
         log::warn!("cannot set hostname: {e}");
     }
@@ -80,6 +81,20 @@ fn boot() -> ! {
     engine.start();
     vsock::spawn_listener(opts.port, engine::SOCKET);
     supervise(&mut engine)
+}
+
+/// PID 1 holds two descriptors per forwarded connection, and the engine
+/// and containers inherit the limit: raise 1024 to the kernel's maximum, as
+/// Docker does for its daemon and containers.
+fn raise_fd_limit() {
+    use rustix::process::{setrlimit, Resource, Rlimit};
+    let max = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(1 << 20);
+    if let Err(e) = setrlimit(Resource::Nofile, Rlimit { current: Some(max), maximum: Some(max) }) {
+        log::warn!("cannot raise the open-file limit to {max}: {e}");
+    }
 }
 
 /// The main loop: reap children, restart the engine, act on signals.

@@ -136,12 +136,16 @@ pub fn forward<C: Conn>(mut vs: C, engine_path: &str) -> io::Result<()> {
             return Ok(());
         }
     };
-    // Engine → host: plain bytes; at the engine's EOF, half-close towards the host.
+    // Engine → host: plain bytes. When the engine has closed, the exchange is
+    // over: close the vsock connection both ways. A half-close alone would
+    // leave this connection open forever if the host never sends its EOF
+    // (a client that hung up early), and hybrid vsock does not pass a guest
+    // half-close on to the host at all.
     let mut engine_rd = engine.try_clone()?;
     let mut vs_wr = vs.try_clone()?;
     let back = thread::Builder::new().name("vsock-back".into()).spawn(move || {
         let r = io::copy(&mut engine_rd, &mut vs_wr);
-        let _ = vs_wr.shutdown(Shutdown::Write);
+        let _ = vs_wr.shutdown(Shutdown::Both);
         r
     })?;
     // Host → engine: framed or plain; at the host's EOF, half-close the engine side.
@@ -218,6 +222,34 @@ mod tests {
         let mut reply = String::new();
         host.read_to_string(&mut reply).unwrap();
         assert_eq!(reply, "got 18 bytes: POST /attach stdin");
+    }
+
+    #[test]
+    fn engine_close_ends_the_connection_without_host_eof() {
+        // An engine that answers and closes without waiting for more input,
+        // and a host that never half-closes: the connection must still end.
+        let path = std::env::temp_dir().join(format!("skiff-fwd-eager-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 64];
+            let _ = s.read(&mut buf).unwrap();
+            s.write_all(b"HTTP/1.0 200 OK\r\n\r\nOK").unwrap();
+        });
+        let (mut host, guest) = UnixStream::pair().unwrap();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let engine = path.to_str().unwrap().to_string();
+        thread::spawn(move || done_tx.send(forward(guest, &engine).is_ok()));
+        host.write_all(b"GET /_ping HTTP/1.0\r\n\r\n").unwrap();
+        host.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut reply = String::new();
+        host.read_to_string(&mut reply).expect("EOF from the forwarder, not a timeout");
+        assert_eq!(reply, "HTTP/1.0 200 OK\r\n\r\nOK");
+        // The host still holds its end open and never sent EOF.
+        let finished = done.recv_timeout(Duration::from_secs(10));
+        assert!(finished.is_ok(), "forwarder still running: the connection leaked");
+        drop(host);
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub fn table(r: &Results) -> Table {
     t.row("kernel (bzImage)", mib(s.kernel));
     t.row("initramfs, xz", mib(s.initramfs_compressed));
     t.row("initramfs, uncompressed cpio", mib(s.initramfs_uncompressed));
+    t.row("/usr squashfs (xz) on the ISO", mib(s.usr_squashfs));
+    t.row("/usr files, uncompressed", mib(s.usr_uncompressed));
     t.row("init binary (skiff-init, static)", mib(s.init_binary));
     for (i, (path, size)) in s.top_files.iter().enumerate() {
         t.row(format!("root fs #{:<2} {path}", i + 1), mib(*size));
@@ -155,6 +157,7 @@ pub fn json(r: &Results) -> Value {
         "size_bytes": {
             "iso": s.iso, "kernel": s.kernel, "initramfs_xz": s.initramfs_compressed,
             "initramfs_cpio": s.initramfs_uncompressed, "init_binary": s.init_binary,
+            "usr_squashfs": s.usr_squashfs, "usr_files": s.usr_uncompressed,
             "top_files": s.top_files.iter().map(|(p, n)| json!({ "path": p, "bytes": n })).collect::<Vec<_>>(),
         },
         "boot": {

@@ -11,6 +11,9 @@ pub struct Sizes {
     pub initramfs_compressed: u64,
     /// The cpio archive the kernel unpacks (what the compressed one holds).
     pub initramfs_uncompressed: u64,
+    /// The /usr squashfs image on the ISO, and the files it holds.
+    pub usr_squashfs: u64,
+    pub usr_uncompressed: u64,
     pub init_binary: u64,
     /// Largest regular files of the root filesystem, path relative to it.
     pub top_files: Vec<(String, u64)>,
@@ -45,11 +48,12 @@ pub fn largest(mut files: Vec<(String, u64)>, n: usize) -> Vec<(String, u64)> {
     files
 }
 
-/// Size of the newc cpio of `rootfs`, packed as image/build-iso.sh packs it.
+/// Size of the newc cpio of `rootfs` without `/usr` (which goes into the
+/// squashfs image), packed as image/build-iso.sh packs it.
 fn cpio_size(rootfs: &Path) -> u64 {
     let out = Command::new("sh")
         .arg("-c")
-        .arg("find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | wc -c")
+        .arg("find . -mindepth 1 -not -path './usr/*' | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | wc -c")
         .current_dir(rootfs)
         .output()
         .expect("run cpio");
@@ -70,6 +74,8 @@ pub fn measure(root: &Path) -> Sizes {
         kernel: size_of(&boot.join("vmlinuz")),
         initramfs_compressed: size_of(&boot.join("initramfs.img")),
         initramfs_uncompressed: cpio_size(&rootfs),
+        usr_squashfs: size_of(&root.join("out/iso-root/skiff/usr.squashfs")),
+        usr_uncompressed: files(&rootfs.join("usr")).iter().map(|(_, n)| n).sum(),
         init_binary: size_of(&root.join("target/x86_64-unknown-linux-gnu/release/skiff-init")),
         top_files: largest(all, 10),
     }
