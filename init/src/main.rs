@@ -5,7 +5,12 @@
 //! logged and the machine powers off.
 
 mod backoff;
+mod children;
+mod cidata;
+mod clock;
 mod cmdline;
+mod config;
+mod control;
 mod engine;
 mod logger;
 mod medium;
@@ -14,6 +19,8 @@ mod net;
 mod power;
 mod reaper;
 mod rootfs;
+mod settings;
+mod shell;
 mod signals;
 mod vsock;
 
@@ -68,14 +75,18 @@ fn boot() -> ! {
         power::power_off();
     }
     signals::catch_ctrl_alt_del();
-    if let Err(e) = rustix::system::sethostname(b"skiff") {
-        log::warn!("cannot set hostname: {e}");
-    }
+    // Settings come after the data disk (if any) holds /var/lib/skiff.
+    let text = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let settings = settings::load(&text);
+    logger::persist(std::path::Path::new("/var/lib/skiff/log"));
+    settings::apply(&settings);
+    clock::spawn_sync();
     power::watch_power_button();
     net::bring_up();
-    let mut engine = engine::Engine::new(&opts.engine_log);
+    let mut engine = engine::Engine::new(&settings::engine_log(&settings, &opts, &text));
     engine.start();
-    vsock::spawn_listener(opts.port, engine::SOCKET);
+    vsock::spawn_listener(settings::port(&settings, &opts, &text), engine::SOCKET);
+    control::spawn_listener(skiff_proto::control::DEFAULT_CONTROL_PORT);
     supervise(&mut engine)
 }
 
@@ -92,7 +103,7 @@ fn supervise(engine: &mut engine::Engine) -> ! {
         }
         for (pid, status) in reaper::reap_all() {
             let text = reaper::describe(&status);
-            if !engine.reaped(pid, &text) {
+            if !engine.reaped(pid, &text) && !children::reaped(pid, status) {
                 log::debug!("reaped pid {} ({text})", pid.as_raw_nonzero());
             }
         }
