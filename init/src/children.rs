@@ -6,10 +6,11 @@
 use std::collections::HashMap;
 use std::io;
 use std::process::{Child, Command};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
 use std::sync::Mutex;
 
-use rustix::process::{Pid, WaitStatus};
+use rustix::process::{Pid, WaitOptions, WaitStatus};
 
 static WAITING: Mutex<Option<HashMap<i32, Sender<WaitStatus>>>> = Mutex::new(None);
 
@@ -36,5 +37,27 @@ pub fn reaped(pid: Pid, status: WaitStatus) -> bool {
             true
         }
         None => false,
+    }
+}
+
+/// Waits for the child `pid` of the calling thread: its status comes from
+/// the main loop, or (should that loop not see it) from waitpid on the pid
+/// itself. `None` if `limit` passed first.
+pub fn wait(pid: Pid, status: &Receiver<WaitStatus>, limit: Duration) -> Option<WaitStatus> {
+    let end = Instant::now().checked_add(limit); // None: no limit
+    loop {
+        match status.recv_timeout(Duration::from_millis(100)) {
+            Ok(s) => return Some(s),
+            Err(RecvTimeoutError::Disconnected) => return None,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        if let Ok(Some((_, s))) = rustix::process::waitpid(Some(pid), WaitOptions::NOHANG) {
+            let mut map = WAITING.lock().unwrap_or_else(|e| e.into_inner());
+            map.as_mut().map(|m| m.remove(&pid.as_raw_nonzero().get()));
+            return Some(s);
+        }
+        if end.is_some_and(|e| Instant::now() >= e) {
+            return None;
+        }
     }
 }

@@ -197,13 +197,13 @@ fn restart_containers() {
         }
         Err(e) => return log::warn!("engine: cannot run podman start --all: {e}"),
     };
-    match status.recv_timeout(RESTART_CONTAINERS_LIMIT) {
-        Ok(s) => log::info!(
+    match children::wait(pid, &status, RESTART_CONTAINERS_LIMIT) {
+        Some(s) => log::info!(
             "engine: restarted containers with restart policy always ({}, {:.2}s)",
             reaper::describe(&s),
             began.elapsed().as_secs_f64()
         ),
-        Err(_) => {
+        None => {
             log::warn!("engine: podman start --all did not finish within {}s; killing it", RESTART_CONTAINERS_LIMIT.as_secs());
             let _ = rustix::process::kill_process(pid, Signal::KILL);
         }

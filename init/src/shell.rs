@@ -69,22 +69,27 @@ fn run(mut stream: VsockStream) -> io::Result<()> {
     };
     log::info!("shell: started {} (pid {}, {})", start.command.as_deref().map_or("an interactive shell".into(), |c| format!("sh -c {c:?}")),
         session.pid.as_raw_nonzero(), if start.tty { "pty" } else { "pipes" });
-    let Session { pid, mut input, master, exited, outputs_done, outputs } = session;
-    // The exit status goes out once the shell is gone and its output drained.
-    let w = writer.clone();
-    let reader = stream.try_clone()?;
-    let finisher = thread::spawn(move || {
-        let status = exited.recv().ok();
-        for _ in 0..outputs {
-            if outputs_done.recv_timeout(DRAIN).is_err() {
-                break;
-            }
+    let Session { pid, input, master, exited, outputs_done, outputs } = session;
+    // Host → shell in a thread of its own; this (the parent) thread waits
+    // for the shell, drains its output and sends the exit status.
+    let reader = thread::spawn(move || feed(stream, input, master));
+    let status = children::wait(pid, &exited, Duration::MAX);
+    for _ in 0..outputs {
+        if outputs_done.recv_timeout(DRAIN).is_err() {
+            break;
         }
-        let code = status.map_or(255, |s| shell::exit_code(s.exit_status(), s.terminating_signal()));
-        log::info!("shell: pid {} exited with {code}", pid.as_raw_nonzero());
-        let _ = send(&w, &Msg::Exit(code));
-        let _ = reader.shutdown(std::net::Shutdown::Both);
-    });
+    }
+    let code = status.map_or(255, |s| shell::exit_code(s.exit_status(), s.terminating_signal()));
+    log::info!("shell: pid {} exited with {code}", pid.as_raw_nonzero());
+    let _ = send(&writer, &Msg::Exit(code));
+    let _ = writer.lock().unwrap_or_else(|e| e.into_inner()).shutdown(std::net::Shutdown::Both);
+    let _ = reader.join();
+    Ok(())
+}
+
+/// Host → shell: stdin, its end, and window size changes. If the host goes
+/// away while the shell runs, the shell's session gets SIGHUP.
+fn feed(mut stream: VsockStream, mut input: Option<Box<dyn Write + Send>>, master: Option<Arc<OwnedFd>>) {
     loop {
         match shell::read_msg(&mut stream) {
             Ok(Some(Msg::Stdin(data))) => {
@@ -108,14 +113,10 @@ fn run(mut stream: VsockStream) -> io::Result<()> {
             Ok(None) | Err(_) => break,
         }
     }
-    if !finisher.is_finished() {
-        // The host went away first: hang up on the shell's session.
-        log::info!("shell: host disconnected; sending SIGHUP to pid {}", pid.as_raw_nonzero());
-        let _ = rustix::process::kill_process_group(pid, Signal::HUP);
-        let _ = rustix::process::kill_process(pid, Signal::HUP);
+    // Hang up on the session (a no-op once the shell is gone).
+    if let Some(m) = &master {
+        let _ = rustix::termios::tcgetpgrp(&**m).map(|pg| rustix::process::kill_process_group(pg, Signal::HUP));
     }
-    let _ = finisher.join();
-    Ok(())
 }
 
 fn winsize(rows: u16, cols: u16) -> Winsize {
