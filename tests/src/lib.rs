@@ -185,10 +185,10 @@ impl Vm {
         let path = self.docker_host.trim_start_matches("unix://");
         let Ok(mut s) = std::os::unix::net::UnixStream::connect(path) else { return false };
         let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        let mut reply = Vec::new();
+        let mut head = [0u8; 12];
         s.write_all(b"GET /_ping HTTP/1.0\r\nHost: skiff\r\n\r\n").is_ok()
-            && s.read_to_end(&mut reply).is_ok()
-            && reply.starts_with(b"HTTP/1.") && reply.get(8..12) == Some(b" 200")
+            && s.read_exact(&mut head).is_ok()
+            && head.starts_with(b"HTTP/1.") && &head[8..12] == b" 200"
     }
 
     /// The guest's serial console so far.

@@ -47,11 +47,13 @@ fn engine_and_restart_always_containers_come_back_after_kill() {
     assert!(eventually(Duration::from_secs(120), || vm.ping()), "the API did not answer again");
     let back = killed.elapsed();
     eprintln!("service: engine killed -> API answering again: {:.2}s", back.as_secs_f64());
+    let mut state = String::new();
     let restarted = eventually(Duration::from_secs(120), || {
-        let state = vm.docker_ok(&["inspect", "-f", "{{.State.Running}} {{.State.StartedAt}}", "keep"]);
-        state.starts_with("true ") && !state.contains(started.trim())
+        state = vm.docker_ok(&["inspect", "-f", "{{.State.Status}} {{.State.StartedAt}}", "keep"]);
+        state.starts_with("running ") && !state.contains(started.trim())
     });
-    assert!(restarted, "the --restart=always container is not running again; console:\n{}", skiff_tests::console_tail(&vm.dir));
+    assert!(restarted, "the --restart=always container is not running again (state {state:?}, started before {started:?}); log:\n{}",
+        String::from_utf8_lossy(&vm.skiff(&["logs"], None).stdout));
     eprintln!("service: engine killed -> container running again: {:.2}s", killed.elapsed().as_secs_f64());
 
     let console = vm.console();
