@@ -8,7 +8,7 @@ cache=$1; init=$(realpath "$2"); out=$(realpath -m "$3")
 here=$(cd "$(dirname "$0")/.." && pwd)
 apt="$here/image/trixie-apt.sh"
 
-packages="podman crun conmon netavark aardvark-dns catatonit nftables e2fsprogs ca-certificates golang-github-containers-common"
+packages="podman crun conmon netavark aardvark-dns catatonit nftables e2fsprogs ca-certificates golang-github-containers-common busybox-static"
 
 # Binaries to copy: path inside the packages [path in the image].
 binaries="
@@ -77,6 +77,14 @@ ln -s ../proc/self/mounts etc/mtab
 cp "$stage/usr/share/containers/seccomp.json" usr/share/containers/
 # CA bundle, as update-ca-certificates would write it.
 find "$stage/usr/share/ca-certificates" -name '*.crt' | sort | xargs cat > etc/ssl/certs/ca-certificates.crt
+# The debug shell (`skiff shell`): busybox's sh and its usual tools, as
+# applet links only; names that a real binary already has are left alone.
+bb=usr/bin/busybox; [ -e "$stage/$bb" ] || bb=bin/busybox
+cp "$stage/$bb" usr/bin/busybox
+for applet in $("$stage/$bb" --list); do
+  case $applet in init|linuxrc|busybox) continue ;; esac
+  [ -e "usr/bin/$applet" ] || [ -e "usr/sbin/$applet" ] || ln -s busybox "usr/bin/$applet"
+done
 # Skiff's own configuration files, then the init.
 cp -R "$here/image/etc/." etc/
 install -m 0755 "$init" init

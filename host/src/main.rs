@@ -2,9 +2,11 @@
 //!
 //! `skiff run` boots the ISO in QEMU and serves the engine on a local unix
 //! socket; `skiff bridge` only bridges that socket to a guest started by
-//! any other hypervisor; `skiff stop` presses the VM's power button.
+//! any other hypervisor; `skiff stop` presses the VM's power button;
+//! `skiff logs` and `skiff shell` use the guest's control port.
 
 mod bridge;
+mod control;
 mod qemu;
 
 use std::path::PathBuf;
@@ -31,6 +33,25 @@ enum Command {
         /// State folder of the VM.
         #[arg(long, env = "SKIFF_DIR", default_value_os_t = qemu::default_dir())]
         dir: PathBuf,
+    },
+    /// Print the guest's log (the init's and the engine's), over vsock.
+    Logs {
+        #[command(flatten)]
+        guest: control::GuestArgs,
+        /// Keep printing new lines as they come.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Open a root shell in the guest (busybox sh), over vsock.
+    Shell {
+        #[command(flatten)]
+        guest: control::GuestArgs,
+        /// Run this command with `sh -c` instead of an interactive shell.
+        #[arg(short = 'c', long)]
+        command: Option<String>,
+        /// Give the command a terminal even with -c (when stdin is one).
+        #[arg(short = 't', long)]
+        tty: bool,
     },
 }
 
@@ -71,6 +92,11 @@ fn main() -> ExitCode {
             })
         }
         Command::Stop { dir } => qemu::stop(&dir),
+        Command::Logs { guest, follow } => control::logs(&guest, follow),
+        Command::Shell { guest, command, tty } => match control::shell(&guest, command, tty) {
+            Ok(code) => std::process::exit(code),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -90,6 +90,7 @@ pub fn parse(cmdline: &str) -> (Options, Vec<String>) {
             },
             ("hostname", Some(v)) if valid_hostname(v) => opts.net.hostname = Some(v.to_string()),
             ("hostname", _) => bad("expected a host name of letters, digits, '-' and '.' (at most 64 characters)"),
+            (k, _) if is_config_override(k) => {} // see config_overrides
             _ => bad("unknown option"),
         }
     }
@@ -137,6 +138,35 @@ pub fn valid_hostname(v: &str) -> bool {
 fn valid_size(v: &str) -> bool {
     let digits = v.trim_end_matches(['%', 'k', 'K', 'm', 'M', 'g', 'G']);
     !digits.is_empty() && digits.len() + 1 >= v.len() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+// --- Overrides of config-file settings (checked by `config::from_cmdline`) ---
+
+/// Kernel options that override keys of the config file:
+/// `skiff.tz=ZONE`, `skiff.mirror=URL[,URL]`, `skiff.insecure=HOST[:PORT][,...]`
+/// (both repeatable) and `skiff.sysctl.NAME=VALUE`.
+pub fn is_config_override(key: &str) -> bool {
+    matches!(key, "tz" | "mirror" | "insecure") || key.strip_prefix("sysctl.").is_some_and(|n| !n.is_empty())
+}
+
+/// The config-override options, in order, as (key without `skiff.`, value).
+/// Options without a value are ignored here (the same key with a value is
+/// what `config` checks and reports on).
+pub fn config_overrides(cmdline: &str) -> Vec<(String, String)> {
+    cmdline
+        .split_ascii_whitespace()
+        .filter_map(|w| w.strip_prefix("skiff.")?.split_once('='))
+        .filter(|(k, _)| is_config_override(k))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// True if `skiff.KEY` appears on the command line (so it beats the config file).
+pub fn given(cmdline: &str, key: &str) -> bool {
+    cmdline
+        .split_ascii_whitespace()
+        .filter_map(|w| w.strip_prefix("skiff."))
+        .any(|w| w == key || w.split_once('=').is_some_and(|(k, _)| k == key))
 }
 
 #[cfg(test)]
@@ -209,5 +239,24 @@ mod tests {
         let (o, w) = parse("skiff.ip=10.0.2.9/24 skiff.gw=10.0.2.9");
         assert_eq!(o.net.gateway, None);
         assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn config_overrides_are_collected_not_warned() {
+        let line = "quiet skiff.tz=Europe/Paris skiff.mirror=https://m skiff.sysctl.vm.swappiness=5 skiff.sysctl.=1 skiff.port=9 skiff.insecure";
+        let (_, w) = parse(line);
+        assert_eq!(w.len(), 1, "only the empty sysctl name is unknown: {w:?}");
+        let pairs = config_overrides(line);
+        let keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["tz", "mirror", "sysctl.vm.swappiness"]);
+        assert_eq!(pairs[0].1, "Europe/Paris");
+    }
+
+    #[test]
+    fn knows_which_options_were_given() {
+        let line = "skiff.port=2400 skiff.debug skiff.engine_logx=1";
+        assert!(given(line, "port"));
+        assert!(given(line, "debug"));
+        assert!(!given(line, "engine_log"));
     }
 }

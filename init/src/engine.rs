@@ -1,16 +1,36 @@
 //! The container engine: Podman's API service (Docker-compatible), started
 //! and restarted by PID 1, with readiness meaning "answers GET /_ping".
+//! Its stdout/stderr go through the init's log (console, ring, file).
+//!
+//! Containers outlive the service (each has its own conmon, reparented to
+//! PID 1), but nothing restarts a container whose conmon died with it, nor
+//! containers on the data disk after a reboot. So each time the engine
+//! becomes ready the init runs what podman-restart.service runs under
+//! systemd: `podman start --all --filter restart-policy=always`.
 
-use std::io;
+use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal};
 
-use crate::backoff;
+use crate::{backoff, children, logger, reaper};
+
+/// True while the current engine process answers /_ping (vsock gives 503 otherwise).
+static READY: AtomicBool = AtomicBool::new(false);
+/// Bumped at every start, so a stale readiness probe cannot mark a newer run ready.
+static RUN: AtomicU64 = AtomicU64::new(0);
+/// Longest time `podman start --all` may take before it is killed.
+const RESTART_CONTAINERS_LIMIT: Duration = Duration::from_secs(120);
+
+/// True if the engine is running and has answered /_ping.
+pub fn is_ready() -> bool {
+    READY.load(Ordering::SeqCst)
+}
 
 /// The engine's API socket inside the guest.
 pub const SOCKET: &str = "/run/skiff/engine.sock";
@@ -39,25 +59,22 @@ impl Engine {
             }
         }
         let _ = std::fs::remove_file(SOCKET);
-        let spawned = Command::new(PODMAN)
+        READY.store(false, Ordering::SeqCst);
+        let run = RUN.fetch_add(1, Ordering::SeqCst) + 1;
+        let spawned = podman()
             .args([&format!("--log-level={}", self.log_level), "system", "service", "--time=0"])
             .arg(format!("unix://{SOCKET}"))
-            .env_clear()
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("HOME", "/root")
-            .env("TMPDIR", "/var/tmp")
-            .current_dir("/")
-            .stdin(Stdio::null())
             .spawn();
         match spawned {
-            Ok(child) => {
+            Ok(mut child) => {
                 // PID 1 reaps every child with waitpid(-1); the Child handle is
                 // dropped without waiting so the two never race.
                 let pid = Pid::from_child(&child);
                 log::info!("engine: started podman system service (pid {})", pid.as_raw_nonzero());
+                log_output(child.stdout.take(), child.stderr.take());
                 self.pid = Some(pid);
                 self.started = Instant::now();
-                thread::spawn(wait_ready);
+                thread::spawn(move || wait_ready(run));
             }
             Err(e) => {
                 log::error!("engine: cannot start {PODMAN}: {e}");
@@ -72,6 +89,7 @@ impl Engine {
             return false;
         }
         self.pid = None;
+        READY.store(false, Ordering::SeqCst);
         let ran = self.started.elapsed();
         log::warn!("engine: exited ({status}) after {:.1}s", ran.as_secs_f64());
         self.schedule_restart(ran);
@@ -172,14 +190,75 @@ pub fn ping(path: &str) -> io::Result<bool> {
     skiff_proto::http::ping(&mut s)
 }
 
-/// Logs the moment the engine first answers, for boot-time measurements.
-fn wait_ready() {
+/// A podman command with the engine's environment and piped output.
+fn podman() -> Command {
+    let mut cmd = Command::new(PODMAN);
+    cmd.env_clear()
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", "/root")
+        .env("TMPDIR", "/var/tmp")
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Copies a child's stdout and stderr into the log, line by line.
+fn log_output(stdout: Option<impl Read + Send + 'static>, stderr: Option<impl Read + Send + 'static>) {
+    fn pump(r: impl Read, level: log::Level) {
+        for line in BufReader::new(r).split(b'\n').map_while(Result::ok) {
+            logger::emit("podman", level, String::from_utf8_lossy(&line).trim_end());
+        }
+    }
+    if let Some(out) = stdout {
+        let _ = thread::Builder::new().name("engine-stdout".into()).spawn(move || pump(out, log::Level::Info));
+    }
+    if let Some(err) = stderr {
+        let _ = thread::Builder::new().name("engine-stderr".into()).spawn(move || pump(err, log::Level::Info));
+    }
+}
+
+/// Marks the engine ready when it first answers, then restarts the
+/// containers that should be running.
+fn wait_ready(run: u64) {
     let began = Instant::now();
     while began.elapsed() < Duration::from_secs(300) {
+        if RUN.load(Ordering::SeqCst) != run {
+            return; // a newer run took over
+        }
         if let Ok(true) = ping(SOCKET) {
-            return log::info!("engine: ready (answers /_ping after {:.2}s)", began.elapsed().as_secs_f64());
+            READY.store(RUN.load(Ordering::SeqCst) == run, Ordering::SeqCst);
+            log::info!("engine: ready (answers /_ping after {:.2}s)", began.elapsed().as_secs_f64());
+            return restart_containers();
         }
         thread::sleep(Duration::from_millis(50));
     }
     log::warn!("engine: still not answering /_ping after 300s");
+}
+
+/// `podman start` for every container with restart policy always (or
+/// unless-stopped, which podman treats the same), bounded in time.
+fn restart_containers() {
+    let mut cmd = podman();
+    cmd.args(["start", "--all", "--filter", "restart-policy=always", "--filter", "restart-policy=unless-stopped"]);
+    let began = Instant::now();
+    let (pid, status) = match children::spawn(&mut cmd) {
+        Ok((mut child, rx)) => {
+            log_output(child.stdout.take(), child.stderr.take());
+            (Pid::from_child(&child), rx)
+        }
+        Err(e) => return log::warn!("engine: cannot run podman start --all: {e}"),
+    };
+    match children::wait(pid, &status, RESTART_CONTAINERS_LIMIT) {
+        Some(s) => log::info!(
+            "engine: restarted containers with restart policy always ({}, {:.2}s)",
+            reaper::describe(&s),
+            began.elapsed().as_secs_f64()
+        ),
+        None => {
+            log::warn!("engine: podman start --all did not finish within {}s; killing it", RESTART_CONTAINERS_LIMIT.as_secs());
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+        }
+    }
 }

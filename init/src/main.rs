@@ -6,7 +6,12 @@
 //! logged and the machine powers off.
 
 mod backoff;
+mod children;
+mod cidata;
+mod clock;
 mod cmdline;
+mod config;
+mod control;
 mod disk;
 mod engine;
 mod logger;
@@ -16,6 +21,8 @@ mod net;
 mod power;
 mod reaper;
 mod rootfs;
+mod settings;
+mod shell;
 mod signals;
 mod vsock;
 
@@ -71,15 +78,22 @@ fn boot() -> ! {
     }
     signals::catch_ctrl_alt_del();
     raise_fd_limit();
-    if let Err(e) = rustix::system::sethostname(b"skiff") {
-        log::warn!("cannot set hostname: {e}");
-    }
     power::watch_power_button();
-    net::bring_up(&opts.net);
     disk::setup();
-    let mut engine = engine::Engine::new(&opts.engine_log);
+    // Settings come after the data disk (if any) holds /var/lib/skiff.
+    let text = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let settings = settings::load(&text);
+    logger::persist(std::path::Path::new("/var/lib/skiff/log"));
+    settings::apply(&settings);
+    clock::spawn_sync();
+    // The host name: the command line first, then the config, then DHCP.
+    let mut net_opts = opts.net.clone();
+    net_opts.hostname = net_opts.hostname.or_else(|| settings.hostname.clone());
+    net::bring_up(&net_opts);
+    let mut engine = engine::Engine::new(&settings::engine_log(&settings, &opts, &text));
     engine.start();
-    vsock::spawn_listener(opts.port, engine::SOCKET);
+    vsock::spawn_listener(settings::port(&settings, &opts, &text), engine::SOCKET);
+    control::spawn_listener(skiff_proto::control::DEFAULT_CONTROL_PORT);
     supervise(&mut engine)
 }
 
@@ -110,7 +124,7 @@ fn supervise(engine: &mut engine::Engine) -> ! {
         }
         for (pid, status) in reaper::reap_all() {
             let text = reaper::describe(&status);
-            if !engine.reaped(pid, &text) {
+            if !engine.reaped(pid, &text) && !children::reaped(pid, status) {
                 log::debug!("reaped pid {} ({text})", pid.as_raw_nonzero());
             }
         }

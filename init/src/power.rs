@@ -107,7 +107,7 @@ fn bounded(what: &str, limit: Duration, f: fn()) {
 fn wait_gone(pid: Option<Pid>, limit: Duration) -> bool {
     let end = Instant::now() + limit;
     loop {
-        match rustix::process::waitpid(None, WaitOptions::NOHANG) {
+        match rustix::process::wait(WaitOptions::NOHANG) { // any child (waitpid(None) is pgid-only)
             Ok(Some((reaped, status))) => {
                 log::debug!("shutdown: reaped pid {} ({})", reaped.as_raw_nonzero(), reaper::describe(&status));
                 if Some(reaped) == pid {

@@ -1,6 +1,6 @@
 //! Zombie reaping: PID 1 inherits every orphan and must collect each one.
 
-use rustix::process::{waitpid, Pid, WaitOptions, WaitStatus};
+use rustix::process::{wait, Pid, WaitOptions, WaitStatus};
 
 /// Human text for an exit status: `exit 3` or `signal 9`.
 pub fn describe(status: &WaitStatus) -> String {
@@ -17,7 +17,10 @@ pub fn describe(status: &WaitStatus) -> String {
 pub fn reap_all() -> Vec<(Pid, WaitStatus)> {
     let mut out = Vec::new();
     loop {
-        match waitpid(None, WaitOptions::NOHANG) {
+        // wait() is waitpid(-1): every child. rustix's waitpid(None) is
+        // waitpid(0), which misses children in other process groups (conmon,
+        // containers, shells: they all call setsid).
+        match wait(WaitOptions::NOHANG) {
             Ok(Some(done)) => out.push(done),
             Ok(None) | Err(rustix::io::Errno::CHILD) => return out,
             Err(rustix::io::Errno::INTR) => continue,

@@ -26,8 +26,14 @@ pub fn stop_accepting() {
 }
 
 /// Listens on vsock `port` in a background thread, forwarding to `engine`.
-/// Binding is retried (a transport can appear late); it never blocks boot.
 pub fn spawn_listener(port: u32, engine: &'static str) {
+    serve_port(port, "engine API", move |stream| serve(stream, engine));
+}
+
+/// Listens on vsock `port` in a background thread and runs `handle` in a
+/// thread per connection. Binding is retried (a transport can appear late);
+/// it never blocks boot.
+pub fn serve_port(port: u32, what: &'static str, handle: impl Fn(VsockStream) + Send + Sync + Copy + 'static) {
     let spawned = thread::Builder::new().name("vsock".into()).spawn(move || {
         let mut delay = Duration::from_millis(200);
         let listener = loop {
@@ -40,12 +46,12 @@ pub fn spawn_listener(port: u32, engine: &'static str) {
                 }
             }
         };
-        log::info!("vsock: engine API on vsock port {port}");
+        log::info!("vsock: {what} on vsock port {port}");
         for conn in listener.incoming() {
             match conn {
                 Ok(_) if STOPPING.load(Ordering::SeqCst) => {} // dropped: closes it
                 Ok(stream) => {
-                    if let Err(e) = thread::Builder::new().name("vsock-conn".into()).spawn(move || serve(stream, engine)) {
+                    if let Err(e) = thread::Builder::new().name("vsock-conn".into()).spawn(move || handle(stream)) {
                         log::error!("vsock: cannot start a connection thread: {e}");
                     }
                 }
@@ -57,7 +63,7 @@ pub fn spawn_listener(port: u32, engine: &'static str) {
         }
     });
     if let Err(e) = spawned {
-        log::error!("vsock: cannot start listener thread: {e}");
+        log::error!("vsock: cannot start listener thread for port {port}: {e}");
     }
 }
 
@@ -94,7 +100,7 @@ impl Conn for UnixStream {
 }
 
 fn serve(stream: VsockStream, engine: &str) {
-    if let Err(e) = forward(stream, engine) {
+    if let Err(e) = forward(stream, engine, crate::engine::is_ready) {
         log::debug!("vsock: connection ended with error: {e}");
     }
 }
@@ -121,19 +127,19 @@ fn sniff_mode<C: Conn>(stream: &mut C) -> io::Result<(Sniff, Vec<u8>)> {
     Ok((mode, leftover))
 }
 
-pub fn forward<C: Conn>(mut vs: C, engine_path: &str) -> io::Result<()> {
+/// Forwards one connection; `ready` says whether the engine has answered
+/// /_ping since it last started (if not, the client gets a 503).
+pub fn forward<C: Conn>(mut vs: C, engine_path: &str, ready: fn() -> bool) -> io::Result<()> {
     let (mode, leftover) = sniff_mode(&mut vs)?;
+    if !ready() {
+        log::debug!("vsock: engine not ready");
+        return refuse(vs);
+    }
     let engine = match UnixStream::connect(engine_path) {
         Ok(e) => e,
         Err(e) => {
             log::debug!("vsock: engine socket unavailable: {e}");
-            vs.write_all(unavailable_response().as_bytes())?;
-            vs.shutdown(Shutdown::Write)?;
-            // Drain the unread request briefly: closing with unread input
-            // would turn the answer into a connection reset.
-            vs.set_read_timeout(Some(Duration::from_secs(1)))?;
-            let _ = io::copy(&mut vs, &mut io::sink());
-            return Ok(());
+            return refuse(vs);
         }
     };
     // Engine → host: plain bytes. When the engine has closed, the exchange is
@@ -159,6 +165,17 @@ pub fn forward<C: Conn>(mut vs: C, engine_path: &str) -> io::Result<()> {
     let got = back.join().map_err(|_| io::Error::other("forwarding thread panicked"))?;
     sent?;
     got.map(|_| ())
+}
+
+/// Answers 503 and closes.
+fn refuse<C: Conn>(mut vs: C) -> io::Result<()> {
+    vs.write_all(unavailable_response().as_bytes())?;
+    vs.shutdown(Shutdown::Write)?;
+    // Drain the unread request briefly: closing with unread input
+    // would turn the answer into a connection reset.
+    vs.set_read_timeout(Some(Duration::from_secs(1)))?;
+    let _ = io::copy(&mut vs, &mut io::sink());
+    Ok(())
 }
 
 /// The HTTP answer given while the engine is down, instead of a reset.
@@ -192,9 +209,13 @@ mod tests {
 
     /// Runs the forwarder on one end of a socket pair; returns the other end.
     fn connect(engine: &std::path::Path) -> UnixStream {
+        connect_with(engine, || true)
+    }
+
+    fn connect_with(engine: &std::path::Path, ready: fn() -> bool) -> UnixStream {
         let (host, guest) = UnixStream::pair().unwrap();
         let engine = engine.to_str().unwrap().to_string();
-        thread::spawn(move || forward(guest, &engine));
+        thread::spawn(move || forward(guest, &engine, ready));
         host
     }
 
@@ -240,7 +261,7 @@ mod tests {
         let (mut host, guest) = UnixStream::pair().unwrap();
         let (done_tx, done) = std::sync::mpsc::channel();
         let engine = path.to_str().unwrap().to_string();
-        thread::spawn(move || done_tx.send(forward(guest, &engine).is_ok()));
+        thread::spawn(move || done_tx.send(forward(guest, &engine, || true).is_ok()));
         host.write_all(b"GET /_ping HTTP/1.0\r\n\r\n").unwrap();
         host.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut reply = String::new();
@@ -255,6 +276,16 @@ mod tests {
     #[test]
     fn engine_down_gives_503() {
         let mut host = connect(std::path::Path::new("/nonexistent/engine.sock"));
+        host.write_all(b"GET /_ping HTTP/1.1\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        host.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 503 "), "{reply}");
+    }
+
+    #[test]
+    fn engine_not_ready_gives_503_even_if_its_socket_accepts() {
+        let engine = fake_engine("unready");
+        let mut host = connect_with(&engine, || false);
         host.write_all(b"GET /_ping HTTP/1.1\r\n\r\n").unwrap();
         let mut reply = String::new();
         host.read_to_string(&mut reply).unwrap();

@@ -3,9 +3,11 @@
 //! Pure code only (bytes in, values out), so both sides share one tested
 //! implementation instead of two copies.
 
+pub mod control;
 pub mod framing;
 pub mod http;
 pub mod hybrid;
+pub mod shell;
 
 /// The guest's vsock port for the engine API (Docker's historic plain-text port).
 /// Override with `skiff.port=N` on the kernel command line.

@@ -198,6 +198,48 @@ impl Vm {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs `skiff ARGS --dir DIR` (logs, shell, ...) against the VM, with
+    /// `input` on its stdin (none: /dev/null).
+    pub fn skiff(&self, args: &[&str], input: Option<&[u8]>) -> Output {
+        let mut child = Command::new(skiff_bin())
+            .args(args)
+            .arg("--dir").arg(&self.dir)
+            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start skiff");
+        if let Some(data) = input {
+            let mut stdin = child.stdin.take().expect("stdin");
+            let data = data.to_vec();
+            thread::spawn(move || {
+                use std::io::Write;
+                let _ = stdin.write_all(&data);
+            });
+        }
+        wait_with_timeout(child, Duration::from_secs(120), &format!("skiff {}", args.join(" ")))
+    }
+
+    /// `skiff shell -c CMD`; panics with the output unless it exits 0.
+    pub fn shell_ok(&self, cmd: &str) -> String {
+        let out = self.skiff(&["shell", "-c", cmd], None);
+        assert!(out.status.success(), "skiff shell -c {cmd:?} failed ({}):\n{}\n{}", out.status,
+            String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// True if the engine answers `GET /_ping` with 200 through the bridge.
+    pub fn ping(&self) -> bool {
+        use std::io::{Read, Write};
+        let path = self.docker_host.trim_start_matches("unix://");
+        let Ok(mut s) = std::os::unix::net::UnixStream::connect(path) else { return false };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut head = [0u8; 12];
+        s.write_all(b"GET /_ping HTTP/1.0\r\nHost: skiff\r\n\r\n").is_ok()
+            && s.read_exact(&mut head).is_ok()
+            && head.starts_with(b"HTTP/1.") && &head[8..12] == b" 200"
+    }
+
     /// The guest's serial console so far.
     pub fn console(&self) -> String {
         fs::read_to_string(self.dir.join("console.log")).unwrap_or_default()

@@ -18,7 +18,7 @@ const CONTAINERS: usize = 10;
 const BUSYBOX: &str = "skiff-bench/busybox:latest";
 const BIG: &str = "skiff-bench/big:latest";
 const SOCAT: &str = "skiff-bench/socat:latest";
-const GUEST_SOCAT_PORT: u32 = 2376;
+const GUEST_SOCAT_PORT: u32 = 2377;
 
 fn knob(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -137,7 +137,7 @@ fn run_workload(vm: &Vm, busybox: &std::path::Path, big: &std::path::Path, socat
         let theirs = Endpoint::Hybrid(uds.clone(), GUEST_SOCAT_PORT);
         socket::guest_socat(vm, socat_tar, SOCAT, "skiff-bench-socat", GUEST_SOCAT_PORT, &theirs);
         eps.push(("guest_ours", "guest forwarder: ours (vsock 2375), plain hybrid conn.", Endpoint::Hybrid(uds, skiff_proto::DEFAULT_ENGINE_PORT)));
-        eps.push(("guest_socat", "guest forwarder: socat in a privileged container (vsock 2376)", theirs));
+        eps.push(("guest_socat", "guest forwarder: socat in a privileged container (vsock 2377)", theirs));
         not_compared.push(
             "guest forwarder rows: the image has no socat, so the host's socat and its libraries run in a privileged \
              guest container (VSOCK-LISTEN,fork → engine socket); both reached by the same client over plain hybrid \

@@ -1,0 +1,227 @@
+//! `skiff logs` and `skiff shell`: the guest's control port (vsock 2376).
+
+use std::io::{self, IsTerminal, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::thread;
+use std::time::Duration;
+
+use clap::Args;
+use skiff_proto::control::{self, Request, DEFAULT_CONTROL_PORT};
+use skiff_proto::hybrid;
+use skiff_proto::shell::{self, Msg, Start};
+use vsock::VsockStream;
+
+use crate::bridge::Target;
+
+/// Where the guest is: a `skiff run` state folder, or an explicit vsock address.
+#[derive(Args, Debug)]
+pub struct GuestArgs {
+    /// State folder of a VM started by `skiff run` (uses its vsock.sock if there).
+    #[arg(long, env = "SKIFF_DIR", default_value_os_t = crate::qemu::default_dir())]
+    pub dir: PathBuf,
+    /// Guest context id, for kernel AF_VSOCK (the default without DIR/vsock.sock: 3).
+    #[arg(long, conflicts_with = "uds")]
+    pub cid: Option<u32>,
+    /// Hybrid-vsock unix socket (Firecracker, Cloud Hypervisor, vhost-device-vsock).
+    #[arg(long)]
+    pub uds: Option<PathBuf>,
+    /// Guest vsock port of the control service.
+    #[arg(long, default_value_t = DEFAULT_CONTROL_PORT)]
+    pub control_port: u32,
+}
+
+impl GuestArgs {
+    fn target(&self) -> Target {
+        match (&self.cid, &self.uds) {
+            (Some(cid), _) => Target::Cid(*cid),
+            (None, Some(uds)) => Target::Uds(uds.clone()),
+            (None, None) if self.dir.join("vsock.sock").exists() => Target::Uds(self.dir.join("vsock.sock")),
+            (None, None) => Target::Cid(3),
+        }
+    }
+}
+
+/// A bidirectional byte stream to the guest.
+pub enum Conn {
+    Vsock(VsockStream),
+    Unix(UnixStream),
+}
+
+impl Conn {
+    fn try_clone(&self) -> io::Result<Conn> {
+        Ok(match self {
+            Conn::Vsock(s) => Conn::Vsock(s.try_clone()?),
+            Conn::Unix(s) => Conn::Unix(s.try_clone()?),
+        })
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Conn::Vsock(s) => s.read(buf),
+            Conn::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Vsock(s) => s.write(buf),
+            Conn::Unix(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Connects to the control port and sends `req`.
+pub fn connect(g: &GuestArgs, req: &Request) -> io::Result<Conn> {
+    let target = g.target();
+    let mut conn = match &target {
+        Target::Cid(cid) => Conn::Vsock(VsockStream::connect_with_cid_port(*cid, g.control_port)?),
+        Target::Uds(path) => {
+            let mut s = UnixStream::connect(path).map_err(|e| io::Error::other(format!("{}: {e} (is the VM running?)", path.display())))?;
+            hybrid::handshake(&mut s, g.control_port)?;
+            Conn::Unix(s)
+        }
+        // A plain unix socket that is already the control service (a relay).
+        Target::Unix(path) => Conn::Unix(UnixStream::connect(path)?),
+    };
+    conn.write_all(control::encode(req).as_bytes())?;
+    Ok(conn)
+}
+
+/// `skiff logs`: prints the guest's log (and follows it with `follow`).
+pub fn logs(g: &GuestArgs, follow: bool) -> io::Result<()> {
+    let mut conn = connect(g, &Request::Logs { follow })?;
+    let mut out = io::stdout().lock();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match conn.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        // NUL bytes are the guest's keep-alives while following.
+        let text: Vec<u8> = buf[..n].iter().copied().filter(|&b| b != 0).collect();
+        out.write_all(&text)?;
+        out.flush()?;
+    }
+}
+
+/// The terminal's size (rows, cols), if stdout or stdin is one.
+fn window_size() -> Option<(u16, u16)> {
+    for fd in [libc::STDOUT_FILENO, libc::STDIN_FILENO] {
+        // SAFETY: an all-zero winsize is valid; TIOCGWINSZ writes into it.
+        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        // SAFETY: TIOCGWINSZ only writes a winsize into the pointer given.
+        if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_row > 0 {
+            return Some((ws.ws_row, ws.ws_col));
+        }
+    }
+    None
+}
+
+/// Puts the terminal on stdin in raw mode; restores it on drop.
+struct RawMode(libc::termios);
+
+impl RawMode {
+    fn enter() -> io::Result<RawMode> {
+        // SAFETY: an all-zero termios is valid storage for tcgetattr to fill.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: tcgetattr writes the terminal settings into `t`.
+        if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut t) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let saved = t;
+        // SAFETY: cfmakeraw only edits the struct it is given.
+        unsafe { libc::cfmakeraw(&mut t) };
+        // SAFETY: tcsetattr reads the settings from `t`.
+        if unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &t) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(RawMode(saved))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        // SAFETY: restores the settings saved by `enter`.
+        unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &self.0) };
+    }
+}
+
+fn send(conn: &mut Conn, msg: &Msg) -> io::Result<()> {
+    let mut buf = Vec::new();
+    shell::encode(msg, &mut buf);
+    conn.write_all(&buf)
+}
+
+/// `skiff shell`: a root shell in the guest; returns its exit code.
+pub fn shell(g: &GuestArgs, command: Option<String>, force_tty: bool) -> io::Result<i32> {
+    let tty = io::stdin().is_terminal() && (command.is_none() || force_tty);
+    let (rows, cols) = window_size().unwrap_or((24, 80));
+    let start = Start { tty, rows, cols, term: std::env::var("TERM").unwrap_or_default(), command };
+    let mut conn = connect(g, &Request::Shell)?;
+    send(&mut conn, &Msg::Start(start))?;
+    let _raw = if tty { Some(RawMode::enter()?) } else { None };
+
+    // stdin → guest, until EOF.
+    let mut to_guest = conn.try_clone()?;
+    thread::spawn(move || {
+        let mut stdin = io::stdin().lock();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if send(&mut to_guest, &Msg::Stdin(buf[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = send(&mut to_guest, &Msg::StdinEof);
+    });
+    // Window size changes, polled (no signal handler needed).
+    if tty {
+        let mut resize = conn.try_clone()?;
+        thread::spawn(move || {
+            let mut last = window_size();
+            loop {
+                thread::sleep(Duration::from_millis(200));
+                let now = window_size();
+                if now != last {
+                    if let Some((rows, cols)) = now {
+                        if send(&mut resize, &Msg::Resize { rows, cols }).is_err() {
+                            return;
+                        }
+                    }
+                    last = now;
+                }
+            }
+        });
+    }
+    // guest → stdout/stderr, until the exit status.
+    let (mut out, mut err) = (io::stdout(), io::stderr());
+    loop {
+        match shell::read_msg(&mut conn)? {
+            Some(Msg::Stdout(d)) => {
+                out.write_all(&d)?;
+                out.flush()?;
+            }
+            Some(Msg::Stderr(d)) => {
+                err.write_all(&d)?;
+                err.flush()?;
+            }
+            Some(Msg::Exit(code)) => return Ok(code),
+            Some(other) => return Err(io::Error::other(format!("unexpected message from the guest: {other:?}"))),
+            None => return Err(io::Error::other("the guest closed the shell connection without an exit status")),
+        }
+    }
+}

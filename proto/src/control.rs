@@ -1,0 +1,65 @@
+//! The "skiff control" vsock port (2376): a second port beside the engine's,
+//! reachable only over vsock from the host. A connection starts with one
+//! request line naming the service; what follows depends on it:
+//! - `SKIFF-CONTROL/1 logs\n`: the guest sends its log ring buffer and closes;
+//! - `SKIFF-CONTROL/1 logs follow\n`: the same, then new lines as they come;
+//! - `SKIFF-CONTROL/1 shell\n`: a debug shell, spoken in [`crate::shell`] frames.
+
+/// The guest's vsock port for control requests (logs, debug shell).
+pub const DEFAULT_CONTROL_PORT: u32 = 2376;
+/// Longest request line accepted.
+pub const MAX_REQUEST: usize = 128;
+const MAGIC: &str = "SKIFF-CONTROL/1 ";
+
+/// What a control connection asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// The log ring buffer; with `follow`, then new lines until the client goes.
+    Logs { follow: bool },
+    /// An interactive or one-command shell.
+    Shell,
+}
+
+/// The request line for `req`, with its `\n`.
+pub fn encode(req: &Request) -> String {
+    let what = match req {
+        Request::Logs { follow: false } => "logs",
+        Request::Logs { follow: true } => "logs follow",
+        Request::Shell => "shell",
+    };
+    format!("{MAGIC}{what}\n")
+}
+
+/// Parses a request line (without its `\n`).
+pub fn parse(line: &[u8]) -> Result<Request, String> {
+    let text = std::str::from_utf8(line).map_err(|_| "request is not UTF-8".to_string())?;
+    let what = text.trim_end_matches('\r').strip_prefix(MAGIC).ok_or_else(|| format!("not a skiff control request: {text:?}"))?;
+    match what {
+        "logs" => Ok(Request::Logs { follow: false }),
+        "logs follow" => Ok(Request::Logs { follow: true }),
+        "shell" => Ok(Request::Shell),
+        other => Err(format!("unknown control request {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        for req in [Request::Logs { follow: false }, Request::Logs { follow: true }, Request::Shell] {
+            let line = encode(&req);
+            assert!(line.ends_with('\n'));
+            assert_eq!(parse(line.trim_end().as_bytes()), Ok(req));
+        }
+    }
+
+    #[test]
+    fn rejects_other_lines() {
+        assert!(parse(b"GET / HTTP/1.1").is_err());
+        assert!(parse(b"SKIFF-CONTROL/1 reboot").unwrap_err().contains("reboot"));
+        assert!(parse(b"SKIFF-CONTROL/2 logs").is_err());
+        assert!(parse(b"\xff").is_err());
+    }
+}

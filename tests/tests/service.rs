@@ -1,0 +1,132 @@
+//! PID 1 as a service manager, end to end: the engine is supervised and its
+//! restart-policy containers come back, the debug shell and `skiff logs`
+//! work over vsock, and a `cidata` config ISO configures the appliance.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use skiff_tests::{busybox_image, Scratch, Vm};
+
+/// Waits up to `limit` for `f` to hold.
+fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn engine_and_restart_always_containers_come_back_after_kill() {
+    let scratch = Scratch::new("svc-kill");
+    let image = busybox_image(&scratch.0, "skiff-test/busybox:latest");
+    let vm = Vm::boot(&scratch.0);
+    vm.docker_ok(&["load", "-i", image.to_str().unwrap()]);
+    vm.docker_ok(&["run", "-d", "--name", "keep", "--restart=always", "skiff-test/busybox", "sleep", "100000"]);
+    let started = vm.docker_ok(&["inspect", "-f", "{{.State.StartedAt}}", "keep"]);
+
+    // The debug shell: exit status and stderr come back separately.
+    let out = vm.skiff(&["shell", "-c", "echo out; echo err >&2; exit 3"], None);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+    let piped = vm.skiff(&["shell"], Some(b"id -u\nexit 4\n"));
+    assert_eq!(piped.status.code(), Some(4));
+    assert_eq!(String::from_utf8_lossy(&piped.stdout).trim(), "0", "root shell");
+
+    // Kill the engine and the container's process while the engine is down:
+    // the init restarts the engine, and the container is restarted by its
+    // restart policy (conmon's exit command; the init's `podman start --all`
+    // at engine readiness catches any it left stopped). The init must reap
+    // the dead processes reparented to it for any of this to work.
+    let killed = Instant::now();
+    vm.shell_ok("kill -9 $(pidof podman) $(pidof sleep)");
+    assert!(eventually(Duration::from_secs(120), || vm.ping()), "the API did not answer again");
+    let back = killed.elapsed();
+    eprintln!("service: engine killed -> API answering again: {:.2}s", back.as_secs_f64());
+    let mut state = String::new();
+    let restarted = eventually(Duration::from_secs(120), || {
+        state = vm.docker_ok(&["inspect", "-f", "{{.State.Status}} {{.State.StartedAt}}", "keep"]);
+        state.starts_with("running ") && !state.contains(started.trim())
+    });
+    assert!(restarted, "the --restart=always container is not running again (state {state:?}, started before {started:?}); log:\n{}",
+        String::from_utf8_lossy(&vm.skiff(&["logs"], None).stdout));
+    eprintln!("service: engine killed -> container running again: {:.2}s", killed.elapsed().as_secs_f64());
+
+    let console = vm.console();
+    assert!(console.contains("engine: exited (signal 9)"), "the exit reason should be logged");
+    // `skiff logs` has the init's lines and the engine's own output (docker load's progress).
+    let logs = vm.skiff(&["logs"], None);
+    assert!(logs.status.success());
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    assert!(logs.contains("skiff: warning: engine: exited (signal 9)"), "{logs}");
+    assert!(logs.lines().any(|l| l.contains("] podman: ")), "no engine output in skiff logs:\n{logs}");
+    // The log file on /var/lib/skiff (tmpfs here) has the same lines.
+    let file = vm.shell_ok("cat /var/lib/skiff/log/skiff.log");
+    assert!(file.contains("engine: exited (signal 9)") && file.contains("] podman: "));
+    vm.shutdown();
+}
+
+/// A self-signed CA certificate made with openssl, as PEM.
+fn make_ca(dir: &Path) -> String {
+    let (key, cert) = (dir.join("ca.key"), dir.join("ca.crt"));
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Skiff test CA"])
+        .arg("-keyout").arg(&key).arg("-out").arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl (install it: make deps)");
+    assert!(status.success(), "openssl req failed");
+    fs::read_to_string(cert).unwrap()
+}
+
+#[test]
+fn cidata_iso_sets_hostname_and_config() {
+    let scratch = Scratch::new("svc-cidata");
+    let seed = scratch.0.join("seed");
+    fs::create_dir_all(&seed).unwrap();
+    let ca = make_ca(&scratch.0);
+    fs::write(seed.join("meta-data"), "instance-id: skiff-test\nlocal-hostname: skiff-from-cidata\n").unwrap();
+    fs::write(seed.join("user-data"), "#cloud-config\n").unwrap();
+    fs::write(seed.join("skiff.toml"), format!(
+        "registry_mirrors = [\"https://mirror.skiff.test\"]\n\
+         insecure_registries = [\"registry.skiff.test:5000\"]\n\
+         ca_certificates = ['''\n{ca}''']\n\
+         engine_log_level = \"info\"\n\
+         no_such_key = true\n\
+         [sysctl]\n\"vm.swappiness\" = 7\n"
+    )).unwrap();
+    let iso = scratch.0.join("cidata.iso");
+    let status = Command::new("xorriso")
+        .args(["-as", "mkisofs", "-quiet", "-V", "cidata", "-J", "-R", "-o"]).arg(&iso).arg(&seed)
+        .status().expect("xorriso");
+    assert!(status.success());
+    let drive = format!("file={},media=cdrom,readonly=on", iso.display());
+    let vm = Vm::boot_with(&scratch.0, &["--qemu-arg=-drive", &format!("--qemu-arg={drive}")]);
+
+    assert_eq!(vm.docker_ok(&["info", "--format", "{{.Name}}"]).trim(), "skiff-from-cidata");
+    assert_eq!(vm.shell_ok("hostname").trim(), "skiff-from-cidata");
+    // Podman reports registries.conf in RegistryConfig.IndexConfigs (its
+    // top-level Mirrors list stays empty).
+    let reg = vm.docker_ok(&["info", "--format", "{{json .RegistryConfig.IndexConfigs}}"]);
+    eprintln!("service: RegistryConfig.IndexConfigs = {}", reg.trim());
+    assert!(reg.contains("\"Mirrors\":[\"mirror.skiff.test\"]"), "mirror missing: {reg}");
+    assert!(reg.contains("\"registry.skiff.test:5000\":{\"Name\":\"registry.skiff.test:5000\",\"Mirrors\":[],\"Secure\":false"), "insecure registry missing: {reg}");
+    let text = vm.docker_ok(&["info"]);
+    assert!(text.contains("registry.skiff.test:5000"), "docker info lists insecure registries:\n{text}");
+    // The CA is in the bundle the engine's TLS client reads.
+    let body_line = ca.lines().nth(1).unwrap();
+    assert!(vm.shell_ok("cat /etc/ssl/certs/ca-certificates.crt").contains(body_line), "CA not in the trust store");
+    assert_eq!(vm.shell_ok("cat /proc/sys/vm/swappiness").trim(), "7");
+    // Engine log level info: its lines show up in the log.
+    let logs = String::from_utf8_lossy(&vm.skiff(&["logs"], None).stdout).into_owned();
+    assert!(logs.contains("] podman: "), "no engine output at log level info:\n{logs}");
+    assert!(logs.contains("key `no_such_key`: unknown key"), "unknown key not reported:\n{logs}");
+    vm.shutdown();
+}
