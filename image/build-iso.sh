@@ -45,7 +45,7 @@ mkfs.vfat -C -n SKIFF-EFI "$work/efi.img" "$efi_kb" >/dev/null
 mmd -i "$work/efi.img" ::/EFI ::/EFI/BOOT
 mcopy -i "$work/efi.img" "$tmp/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
 
-xorriso -as mkisofs -quiet -R -J -V SKIFF -o "$iso.tmp" \
+xorriso -as mkisofs -quiet -R -J -V SKIFF -no-pad -o "$iso.tmp" \
   -b boot/grub/eltorito.img -no-emul-boot -boot-load-size 4 -boot-info-table --grub2-boot-info \
   --grub2-mbr /usr/lib/grub/i386-pc/boot_hybrid.img \
   --efi-boot efi.img -efi-boot-part --efi-boot-image --protective-msdos-label \

@@ -153,6 +153,15 @@ pub fn persist(dir: &Path) {
     log::info!("log: also writing to {}/skiff.log (rotated at {} KiB, {FILE_KEEP} old files kept)", dir.display(), FILE_BYTES / 1024);
 }
 
+/// Stops writing the log file and closes it (shutdown, before the data disk
+/// that holds it is unmounted); the console and the ring carry on.
+pub fn close_file() {
+    if let Some(mut lf) = lock(&FILE).take() {
+        lf.write("---- shutdown: log file closed ----\n");
+        let _ = lf.file.sync_all();
+    }
+}
+
 /// Lines from `seq` on and the next sequence number; waits up to `wait`
 /// for a new line when there is none yet.
 pub fn lines_since(seq: u64, wait: Duration) -> (Vec<String>, u64) {

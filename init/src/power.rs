@@ -162,6 +162,7 @@ pub fn shutdown(engine: &mut engine::Engine, why: &str) -> ! {
     });
     step("release DHCP leases", crate::net::release_all);
     step("sync", || bounded("sync", Duration::from_secs(20), rustix::fs::sync));
+    step("close log file", crate::logger::close_file);
     step("unmount data disk", || bounded("unmount", Duration::from_secs(15), disk::unmount_all));
     log::info!("shutdown: powering off after {:.2}s", began.elapsed().as_secs_f64());
     power_off()
