@@ -9,6 +9,9 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 apt="$here/image/trixie-apt.sh"
 kdir="$cache/kernel"
 mkdir -p "$kdir"
+# One build at a time (parallel checkouts share the cache).
+exec 9>"$kdir/.lock"
+flock 9
 
 version=$("$apt" "$cache" apt-cache show --no-all-versions linux-source-6.12 2>/dev/null | sed -n 's/^Version: //p' | head -n1)
 if [ -z "$version" ]; then

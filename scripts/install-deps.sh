@@ -6,7 +6,7 @@
 set -eu
 packages="qemu-system-x86 qemu-utils ovmf xorriso grub-pc-bin grub-efi-amd64-bin grub-common mtools
   squashfs-tools docker.io socat busybox-static bc bison flex libelf-dev libssl-dev cpio zstd xz-utils make
-  binutils gcc dosfstools e2fsprogs debian-archive-keyring ca-certificates"
+  binutils gcc dosfstools e2fsprogs debian-archive-keyring ca-certificates openssl"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

@@ -69,12 +69,13 @@ fn boot() -> ! {
     mounts::mount_all();
     let opts = read_options(true);
     logger::init(opts.debug);
-    if let Err(e) = medium::mount_usr(Duration::from_secs(30)) {
-        log::error!("medium: {e}; the engine cannot start without /usr");
-    }
     if let Err(e) = signals::block() {
         log::error!("cannot block signals: {e}; powering off");
         power::power_off();
+    }
+    match medium::mount_usr(Duration::from_secs(30)) {
+        Ok(_) => medium::prefetch(),
+        Err(e) => log::error!("medium: {e}; the engine cannot start without /usr"),
     }
     signals::catch_ctrl_alt_del();
     raise_fd_limit();

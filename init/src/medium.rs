@@ -108,6 +108,34 @@ fn try_device(dev: &Path, ours: &str) -> io::Result<bool> {
     }
 }
 
+/// Files the engine needs first, read in a background thread as soon as
+/// /usr is mounted: under emulation, decompressing the squashfs takes
+/// seconds, and on a second CPU it overlaps with the engine's own start
+/// instead of adding to it (page faults then find the pages cached).
+const PREFETCH: [&str; 4] = ["/usr/bin/podman", "/usr/bin/conmon", "/usr/bin/crun", "/usr/lib/podman/netavark"];
+
+/// Starts reading the engine's files into the page cache in the background.
+pub fn prefetch() {
+    let spawned = thread::Builder::new().name("prefetch".into()).spawn(|| {
+        let began = Instant::now();
+        let mut total = 0u64;
+        let mut buf = vec![0u8; 1 << 20];
+        for path in PREFETCH {
+            let Ok(mut f) = File::open(path) else { continue };
+            while let Ok(n) = io::Read::read(&mut f, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                total += n as u64;
+            }
+        }
+        log::debug!("medium: prefetched {} MiB in {:.2}s", total >> 20, began.elapsed().as_secs_f64());
+    });
+    if let Err(e) = spawned {
+        log::warn!("medium: cannot start the prefetch thread: {e}");
+    }
+}
+
 /// Attaches `file` read-only to a free loop device (freed again on unmount).
 /// Returns the device path and an open fd that keeps it attached.
 fn attach_loop(file: &Path) -> io::Result<(PathBuf, File)> {

@@ -130,3 +130,33 @@ fn cidata_iso_sets_hostname_and_config() {
     assert!(logs.contains("key `no_such_key`: unknown key"), "unknown key not reported:\n{logs}");
     vm.shutdown();
 }
+
+/// The documented config file lives on the data disk: written once, it
+/// applies at every later boot (host name, registry mirror, CA certificate).
+#[test]
+fn config_file_on_the_data_disk_applies_at_next_boot() {
+    let scratch = Scratch::new("svc-config-disk");
+    let disk = scratch.0.join("data.img");
+    skiff_tests::blank_disk(&disk, 1 << 30);
+    let disk_arg = format!("--disk={}", disk.display());
+    let ca = make_ca(&scratch.0);
+    let config = format!(
+        "hostname = \"skiff-from-disk\"\n\
+         registry_mirrors = [\"https://mirror.disk.test\"]\n\
+         ca_certificates = ['''\n{ca}''']\n"
+    );
+
+    let vm = Vm::boot_with(&scratch.0, &[&disk_arg]);
+    assert!(vm.console().contains("disk: mounted"), "the blank disk should be formatted and mounted");
+    let out = vm.skiff(&["shell", "-c", "cat > /var/lib/skiff/config.toml"], Some(config.as_bytes()));
+    assert!(out.status.success(), "writing the config failed: {}", String::from_utf8_lossy(&out.stderr));
+    vm.shutdown();
+
+    let vm = Vm::boot_with(&scratch.0, &[&disk_arg]);
+    assert_eq!(vm.docker_ok(&["info", "--format", "{{.Name}}"]).trim(), "skiff-from-disk");
+    let reg = vm.docker_ok(&["info", "--format", "{{json .RegistryConfig.IndexConfigs}}"]);
+    assert!(reg.contains("\"Mirrors\":[\"mirror.disk.test\"]"), "mirror missing: {reg}");
+    let body_line = ca.lines().nth(1).unwrap();
+    assert!(vm.shell_ok("cat /etc/ssl/certs/ca-certificates.crt").contains(body_line), "CA not in the trust store");
+    vm.shutdown();
+}
