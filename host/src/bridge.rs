@@ -15,11 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
+use skiff_proto::copy::copy;
 use skiff_proto::{framing, hybrid};
 use vsock::VsockStream;
-
-/// Copy buffer size: large enough that big transfers are not syscall-bound.
-const BUF: usize = 256 * 1024;
 
 /// While set, failed guest connections are not reported (`skiff run` polls
 /// the engine through the bridge while the guest is still booting).
@@ -124,22 +122,6 @@ where
     let sent = copy(&mut client_rd, &mut guest_wr).and_then(|_| eof(&mut guest_wr));
     let got = back.join().map_err(|_| io::Error::other("copy thread panicked"))?;
     sent.and(got).map(|_| ())
-}
-
-/// `io::copy` with a large buffer.
-pub fn copy<R: Read + ?Sized, W: Write + ?Sized>(r: &mut R, w: &mut W) -> io::Result<u64> {
-    let mut buf = vec![0u8; BUF];
-    let mut total = 0;
-    loop {
-        let n = match r.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        w.write_all(&buf[..n])?;
-        total += n as u64;
-    }
 }
 
 /// A writer that wraps each write in a frame.

@@ -4,6 +4,7 @@
 //! implementation instead of two copies.
 
 pub mod control;
+pub mod copy;
 pub mod framing;
 pub mod http;
 pub mod hybrid;

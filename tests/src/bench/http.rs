@@ -157,7 +157,7 @@ pub fn exchange<B: Read, W: Write>(
     let head = request_head(method, path, body.as_ref().map(|b| b.1), &extra);
     writer.write_all(head.as_bytes())?;
     if let Some((mut b, n)) = body {
-        let sent = big_copy(&mut b, &mut writer)?;
+        let sent = skiff_proto::copy::copy(&mut b, &mut writer)?;
         if sent != n {
             return Err(io::Error::other(format!("body was {sent} bytes, announced {n}")));
         }
@@ -166,22 +166,6 @@ pub fn exchange<B: Read, W: Write>(
     let head = read_head(&mut reader)?;
     let len = read_body(&mut reader, &head.framing, sink)?;
     Ok((head.status, len))
-}
-
-/// `io::copy` with a 256 KiB buffer (the size the bridge uses).
-fn big_copy<R: Read, W: Write>(r: &mut R, w: &mut W) -> io::Result<u64> {
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut total = 0;
-    loop {
-        let n = match r.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        w.write_all(&buf[..n])?;
-        total += n as u64;
-    }
 }
 
 /// A kept-alive connection for repeated `GET /_ping`.
