@@ -171,23 +171,9 @@ impl Vm {
 
     /// Runs the docker CLI with `input` on its standard input.
     pub fn docker_with_input(&self, args: &[&str], input: Option<&[u8]>) -> Output {
-        let mut child = Command::new(docker_bin())
-            .args(args)
-            .env("DOCKER_HOST", &self.docker_host)
-            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start docker CLI");
-        if let Some(data) = input {
-            let mut stdin = child.stdin.take().expect("stdin");
-            let data = data.to_vec();
-            thread::spawn(move || {
-                use std::io::Write;
-                let _ = stdin.write_all(&data);
-            });
-        }
-        wait_with_timeout(child, Duration::from_secs(180), &format!("docker {}", args.join(" ")))
+        let mut cmd = Command::new(docker_bin());
+        cmd.args(args).env("DOCKER_HOST", &self.docker_host);
+        run_with_input(&mut cmd, input, Duration::from_secs(180), &format!("docker {}", args.join(" ")))
     }
 
     /// Like [`Vm::docker`], but panics with the output unless it succeeds.
@@ -201,23 +187,9 @@ impl Vm {
     /// Runs `skiff ARGS --dir DIR` (logs, shell, ...) against the VM, with
     /// `input` on its stdin (none: /dev/null).
     pub fn skiff(&self, args: &[&str], input: Option<&[u8]>) -> Output {
-        let mut child = Command::new(skiff_bin())
-            .args(args)
-            .arg("--dir").arg(&self.dir)
-            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start skiff");
-        if let Some(data) = input {
-            let mut stdin = child.stdin.take().expect("stdin");
-            let data = data.to_vec();
-            thread::spawn(move || {
-                use std::io::Write;
-                let _ = stdin.write_all(&data);
-            });
-        }
-        wait_with_timeout(child, Duration::from_secs(120), &format!("skiff {}", args.join(" ")))
+        let mut cmd = Command::new(skiff_bin());
+        cmd.args(args).arg("--dir").arg(&self.dir);
+        run_with_input(&mut cmd, input, Duration::from_secs(120), &format!("skiff {}", args.join(" ")))
     }
 
     /// `skiff shell -c CMD`; panics with the output unless it exits 0.
@@ -337,6 +309,26 @@ pub fn console_tail(dir: &Path) -> String {
     let text = fs::read_to_string(dir.join("console.log")).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+/// Runs `cmd` with `input` on its stdin (none: /dev/null), collecting its
+/// output; kills it after `limit`.
+fn run_with_input(cmd: &mut Command, input: Option<&[u8]>, limit: Duration, what: &str) -> Output {
+    let mut child = cmd
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    if let Some(data) = input {
+        let mut stdin = child.stdin.take().expect("stdin");
+        let data = data.to_vec();
+        thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&data);
+        });
+    }
+    wait_with_timeout(child, limit, what)
 }
 
 /// Waits for a child, killing it after `limit`.
