@@ -171,10 +171,7 @@ impl Client {
     }
 
     fn random(&mut self) -> u64 {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        self.rng
+        super::xorshift64(&mut self.rng)
     }
 
     /// Delay before retransmission number `attempt` (1 = after the first

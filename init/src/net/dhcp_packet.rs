@@ -455,12 +455,7 @@ pub mod tests {
     #[test]
     fn decoder_survives_random_and_mutated_input() {
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = move || crate::net::xorshift64(&mut seed);
         let base = reply(5, 7, [10, 0, 2, 15], &[
             (OPT_SEARCH, b"\x07example\x03com\x00\x03lab\xc0\x00"),
             (OPT_DNS, &[10, 0, 2, 3]),

@@ -22,6 +22,15 @@ use rustix::net::{recv, send, socket, AddressFamily, RecvFlags, SendFlags, Socke
 use crate::cmdline::NetOptions;
 use netlink::Ack;
 
+/// Xorshift64: cheap pseudo-random numbers for DHCP ids and jitter, and for
+/// the parsers' fuzz tests. `state` must not be zero.
+pub fn xorshift64(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
 pub use client::release_all;
 
 /// Metric of the first link's default route; later links get higher ones.

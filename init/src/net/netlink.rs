@@ -396,12 +396,7 @@ mod tests {
     #[test]
     fn parsers_survive_random_and_mutated_input() {
         let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = move || crate::net::xorshift64(&mut seed);
         let mut base = newaddr(AF_INET, 24, 0, 2, &[10, 0, 2, 15]);
         base.extend(newaddr(AF_INET6, 64, 0, 2, &[0xfe; 16]));
         let mut parsed = 0;
