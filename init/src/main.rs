@@ -37,16 +37,17 @@ fn main() {
     let stage2 = std::env::args().nth(1).as_deref() == Some(rootfs::STAGE2_ARG);
     if !stage2 {
         log::info!("init started (initramfs)");
-        let opts = read_options(false);
+        let (opts, _) = read_options(false);
         let err = rootfs::switch_to_tmpfs(&opts.root_size);
         log::error!("cannot switch to a tmpfs root: {err}; staying on the initramfs (containers will fail to start)");
     }
     boot()
 }
 
-/// Reads `skiff.*` options, mounting /proc briefly if it is not there yet.
+/// Reads `skiff.*` options, mounting /proc briefly if it is not there yet;
+/// returns them with the command line's text (for the config overrides).
 /// Problems are reported once, by the second stage (`report`).
-fn read_options(report: bool) -> cmdline::Options {
+fn read_options(report: bool) -> (cmdline::Options, String) {
     let mounted_here = !std::path::Path::new("/proc/self").exists()
         && std::fs::create_dir_all("/proc").is_ok()
         && rustix::mount::mount("proc", "/proc", "proc", rustix::mount::MountFlags::empty(), None).is_ok();
@@ -61,13 +62,13 @@ fn read_options(report: bool) -> cmdline::Options {
     for w in warnings.iter().filter(|_| report) {
         log::warn!("{w}");
     }
-    opts
+    (opts, text)
 }
 
 fn boot() -> ! {
     log::info!("init running on tmpfs root");
     mounts::mount_all();
-    let opts = read_options(true);
+    let (opts, text) = read_options(true);
     logger::init(opts.debug);
     if let Err(e) = signals::block() {
         log::error!("cannot block signals: {e}; powering off");
@@ -82,7 +83,6 @@ fn boot() -> ! {
     power::watch_power_button();
     disk::setup();
     // Settings come after the data disk (if any) holds /var/lib/skiff.
-    let text = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let settings = settings::load(&text);
     logger::persist(std::path::Path::new("/var/lib/skiff/log"));
     settings::apply(&settings);
