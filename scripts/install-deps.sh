@@ -1,26 +1,56 @@
 #!/bin/sh
 # Installs what building, running and testing Skiff needs on Debian 12:
-# Debian packages (only those missing) and vhost-device-vsock from crates.io.
-# The system's apt sources are not changed; trixie packages for the image are
-# fetched separately through image/trixie-apt.sh.
+# Debian packages (only those missing) and tools from crates.io. The system's
+# apt sources are not changed; trixie packages for the image are fetched
+# separately through image/trixie-apt.sh. Checks again after installing:
+# apt may remove a package to satisfy another (a newer qemu-utils from
+# backports conflicts with Debian 12's qemu-system-x86).
 set -eu
 packages="qemu-system-x86 qemu-utils ovmf xorriso grub-pc-bin grub-efi-amd64-bin grub-common mtools
   squashfs-tools docker.io socat busybox-static bc bison flex libelf-dev libssl-dev cpio zstd xz-utils make
-  binutils gcc dosfstools e2fsprogs debian-archive-keyring ca-certificates openssl"
-missing=""
-for p in $packages; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
-done
+  binutils gcc dosfstools e2fsprogs debian-archive-keyring ca-certificates openssl
+  libcap-ng-dev libseccomp-dev pkg-config netcat-openbsd curl"
+sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+
+missing_packages() {
+  for p in $packages; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || printf ' %s' "$p"
+  done
+}
+# qemu-utils must match qemu-system-x86's version, or apt removes one of them:
+# when either is missing, ask for both, with qemu-utils pinned.
+install_list() {
+  qemu=""
+  for p in "$@"; do
+    case $p in qemu-system-x86|qemu-utils) qemu=1 ;; *) printf ' %s' "$p" ;; esac
+  done
+  if [ -n "$qemu" ]; then
+    v=$(apt-cache policy qemu-system-x86 | sed -n 's/^ *Candidate: //p')
+    printf ' qemu-system-x86=%s qemu-utils=%s' "$v" "$v"
+  fi
+}
+
+missing=$(missing_packages)
 if [ -n "$missing" ]; then
   echo "deps: installing$missing"
-  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  # shellcheck disable=SC2046
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --allow-downgrades --no-install-recommends \
+    $(install_list $missing) >/dev/null
+  still=$(missing_packages)
+  if [ -n "$still" ]; then
+    echo "deps: ERROR: still not installed after apt-get:$still" >&2
+    exit 1
+  fi
 fi
 
-vhdv_version=0.3.0
-bin="${CARGO_HOME:-$HOME/.cargo}/bin/vhost-device-vsock"
-if ! "$bin" --version 2>/dev/null | grep -q "$vhdv_version"; then
-  echo "deps: cargo install vhost-device-vsock $vhdv_version (a few minutes, once)"
-  cargo install --quiet --locked vhost-device-vsock --version "$vhdv_version"
-fi
+# Tools from crates.io, each at a fixed version.
+cargo_tool() { # binary crate version
+  bin="${CARGO_HOME:-$HOME/.cargo}/bin/$1"
+  if ! "$bin" --version 2>/dev/null | grep -q "$3"; then
+    echo "deps: cargo install $2 $3 (a few minutes, once)"
+    cargo install --quiet --locked "$2" --version "$3"
+  fi
+}
+cargo_tool vhost-device-vsock vhost-device-vsock 0.3.0
+cargo_tool virtiofsd virtiofsd 1.14.0
