@@ -13,14 +13,15 @@ use skiff_proto::shell::{self, Msg, Start};
 use vsock::VsockStream;
 
 use crate::bridge::Target;
+use crate::state::StateDir;
 
 /// Where the guest is: a `skiff run` state folder, or an explicit vsock address.
 #[derive(Args, Debug)]
 pub struct GuestArgs {
-    /// State folder of a VM started by `skiff run` (uses its vsock.sock if there).
-    #[arg(long, env = "SKIFF_DIR", default_value_os_t = crate::qemu::default_dir())]
+    /// State folder of a VM started by `skiff run` (its recorded vsock address).
+    #[arg(long, env = "SKIFF_DIR", default_value_os_t = crate::state::default_dir())]
     pub dir: PathBuf,
-    /// Guest context id, for kernel AF_VSOCK (the default without DIR/vsock.sock: 3).
+    /// Guest context id, for kernel AF_VSOCK (a VM not started by `skiff run`).
     #[arg(long, conflicts_with = "uds")]
     pub cid: Option<u32>,
     /// Hybrid-vsock unix socket (Firecracker, Cloud Hypervisor, vhost-device-vsock).
@@ -32,12 +33,13 @@ pub struct GuestArgs {
 }
 
 impl GuestArgs {
-    fn target(&self) -> Target {
+    /// An explicit address, else what `skiff run` recorded in the state
+    /// folder; never a guessed CID, which could be another user's VM.
+    fn target(&self) -> io::Result<Target> {
         match (&self.cid, &self.uds) {
-            (Some(cid), _) => Target::Cid(*cid),
-            (None, Some(uds)) => Target::Uds(uds.clone()),
-            (None, None) if self.dir.join("vsock.sock").exists() => Target::Uds(self.dir.join("vsock.sock")),
-            (None, None) => Target::Cid(3),
+            (Some(cid), _) => Ok(Target::Cid(*cid)),
+            (None, Some(uds)) => Ok(Target::Uds(uds.clone())),
+            (None, None) => StateDir::existing(&self.dir)?.target(),
         }
     }
 }
@@ -80,7 +82,7 @@ impl Write for Conn {
 
 /// Connects to the control port and sends `req`.
 pub fn connect(g: &GuestArgs, req: &Request) -> io::Result<Conn> {
-    let target = g.target();
+    let target = g.target()?;
     let mut conn = match &target {
         Target::Cid(cid) => Conn::Vsock(VsockStream::connect_with_cid_port(*cid, g.control_port)?),
         Target::Uds(path) => {
