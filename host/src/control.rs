@@ -1,18 +1,15 @@
 //! `skiff logs` and `skiff shell`: the guest's control port (vsock 2376).
 
 use std::io::{self, IsTerminal, Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::thread;
 use std::time::Duration;
 
 use clap::Args;
 use skiff_proto::control::{self, Request, DEFAULT_CONTROL_PORT};
-use skiff_proto::hybrid;
 use skiff_proto::shell::{self, Msg, Start};
-use vsock::VsockStream;
 
-use crate::bridge::Target;
+use crate::guest::{Conn, Target};
 use crate::state::StateDir;
 
 /// Where the guest is: a `skiff run` state folder, or an explicit vsock address.
@@ -44,55 +41,9 @@ impl GuestArgs {
     }
 }
 
-/// A bidirectional byte stream to the guest.
-pub enum Conn {
-    Vsock(VsockStream),
-    Unix(UnixStream),
-}
-
-impl Conn {
-    fn try_clone(&self) -> io::Result<Conn> {
-        Ok(match self {
-            Conn::Vsock(s) => Conn::Vsock(s.try_clone()?),
-            Conn::Unix(s) => Conn::Unix(s.try_clone()?),
-        })
-    }
-}
-
-impl Read for Conn {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Conn::Vsock(s) => s.read(buf),
-            Conn::Unix(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Conn {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Conn::Vsock(s) => s.write(buf),
-            Conn::Unix(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Connects to the control port and sends `req`.
 pub fn connect(g: &GuestArgs, req: &Request) -> io::Result<Conn> {
-    let target = g.target()?;
-    let mut conn = match &target {
-        Target::Cid(cid) => Conn::Vsock(VsockStream::connect_with_cid_port(*cid, g.control_port)?),
-        Target::Uds(path) => {
-            let mut s = UnixStream::connect(path).map_err(|e| io::Error::other(format!("{}: {e} (is the VM running?)", path.display())))?;
-            hybrid::handshake(&mut s, g.control_port)?;
-            Conn::Unix(s)
-        }
-        // A plain unix socket that is already the control service (a relay).
-        Target::Unix(path) => Conn::Unix(UnixStream::connect(path)?),
-    };
+    let mut conn = g.target()?.connect(g.control_port)?;
     conn.write_all(control::encode(req).as_bytes())?;
     Ok(conn)
 }

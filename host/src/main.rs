@@ -7,6 +7,7 @@
 
 mod bridge;
 mod control;
+mod guest;
 mod process;
 mod qemu;
 mod qmp;
