@@ -8,6 +8,7 @@
 mod bridge;
 mod control;
 mod guest;
+mod guestcfg;
 mod process;
 mod qemu;
 mod qmp;

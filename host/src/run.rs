@@ -14,6 +14,7 @@ use clap::Args;
 use skiff_proto::DEFAULT_ENGINE_PORT;
 
 use crate::bridge;
+use crate::guestcfg::GuestConfig;
 use crate::process::die_with_parent;
 use crate::qemu::{self, DirectKernel, Machine, BASE_CMDLINE};
 use crate::qmp;
@@ -109,9 +110,14 @@ fn machine(o: &RunOptions, state: &StateDir, vsock: &VsockDevice) -> io::Result<
         qmp: state.qmp(),
         net: o.net.clone(),
         drives: o.disks.iter().map(|d| qemu::drive_arg(d)).collect::<io::Result<_>>()?,
-        devices: vsock.qemu_args.clone(),
+        devices: [vsock.qemu_args.clone(), vec!["-fw_cfg".into(), guest_config(o).write(state)?]].concat(),
         extra: o.qemu_args.clone(),
     })
+}
+
+/// What the guest is told out of band (see `guestcfg`).
+fn guest_config(_o: &RunOptions) -> GuestConfig {
+    GuestConfig::default()
 }
 
 /// Boots the ISO, bridges the engine socket, prints DOCKER_HOST once the
