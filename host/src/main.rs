@@ -13,6 +13,7 @@ mod process;
 mod qemu;
 mod qmp;
 mod run;
+mod shares;
 mod state;
 mod vsockdev;
 

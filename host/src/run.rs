@@ -18,6 +18,7 @@ use crate::guestcfg::GuestConfig;
 use crate::process::die_with_parent;
 use crate::qemu::{self, DirectKernel, Machine, BASE_CMDLINE};
 use crate::qmp;
+use crate::shares::{self, ShareOptions, Shares};
 use crate::state::{default_dir, StateDir};
 use crate::vsockdev::VsockDevice;
 
@@ -75,6 +76,8 @@ pub struct RunOptions {
     /// An extra QEMU argument (repeat the flag for each one).
     #[arg(long = "qemu-arg", allow_hyphen_values = true)]
     pub qemu_args: Vec<String>,
+    #[command(flatten)]
+    pub shares: ShareOptions,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -91,7 +94,7 @@ fn catch_signals() {
 }
 
 /// Turns the options into QEMU's machine description.
-fn machine(o: &RunOptions, state: &StateDir, vsock: &VsockDevice) -> io::Result<Machine> {
+fn machine(o: &RunOptions, state: &StateDir, vsock: &VsockDevice, shares: &Shares) -> io::Result<Machine> {
     let direct_kernel = if o.kernel_args.is_empty() {
         None
     } else {
@@ -102,7 +105,7 @@ fn machine(o: &RunOptions, state: &StateDir, vsock: &VsockDevice) -> io::Result<
         accel: o.accel.clone(),
         memory_mib: o.memory,
         cpus: o.cpus,
-        shared_memory: vsock.shared_memory,
+        shared_memory: vsock.shared_memory || shares.shared_memory(),
         firmware: o.uefi.then(|| o.ovmf.clone()),
         iso: o.iso.clone(),
         direct_kernel,
@@ -110,14 +113,17 @@ fn machine(o: &RunOptions, state: &StateDir, vsock: &VsockDevice) -> io::Result<
         qmp: state.qmp(),
         net: o.net.clone(),
         drives: o.disks.iter().map(|d| qemu::drive_arg(d)).collect::<io::Result<_>>()?,
-        devices: [vsock.qemu_args.clone(), vec!["-fw_cfg".into(), guest_config(o).write(state)?]].concat(),
+        devices: [vsock.qemu_args.clone(), shares.qemu_args.clone(), vec!["-fw_cfg".into(), guest_config(shares).write(state)?]]
+            .concat(),
         extra: o.qemu_args.clone(),
     })
 }
 
 /// What the guest is told out of band (see `guestcfg`).
-fn guest_config(_o: &RunOptions) -> GuestConfig {
-    GuestConfig::default()
+fn guest_config(shares: &Shares) -> GuestConfig {
+    let mut cfg = GuestConfig::default();
+    shares::tell_guest(&mut cfg, &shares.shares, shares.via);
+    cfg
 }
 
 /// Boots the ISO, bridges the engine socket, prints DOCKER_HOST once the
@@ -128,8 +134,9 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
     }
     let state = StateDir::create(&o.dir)?;
     catch_signals();
+    let shares = Shares::start(&o.shares, &state)?;
     let vsock = VsockDevice::start(&state, o.cid)?;
-    let machine = machine(o, &state, &vsock)?;
+    let machine = machine(o, &state, &vsock, &shares)?;
     let console = state.console();
     let _ = fs::remove_file(&console);
     // QEMU creates the console log; the umask keeps it private (0600).
@@ -158,6 +165,7 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
         let _ = vm.wait();
     }
     drop(vsock);
+    drop(shares);
     state.clear_target();
     let _ = fs::remove_file(&docker_sock);
     let _ = fs::remove_file(state.qmp());
