@@ -144,9 +144,9 @@ fn valid_size(v: &str) -> bool {
 
 /// Kernel options that override keys of the config file:
 /// `skiff.tz=ZONE`, `skiff.mirror=URL[,URL]`, `skiff.insecure=HOST[:PORT][,...]`
-/// (both repeatable) and `skiff.sysctl.NAME=VALUE`.
+/// (both repeatable), `skiff.sysctl.NAME=VALUE` and `skiff.share=TAG:PATH` (repeatable).
 pub fn is_config_override(key: &str) -> bool {
-    matches!(key, "tz" | "mirror" | "insecure") || key.strip_prefix("sysctl.").is_some_and(|n| !n.is_empty())
+    matches!(key, "tz" | "mirror" | "insecure" | "share") || key.strip_prefix("sysctl.").is_some_and(|n| !n.is_empty())
 }
 
 /// The config-override options, in order, as (key without `skiff.`, value).

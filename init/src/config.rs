@@ -28,12 +28,14 @@ pub struct Settings {
     pub ca_certificates: Option<Vec<String>>,
     /// Kernel parameters, `net.ipv4.ip_forward = 1` → /proc/sys/net/ipv4/ip_forward.
     pub sysctl: BTreeMap<String, String>,
+    /// Host folders to mount at the same path (`[[shares]]`).
+    pub shares: Option<Vec<crate::shares::Share>>,
 }
 
 /// Every key the file knows, for the "unknown key" message.
-pub const KEYS: [&str; 8] = [
+pub const KEYS: [&str; 9] = [
     "hostname", "vsock_port", "engine_log_level", "timezone",
-    "registry_mirrors", "insecure_registries", "ca_certificates", "sysctl",
+    "registry_mirrors", "insecure_registries", "ca_certificates", "sysctl", "shares",
 ];
 
 /// Engine log levels podman accepts that Skiff passes on.
@@ -89,6 +91,19 @@ pub fn from_table(table: Table, source: &str) -> (Settings, Vec<String>) {
                 }
                 _ => bad("expected a table such as [sysctl] \"vm.swappiness\" = 10".into()),
             },
+            "shares" => match value {
+                Value::Array(items) => {
+                    let mut good = Vec::new();
+                    for (i, item) in items.into_iter().enumerate() {
+                        match crate::shares::check(item) {
+                            Ok(share) => good.push(share),
+                            Err(e) => warnings.push(format!("{source}: key `shares` item {}: {e}; ignored", i + 1)),
+                        }
+                    }
+                    s.shares = Some(good);
+                }
+                _ => bad("expected [[shares]] tables with tag and path".into()),
+            },
             _ => bad(format!("unknown key (known keys: {})", KEYS.join(", "))),
         }
     }
@@ -110,6 +125,7 @@ impl Settings {
         take(&mut self.registry_mirrors, over.registry_mirrors);
         take(&mut self.insecure_registries, over.insecure_registries);
         take(&mut self.ca_certificates, over.ca_certificates);
+        take(&mut self.shares, over.shares);
         self.sysctl.extend(over.sysctl);
     }
 }
@@ -126,11 +142,13 @@ pub fn from_cmdline(pairs: &[(String, String)]) -> (Settings, Vec<String>) {
     };
     let mut sysctl = Table::new();
     let mut timezone = None;
+    let mut shares = Vec::new();
     for (k, v) in pairs {
         match k.as_str() {
             "tz" => timezone = Some(v.clone()),
             "mirror" => push("registry_mirrors", v),
             "insecure" => push("insecure_registries", v),
+            "share" => shares.push(crate::shares::from_cmdline(v)),
             _ => {
                 if let Some(name) = k.strip_prefix("sysctl.") {
                     sysctl.insert(name.into(), Value::String(v.clone()));
@@ -143,6 +161,9 @@ pub fn from_cmdline(pairs: &[(String, String)]) -> (Settings, Vec<String>) {
     }
     if !sysctl.is_empty() {
         table.insert("sysctl".into(), Value::Table(sysctl));
+    }
+    if !shares.is_empty() {
+        table.insert("shares".into(), Value::Array(shares));
     }
     from_table(table, "kernel command line")
 }
@@ -398,6 +419,22 @@ sysctl = { "vm.swappiness" = 10, "../x" = 1, "kernel.x" = [1] }
         assert_eq!(w.len(), 1);
         assert!(w[0].starts_with("kernel command line: key `insecure_registries`"), "{w:?}");
         assert_eq!(s.sysctl.get("vm.swappiness").map(String::as_str), Some("5"));
+    }
+
+    #[test]
+    fn shares_from_the_file_and_the_command_line() {
+        let text = "[[shares]]\ntag = \"skiff0\"\npath = \"/root\"\nfs = \"virtiofs\"\n[[shares]]\ntag = \"x\"\npath = \"/etc\"\n";
+        let (s, w) = parse(text, "f");
+        assert_eq!(s.shares.as_ref().map(Vec::len), Some(1));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("f: key `shares` item 2: path \"/etc\""), "{w:?}");
+        let (_, w) = parse("shares = \"/root\"", "f");
+        assert!(w[0].contains("`shares`"), "{w:?}");
+        let pairs = vec![("share".to_string(), "a:/home/a".to_string()), ("share".to_string(), "b:/srv/b".to_string())];
+        let (c, w) = from_cmdline(&pairs);
+        assert!(w.is_empty(), "{w:?}");
+        let paths: Vec<String> = c.shares.unwrap().into_iter().map(|s| s.path).collect();
+        assert_eq!(paths, ["/home/a", "/srv/b"]);
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod power;
 mod reaper;
 mod rootfs;
 mod settings;
+mod shares;
 mod shell;
 mod signals;
 mod vsock;
@@ -87,6 +88,7 @@ fn boot() -> ! {
     let settings = settings::load(&text);
     logger::persist(std::path::Path::new("/var/lib/skiff/log"));
     settings::apply(&settings);
+    shares::mount_all(settings.shares.as_deref().unwrap_or_default());
     clock::spawn_sync();
     // The host name: the command line first, then the config, then DHCP.
     let mut net_opts = opts.net.clone();

@@ -160,6 +160,7 @@ pub fn shutdown(engine: &mut engine::Engine, why: &str) -> ! {
             wait_gone(None, Duration::from_secs(2));
         }
     });
+    step("unmount host folders", || bounded("unmount shares", Duration::from_secs(10), crate::shares::unmount_all));
     step("release DHCP leases", crate::net::release_all);
     step("sync", || bounded("sync", Duration::from_secs(20), rustix::fs::sync));
     step("close log file", crate::logger::close_file);
