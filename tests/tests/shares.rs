@@ -163,11 +163,6 @@ fn ninep_fallback_shares_a_folder() {
     let shared = scratch.0.join("shared");
     fs::create_dir_all(&shared).unwrap();
     let image = busybox_image(&scratch.0, "skiff-test/busybox:latest");
-    let vm = Vm::boot_with(&scratch.0.join("state"), &["--share-via", "9p", "--no-shares"]);
-    // --no-shares: nothing is mounted.
-    assert!(!vm.shell_ok("cat /proc/mounts").contains(" 9p "), "--no-shares still mounted something");
-    vm.shutdown();
-
     let vm = Vm::boot_with(&scratch.0.join("state"), &["--share-via", "9p", "--share", s(&shared)]);
     vm.docker_ok(&["load", "-i", s(&image)]);
     let d = s(&shared);
@@ -204,4 +199,69 @@ fn a_system_folder_is_refused_before_any_vm_starts() {
         assert!(started.elapsed() < Duration::from_secs(10), "took {:?}: did a VM start?", started.elapsed());
         assert!(!state.join("console.log").exists(), "a VM was started");
     }
+}
+
+/// A uid with no account here: `skiff run` as a normal user.
+const USER: u32 = 4242;
+
+/// Run as a normal user (no root, no /dev/kvm), whatever uid a container
+/// writes with, the file is the user's on the host; the user's files are
+/// uid 1000's in the guest, so `-u 1000` can write to them.
+#[test]
+fn as_a_normal_user_container_files_belong_to_the_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = Scratch::new("shares-user");
+    let image = busybox_image(&scratch.0, "skiff-test/busybox:latest");
+    // The user's own world: a home, and copies of the device daemons
+    // (root's cargo folder is closed to others).
+    let home = scratch.0.join("home");
+    let bin = scratch.0.join("bin");
+    fs::create_dir_all(&home).unwrap();
+    fs::create_dir_all(&bin).unwrap();
+    for tool in ["virtiofsd", "vhost-device-vsock"] {
+        let from = std::env::var_os("PATH").into_iter().flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .chain([PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo/bin")])
+            .map(|d| d.join(tool)).find(|p| p.is_file()).unwrap_or_else(|| panic!("no {tool} (make deps installs it)"));
+        fs::copy(&from, bin.join(tool)).unwrap();
+    }
+    for dir in [&scratch.0, &bin] {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::os::unix::fs::chown(&home, Some(USER), Some(USER)).unwrap();
+    let project = home.join("project");
+    fs::create_dir(&project).unwrap();
+    std::os::unix::fs::chown(&project, Some(USER), Some(USER)).unwrap();
+    let open = project.join("open");
+    fs::create_dir(&open).unwrap();
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    fs::write(project.join("mine.txt"), "the user's\n").unwrap();
+    std::os::unix::fs::chown(project.join("mine.txt"), Some(USER), Some(USER)).unwrap();
+
+    let ids = format!("--reuid={USER}");
+    let gids = format!("--regid={USER}");
+    let env_home = format!("HOME={}", s(&home));
+    let env_path = format!("PATH={}:/usr/sbin:/usr/bin:/sbin:/bin", s(&bin));
+    let as_user = ["setpriv", &ids, &gids, "--clear-groups", "env", &env_home, &env_path];
+    let state = home.join(".skiff");
+    let vm = Vm::boot_wrapped(&state, &as_user, &[]);
+    vm.docker_ok(&["load", "-i", s(&image)]);
+    let vol = format!("{}:/src", s(&project));
+
+    // The user's files are uid 1000's in the guest.
+    let listed = run_sh(&vm, &[], &vol, "ls -ln /src/mine.txt");
+    assert!(listed.split_whitespace().nth(2) == Some("1000"), "{listed}");
+    // Container root, -u 1000 and another uid (in a world-writable folder) write.
+    run_sh(&vm, &[], &vol, "echo root > /src/by-root; echo root > /src/open/by-root");
+    run_sh(&vm, &["-u", "1000"], &vol, "echo 1000 > /src/by-1000");
+    run_sh(&vm, &["-u", "33:33"], &vol, "echo 33 > /src/open/by-33");
+    for f in ["by-root", "open/by-root", "by-1000", "open/by-33"] {
+        let meta = fs::metadata(project.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert_eq!((meta.uid(), meta.gid()), (USER, USER), "{f} is not the user's on the host");
+    }
+    // chown in the container does not hand files to other host users.
+    run_sh(&vm, &[], &vol, "busybox chown 123:123 /src/by-root");
+    assert_eq!(fs::metadata(project.join("by-root")).unwrap().uid(), USER);
+
+    vm.shutdown_wrapped(&as_user[..4]);
+    assert_eq!(virtiofsd_for(&state), Vec::<String>::new(), "virtiofsd left running");
 }
