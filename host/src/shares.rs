@@ -175,7 +175,7 @@ pub fn id_translation(host_id: u32) -> Vec<String> {
 
 /// virtiofsd's arguments for one share. `ids`: the user's host uid and
 /// gid when not root (ids are translated), `None` as root (they pass through).
-pub fn virtiofsd_args(share: &Share, socket: &Path, ids: Option<(u32, u32)>) -> Vec<String> {
+pub fn virtiofsd_args(share: &Share, socket: &Path, ids: Option<(u32, u32)>, max_files: Option<u64>) -> Vec<String> {
     // No `--tag`: the tag is QEMU's device property, and QEMU 7.1 to 8.0
     // crash when virtiofsd offers it (virtiofsd --help).
     let mut a = vec![
@@ -186,6 +186,10 @@ pub fn virtiofsd_args(share: &Share, socket: &Path, ids: Option<(u32, u32)>) -> 
         "--cache=auto".into(),
         "--log-level=warn".into(),
     ];
+    if let Some(n) = max_files {
+        // Its default (a million) is often above the hard limit; it warns then.
+        a.push(format!("--rlimit-nofile={n}"));
+    }
     if let Some((uid, gid)) = ids {
         // Without root there is nothing to sandbox with (no namespaces,
         // no setuid); the state folder and the uid translation bound it.
@@ -196,6 +200,14 @@ pub fn virtiofsd_args(share: &Share, socket: &Path, ids: Option<(u32, u32)>) -> 
         a.extend(id_translation(gid).into_iter().map(|r| format!("--translate-gid={r}")));
     }
     a
+}
+
+/// Our hard limit of open files (children cannot go above it), if finite.
+fn open_file_limit() -> Option<u64> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit struct, which `lim` is.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    (ok && lim.rlim_max != libc::RLIM_INFINITY).then_some(lim.rlim_max)
 }
 
 /// The pid file virtiofsd writes beside its socket.
@@ -265,13 +277,14 @@ impl Shares {
                 io::Error::other("folder sharing needs virtiofsd (cargo install virtiofsd), or use --share-via 9p or --no-shares")
             })?;
             let ids = (uid != 0).then_some((uid, gid));
+            let max_files = open_file_limit();
             for (i, share) in started.shares.clone().iter().enumerate() {
                 let socket = state.share_socket(i);
                 let _ = fs::remove_file(&socket);
                 let _ = fs::remove_file(pid_file(&socket));
                 started.sockets.push(socket.clone());
                 let mut child =
-                    die_with_parent(Command::new(&prog).args(virtiofsd_args(share, &socket, ids)).stdout(Stdio::null()))
+                    die_with_parent(Command::new(&prog).args(virtiofsd_args(share, &socket, ids, max_files)).stdout(Stdio::null()))
                         .spawn()
                         .map_err(|e| io::Error::other(format!("cannot start virtiofsd: {e}")))?;
                 let up = wait_for_path(&socket, &mut child, "virtiofsd", Duration::from_secs(10));
@@ -365,10 +378,11 @@ mod tests {
     #[test]
     fn ids_are_translated_only_without_root() {
         let share = Share { path: "/home/u".into(), source: "/data/u".into(), tag: "skiff0".into() };
-        let root = virtiofsd_args(&share, Path::new("/s/fs-0.sock"), None);
+        let root = virtiofsd_args(&share, Path::new("/s/fs-0.sock"), None, None);
         assert!(root.contains(&"--shared-dir=/data/u".to_string()) && !root.iter().any(|a| a.starts_with("--tag")), "{root:?}");
         assert!(!root.iter().any(|a| a.starts_with("--translate") || a.starts_with("--sandbox")), "{root:?}");
-        let user = virtiofsd_args(&share, Path::new("/s/fs-0.sock"), Some((1001, 1002)));
+        let user = virtiofsd_args(&share, Path::new("/s/fs-0.sock"), Some((1001, 1002)), Some(4096));
+        assert!(user.contains(&"--rlimit-nofile=4096".to_string()));
         assert!(user.contains(&"--sandbox=none".to_string()));
         assert!(user.contains(&"--translate-uid=map:1000:1001:1".to_string()), "{user:?}");
         assert!(user.contains(&"--translate-gid=map:1000:1002:1".to_string()), "{user:?}");
