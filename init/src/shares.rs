@@ -107,8 +107,9 @@ fn mount_one(s: &Share) -> Result<Transport, String> {
         let data = CString::new(data).unwrap_or_default();
         match mount(s.tag.as_str(), s.path.as_str(), fstype, MountFlags::NOSUID | MountFlags::NODEV, data.as_c_str()) {
             Ok(()) => return Ok(t),
-            // ENOENT from virtiofs/9p: no device with this tag.
-            Err(rustix::io::Errno::NOENT) => errors.push(format!("{fstype}: no device with this tag")),
+            // What each driver says when no device has the tag.
+            Err(rustix::io::Errno::INVAL) if t == Transport::Virtiofs => errors.push(format!("{fstype}: no device with this tag")),
+            Err(rustix::io::Errno::NOENT) if t == Transport::NineP => errors.push(format!("{fstype}: no device with this tag")),
             Err(e) => errors.push(format!("{fstype}: {e}")),
         }
     }
