@@ -162,14 +162,16 @@ pub fn plan(o: &ShareOptions, home: Option<&Path>, cwd: &Path) -> Result<Vec<Sha
 /// whatever a container writes belongs to the user; the user's files show
 /// as [`GUEST_USER_ID`] in the guest and other users' as nobody.
 pub fn id_translation(host_id: u32) -> Vec<String> {
-    let mut rules = vec![format!("map:{GUEST_USER_ID}:{host_id}:1")];
     let g = GUEST_USER_ID;
-    rules.push(format!("squash-guest:0:{host_id}:{g}"));
-    rules.push(format!("squash-guest:{}:{host_id}:{}", g + 1, u32::MAX - g - 1));
-    if host_id > 0 {
-        rules.push(format!("squash-host:0:{GUEST_NOBODY}:{host_id}"));
+    // Ids below and above one id, up to (not including) u32::MAX, the invalid id.
+    let around = |id: u32| [(0, id), (id.saturating_add(1), u32::MAX.saturating_sub(id).saturating_sub(1))];
+    let mut rules = vec![format!("map:{g}:{host_id}:1")];
+    for (from, count) in around(g).into_iter().filter(|(_, n)| *n > 0) {
+        rules.push(format!("squash-guest:{from}:{host_id}:{count}"));
     }
-    rules.push(format!("squash-host:{}:{GUEST_NOBODY}:{}", host_id + 1, u32::MAX - host_id - 1));
+    for (from, count) in around(host_id).into_iter().filter(|(_, n)| *n > 0) {
+        rules.push(format!("squash-host:{from}:{GUEST_NOBODY}:{count}"));
+    }
     rules
 }
 
@@ -191,8 +193,8 @@ pub fn virtiofsd_args(share: &Share, socket: &Path, ids: Option<(u32, u32)>, max
         a.push(format!("--rlimit-nofile={n}"));
     }
     if let Some((uid, gid)) = ids {
-        // Without root there is nothing to sandbox with (no namespaces,
-        // no setuid); the state folder and the uid translation bound it.
+        // virtiofsd's namespace sandbox needs root; unprivileged, it can
+        // reach only what the user can, and the uid translation bounds it.
         a.push("--sandbox=none".into());
         // File handles need CAP_DAC_READ_SEARCH; say so rather than have it warn.
         a.push("--inode-file-handles=never".into());
@@ -392,7 +394,7 @@ mod tests {
     /// overlapping rules) and send every guest id to the user.
     #[test]
     fn id_translation_covers_every_guest_id_once() {
-        for host in [0u32, 1, 999, 1000, 1001, 65534, 200000] {
+        for host in [0u32, 1, 999, 1000, 1001, 65534, 200000, u32::MAX - 1] {
             let mut guest: Vec<(u64, u64)> = Vec::new();
             let mut hosts: Vec<(u64, u64)> = Vec::new();
             for rule in id_translation(host) {
