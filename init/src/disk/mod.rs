@@ -25,7 +25,6 @@ use probe::{Choice, Content, Decision, Disk, Partition};
 pub const MOUNT_POINT: &str = "/mnt/skiff-data";
 /// Folders of the data filesystem bind-mounted over the tmpfs root's.
 const BINDS: [(&str, &str); 2] = [("containers", "/var/lib/containers"), ("skiff", "/var/lib/skiff")];
-const MIB: u64 = 1 << 20;
 const MKFS: &str = "/usr/sbin/mke2fs";
 const FSCK: &str = "/usr/sbin/e2fsck";
 const MKFS_LIMIT: Duration = Duration::from_secs(180);

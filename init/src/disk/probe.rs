@@ -430,7 +430,7 @@ mod tests {
         let disks = [foreign.clone(), blank.clone(), blank];
         let decisions: Vec<Decision> = disks.iter().map(decide).collect();
         assert_eq!(choose(&disks, &decisions), Choice::Use(1));
-        assert_eq!(choose(&[foreign.clone()], &[decide(&foreign)]), Choice::Nothing);
+        assert_eq!(choose(std::slice::from_ref(&foreign), &[decide(&foreign)]), Choice::Nothing);
         assert_eq!(choose(&[], &[]), Choice::Nothing);
     }
 
