@@ -136,13 +136,12 @@ pub fn terminate(pid: Pid) {
 /// than signalling the processes ourselves) also records exit codes,
 /// unmounts each container's root and removes `--rm` containers, so the
 /// data disk is left tidy. Skipped when no conmon runs (no containers).
-pub fn stop_containers(grace: Duration) {
+pub fn stop_containers(grace: Duration, limit: Duration) {
     let running = count_processes("conmon");
     if running == 0 {
         return log::info!("engine: no running containers");
     }
     log::info!("engine: stopping {running} container(s), {}s grace each", grace.as_secs());
-    let limit = grace + Duration::from_secs(20);
     let spawned = Command::new(PODMAN)
         .args(["stop", "--all", "--time", &grace.as_secs().to_string()])
         .env_clear()
