@@ -277,5 +277,6 @@ fn shutdown_with_twenty_running_containers_is_clean() {
     let console = std::fs::read_to_string(scratch.0.join("console.log")).unwrap_or_default();
     assert!(console.contains("shutdown: power button or SIGPWR; stopping (at most"), "the bound is not logged:\n{console}");
     assert!(!console.contains("still not done after"), "a shutdown step hit its time limit:\n{console}");
+    assert!(!console.contains("podman stop still running"), "the containers were not all stopped within the limit:\n{console}");
     assert_clean(&disk);
 }

@@ -46,7 +46,7 @@ static MOUNTED: AtomicBool = AtomicBool::new(false);
 pub fn setup() {
     let began = Instant::now();
     let (names, waited) = wait_for(DISK_WAIT, DISK_POLL, disk_names);
-    if !waited.is_zero() {
+    if waited >= DISK_POLL {
         match names.len() {
             0 => log::info!("disk: no disk appeared within {}s", DISK_WAIT.as_secs()),
             _ => log::info!("disk: {} appeared after {:.2}s", names.join(", "), waited.as_secs_f64()),
