@@ -1,5 +1,6 @@
 //! The appliance's settings: `/var/lib/skiff/config.toml` (on the data disk,
-//! or absent), then a `cidata` config ISO, then `skiff.*` kernel options.
+//! or absent), then a `cidata` config ISO, then the host CLI's fragment
+//! (QEMU fw_cfg), then `skiff.*` kernel options.
 //! A later source replaces a key an earlier one set (sysctls merge per key).
 //!
 //! Each key is checked on its own (typed with serde), so one unknown key or

@@ -14,6 +14,7 @@ mod config;
 mod control;
 mod disk;
 mod engine;
+mod fwcfg;
 mod logger;
 mod medium;
 mod mounts;

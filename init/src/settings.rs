@@ -1,4 +1,5 @@
-//! Gathers the settings (config file, `cidata` volume, kernel options) and
+//! Gathers the settings (config file, `cidata` volume, the host's fw_cfg
+//! fragment, kernel options) and
 //! applies them to the running system before the engine starts: host name,
 //! time zone, sysctls, registries.conf and the CA bundle.
 
@@ -7,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::config::{self, Settings};
-use crate::{cidata, cmdline};
+use crate::{cidata, cmdline, fwcfg};
 
 /// The CA bundle Go (podman, and so image pulls) reads first.
 const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -41,6 +42,14 @@ pub fn load(cmdline_text: &str) -> Settings {
             t.insert("hostname".into(), toml::Value::String(h));
             report(config::from_table(t, &format!("{} meta-data/user-data", seed.device)));
         }
+    }
+    match fwcfg::read_config() {
+        Ok(Some(text)) => {
+            log::info!("config: reading the host's settings (QEMU fw_cfg opt/skiff/config)");
+            report(config::parse(&text, "host (QEMU fw_cfg opt/skiff/config)"));
+        }
+        Ok(None) => {}
+        Err(e) => log::warn!("config: cannot read {}: {e}; ignored", fwcfg::CONFIG),
     }
     report(config::from_cmdline(&cmdline::config_overrides(cmdline_text)));
     s

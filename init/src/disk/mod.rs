@@ -36,7 +36,7 @@ const PARTITION_NODE_LIMIT: Duration = Duration::from_secs(10);
 const DISK_WAIT: Duration = Duration::from_secs(5);
 const DISK_POLL: Duration = Duration::from_millis(100);
 /// `_IO(0x12, 95)`: re-read the partition table.
-const BLKRRPART: libc::c_ulong = 0x125F;
+const BLKRRPART: libc::Ioctl = 0x125F;
 
 /// Set once the data disk is mounted, so shutdown knows to unmount it.
 static MOUNTED: AtomicBool = AtomicBool::new(false);
