@@ -106,6 +106,7 @@ fn list(
 ) -> Result<Vec<String>, Invalid> {
     let items = match value {
         Value::Array(items) if items.iter().all(Value::is_str) => items,
+        Value::Array(_) => return Err(Invalid::WrongType { expected: "a list of strings", found: "a list with other values" }),
         other => return Err(wrong_type("a list of strings", &other)),
     };
     let mut good = Vec::new();
@@ -214,7 +215,7 @@ sysctl = { "vm.swappiness" = 10, "../x" = 1, "kernel.x" = [1] }
             ("ca_certificates", Some(1), Invalid::Pem),
             ("engine_log_level", None, Invalid::LogLevel("loud".into())),
             ("hostname", None, Invalid::HostName("-bad-".into())),
-            ("insecure_registries", None, Invalid::WrongType { expected: "a list of strings", found: "array" }),
+            ("insecure_registries", None, Invalid::WrongType { expected: "a list of strings", found: "a list with other values" }),
             ("registry_mirrors", Some(2), Invalid::Mirror("https://bad host".into())),
             ("sysctl.../x", None, Invalid::SysctlName("../x".into())),
             ("sysctl.kernel.x", None, Invalid::WrongType { expected: "a string or an integer", found: "array" }),
