@@ -11,40 +11,18 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use skiff_proto::copy::copy;
-use skiff_proto::{framing, hybrid};
-use vsock::VsockStream;
+use skiff_proto::framing;
+
+pub use crate::guest::{Conn, Target};
 
 /// While set, failed guest connections are not reported (`skiff run` polls
 /// the engine through the bridge while the guest is still booting).
 pub static QUIET: AtomicBool = AtomicBool::new(false);
-
-/// Where the guest's port is reached.
-#[derive(Clone, Debug)]
-pub enum Target {
-    /// Kernel AF_VSOCK to a guest context id.
-    Cid(u32),
-    /// A hybrid-vsock unix socket (`CONNECT <port>` handshake).
-    Uds(PathBuf),
-    /// A plain unix socket, passed through as is (chaining, and measuring
-    /// this copy loop against other relays in `make bench`).
-    Unix(PathBuf),
-}
-
-impl Target {
-    /// Where connections go, for messages.
-    pub fn describe(&self, port: u32) -> String {
-        match self {
-            Target::Cid(cid) => format!("vsock cid {cid} port {port}"),
-            Target::Uds(path) => format!("hybrid vsock {} port {port}", path.display()),
-            Target::Unix(path) => format!("unix socket {}", path.display()),
-        }
-    }
-}
 
 /// Binds `listen` (replacing a stale socket file), owner-only.
 pub fn bind(listen: &Path) -> io::Result<UnixListener> {
@@ -83,24 +61,13 @@ pub fn serve(listener: UnixListener, target: Target, port: u32) -> io::Result<()
 }
 
 fn handle(client: UnixStream, target: &Target, port: u32) -> io::Result<()> {
-    match target {
-        Target::Cid(cid) => {
-            let guest = VsockStream::connect_with_cid_port(*cid, port)?;
-            let guest_rd = guest.try_clone()?;
-            pump(client, guest_rd, guest, |w| w.shutdown(Shutdown::Write))
-        }
-        Target::Uds(path) => {
-            let mut guest = UnixStream::connect(path)?;
-            hybrid::handshake(&mut guest, port)?;
-            guest.write_all(framing::PREAMBLE)?;
-            let guest_rd = guest.try_clone()?;
-            pump(client, guest_rd, Framed(guest), |w| w.0.write_all(&framing::EOF_FRAME))
-        }
-        Target::Unix(path) => {
-            let server = UnixStream::connect(path)?;
-            let server_rd = server.try_clone()?;
-            pump(client, server_rd, server, |w| w.shutdown(Shutdown::Write))
-        }
+    let mut guest = target.connect(port)?;
+    let guest_rd = guest.try_clone()?;
+    if target.needs_framing() {
+        guest.write_all(framing::PREAMBLE)?;
+        pump(client, guest_rd, Framed(guest), |w| w.0.write_all(&framing::EOF_FRAME))
+    } else {
+        pump(client, guest_rd, guest, |w| w.shutdown(Shutdown::Write))
     }
 }
 
@@ -125,7 +92,7 @@ where
 }
 
 /// A writer that wraps each write in a frame.
-struct Framed(UnixStream);
+struct Framed(Conn);
 
 impl Write for Framed {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {

@@ -1,26 +1,24 @@
 //! `skiff logs` and `skiff shell`: the guest's control port (vsock 2376).
 
 use std::io::{self, IsTerminal, Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::thread;
 use std::time::Duration;
 
 use clap::Args;
 use skiff_proto::control::{self, Request, DEFAULT_CONTROL_PORT};
-use skiff_proto::hybrid;
 use skiff_proto::shell::{self, Msg, Start};
-use vsock::VsockStream;
 
-use crate::bridge::Target;
+use crate::guest::{Conn, Target};
+use crate::state::StateDir;
 
 /// Where the guest is: a `skiff run` state folder, or an explicit vsock address.
 #[derive(Args, Debug)]
 pub struct GuestArgs {
-    /// State folder of a VM started by `skiff run` (uses its vsock.sock if there).
-    #[arg(long, env = "SKIFF_DIR", default_value_os_t = crate::qemu::default_dir())]
+    /// State folder of a VM started by `skiff run` (its recorded vsock address).
+    #[arg(long, env = "SKIFF_DIR", default_value_os_t = crate::state::default_dir())]
     pub dir: PathBuf,
-    /// Guest context id, for kernel AF_VSOCK (the default without DIR/vsock.sock: 3).
+    /// Guest context id, for kernel AF_VSOCK (a VM not started by `skiff run`).
     #[arg(long, conflicts_with = "uds")]
     pub cid: Option<u32>,
     /// Hybrid-vsock unix socket (Firecracker, Cloud Hypervisor, vhost-device-vsock).
@@ -32,65 +30,20 @@ pub struct GuestArgs {
 }
 
 impl GuestArgs {
-    fn target(&self) -> Target {
+    /// An explicit address, else what `skiff run` recorded in the state
+    /// folder; never a guessed CID, which could be another user's VM.
+    fn target(&self) -> io::Result<Target> {
         match (&self.cid, &self.uds) {
-            (Some(cid), _) => Target::Cid(*cid),
-            (None, Some(uds)) => Target::Uds(uds.clone()),
-            (None, None) if self.dir.join("vsock.sock").exists() => Target::Uds(self.dir.join("vsock.sock")),
-            (None, None) => Target::Cid(3),
+            (Some(cid), _) => Ok(Target::Cid(*cid)),
+            (None, Some(uds)) => Ok(Target::Uds(uds.clone())),
+            (None, None) => StateDir::existing(&self.dir)?.target(),
         }
-    }
-}
-
-/// A bidirectional byte stream to the guest.
-pub enum Conn {
-    Vsock(VsockStream),
-    Unix(UnixStream),
-}
-
-impl Conn {
-    fn try_clone(&self) -> io::Result<Conn> {
-        Ok(match self {
-            Conn::Vsock(s) => Conn::Vsock(s.try_clone()?),
-            Conn::Unix(s) => Conn::Unix(s.try_clone()?),
-        })
-    }
-}
-
-impl Read for Conn {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Conn::Vsock(s) => s.read(buf),
-            Conn::Unix(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Conn {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Conn::Vsock(s) => s.write(buf),
-            Conn::Unix(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 
 /// Connects to the control port and sends `req`.
 pub fn connect(g: &GuestArgs, req: &Request) -> io::Result<Conn> {
-    let target = g.target();
-    let mut conn = match &target {
-        Target::Cid(cid) => Conn::Vsock(VsockStream::connect_with_cid_port(*cid, g.control_port)?),
-        Target::Uds(path) => {
-            let mut s = UnixStream::connect(path).map_err(|e| io::Error::other(format!("{}: {e} (is the VM running?)", path.display())))?;
-            hybrid::handshake(&mut s, g.control_port)?;
-            Conn::Unix(s)
-        }
-        // A plain unix socket that is already the control service (a relay).
-        Target::Unix(path) => Conn::Unix(UnixStream::connect(path)?),
-    };
+    let mut conn = g.target()?.connect(g.control_port)?;
     conn.write_all(control::encode(req).as_bytes())?;
     Ok(conn)
 }

@@ -7,7 +7,14 @@
 
 mod bridge;
 mod control;
+mod guest;
+mod guestcfg;
+mod process;
 mod qemu;
+mod qmp;
+mod run;
+mod state;
+mod vsockdev;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,13 +32,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Boot the ISO headless in QEMU and serve the engine on DIR/docker.sock.
-    Run(qemu::RunOptions),
+    Run(run::RunOptions),
     /// Bridge a local unix socket to the guest's engine port.
     Bridge(BridgeArgs),
     /// Ask a VM started by `skiff run` to shut down (ACPI power button).
     Stop {
         /// State folder of the VM.
-        #[arg(long, env = "SKIFF_DIR", default_value_os_t = qemu::default_dir())]
+        #[arg(long, env = "SKIFF_DIR", default_value_os_t = state::default_dir())]
         dir: PathBuf,
     },
     /// Print the guest's log (the init's and the engine's), over vsock.
@@ -76,8 +83,9 @@ struct BridgeArgs {
 }
 
 fn main() -> ExitCode {
+    state::private_umask();
     let result = match Cli::parse().command {
-        Command::Run(opts) => qemu::run(&opts),
+        Command::Run(opts) => run::run(&opts),
         Command::Bridge(args) => {
             let target = match (args.cid, args.uds, args.unix) {
                 (Some(cid), _, _) => bridge::Target::Cid(cid),
@@ -91,7 +99,7 @@ fn main() -> ExitCode {
                 bridge::serve(l, target, args.port)
             })
         }
-        Command::Stop { dir } => qemu::stop(&dir),
+        Command::Stop { dir } => run::stop(&dir),
         Command::Logs { guest, follow } => control::logs(&guest, follow),
         Command::Shell { guest, command, tty } => match control::shell(&guest, command, tty) {
             Ok(code) => std::process::exit(code),

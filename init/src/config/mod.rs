@@ -6,7 +6,7 @@
 //!
 //! Precedence, lowest first: defaults, `/var/lib/skiff/config.toml`, the
 //! config file on a cidata volume, cidata's meta-data/user-data host name,
-//! the kernel command line. A later source replaces a field an earlier one
+//! the host CLI's fragment (QEMU fw_cfg), the kernel command line. A later source replaces a field an earlier one
 //! set; sysctls merge per name.
 //!
 //! Adding a setting: a field in [`Layer`], a line in [`Layer::overlay`], a
@@ -17,6 +17,7 @@ pub mod apply;
 pub mod cidata;
 pub mod cmdline;
 pub mod file;
+pub mod fwcfg;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -178,7 +179,18 @@ pub fn load(cmdline: Layer) -> Effective {
         }
     };
     let seed = cidata::read();
-    let (effective, warnings) = from_sources(file.as_deref(), seed.as_ref(), cmdline);
+    let host = match fwcfg::read_config() {
+        Ok(Some(text)) => {
+            log::info!("config: reading the host's settings (QEMU fw_cfg opt/skiff/config)");
+            Some(text)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            log::warn!("config: cannot read {}: {e}; ignored", fwcfg::CONFIG);
+            None
+        }
+    };
+    let (effective, warnings) = from_sources(file.as_deref(), seed.as_ref(), host.as_deref(), cmdline);
     for w in warnings {
         log::warn!("config: {w}");
     }
@@ -186,8 +198,9 @@ pub fn load(cmdline: Layer) -> Effective {
 }
 
 /// Parses what the sources hold and resolves them in precedence order: the
-/// config file, cidata's config file, cidata's host name, the command line.
-fn from_sources(file: Option<&str>, seed: Option<&cidata::Seed>, cmdline: Layer) -> (Effective, Vec<Warning>) {
+/// config file, cidata's config file, cidata's host name, the host's
+/// fragment, the command line.
+fn from_sources(file: Option<&str>, seed: Option<&cidata::Seed>, host: Option<&str>, cmdline: Layer) -> (Effective, Vec<Warning>) {
     let mut parsed = Vec::new();
     if let Some(text) = file {
         parsed.push(file::parse(text, Source::File(file::PATH.into())));
@@ -197,6 +210,9 @@ fn from_sources(file: Option<&str>, seed: Option<&cidata::Seed>, cmdline: Layer)
             parsed.push(file::parse(text, Source::File(format!("{}:{name}", seed.device))));
         }
         parsed.push(file::seed(seed.hostname.as_deref(), &seed.device));
+    }
+    if let Some(text) = host {
+        parsed.push(file::parse(text, Source::File(HOST_SOURCE.into())));
     }
     let (mut layers, mut warnings) = (Vec::new(), Vec::new());
     for (layer, w) in parsed {
@@ -208,6 +224,9 @@ fn from_sources(file: Option<&str>, seed: Option<&cidata::Seed>, cmdline: Layer)
     warnings.extend(resolved);
     (effective, warnings)
 }
+
+/// How messages name the host CLI's fragment.
+const HOST_SOURCE: &str = "host (QEMU fw_cfg opt/skiff/config)";
 
 /// Where a config-file setting came from, for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,11 +307,16 @@ mod tests {
 
     /// Resolves the sources as `load` does, the command line given as text;
     /// returns every warning (the command line's first).
-    fn settle(file: Option<&str>, seed: Option<&cidata::Seed>, cmdline: &str) -> (Effective, Vec<Warning>) {
+    fn settle_all(file: Option<&str>, seed: Option<&cidata::Seed>, host: Option<&str>, cmdline: &str) -> (Effective, Vec<Warning>) {
         let (layer, mut warnings) = cmdline::parse(cmdline);
-        let (effective, more) = from_sources(file, seed, layer);
+        let (effective, more) = from_sources(file, seed, host, layer);
         warnings.extend(more);
         (effective, warnings)
+    }
+
+    /// [`settle_all`] without the host's fragment.
+    fn settle(file: Option<&str>, seed: Option<&cidata::Seed>, cmdline: &str) -> (Effective, Vec<Warning>) {
+        settle_all(file, seed, None, cmdline)
     }
 
     #[test]
@@ -318,17 +342,19 @@ mod tests {
     #[test]
     fn precedence_table() {
         type Get = fn(&Effective) -> String;
-        // (setting, [value from the disk's file, cidata's file, the command line], default, read back)
-        let table: [(&str, [&str; 3], &str, Get); 7] = [
-            ("hostname", ["disk", "cidata", "cmdline"], "None", |e| e.hostname.clone().unwrap_or("None".into())),
-            ("port", ["2401", "2402", "2403"], "2375", |e| e.port.to_string()),
-            ("engine_log", ["error", "info", "trace"], "warn", |e| e.engine_log.as_str().into()),
-            ("timezone", ["Europe/Berlin", "Asia/Tokyo", "UTC"], "None", |e| e.timezone.clone().unwrap_or("None".into())),
-            ("mirrors", ["disk.example", "cidata.example", "cmdline.example"], "", |e| e.registry_mirrors.join(",")),
-            ("insecure", ["disk:1", "cidata:2", "cmdline:3"], "", |e| e.insecure_registries.join(",")),
-            ("sysctl", ["1", "2", "3"], "None", |e| e.sysctl.get("vm.swappiness").cloned().unwrap_or("None".into())),
+        // (setting, [value from the disk's file, cidata's file, the host's
+        // fragment, the command line], default, read back)
+        let table: [(&str, [&str; 4], &str, Get); 7] = [
+            ("hostname", ["disk", "cidata", "host", "cmdline"], "None", |e| e.hostname.clone().unwrap_or("None".into())),
+            ("port", ["2401", "2402", "2403", "2404"], "2375", |e| e.port.to_string()),
+            ("engine_log", ["error", "info", "debug", "trace"], "warn", |e| e.engine_log.as_str().into()),
+            ("timezone", ["Europe/Berlin", "Asia/Tokyo", "Etc/GMT", "UTC"], "None", |e| e.timezone.clone().unwrap_or("None".into())),
+            ("mirrors", ["disk.example", "cidata.example", "host.example", "cmdline.example"], "", |e| e.registry_mirrors.join(",")),
+            ("insecure", ["disk:1", "cidata:2", "host:3", "cmdline:4"], "", |e| e.insecure_registries.join(",")),
+            ("sysctl", ["1", "2", "3", "4"], "None", |e| e.sysctl.get("vm.swappiness").cloned().unwrap_or("None".into())),
         ];
-        for (setting, [disk, cidata, cmd], default, get) in table {
+        for (setting, values, default, get) in table {
+            let [in_disk, in_cidata, in_host, in_cmdline] = values;
             let (key, param) = match setting {
                 "hostname" => ("hostname", "hostname"),
                 "port" => ("vsock_port", "port"),
@@ -344,19 +370,23 @@ mod tests {
                 "sysctl" => format!("sysctl = {{ \"vm.swappiness\" = {v} }}"),
                 _ => format!("{key} = \"{v}\""),
             };
-            let (file_text, cidata_text, cmdline) = (toml(disk), toml(cidata), format!("skiff.{param}={cmd}"));
-            let cidata_seed = seed(Some(&cidata_text), None);
+            let (file_text, host_text) = (toml(in_disk), toml(in_host));
+            let cidata_seed = seed(Some(&toml(in_cidata)), None);
+            let (file, cidata, host) = (Some(file_text.as_str()), Some(&cidata_seed), Some(host_text.as_str()));
+            let cmdline = format!("skiff.{param}={in_cmdline}");
             let cases = [
-                (None, None, "", default),
-                (Some(file_text.as_str()), None, "", disk),
-                (Some(&file_text), Some(&cidata_seed), "", cidata),
-                (None, Some(&cidata_seed), "", cidata),
-                (Some(&file_text), Some(&cidata_seed), cmdline.as_str(), cmd),
-                (Some(&file_text), None, &cmdline, cmd),
-                (None, None, &cmdline, cmd),
+                (None, None, None, "", default),
+                (file, None, None, "", in_disk),
+                (file, cidata, None, "", in_cidata),
+                (None, cidata, None, "", in_cidata),
+                (file, cidata, host, "", in_host),
+                (None, None, host, "", in_host),
+                (file, cidata, host, cmdline.as_str(), in_cmdline),
+                (file, None, None, &cmdline, in_cmdline),
+                (None, None, None, &cmdline, in_cmdline),
             ];
-            for (i, (file, cidata, cmdline, want)) in cases.into_iter().enumerate() {
-                let (e, w) = settle(file, cidata, cmdline);
+            for (i, (file, cidata, host, cmdline, want)) in cases.into_iter().enumerate() {
+                let (e, w) = settle_all(file, cidata, host, cmdline);
                 assert!(w.is_empty(), "{setting} case {i}: {w:?}");
                 assert_eq!(get(&e), want, "{setting} case {i}");
             }
@@ -403,7 +433,8 @@ mod tests {
     /// The bug: `skiff.hostname=a` with `hostname = "b"` set "b", then "a".
     #[test]
     fn the_command_line_host_name_beats_the_file_everywhere() {
-        let (e, w) = settle(Some("hostname = \"b\""), Some(&seed(Some("hostname = \"c\""), Some("d"))), "skiff.hostname=a");
+        let cidata = seed(Some("hostname = \"c\""), Some("d"));
+        let (e, w) = settle_all(Some("hostname = \"b\""), Some(&cidata), Some("hostname = \"e\""), "skiff.hostname=a");
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(e.hostname.as_deref(), Some("a"));
         let (e, _) = settle(Some("hostname = \"b\""), None, "");
@@ -423,6 +454,7 @@ mod tests {
                 settle(Some(&format!("hostname = \"{name}\"")), None, ""),
                 settle(None, Some(&seed(Some(&format!("hostname = \"{name}\"")), None)), ""),
                 settle(None, Some(&seed(None, Some(name))), ""),
+                settle_all(None, None, Some(&format!("hostname = \"{name}\"")), ""),
             ];
             for (i, (e, w)) in results.into_iter().enumerate() {
                 assert_eq!(e.hostname, want, "{name} from source {i}");

@@ -1,0 +1,101 @@
+//! Reaching a guest vsock port from the host: kernel AF_VSOCK by CID, the
+//! hybrid-vsock unix socket (`CONNECT <port>` handshake), or a plain unix
+//! socket. Every host-side connection to the guest is opened here.
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use skiff_proto::hybrid;
+use vsock::VsockStream;
+
+/// Where the guest's port is reached.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// Kernel AF_VSOCK to a guest context id.
+    Cid(u32),
+    /// A hybrid-vsock unix socket (`CONNECT <port>` handshake).
+    Uds(PathBuf),
+    /// A plain unix socket, passed through as is (chaining, and measuring
+    /// this copy loop against other relays in `make bench`).
+    Unix(PathBuf),
+}
+
+impl Target {
+    /// Where connections go, for messages.
+    pub fn describe(&self, port: u32) -> String {
+        match self {
+            Target::Cid(cid) => format!("vsock cid {cid} port {port}"),
+            Target::Uds(path) => format!("hybrid vsock {} port {port}", path.display()),
+            Target::Unix(path) => format!("unix socket {}", path.display()),
+        }
+    }
+}
+
+impl Target {
+    /// Opens a connection to guest `port` (handshake done, nothing sent yet).
+    pub fn connect(&self, port: u32) -> io::Result<Conn> {
+        match self {
+            Target::Cid(cid) => Ok(Conn::Vsock(VsockStream::connect_with_cid_port(*cid, port)?)),
+            Target::Uds(path) => {
+                let mut s = UnixStream::connect(path)
+                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e} (is the VM running?)", path.display())))?;
+                hybrid::handshake(&mut s, port)?;
+                Ok(Conn::Unix(s))
+            }
+            Target::Unix(path) => Ok(Conn::Unix(UnixStream::connect(path)?)),
+        }
+    }
+
+    /// True where a host half-close would close the guest socket entirely,
+    /// so EOF must travel in-band (see `skiff_proto::framing`).
+    pub fn needs_framing(&self) -> bool {
+        matches!(self, Target::Uds(_))
+    }
+}
+
+/// A bidirectional byte stream to the guest.
+pub enum Conn {
+    Vsock(VsockStream),
+    Unix(UnixStream),
+}
+
+impl Conn {
+    pub fn try_clone(&self) -> io::Result<Conn> {
+        Ok(match self {
+            Conn::Vsock(s) => Conn::Vsock(s.try_clone()?),
+            Conn::Unix(s) => Conn::Unix(s.try_clone()?),
+        })
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Conn::Vsock(s) => s.read(buf),
+            Conn::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Vsock(s) => s.write(buf),
+            Conn::Unix(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Conn {
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match self {
+            Conn::Vsock(s) => s.shutdown(how),
+            Conn::Unix(s) => s.shutdown(how),
+        }
+    }
+}

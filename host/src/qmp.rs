@@ -1,0 +1,115 @@
+//! QEMU's machine protocol (QMP) on a unix socket in the state folder: the
+//! power button today. QMP instead of the human monitor: a fixed JSON
+//! grammar, and no way to type arbitrary monitor commands at the VM.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+/// A QMP session past the capabilities handshake.
+pub struct Qmp {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Qmp {
+    /// Connects and negotiates (greeting, then `qmp_capabilities`).
+    pub fn connect(path: &Path) -> io::Result<Qmp> {
+        let stream = UnixStream::connect(path)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let writer = stream.try_clone()?;
+        let mut qmp = Qmp { reader: BufReader::new(stream), writer };
+        let greeting = qmp.line()?;
+        if !greeting.contains("\"QMP\"") {
+            return Err(io::Error::other(format!("not a QMP socket: {greeting}")));
+        }
+        qmp.execute("qmp_capabilities")?;
+        Ok(qmp)
+    }
+
+    /// Runs a command without arguments; returns its `return` line.
+    pub fn execute(&mut self, command: &str) -> io::Result<String> {
+        self.writer.write_all(format!("{{\"execute\":\"{command}\"}}\n").as_bytes())?;
+        loop {
+            let line = self.line()?;
+            match reply_kind(&line) {
+                Reply::Return => return Ok(line),
+                Reply::Error => return Err(io::Error::other(format!("QMP {command}: {line}"))),
+                Reply::Event => continue,
+            }
+        }
+    }
+
+    fn line(&mut self) -> io::Result<String> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "QMP socket closed"));
+        }
+        Ok(line.trim_end().to_string())
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Reply {
+    Return,
+    Error,
+    Event,
+}
+
+/// QMP answers a command with `{"return": ...}` or `{"error": ...}`; other
+/// lines are asynchronous events.
+fn reply_kind(line: &str) -> Reply {
+    let head = line.trim_start_matches(['{', ' ']);
+    if head.starts_with("\"return\"") {
+        Reply::Return
+    } else if head.starts_with("\"error\"") {
+        Reply::Error
+    } else {
+        Reply::Event
+    }
+}
+
+/// Presses the VM's ACPI power button.
+pub fn powerdown(path: &Path) -> io::Result<()> {
+    Qmp::connect(path)?.execute("system_powerdown").map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn classifies_replies() {
+        assert_eq!(reply_kind(r#"{"return": {}}"#), Reply::Return);
+        assert_eq!(reply_kind(r#"{"error": {"class": "GenericError", "desc": "x"}}"#), Reply::Error);
+        assert_eq!(reply_kind(r#"{"timestamp": {"seconds": 1}, "event": "POWERDOWN"}"#), Reply::Event);
+    }
+
+    /// A scripted QMP server: greeting, capabilities, an event, then the reply.
+    #[test]
+    fn powerdown_speaks_qmp_and_skips_events() {
+        let path = std::env::temp_dir().join(format!("skiff-qmp-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            let mut w = s.try_clone().unwrap();
+            let mut r = BufReader::new(s);
+            w.write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n").unwrap();
+            let mut got = Vec::new();
+            for reply in ["{\"return\": {}}\n", "{\"event\": \"POWERDOWN\"}\n{\"return\": {}}\n"] {
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                got.push(line);
+                w.write_all(reply.as_bytes()).unwrap();
+            }
+            got
+        });
+        powerdown(&path).unwrap();
+        let got = server.join().unwrap();
+        assert_eq!(got, ["{\"execute\":\"qmp_capabilities\"}\n", "{\"execute\":\"system_powerdown\"}\n"]);
+        std::fs::remove_file(&path).unwrap();
+    }
+}

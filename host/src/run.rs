@@ -1,0 +1,214 @@
+//! `skiff run` and `skiff stop`: boot the ISO in QEMU with a vsock device,
+//! bridge the engine to DIR/docker.sock, print DOCKER_HOST once the engine
+//! answers, and shut the VM down cleanly on a signal or `skiff stop`.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use skiff_proto::DEFAULT_ENGINE_PORT;
+
+use crate::bridge;
+use crate::guestcfg::GuestConfig;
+use crate::process::die_with_parent;
+use crate::qemu::{self, DirectKernel, Machine, BASE_CMDLINE};
+use crate::qmp;
+use crate::state::{default_dir, StateDir};
+use crate::vsockdev::VsockDevice;
+
+/// How long the guest may take to shut down after the power button before
+/// QEMU is killed; longer than the guest's own worst case.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(60);
+
+/// Options of `skiff run`.
+#[derive(Args, Debug)]
+pub struct RunOptions {
+    /// The Skiff ISO to boot.
+    #[arg(long, env = "SKIFF_ISO", default_value = "out/skiff.iso")]
+    pub iso: PathBuf,
+    /// State folder: docker.sock, console.log and QEMU's sockets go here.
+    #[arg(long, env = "SKIFF_DIR", default_value_os_t = default_dir())]
+    pub dir: PathBuf,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub memory: u32,
+    /// Guest CPUs.
+    #[arg(long, default_value_t = 2)]
+    pub cpus: u32,
+    /// QEMU accelerator: tcg (works everywhere) or kvm.
+    #[arg(long, env = "SKIFF_ACCEL", default_value = "tcg")]
+    pub accel: String,
+    /// Guest vsock context id.
+    #[arg(long, default_value_t = 3)]
+    pub cid: u32,
+    /// Guest vsock port of the engine.
+    #[arg(long, default_value_t = DEFAULT_ENGINE_PORT)]
+    pub port: u32,
+    /// Seconds to wait for the engine to answer before giving up.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+    /// Boot with UEFI firmware (OVMF) instead of BIOS.
+    #[arg(long)]
+    pub uefi: bool,
+    /// UEFI firmware image used with --uefi.
+    #[arg(long, default_value = "/usr/share/ovmf/OVMF.fd")]
+    pub ovmf: PathBuf,
+    /// Append a kernel parameter (repeat per parameter), e.g. `skiff.debug`.
+    /// The ISO's kernel and initramfs are then booted directly by QEMU
+    /// (extracted with xorriso), with the ISO still attached.
+    #[arg(long = "kernel-arg")]
+    pub kernel_args: Vec<String>,
+    /// A data disk image (qcow2 or raw) attached as a virtio disk; repeat for
+    /// more. A blank one becomes the VM's persistent data disk.
+    #[arg(long = "disk")]
+    pub disks: Vec<PathBuf>,
+    /// The guest's network, as a QEMU `-nic` value: user-mode NAT with
+    /// DHCP by default; e.g. `user,model=virtio-net-pci,hostfwd=tcp::8080-:80`,
+    /// a `socket,...` or `tap,...` backend, or `none`.
+    #[arg(long, default_value = "user,model=virtio-net-pci")]
+    pub net: String,
+    /// An extra QEMU argument (repeat the flag for each one).
+    #[arg(long = "qemu-arg", allow_hyphen_values = true)]
+    pub qemu_args: Vec<String>,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn catch_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
+    }
+}
+
+/// Turns the options into QEMU's machine description.
+fn machine(o: &RunOptions, state: &StateDir, vsock: &VsockDevice) -> io::Result<Machine> {
+    let direct_kernel = if o.kernel_args.is_empty() {
+        None
+    } else {
+        let (kernel, initrd) = qemu::extract_boot_files(&o.iso, state.path())?;
+        Some(DirectKernel { kernel, initrd, cmdline: format!("{BASE_CMDLINE} {}", o.kernel_args.join(" ")) })
+    };
+    Ok(Machine {
+        accel: o.accel.clone(),
+        memory_mib: o.memory,
+        cpus: o.cpus,
+        shared_memory: vsock.shared_memory,
+        firmware: o.uefi.then(|| o.ovmf.clone()),
+        iso: o.iso.clone(),
+        direct_kernel,
+        console: state.console(),
+        qmp: state.qmp(),
+        net: o.net.clone(),
+        drives: o.disks.iter().map(|d| qemu::drive_arg(d)).collect::<io::Result<_>>()?,
+        devices: [vsock.qemu_args.clone(), vec!["-fw_cfg".into(), guest_config(o).write(state)?]].concat(),
+        extra: o.qemu_args.clone(),
+    })
+}
+
+/// What the guest is told out of band (see `guestcfg`).
+fn guest_config(_o: &RunOptions) -> GuestConfig {
+    GuestConfig::default()
+}
+
+/// Boots the ISO, bridges the engine socket, prints DOCKER_HOST once the
+/// engine answers, and runs until QEMU exits or we are told to stop.
+pub fn run(o: &RunOptions) -> io::Result<()> {
+    if !o.iso.is_file() {
+        return Err(io::Error::other(format!("no ISO at {} (build it with `make iso`)", o.iso.display())));
+    }
+    let state = StateDir::create(&o.dir)?;
+    catch_signals();
+    let vsock = VsockDevice::start(&state, o.cid)?;
+    let machine = machine(o, &state, &vsock)?;
+    let console = state.console();
+    let _ = fs::remove_file(&console);
+    // QEMU creates the console log; the umask keeps it private (0600).
+    eprintln!("skiff: booting {} (serial console: {})", o.iso.display(), console.display());
+    let started = Instant::now();
+    let mut vm = die_with_parent(Command::new("qemu-system-x86_64").args(machine.args())).stdin(Stdio::null()).spawn()?;
+    state.record_target(&vsock.target)?;
+
+    let docker_sock = state.docker_sock();
+    let listener = bridge::bind(&docker_sock)?;
+    let (t, port) = (vsock.target.clone(), o.port);
+    thread::spawn(move || bridge::serve(listener, t, port));
+
+    bridge::QUIET.store(true, Ordering::Relaxed);
+    let ready = wait_ready(o, &docker_sock, &mut vm, started);
+    let ready_after = started.elapsed();
+    bridge::QUIET.store(false, Ordering::Relaxed);
+    let result = ready.and_then(|()| {
+        println!("export DOCKER_HOST=unix://{}", docker_sock.display());
+        io::stdout().flush()?;
+        eprintln!("skiff: engine ready after {:.2}s; Ctrl-C or `skiff stop` shuts the VM down", ready_after.as_secs_f64());
+        wait_exit(&state.qmp(), &mut vm)
+    });
+    if result.is_err() {
+        let _ = vm.kill();
+        let _ = vm.wait();
+    }
+    drop(vsock);
+    state.clear_target();
+    let _ = fs::remove_file(&docker_sock);
+    let _ = fs::remove_file(state.qmp());
+    result
+}
+
+fn wait_ready(o: &RunOptions, sock: &Path, vm: &mut Child, started: Instant) -> io::Result<()> {
+    let limit = Duration::from_secs(o.timeout);
+    loop {
+        if let Some(status) = vm.try_wait()? {
+            return Err(io::Error::other(format!("QEMU exited before the engine answered ({status}); see the console log")));
+        }
+        if STOP.load(Ordering::SeqCst) {
+            return Err(io::Error::other("interrupted"));
+        }
+        if let Ok(true) = bridge::ping(sock) {
+            return Ok(());
+        }
+        if started.elapsed() > limit {
+            return Err(io::Error::other(format!("the engine did not answer within {}s; see the console log", o.timeout)));
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits for QEMU to exit; on a signal, presses the power button first and
+/// gives the guest [`SHUTDOWN_LIMIT`] to shut down cleanly.
+fn wait_exit(qmp_sock: &Path, vm: &mut Child) -> io::Result<()> {
+    let mut deadline: Option<Instant> = None;
+    loop {
+        if let Some(status) = vm.try_wait()? {
+            eprintln!("skiff: VM exited ({status})");
+            return Ok(());
+        }
+        if deadline.is_none() && STOP.load(Ordering::SeqCst) {
+            eprintln!("skiff: shutting the VM down");
+            if let Err(e) = qmp::powerdown(qmp_sock) {
+                eprintln!("skiff: cannot press the power button: {e}");
+            }
+            deadline = Some(Instant::now() + SHUTDOWN_LIMIT);
+        }
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            eprintln!("skiff: the VM did not shut down within {}s; killing it", SHUTDOWN_LIMIT.as_secs());
+            vm.kill()?;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `skiff stop`: presses the power button of the VM started from `dir`.
+pub fn stop(dir: &Path) -> io::Result<()> {
+    let state = StateDir::existing(dir)?;
+    qmp::powerdown(&state.qmp()).map_err(|e| io::Error::other(format!("no VM running in {} ({e})", dir.display())))
+}

@@ -1,0 +1,192 @@
+//! The state folder (`~/.skiff` by default): one VM's sockets, console log
+//! and records. It is the boundary between local users, so it is created
+//! 0700 under a restrictive umask before anything is made in it, and one
+//! owned by another user is refused.
+
+use std::env;
+use std::fs::{self, DirBuilder};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::bridge::Target;
+
+/// `~/.skiff`, or `./.skiff` without a home.
+pub fn default_dir() -> PathBuf {
+    env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".skiff")
+}
+
+/// Makes every file and socket this process creates private (0600/0700),
+/// so nothing is ever world-readable between its creation and a chmod.
+pub fn private_umask() {
+    // SAFETY: umask only changes this process's file-creation mask.
+    unsafe { libc::umask(0o077) };
+}
+
+/// A VM's state folder, checked to be private and ours.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// Creates (0700) or opens the folder. Refuses one owned by another user;
+    /// tightens one of ours that others could enter.
+    pub fn create(path: &Path) -> io::Result<StateDir> {
+        DirBuilder::new().recursive(true).mode(0o700).create(path)
+            .map_err(|e| io::Error::other(format!("cannot create the state folder {}: {e}", path.display())))?;
+        let root = fs::canonicalize(path)?;
+        let meta = fs::symlink_metadata(&root)?;
+        check_owner(&root, meta.uid(), euid())?;
+        if meta.mode() & 0o077 != 0 {
+            eprintln!("skiff: {} was open to other users; making it private (0700)", root.display());
+            fs::set_permissions(&root, fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(StateDir { root })
+    }
+
+    /// Opens an existing folder for a command that talks to a running VM.
+    pub fn existing(path: &Path) -> io::Result<StateDir> {
+        if !path.is_dir() {
+            return Err(io::Error::other(format!("no VM state folder at {} (is a VM running?)", path.display())));
+        }
+        let root = fs::canonicalize(path)?;
+        let meta = fs::metadata(&root)?;
+        check_owner(&root, meta.uid(), euid())?;
+        Ok(StateDir { root })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+    /// The engine socket for DOCKER_HOST.
+    pub fn docker_sock(&self) -> PathBuf {
+        self.root.join("docker.sock")
+    }
+    /// The guest's serial console.
+    pub fn console(&self) -> PathBuf {
+        self.root.join("console.log")
+    }
+    /// QEMU's machine protocol socket (power button, status).
+    pub fn qmp(&self) -> PathBuf {
+        self.root.join("qmp.sock")
+    }
+    /// vhost-device-vsock's vhost-user socket (QEMU side).
+    pub fn vhost(&self) -> PathBuf {
+        self.root.join("vhost.sock")
+    }
+    /// vhost-device-vsock's hybrid-vsock socket (host side).
+    pub fn hybrid_vsock(&self) -> PathBuf {
+        self.root.join("vsock.sock")
+    }
+    /// Where a running VM's vsock is reached, recorded by `skiff run`.
+    fn target_record(&self) -> PathBuf {
+        self.root.join("vsock-target")
+    }
+
+    /// Records how the running VM is reached, for `skiff logs`/`shell`.
+    pub fn record_target(&self, target: &Target) -> io::Result<()> {
+        fs::write(self.target_record(), encode_target(target))
+    }
+
+    /// Forgets the running VM's address (at exit).
+    pub fn clear_target(&self) {
+        let _ = fs::remove_file(self.target_record());
+    }
+
+    /// How the VM started from this folder is reached; never a guess.
+    pub fn target(&self) -> io::Result<Target> {
+        let text = fs::read_to_string(self.target_record()).map_err(|e| {
+            io::Error::other(format!("no VM running from {} ({e}); give --cid or --uds for a VM started elsewhere", self.root.display()))
+        })?;
+        decode_target(&text).ok_or_else(|| io::Error::other(format!("{} is damaged: {text:?}", self.target_record().display())))
+    }
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Only the user running `skiff` may use a state folder.
+fn check_owner(root: &Path, uid: u32, me: u32) -> io::Result<()> {
+    if uid != me {
+        return Err(io::Error::other(format!(
+            "the state folder {} belongs to uid {uid}, not to you (uid {me}); refusing to use it",
+            root.display()
+        )));
+    }
+    Ok(())
+}
+
+/// One line: `cid N` or `hybrid PATH`.
+fn encode_target(target: &Target) -> String {
+    match target {
+        Target::Cid(cid) => format!("cid {cid}\n"),
+        Target::Uds(path) => format!("hybrid {}\n", path.display()),
+        Target::Unix(path) => format!("unix {}\n", path.display()),
+    }
+}
+
+fn decode_target(text: &str) -> Option<Target> {
+    let (kind, value) = text.trim_end_matches('\n').split_once(' ')?;
+    match kind {
+        "cid" => value.parse().ok().map(Target::Cid),
+        "hybrid" => Some(Target::Uds(PathBuf::from(value))),
+        "unix" => Some(Target::Unix(PathBuf::from(value))),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = env::temp_dir().join(format!("skiff-state-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn created_private() {
+        let dir = scratch("new").join("nested");
+        let s = StateDir::create(&dir).unwrap();
+        assert_eq!(fs::metadata(s.path()).unwrap().mode() & 0o777, 0o700);
+        fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn an_open_folder_of_ours_is_tightened() {
+        let dir = scratch("open");
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        StateDir::create(&dir).unwrap();
+        assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn another_users_folder_is_refused() {
+        assert!(check_owner(Path::new("/x"), 1000, 1001).is_err());
+        assert!(check_owner(Path::new("/x"), 1000, 1000).is_ok());
+    }
+
+    #[test]
+    fn target_record_round_trips_and_is_never_guessed() {
+        for t in [Target::Cid(7), Target::Uds(PathBuf::from("/a b/vsock.sock")), Target::Unix(PathBuf::from("/u"))] {
+            let back = decode_target(&encode_target(&t)).unwrap();
+            assert_eq!(format!("{back:?}"), format!("{t:?}"));
+        }
+        assert!(decode_target("cid x").is_none());
+        assert!(decode_target("").is_none());
+        let dir = scratch("target");
+        let s = StateDir::create(&dir).unwrap();
+        assert!(s.target().is_err(), "no record → no target, not CID 3");
+        s.record_target(&Target::Cid(9)).unwrap();
+        assert!(matches!(s.target().unwrap(), Target::Cid(9)));
+        s.clear_target();
+        assert!(s.target().is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
