@@ -98,12 +98,17 @@ pub struct Effective {
     pub hostname: Option<String>,
     /// vsock port of the engine API.
     pub port: u32,
+    /// podman's `--log-level`.
     pub engine_log: LogLevel,
     /// `None`: UTC.
     pub timezone: Option<String>,
+    /// Docker Hub mirrors for registries.conf.
     pub registry_mirrors: Vec<String>,
+    /// Registries reached over plain HTTP or unverified TLS.
     pub insecure_registries: Vec<String>,
+    /// PEM certificates added to the CA bundle.
     pub ca_certificates: Vec<String>,
+    /// Written to /proc/sys (`net.ipv4.ip_forward` → net/ipv4/ip_forward).
     pub sysctl: BTreeMap<String, String>,
     /// Verbose init logging.
     pub debug: bool,
