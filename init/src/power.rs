@@ -246,6 +246,11 @@ pub fn power_off() -> ! {
 mod tests {
     use super::*;
 
+    #[test]
+    fn worst_case_is_what_the_host_is_told() {
+        assert_eq!(WORST_CASE.as_secs(), skiff_proto::GUEST_SHUTDOWN_WORST_CASE_SECS);
+    }
+
     fn event(kind: u16, code: u16, value: i32) -> [u8; 24] {
         let mut ev = [0u8; 24];
         ev[16..18].copy_from_slice(&kind.to_ne_bytes());
