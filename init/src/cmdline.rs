@@ -90,6 +90,9 @@ pub fn parse(cmdline: &str) -> (Options, Vec<String>) {
             },
             ("hostname", Some(v)) if valid_hostname(v) => opts.net.hostname = Some(v.to_string()),
             ("hostname", _) => bad("expected a host name of letters, digits, '-' and '.' (at most 64 characters)"),
+            // Containers can read the command line; the value is not echoed.
+            ("secret", _) => warnings.push("ignoring skiff.secret: containers can read the kernel command line; \
+                give `secret` in config.toml, a cidata volume or the host's fw_cfg fragment".into()),
             (k, _) if is_config_override(k) => {} // see config_overrides
             _ => bad("unknown option"),
         }

@@ -8,10 +8,13 @@
 
 use std::collections::BTreeMap;
 
+use skiff_proto::auth::Secret;
 use toml::{Table, Value};
 
 /// The documented config file.
 pub const PATH: &str = "/var/lib/skiff/config.toml";
+/// Largest config file read (from the disk or cidata); longer is refused.
+pub const MAX_FILE: u64 = 1024 * 1024;
 
 /// Typed settings from one source; `None`/empty means "not set here".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,12 +31,14 @@ pub struct Settings {
     pub ca_certificates: Option<Vec<String>>,
     /// Kernel parameters, `net.ipv4.ip_forward = 1` → /proc/sys/net/ipv4/ip_forward.
     pub sysctl: BTreeMap<String, String>,
+    /// The VM's secret (`skiff_proto::auth`); never printed.
+    pub secret: Option<Secret>,
 }
 
 /// Every key the file knows, for the "unknown key" message.
-pub const KEYS: [&str; 8] = [
+pub const KEYS: [&str; 9] = [
     "hostname", "vsock_port", "engine_log_level", "timezone",
-    "registry_mirrors", "insecure_registries", "ca_certificates", "sysctl",
+    "registry_mirrors", "insecure_registries", "ca_certificates", "sysctl", "secret",
 ];
 
 /// Engine log levels podman accepts that Skiff passes on.
@@ -46,8 +51,10 @@ pub fn parse(text: &str, source: &str) -> (Settings, Vec<String>) {
     match text.parse::<Table>() {
         Ok(table) => from_table(table, source),
         Err(e) => {
-            let msg = e.to_string().replace('\n', " ");
-            (Settings::default(), vec![format!("{source}: not valid TOML, file ignored: {msg}")])
+            // The message only, not the quoted source line: it may hold the secret.
+            let line = e.span().map_or(0, |r| text[..r.start.min(text.len())].matches('\n').count() + 1);
+            let msg = e.message().replace('\n', " ");
+            (Settings::default(), vec![format!("{source}: not valid TOML, file ignored: line {line}: {msg}")])
         }
     }
 }
@@ -78,6 +85,11 @@ pub fn from_table(table: Table, source: &str) -> (Settings, Vec<String>) {
             "registry_mirrors" => s.registry_mirrors = list(value, &key, source, check_mirror, &mut warnings),
             "insecure_registries" => s.insecure_registries = list(value, &key, source, check_registry, &mut warnings),
             "ca_certificates" => s.ca_certificates = list(value, &key, source, check_pem, &mut warnings),
+            // The value is never echoed in a message.
+            "secret" => match typed::<String>(value).ok().and_then(|v| Secret::from_hex(&v).ok()) {
+                Some(v) => s.secret = Some(v),
+                None => bad("expected a string of 64 hex digits (e.g. from `openssl rand -hex 32`)".into()),
+            },
             "sysctl" => match value {
                 Value::Table(t) => {
                     for (name, v) in t {
@@ -110,6 +122,7 @@ impl Settings {
         take(&mut self.registry_mirrors, over.registry_mirrors);
         take(&mut self.insecure_registries, over.insecure_registries);
         take(&mut self.ca_certificates, over.ca_certificates);
+        take(&mut self.secret, over.secret);
         self.sysctl.extend(over.sysctl);
     }
 }
@@ -365,6 +378,22 @@ sysctl = { "vm.swappiness" = 10, "../x" = 1, "kernel.x" = [1] }
         assert_eq!(s.insecure_registries, Some(vec!["good:5000".to_string()]));
         assert_eq!(s.ca_certificates, Some(vec![]));
         assert_eq!(s.sysctl.len(), 1);
+    }
+
+    #[test]
+    fn secret_is_read_and_never_echoed() {
+        let hex = "0123456789abcdef".repeat(4);
+        let (s, w) = parse(&format!("secret = \"{hex}\"\n"), "f");
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(s.secret.as_ref().map(Secret::to_hex), Some(hex.clone()));
+        assert!(!format!("{s:?}").contains(&hex), "Debug shows the secret");
+        let short = &hex[..40];
+        for text in [format!("secret = \"{short}\"\n"), format!("secret = {}\n", 7), format!("secret = \"{hex}\nx = \n")] {
+            let (s, w) = parse(&text, "f");
+            assert_eq!(s.secret, None);
+            assert_eq!(w.len(), 1, "{w:?}");
+            assert!(!w[0].contains(short), "warning echoes the secret: {}", w[0]);
+        }
     }
 
     #[test]

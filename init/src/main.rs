@@ -4,6 +4,11 @@
 //! power off.
 //! It never exits and never panics on outside input: a fatal problem is
 //! logged and the machine powers off.
+//! Threads are started only with `thread::Builder` (a failure is an error
+//! to handle, where `thread::spawn` panics: a kernel panic in PID 1);
+//! init/clippy.toml makes `std::thread::spawn` a lint error here.
+
+#![deny(clippy::disallowed_methods)]
 
 mod backoff;
 mod children;
@@ -94,6 +99,7 @@ fn boot() -> ! {
     net::bring_up(&net_opts);
     let mut engine = engine::Engine::new(&settings::engine_log(&settings, &opts, &text));
     engine.start();
+    vsock::set_secret(settings.secret.clone());
     vsock::spawn_listener(settings::port(&settings, &opts, &text), engine::SOCKET);
     control::spawn_listener(skiff_proto::control::DEFAULT_CONTROL_PORT);
     supervise(&mut engine)

@@ -25,7 +25,7 @@ pub fn load(cmdline_text: &str) -> Settings {
         }
         s.merge(settings);
     };
-    match fs::read_to_string(config::PATH) {
+    match fs::File::open(config::PATH).and_then(|f| fwcfg::read_bounded(f, config::MAX_FILE)) {
         Ok(text) => {
             log::info!("config: reading {}", config::PATH);
             report(config::parse(&text, config::PATH));
