@@ -18,6 +18,7 @@ use crate::guestcfg::GuestConfig;
 use crate::process::die_with_parent;
 use crate::qemu::{self, DirectKernel, Machine, BASE_CMDLINE};
 use crate::qmp;
+use crate::secret;
 use crate::state::{default_dir, StateDir};
 use crate::vsockdev::VsockDevice;
 
@@ -110,14 +111,19 @@ fn machine(o: &RunOptions, state: &StateDir, vsock: &VsockDevice) -> io::Result<
         qmp: state.qmp(),
         net: o.net.clone(),
         drives: o.disks.iter().map(|d| qemu::drive_arg(d)).collect::<io::Result<_>>()?,
-        devices: [vsock.qemu_args.clone(), vec!["-fw_cfg".into(), guest_config(o).write(state)?]].concat(),
+        devices: [vsock.qemu_args.clone(), vec!["-fw_cfg".into(), guest_config(o, &vsock.target).write(state)?]].concat(),
         extra: o.qemu_args.clone(),
     })
 }
 
-/// What the guest is told out of band (see `guestcfg`).
-fn guest_config(_o: &RunOptions) -> GuestConfig {
-    GuestConfig::default()
+/// What the guest is told out of band (see `guestcfg`): its secret, never
+/// on the kernel command line or QEMU's argv, which others can read.
+fn guest_config(_o: &RunOptions, target: &crate::guest::Target) -> GuestConfig {
+    let mut c = GuestConfig::default();
+    if let Some(s) = &target.secret {
+        c.set("secret", &s.to_hex());
+    }
+    c
 }
 
 /// Boots the ISO, bridges the engine socket, prints DOCKER_HOST once the
@@ -128,7 +134,9 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
     }
     let state = StateDir::create(&o.dir)?;
     catch_signals();
-    let vsock = VsockDevice::start(&state, o.cid)?;
+    let mut vsock = VsockDevice::start(&state, o.cid)?;
+    // Every connection to this VM (bridge, control, forwarded ports) presents it.
+    vsock.target.secret = Some(secret::ensure(&state.secret())?);
     let machine = machine(o, &state, &vsock)?;
     let console = state.console();
     let _ = fs::remove_file(&console);
