@@ -11,6 +11,8 @@ use std::path::Path;
 
 use skiff_proto::auth::{Secret, SECRET_LEN};
 
+use crate::state::euid;
+
 /// Reads a secret file: 64 hex digits (a trailing newline is fine).
 pub fn read(path: &Path) -> io::Result<Secret> {
     let mut text = String::new();
@@ -45,11 +47,6 @@ fn generate() -> io::Result<Secret> {
     let mut bytes = [0u8; SECRET_LEN];
     File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     Ok(Secret::from_bytes(bytes))
-}
-
-fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
 }
 
 #[cfg(test)]
