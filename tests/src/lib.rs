@@ -361,15 +361,14 @@ pub fn wait_with_timeout(child: Child, limit: Duration, what: &str) -> Output {
     }
 }
 
-/// Builds a test-only binary of this crate as a static executable (glibc
-/// static-pie, as the Makefile builds the init), to run in a busybox
-/// container in the guest. Returns its path.
+/// Builds a test-only binary of this crate as a static executable (musl,
+/// as the Makefile builds the init), to run in a busybox container in the
+/// guest. Returns its path.
 pub fn static_test_bin(name: &str) -> PathBuf {
-    let target = "x86_64-unknown-linux-gnu";
+    let target = "x86_64-unknown-linux-musl";
     let out = Command::new(env!("CARGO"))
         .current_dir(root())
         .args(["build", "--release", "--locked", "-p", "skiff-tests", "--bin", name, "--target", target])
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
         .output()
         .expect("run cargo");
     assert!(out.status.success(), "cargo build --bin {name} failed:\n{}", String::from_utf8_lossy(&out.stderr));
