@@ -106,8 +106,10 @@ fn fate(s: &mut UnixStream) -> (Fate, String) {
     }
 }
 
-/// Opens `n` engine connections that authenticate and start a request but
-/// never finish it, with `threads` openers; returns them and the failures.
+/// Opens `n` engine connections that authenticate and then send only part
+/// of the framing preamble, so each is held by the guest's forwarder (until
+/// its 10 s handshake deadline), with `threads` openers; returns them and
+/// the failures.
 fn flood(vm: &Vm, secret: &Secret, n: usize, threads: usize) -> (Vec<UnixStream>, Vec<String>) {
     let conns = Arc::new(Mutex::new(Vec::new()));
     let errors = Arc::new(Mutex::new(Vec::new()));
@@ -117,7 +119,7 @@ fn flood(vm: &Vm, secret: &Secret, n: usize, threads: usize) -> (Vec<UnixStream>
             scope.spawn(move || {
                 for _ in (t..n).step_by(threads) {
                     let opened = vm.raw_vsock(ENGINE).and_then(|mut s| {
-                        s.write_all(&[secret.line().as_slice(), b"GET /_ping HTTP/1.1\r\nHost: skiff\r\n"].concat())?;
+                        s.write_all(&[secret.line().as_slice(), b"SKIFF-FRA"].concat())?;
                         Ok(s)
                     });
                     match opened {
@@ -139,7 +141,8 @@ fn only_the_host_with_the_secret_gets_in_and_pid1_cannot_be_exhausted() {
     assert!(limit > (FLOOD as u64) * 2 + 100, "open-file limit {limit} too low for {FLOOD} connections");
     let scratch = Scratch::new("security");
     let probe = probe_image(&scratch.0);
-    let vm = Vm::boot(&scratch.0);
+    // A folder of its own, made by `skiff run` (the scratch folder holds the test's files).
+    let vm = Vm::boot(&scratch.0.join("vm"));
 
     // --- The state folder and the secret's way into the guest.
     check_state_folder_private(&vm.dir);
@@ -219,21 +222,28 @@ fn only_the_host_with_the_secret_gets_in_and_pid1_cannot_be_exhausted() {
     // restart while they are held.
     let began = Instant::now();
     let (mut conns, errors) = flood(&vm, &secret, FLOOD, 8);
-    eprintln!("security: opened {} connections in {:.1}s ({} failed: {:?})", conns.len(), began.elapsed().as_secs_f64(),
+    let opened_in = began.elapsed();
+    eprintln!("security: opened {} connections in {:.1}s ({} failed: {:?})", conns.len(), opened_in.as_secs_f64(),
         errors.len(), errors.iter().take(3).collect::<Vec<_>>());
-    thread::sleep(Duration::from_secs(3));
     let count = |fates: &[(Fate, String)], f: Fate| fates.iter().filter(|x| x.0 == f).count();
     let fates: Vec<(Fate, String)> = conns.iter_mut().map(fate).collect();
     let (held, busy, closed, other) = (count(&fates, Fate::Held), count(&fates, Fate::Busy), count(&fates, Fate::Closed), count(&fates, Fate::Other));
-    eprintln!("security: flood: {held} served, {busy} turned away (503 too many connections), {closed} closed, {other} other");
+    eprintln!("security: flood: {held} held, {busy} turned away (503 too many connections), {closed} closed (handshake deadline), {other} other");
     if let Some((_, text)) = fates.iter().find(|x| x.0 == Fate::Other) {
         eprintln!("security: first other answer: {text:?}");
     }
     assert!(held <= CAP, "{held} connections served at once, above the cap of {CAP}");
-    assert!(held >= CAP / 2, "only {held} connections served");
     assert_eq!(other, 0, "unexpected answers");
-    assert!(busy + held + closed == conns.len() && busy >= conns.len().saturating_sub(CAP + closed), "not every connection beyond the cap was clearly refused");
+    if opened_in < Duration::from_secs(9) {
+        // Nothing reached its handshake deadline yet: exactly the cap is held.
+        assert_eq!((held, busy), (CAP, conns.len() - CAP), "the cap is not exact");
+    }
+    assert!(busy >= conns.len().saturating_sub(CAP + closed), "not every connection beyond the cap was clearly refused");
     assert!(busy > 0 && errors.is_empty(), "the flood did not reach the cap ({} connect errors)", errors.len());
+    // The held ones are cut by the handshake deadline: the slots come back.
+    thread::sleep(Duration::from_secs(11));
+    let fates: Vec<(Fate, String)> = conns.iter_mut().map(fate).collect();
+    assert_eq!(count(&fates, Fate::Held), 0, "connections outlived the 10 s handshake deadline");
 
     // Engine restart while they are held; PID 1 and its shell stay up.
     let threads = vm.shell_ok("grep Threads /proc/1/status");
