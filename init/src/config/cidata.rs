@@ -10,7 +10,7 @@ use std::path::Path;
 
 use rustix::mount::{mount, unmount, MountFlags, UnmountFlags};
 
-use crate::{config, fwcfg};
+use super::{file, fwcfg};
 
 const MOUNT: &str = "/run/skiff/cidata";
 /// Config file names looked for on the volume, first found wins.
@@ -109,7 +109,7 @@ fn read_volume(dev: &str, fstype: &str) -> std::io::Result<Seed> {
     fs::create_dir_all(MOUNT)?;
     let flags = MountFlags::RDONLY | MountFlags::NODEV | MountFlags::NOSUID | MountFlags::NOEXEC;
     mount(dev, MOUNT, fstype, flags, None)?;
-    let read = |name: &str| match File::open(Path::new(MOUNT).join(name)).and_then(|f| fwcfg::read_bounded(f, config::MAX_FILE)) {
+    let read = |name: &str| match File::open(Path::new(MOUNT).join(name)).and_then(|f| fwcfg::read_bounded(f, file::MAX_LEN)) {
         Ok(text) => Some(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => {
