@@ -225,6 +225,7 @@ fn only_the_host_with_the_secret_gets_in_and_pid1_cannot_be_exhausted() {
     let opened_in = began.elapsed();
     eprintln!("security: opened {} connections in {:.1}s ({} failed: {:?})", conns.len(), opened_in.as_secs_f64(),
         errors.len(), errors.iter().take(3).collect::<Vec<_>>());
+    thread::sleep(Duration::from_secs(1)); // the last refusals are on their way
     let count = |fates: &[(Fate, String)], f: Fate| fates.iter().filter(|x| x.0 == f).count();
     let fates: Vec<(Fate, String)> = conns.iter_mut().map(fate).collect();
     let (held, busy, closed, other) = (count(&fates, Fate::Held), count(&fates, Fate::Busy), count(&fates, Fate::Closed), count(&fates, Fate::Other));
@@ -234,7 +235,7 @@ fn only_the_host_with_the_secret_gets_in_and_pid1_cannot_be_exhausted() {
     }
     assert!(held <= CAP, "{held} connections served at once, above the cap of {CAP}");
     assert_eq!(other, 0, "unexpected answers");
-    if opened_in < Duration::from_secs(9) {
+    if opened_in < Duration::from_secs(8) {
         // Nothing reached its handshake deadline yet: exactly the cap is held.
         assert_eq!((held, busy), (CAP, conns.len() - CAP), "the cap is not exact");
     }
