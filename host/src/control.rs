@@ -161,7 +161,7 @@ pub fn shell(g: &GuestArgs, command: Option<String>, force_tty: bool) -> io::Res
     let tty = io::stdin().is_terminal() && (command.is_none() || force_tty);
     let (rows, cols) = window_size().unwrap_or((24, 80));
     let start = Start { tty, rows, cols, term: std::env::var("TERM").unwrap_or_default(), command };
-    let mut conn = connect(g, &Request::Shell)?;
+    let conn = connect(g, &Request::Shell)?;
     let sender = Sender::new(conn.try_clone()?);
     sender.send(&Msg::Start(start))?;
     let _raw = if tty { Some(RawMode::enter()?) } else { None };
