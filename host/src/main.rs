@@ -14,6 +14,7 @@ mod qemu;
 mod qmp;
 mod run;
 mod secret;
+mod shares;
 mod state;
 mod vsockdev;
 

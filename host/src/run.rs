@@ -19,6 +19,7 @@ use crate::process::die_with_parent;
 use crate::qemu::{self, DirectKernel, Machine, Medium, BASE_CMDLINE};
 use crate::qmp;
 use crate::secret;
+use crate::shares::{self, ShareOptions, Shares};
 use crate::state::{default_dir, StateDir};
 use crate::vsockdev::VsockDevice;
 
@@ -79,6 +80,8 @@ pub struct RunOptions {
     /// An extra QEMU argument (repeat the flag for each one).
     #[arg(long = "qemu-arg", allow_hyphen_values = true)]
     pub qemu_args: Vec<String>,
+    #[command(flatten)]
+    pub shares: ShareOptions,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -95,7 +98,7 @@ fn catch_signals() {
 }
 
 /// Turns the options into QEMU's machine description.
-fn machine(o: &RunOptions, state: &StateDir, vsock: &VsockDevice) -> io::Result<Machine> {
+fn machine(o: &RunOptions, state: &StateDir, vsock: &VsockDevice, shares: &Shares) -> io::Result<Machine> {
     let direct_kernel = if o.kernel_args.is_empty() {
         None
     } else {
@@ -106,7 +109,7 @@ fn machine(o: &RunOptions, state: &StateDir, vsock: &VsockDevice) -> io::Result<
         accel: o.accel.clone(),
         memory_mib: o.memory,
         cpus: o.cpus,
-        shared_memory: vsock.shared_memory,
+        shared_memory: vsock.shared_memory || shares.shared_memory(),
         firmware: o.uefi.then(|| o.ovmf.clone()),
         iso: o.iso.clone(),
         medium: o.medium,
@@ -115,19 +118,22 @@ fn machine(o: &RunOptions, state: &StateDir, vsock: &VsockDevice) -> io::Result<
         qmp: state.qmp(),
         net: o.net.clone(),
         drives: o.disks.iter().map(|d| qemu::drive_arg(d)).collect::<io::Result<_>>()?,
-        devices: [vsock.qemu_args.clone(), vec!["-fw_cfg".into(), guest_config(o, &vsock.target).write(state)?]].concat(),
+        devices: [vsock.qemu_args.clone(), shares.qemu_args.clone(), vec!["-fw_cfg".into(), guest_config(shares, &vsock.target).write(state)?]]
+            .concat(),
         extra: o.qemu_args.clone(),
     })
 }
 
-/// What the guest is told out of band (see `guestcfg`): its secret, never
-/// on the kernel command line or QEMU's argv, which others can read.
-fn guest_config(_o: &RunOptions, target: &crate::guest::Target) -> GuestConfig {
-    let mut c = GuestConfig::default();
+/// What the guest is told out of band (see `guestcfg`): its secret (never
+/// on the kernel command line or QEMU's argv, which others can read) and
+/// the shares.
+fn guest_config(shares: &Shares, target: &crate::guest::Target) -> GuestConfig {
+    let mut cfg = GuestConfig::default();
     if let Some(s) = &target.secret {
-        c.set("secret", &s.to_hex());
+        cfg.set("secret", &s.to_hex());
     }
-    c
+    shares::tell_guest(&mut cfg, &shares.shares, shares.via);
+    cfg
 }
 
 /// Boots the ISO, bridges the engine socket, prints DOCKER_HOST once the
@@ -138,10 +144,11 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
     }
     let state = StateDir::create(&o.dir)?;
     catch_signals();
+    let shares = Shares::start(&o.shares, &state)?;
     let mut vsock = VsockDevice::start(&state, o.cid)?;
     // Every connection to this VM (bridge, control, forwarded ports) presents it.
     vsock.target.secret = Some(secret::ensure(&state.secret())?);
-    let machine = machine(o, &state, &vsock)?;
+    let machine = machine(o, &state, &vsock, &shares)?;
     let console = state.console();
     let _ = fs::remove_file(&console);
     // QEMU creates the console log; the umask keeps it private (0600).
@@ -170,6 +177,7 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
         let _ = vm.wait();
     }
     drop(vsock);
+    drop(shares);
     state.clear_target();
     let _ = fs::remove_file(&docker_sock);
     let _ = fs::remove_file(state.qmp());

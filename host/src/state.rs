@@ -84,6 +84,10 @@ impl StateDir {
     pub fn secret(&self) -> PathBuf {
         self.root.join("secret")
     }
+    /// Share `n`'s virtiofsd vhost-user socket.
+    pub fn share_socket(&self, n: usize) -> PathBuf {
+        self.root.join(format!("fs-{n}.sock"))
+    }
     /// Where a running VM's vsock is reached, recorded by `skiff run`.
     fn target_record(&self) -> PathBuf {
         self.root.join("vsock-target")

@@ -24,6 +24,7 @@ mod net;
 mod power;
 mod reaper;
 mod rootfs;
+mod shares;
 mod shell;
 mod signals;
 mod vsock;
@@ -73,6 +74,7 @@ fn boot() -> ! {
     let settings = config::load(cmdline);
     logger::persist(std::path::Path::new("/var/lib/skiff/log"));
     config::apply::apply(&settings);
+    shares::mount_all(&settings.shares);
     clock::spawn_sync();
     net::bring_up(&settings.net, settings.hostname.clone());
     let mut engine = engine::Engine::new(settings.engine_log.as_str());

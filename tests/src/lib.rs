@@ -89,14 +89,7 @@ impl Vm {
     /// (a command and its arguments, e.g. `unshare -m ...`; empty for none).
     pub fn boot_wrapped(dir: &Path, wrapper: &[&str], extra: &[&str]) -> Vm {
         let started = Instant::now();
-        let mut cmd = match wrapper.split_first() {
-            Some((prog, args)) => {
-                let mut c = Command::new(prog);
-                c.args(args).arg(skiff_bin());
-                c
-            }
-            None => Command::new(skiff_bin()),
-        };
+        let mut cmd = skiff_wrapped(wrapper);
         let mut run = die_with_parent(&mut cmd)
             .arg("run")
             .arg("--iso").arg(iso())
@@ -234,9 +227,16 @@ impl Vm {
 
     /// Presses the power button (`skiff stop`) and waits for `skiff run` to end.
     /// Returns how long the shutdown took.
-    pub fn shutdown(mut self) -> Duration {
+    pub fn shutdown(self) -> Duration {
+        self.shutdown_wrapped(&[])
+    }
+
+    /// Like [`Vm::shutdown`], with `skiff stop` started through `wrapper`
+    /// (as [`Vm::boot_wrapped`] started `skiff run`: the state folder's owner).
+    pub fn shutdown_wrapped(mut self, wrapper: &[&str]) -> Duration {
         let t = Instant::now();
-        let status = Command::new(skiff_bin()).arg("stop").arg("--dir").arg(&self.dir).status().expect("skiff stop");
+        let mut cmd = skiff_wrapped(wrapper);
+        let status = cmd.arg("stop").arg("--dir").arg(&self.dir).status().expect("skiff stop");
         assert!(status.success(), "skiff stop failed");
         let end = Instant::now() + Duration::from_secs(120);
         loop {
@@ -293,6 +293,19 @@ impl Drop for Vm {
             let _ = self.run.kill();
             let _ = self.run.wait();
         }
+    }
+}
+
+/// The `skiff` command, started through `wrapper` (a command and its
+/// arguments, e.g. `unshare -m`; empty for none).
+fn skiff_wrapped(wrapper: &[&str]) -> Command {
+    match wrapper.split_first() {
+        Some((prog, args)) => {
+            let mut c = Command::new(prog);
+            c.args(args).arg(skiff_bin());
+            c
+        }
+        None => Command::new(skiff_bin()),
     }
 }
 

@@ -15,9 +15,9 @@ pub const PATH: &str = "/var/lib/skiff/config.toml";
 pub const MAX_LEN: u64 = 1024 * 1024;
 
 /// Every key the file knows, for the "unknown key" message.
-pub const KEYS: [&str; 9] = [
+pub const KEYS: [&str; 10] = [
     "hostname", "vsock_port", "engine_log_level", "timezone",
-    "registry_mirrors", "insecure_registries", "ca_certificates", "sysctl", "secret",
+    "registry_mirrors", "insecure_registries", "ca_certificates", "sysctl", "secret", "shares",
 ];
 
 /// Parses a TOML document. A syntax error loses the whole file (TOML cannot
@@ -67,6 +67,20 @@ pub fn from_table(table: Table, source: Source) -> (Layer, Vec<Warning>) {
                     Ok(())
                 }
                 other => Err(wrong_type(r#"a table such as [sysctl] "vm.swappiness" = 10"#, &other)),
+            },
+            "shares" => match value {
+                Value::Array(items) => {
+                    let mut good = Vec::new();
+                    for (i, item) in items.into_iter().enumerate() {
+                        match crate::shares::check(item) {
+                            Ok(share) => good.push(share),
+                            Err(why) => warnings.push(bad(&source, &key, Some(i + 1), Invalid::Share(why))),
+                        }
+                    }
+                    l.shares = Some(good);
+                    Ok(())
+                }
+                other => Err(wrong_type("[[shares]] tables with tag and path", &other)),
             },
             _ => {
                 warnings.push(Warning::UnknownKey { source: source.clone(), key });
@@ -193,6 +207,18 @@ MIIBszCCAVmgAwIBAgIUQ
         assert_eq!(l.sysctl.get("vm.swappiness").map(String::as_str), Some("10"));
         assert_eq!(l.sysctl.get("net.ipv4.ip_forward").map(String::as_str), Some("1"));
         assert_eq!(l.sysctl.get("kernel.sysrq").map(String::as_str), Some("1"));
+    }
+
+    #[test]
+    fn shares_are_checked_one_by_one() {
+        let text = "[[shares]]\ntag = \"skiff0\"\npath = \"/root\"\nfs = \"virtiofs\"\n[[shares]]\ntag = \"x\"\npath = \"/etc\"\n";
+        let (l, w) = parse(text, file());
+        assert_eq!(l.shares.as_ref().map(|s| s.iter().map(|s| s.path.as_str()).collect::<Vec<_>>()), Some(vec!["/root"]));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].to_string().starts_with("f: key `shares` item 2: path \"/etc\""), "{}", w[0]);
+        let (l, w) = parse("shares = \"/root\"", file());
+        assert_eq!(l.shares, None);
+        assert!(w[0].to_string().contains("`shares`"), "{w:?}");
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub struct Layer {
     /// `secret` (files and the host's fragment only, never the command
     /// line); `Debug` does not show it.
     pub secret: Option<Secret>,
+    /// `[[shares]]`, `skiff.share=TAG:PATH`: host folders to mount.
+    pub shares: Option<Vec<crate::shares::Share>>,
 }
 
 impl Layer {
@@ -92,6 +94,7 @@ impl Layer {
         take(&mut self.gateway, over.gateway);
         take(&mut self.dns, over.dns);
         take(&mut self.secret, over.secret);
+        take(&mut self.shares, over.shares);
     }
 }
 
@@ -122,6 +125,8 @@ pub struct Effective {
     pub net: Network,
     /// The VM's secret every vsock connection must present; `None`: none.
     pub secret: Option<Secret>,
+    /// Host folders to mount at the same path before the engine starts.
+    pub shares: Vec<crate::shares::Share>,
 }
 
 /// How the links come up.
@@ -169,6 +174,7 @@ pub fn resolve(layers: impl IntoIterator<Item = Layer>) -> (Effective, Vec<Warni
         root_size: l.root_size.unwrap_or_else(|| DEFAULT_ROOT_SIZE.into()),
         net: Network { off: l.net_off.unwrap_or(false), ip: l.ip, gateway, dns: l.dns.unwrap_or_default() },
         secret: l.secret,
+        shares: l.shares.unwrap_or_default(),
     };
     (effective, warnings)
 }

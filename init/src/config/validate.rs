@@ -40,6 +40,8 @@ pub enum Invalid {
     Switch,
     /// A kernel parameter that needs a value was given without one.
     NoValue,
+    /// Not a share (`shares::check` says why).
+    Share(String),
     /// A TOML value of the wrong type; `expected` says which.
     WrongType { expected: &'static str, found: &'static str },
     /// Not 64 hex digits (the value is never repeated: it is a secret).
@@ -70,6 +72,7 @@ impl fmt::Display for Invalid {
             Invalid::NetMode => write!(f, "expected off, on or dhcp"),
             Invalid::Switch => write!(f, "expected no value, 1 or 0"),
             Invalid::NoValue => write!(f, "expected a value after '='"),
+            Invalid::Share(why) => write!(f, "{why}"),
             Invalid::WrongType { expected, found } => write!(f, "expected {expected}, not {found}"),
         }
     }

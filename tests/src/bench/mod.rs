@@ -9,6 +9,7 @@ pub mod floor;
 pub mod http;
 pub mod memory;
 pub mod report;
+pub mod shares;
 pub mod size;
 pub mod socket;
 pub mod stats;
@@ -29,4 +30,5 @@ pub struct Results {
     pub image_bytes: u64,
     pub paths: Vec<socket::PathFigures>,
     pub not_compared: Vec<String>,
+    pub shares: Vec<shares::ShareFigures>,
 }

@@ -103,6 +103,18 @@ pub fn table(r: &Results) -> Table {
         t.note(n.clone());
     }
 
+    if !r.shares.is_empty() {
+        let f = &r.shares[0];
+        t.section(format!("Host folder shares: guest `find` over {} host files, {} MiB dd write (fsync) and read back (caches dropped)", super::shares::TREE_FILES, f.big_mib));
+        for f in &r.shares {
+            t.row(format!("{}: find, cold / warm median", f.via), format!("{} / {}", secs(Some(f.find_cold)), secs(median(&f.find_warm))));
+            t.row(format!("{}: write, read", f.via), format!("{:.1} MiB/s, {:.1} MiB/s", f.write_mib_s(), f.read_mib_s()));
+        }
+        if let [v, p] = &r.shares[..] {
+            t.row("9p / virtiofs time: find cold, write, read", format!("{}, {}, {}", ratio(p.find_cold, v.find_cold), ratio(p.write, v.write), ratio(p.read, v.read)));
+        }
+    }
+
     t.section(format!("Shutdown: power button (skiff stop) → QEMU exit, median of {}", r.boots.len()));
     let down: Vec<f64> = r.boots.iter().filter_map(|b| b.shutdown).collect();
     med_row(&mut t, "host wall time (last boot ran the workload)", &down);
@@ -178,5 +190,9 @@ pub fn json(r: &Results) -> Value {
             "paths": paths, "not_compared": r.not_compared,
         },
         "shutdown_s": stat(&shutdown),
+        "shares": r.shares.iter().map(|f| json!({
+            "via": f.via, "tree_files": super::shares::TREE_FILES, "find_cold_s": f.find_cold, "find_warm_s": stat(&f.find_warm),
+            "big_mib": f.big_mib, "write_s": f.write, "read_s": f.read, "write_mib_per_s": f.write_mib_s(), "read_mib_per_s": f.read_mib_s(),
+        })).collect::<Vec<_>>(),
     })
 }

@@ -1,14 +1,14 @@
 //! `make bench`: measures the appliance and prints a table; writes
 //! `out/bench.json`. See README "Performance" for what each figure means.
 //! Knobs (environment): SKIFF_BENCH_BOOTS (3), SKIFF_BENCH_IMAGE_MIB (256),
-//! SKIFF_BENCH_PINGS (200).
+//! SKIFF_BENCH_PINGS (200), SKIFF_BENCH_SHARE_MIB (256).
 
 use std::fs;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use skiff_tests::bench::http::Endpoint;
-use skiff_tests::bench::{boot, console, floor, memory, report, size, socket, Results};
+use skiff_tests::bench::{boot, console, floor, memory, report, shares, size, socket, Results};
 use skiff_tests::{busybox_image, iso, root, skiff_bin, Scratch, Vm};
 
 const VM_MEMORY_MIB: u32 = 2048;
@@ -80,6 +80,7 @@ fn main() {
         boots.push(b);
     }
     let (memory_idle, memory_after, load, save, paths, not_compared) = workload.expect("the last boot ran the workload");
+    let shares = share_figures(dir, &mem, knob("SKIFF_BENCH_SHARE_MIB", 256));
 
     let results = Results {
         vm_memory_mib: VM_MEMORY_MIB,
@@ -95,6 +96,7 @@ fn main() {
         image_bytes: fs::metadata(&big).expect("big image").len(),
         paths,
         not_compared,
+        shares,
     };
     let table = report::table(&results).render();
     println!("{table}");
@@ -102,6 +104,24 @@ fn main() {
     let text = serde_json::to_string_pretty(&report::json(&results)).expect("serialise");
     fs::write(&out, text + "\n").expect("write out/bench.json");
     println!("bench: wrote {} in {:.0} s", out.display(), began.elapsed().as_secs_f64());
+}
+
+/// One boot per transport, each sharing the same folder (a tree of small
+/// files made once on the host).
+fn share_figures(dir: &std::path::Path, mem: &str, big_mib: u64) -> Vec<shares::ShareFigures> {
+    let shared = dir.join("shared");
+    let tree = shared.join("tree");
+    shares::make_tree(&tree);
+    let mut figures = Vec::new();
+    for via in ["virtiofs", "9p"] {
+        eprintln!("bench: shares over {via}");
+        let vm_dir = dir.join(format!("vm-{via}"));
+        fs::create_dir_all(&vm_dir).expect("create VM folder");
+        let vm = Vm::boot_with(&vm_dir, &["--memory", mem, "--share-via", via, "--share", shared.to_str().expect("UTF-8 path")]);
+        figures.push(shares::measure(&vm, via, &tree, &shared, big_mib));
+        vm.shutdown();
+    }
+    figures
 }
 
 type Workload = (memory::Memory, memory::Memory, socket::Transfer, socket::Transfer, Vec<socket::PathFigures>, Vec<String>);
