@@ -18,7 +18,7 @@ use std::thread;
 use skiff_proto::copy::copy;
 use skiff_proto::framing;
 
-pub use crate::guest::{Conn, Target};
+pub use crate::guest::{Addr, Conn, Target};
 
 /// While set, failed guest connections are not reported (`skiff run` polls
 /// the engine through the bridge while the guest is still booting).

@@ -1,6 +1,6 @@
 //! `skiff logs` and `skiff shell`: the guest's control port (vsock 2376).
 
-use std::io::{self, IsTerminal, Read, Write};
+use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -10,7 +10,8 @@ use clap::Args;
 use skiff_proto::control::{self, Request, DEFAULT_CONTROL_PORT};
 use skiff_proto::shell::{self, Msg, Start};
 
-use crate::guest::{Conn, Target};
+use crate::guest::{Addr, Conn, Target};
+use crate::secret;
 use crate::state::StateDir;
 
 /// Where the guest is: a `skiff run` state folder, or an explicit vsock address.
@@ -28,17 +29,24 @@ pub struct GuestArgs {
     /// Guest vsock port of the control service.
     #[arg(long, default_value_t = DEFAULT_CONTROL_PORT)]
     pub control_port: u32,
+    /// The VM's secret (64 hex digits), for --cid/--uds; with --dir it is DIR/secret.
+    #[arg(long)]
+    pub secret_file: Option<PathBuf>,
 }
 
 impl GuestArgs {
     /// An explicit address, else what `skiff run` recorded in the state
     /// folder; never a guessed CID, which could be another user's VM.
     fn target(&self) -> io::Result<Target> {
-        match (&self.cid, &self.uds) {
-            (Some(cid), _) => Ok(Target::Cid(*cid)),
-            (None, Some(uds)) => Ok(Target::Uds(uds.clone())),
-            (None, None) => StateDir::existing(&self.dir)?.target(),
+        let mut target = match (&self.cid, &self.uds) {
+            (Some(cid), _) => Target::new(Addr::Cid(*cid)),
+            (None, Some(uds)) => Target::new(Addr::Uds(uds.clone())),
+            (None, None) => StateDir::existing(&self.dir)?.target()?,
+        };
+        if let Some(path) = &self.secret_file {
+            target.secret = Some(secret::read(path)?);
         }
+        Ok(target)
     }
 }
 
@@ -49,9 +57,23 @@ pub fn connect(g: &GuestArgs, req: &Request) -> io::Result<Conn> {
     Ok(conn)
 }
 
+/// Fails with the guest's reason if its first line is a refusal (a wrong
+/// or missing secret, too many shells): no log line or shell message
+/// starts with a lower-case `s`.
+fn check_refusal(conn: &mut BufReader<Conn>) -> io::Result<()> {
+    if conn.fill_buf()?.first() != Some(&b's') {
+        return Ok(());
+    }
+    let mut line = Vec::new();
+    conn.by_ref().take(1024).read_until(b'\n', &mut line)?;
+    let reason = skiff_proto::auth::parse_refusal(&line).unwrap_or_else(|| String::from_utf8_lossy(&line).trim_end().to_string());
+    Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("the guest refused: {reason}")))
+}
+
 /// `skiff logs`: prints the guest's log (and follows it with `follow`).
 pub fn logs(g: &GuestArgs, follow: bool) -> io::Result<()> {
-    let mut conn = connect(g, &Request::Logs { follow })?;
+    let mut conn = BufReader::new(connect(g, &Request::Logs { follow })?);
+    check_refusal(&mut conn)?;
     let mut out = io::stdout().lock();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -139,7 +161,7 @@ pub fn shell(g: &GuestArgs, command: Option<String>, force_tty: bool) -> io::Res
     let tty = io::stdin().is_terminal() && (command.is_none() || force_tty);
     let (rows, cols) = window_size().unwrap_or((24, 80));
     let start = Start { tty, rows, cols, term: std::env::var("TERM").unwrap_or_default(), command };
-    let mut conn = connect(g, &Request::Shell)?;
+    let conn = connect(g, &Request::Shell)?;
     let sender = Sender::new(conn.try_clone()?);
     sender.send(&Msg::Start(start))?;
     let _raw = if tty { Some(RawMode::enter()?) } else { None };
@@ -181,6 +203,8 @@ pub fn shell(g: &GuestArgs, command: Option<String>, force_tty: bool) -> io::Res
         });
     }
     // guest → stdout/stderr, until the exit status.
+    let mut conn = BufReader::new(conn);
+    check_refusal(&mut conn)?;
     let (mut out, mut err) = (io::stdout(), io::stderr());
     loop {
         match shell::read_msg(&mut conn)? {

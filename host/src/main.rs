@@ -13,6 +13,7 @@ mod process;
 mod qemu;
 mod qmp;
 mod run;
+mod secret;
 mod shares;
 mod state;
 mod vsockdev;
@@ -81,25 +82,17 @@ struct BridgeArgs {
     /// Guest vsock port of the engine.
     #[arg(long, default_value_t = DEFAULT_ENGINE_PORT)]
     port: u32,
+    /// A file holding the VM's secret (64 hex digits), the same value as the
+    /// guest's `secret` setting; every connection presents it.
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     state::private_umask();
     let result = match Cli::parse().command {
         Command::Run(opts) => run::run(&opts),
-        Command::Bridge(args) => {
-            let target = match (args.cid, args.uds, args.unix) {
-                (Some(cid), _, _) => bridge::Target::Cid(cid),
-                (None, Some(uds), _) => bridge::Target::Uds(uds),
-                (None, None, Some(unix)) => bridge::Target::Unix(unix),
-                (None, None, None) => unreachable!("clap requires --cid, --uds or --unix"),
-            };
-            bridge::bind(&args.listen).and_then(|l| {
-                eprintln!("skiff: bridging {} to {}", args.listen.display(), target.describe(args.port));
-                println!("export DOCKER_HOST=unix://{}", args.listen.display());
-                bridge::serve(l, target, args.port)
-            })
-        }
+        Command::Bridge(args) => bridge(args),
         Command::Stop { dir } => run::stop(&dir),
         Command::Logs { guest, follow } => control::logs(&guest, follow),
         Command::Shell { guest, command, tty } => match control::shell(&guest, command, tty) {
@@ -114,4 +107,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `skiff bridge`: serves a guest started by any hypervisor on a socket.
+fn bridge(args: BridgeArgs) -> std::io::Result<()> {
+    let addr = match (args.cid, args.uds, args.unix) {
+        (Some(cid), _, _) => bridge::Addr::Cid(cid),
+        (None, Some(uds), _) => bridge::Addr::Uds(uds),
+        (None, None, Some(unix)) => bridge::Addr::Unix(unix),
+        (None, None, None) => unreachable!("clap requires --cid, --uds or --unix"),
+    };
+    let mut target = bridge::Target::new(addr);
+    target.secret = args.secret_file.as_deref().map(secret::read).transpose()?;
+    let listener = bridge::bind(&args.listen)?;
+    eprintln!("skiff: bridging {} to {}", args.listen.display(), target.describe(args.port));
+    println!("export DOCKER_HOST=unix://{}", args.listen.display());
+    bridge::serve(listener, target, args.port)
 }

@@ -18,6 +18,7 @@ use crate::guestcfg::GuestConfig;
 use crate::process::die_with_parent;
 use crate::qemu::{self, DirectKernel, Machine, Medium, BASE_CMDLINE};
 use crate::qmp;
+use crate::secret;
 use crate::shares::{self, ShareOptions, Shares};
 use crate::state::{default_dir, StateDir};
 use crate::vsockdev::VsockDevice;
@@ -117,15 +118,20 @@ fn machine(o: &RunOptions, state: &StateDir, vsock: &VsockDevice, shares: &Share
         qmp: state.qmp(),
         net: o.net.clone(),
         drives: o.disks.iter().map(|d| qemu::drive_arg(d)).collect::<io::Result<_>>()?,
-        devices: [vsock.qemu_args.clone(), shares.qemu_args.clone(), vec!["-fw_cfg".into(), guest_config(shares).write(state)?]]
+        devices: [vsock.qemu_args.clone(), shares.qemu_args.clone(), vec!["-fw_cfg".into(), guest_config(shares, &vsock.target).write(state)?]]
             .concat(),
         extra: o.qemu_args.clone(),
     })
 }
 
-/// What the guest is told out of band (see `guestcfg`).
-fn guest_config(shares: &Shares) -> GuestConfig {
+/// What the guest is told out of band (see `guestcfg`): its secret (never
+/// on the kernel command line or QEMU's argv, which others can read) and
+/// the shares.
+fn guest_config(shares: &Shares, target: &crate::guest::Target) -> GuestConfig {
     let mut cfg = GuestConfig::default();
+    if let Some(s) = &target.secret {
+        cfg.set("secret", &s.to_hex());
+    }
     shares::tell_guest(&mut cfg, &shares.shares, shares.via);
     cfg
 }
@@ -139,7 +145,9 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
     let state = StateDir::create(&o.dir)?;
     catch_signals();
     let shares = Shares::start(&o.shares, &state)?;
-    let vsock = VsockDevice::start(&state, o.cid)?;
+    let mut vsock = VsockDevice::start(&state, o.cid)?;
+    // Every connection to this VM (bridge, control, forwarded ports) presents it.
+    vsock.target.secret = Some(secret::ensure(&state.secret())?);
     let machine = machine(o, &state, &vsock, &shares)?;
     let console = state.console();
     let _ = fs::remove_file(&console);

@@ -3,7 +3,7 @@
 //! (`skiff_proto::control`).
 
 use std::io::{self, Read, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use skiff_proto::control::{self, Request, MAX_REQUEST};
 use ::vsock::VsockStream;
@@ -26,23 +26,29 @@ fn handle(mut stream: VsockStream) {
         Ok(Request::Shell) => shell::serve(stream),
         Err(e) => {
             log::warn!("control: bad request: {e}");
-            let _ = stream.write_all(format!("skiff: {e}\n").as_bytes());
+            let _ = stream.write_all(skiff_proto::auth::refusal_line(&format!("bad request: {e}")).as_bytes());
         }
     }
 }
 
-/// Reads the request line byte by byte, so nothing after it is consumed.
+/// Time from the auth line for the whole request line.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Reads the request line byte by byte, so nothing after it is consumed,
+/// all within [`REQUEST_DEADLINE`] (a slow sender is cut off).
 fn read_line(stream: &mut VsockStream) -> io::Result<Vec<u8>> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let line = read_line_by(&mut vsock::ReadBy::new(stream, Instant::now() + REQUEST_DEADLINE));
+    stream.set_read_timeout(None)?;
+    line
+}
+
+fn read_line_by(r: &mut impl Read) -> io::Result<Vec<u8>> {
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
     while line.len() <= MAX_REQUEST {
-        match stream.read(&mut byte)? {
+        match r.read(&mut byte)? {
             0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before a request")),
-            _ if byte[0] == b'\n' => {
-                stream.set_read_timeout(None)?;
-                return Ok(line);
-            }
+            _ if byte[0] == b'\n' => return Ok(line),
             _ => line.push(byte[0]),
         }
     }

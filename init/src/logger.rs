@@ -317,6 +317,7 @@ pub fn init(debug: bool) {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // a test may panic if it cannot start a thread
 mod tests {
     use super::*;
     use std::sync::Arc;

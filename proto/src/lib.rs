@@ -3,6 +3,7 @@
 //! Pure code only (bytes in, values out), so both sides share one tested
 //! implementation instead of two copies.
 
+pub mod auth;
 pub mod control;
 pub mod copy;
 pub mod framing;

@@ -207,6 +207,19 @@ impl Vm {
             && head.starts_with(b"HTTP/1.") && &head[8..12] == b" 200"
     }
 
+    /// The VM's secret (`skiff run` writes it to DIR/secret).
+    pub fn secret(&self) -> Option<skiff_proto::auth::Secret> {
+        skiff_proto::auth::Secret::from_hex(&fs::read_to_string(self.dir.join("secret")).ok()?).ok()
+    }
+
+    /// A connection to guest `port` over the hybrid-vsock socket, handshake
+    /// done and nothing else sent (no secret: the test decides what to send).
+    pub fn raw_vsock(&self, port: u32) -> std::io::Result<std::os::unix::net::UnixStream> {
+        let mut s = std::os::unix::net::UnixStream::connect(self.dir.join("vsock.sock"))?;
+        skiff_proto::hybrid::handshake(&mut s, port)?;
+        Ok(s)
+    }
+
     /// The guest's serial console so far.
     pub fn console(&self) -> String {
         fs::read_to_string(self.dir.join("console.log")).unwrap_or_default()
@@ -360,6 +373,33 @@ pub fn wait_with_timeout(child: Child, limit: Duration, what: &str) -> Output {
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
             panic!("{what} did not finish within {limit:?}");
         }
+    }
+}
+
+/// Builds a test-only binary of this crate as a static executable (musl,
+/// as the Makefile builds the init), to run in a busybox container in the
+/// guest. Returns its path.
+pub fn static_test_bin(name: &str) -> PathBuf {
+    let target = "x86_64-unknown-linux-musl";
+    let out = Command::new(env!("CARGO"))
+        .current_dir(root())
+        .args(["build", "--release", "--locked", "-p", "skiff-tests", "--bin", name, "--target", target])
+        .output()
+        .expect("run cargo");
+    assert!(out.status.success(), "cargo build --bin {name} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    root().join("target").join(target).join("release").join(name)
+}
+
+/// Raises this process's open-file limit to its hard limit (children such
+/// as `skiff run` and vhost-device-vsock inherit it).
+pub fn raise_open_files() -> u64 {
+    // SAFETY: getrlimit/setrlimit only read and write the struct given.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        lim.rlim_cur
     }
 }
 

@@ -41,6 +41,10 @@ pub fn parse(cmdline: &str) -> (Layer, Vec<Warning>) {
         };
         let sysctl = key.strip_prefix("sysctl.");
         let checked: Result<(), Invalid> = match (key, value) {
+            ("secret", _) => {
+                warnings.push(Warning::SecretOnCommandLine);
+                continue;
+            }
             ("debug", None | Some("1")) => set(&mut l.debug, true),
             ("debug", Some("0")) => set(&mut l.debug, false),
             ("debug", Some(_)) => Err(Invalid::Switch),
@@ -173,6 +177,15 @@ mod tests {
         assert_eq!(w[1], Warning::UnknownParameter { word: "skiff.bogus".into() });
         assert_eq!(invalid(&w[2..3])[0].1, &Invalid::SysctlName(String::new()));
         assert_eq!(w[3], Warning::UnknownParameter { word: "skiff.engine_logx=1".into() });
+    }
+
+    #[test]
+    fn a_secret_is_never_taken_from_the_command_line_nor_repeated() {
+        let hex = "ab".repeat(32);
+        let (l, w) = parse(&format!("skiff.secret={hex}"));
+        assert_eq!(l, Layer::default());
+        assert_eq!(w, [Warning::SecretOnCommandLine]);
+        assert!(!w[0].to_string().contains(&hex));
     }
 
     #[test]
