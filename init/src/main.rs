@@ -15,10 +15,12 @@ mod control;
 mod disk;
 mod engine;
 mod fwcfg;
+mod http;
 mod logger;
 mod medium;
 mod mounts;
 mod net;
+mod ports;
 mod power;
 mod reaper;
 mod rootfs;
@@ -96,6 +98,8 @@ fn boot() -> ! {
     engine.start();
     vsock::spawn_listener(settings::port(&settings, &opts, &text), engine::SOCKET);
     control::spawn_listener(skiff_proto::control::DEFAULT_CONTROL_PORT);
+    ports::discover::spawn();
+    ports::forward::spawn_listener(skiff_proto::ports::DEFAULT_FORWARD_PORT);
     supervise(&mut engine)
 }
 

@@ -5,12 +5,13 @@
 //! in-band (see `skiff_proto::framing`); any other is plain pass-through.
 
 use std::io::{self, Cursor, Read, Write};
-use std::net::Shutdown;
+use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
+use skiff_proto::copy::copy;
 use skiff_proto::framing::{self, FrameReader, Sniff};
 use vsock::{VsockListener, VsockStream, VMADDR_CID_ANY};
 
@@ -68,7 +69,8 @@ pub fn serve_port(port: u32, what: &'static str, handle: impl Fn(VsockStream) + 
 }
 
 /// A connected byte stream the forwarder can split and half-close:
-/// AF_VSOCK in the guest, a unix socket in tests (same half-close semantics).
+/// AF_VSOCK in the guest, a unix socket in tests (same half-close
+/// semantics), and the engine's or a container's socket on the other side.
 pub trait Conn: Read + Write + Send + Sized + 'static {
     fn try_clone(&self) -> io::Result<Self>;
     fn shutdown(&self, how: Shutdown) -> io::Result<()>;
@@ -84,6 +86,18 @@ impl Conn for VsockStream {
     }
     fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         VsockStream::set_read_timeout(self, t)
+    }
+}
+
+impl Conn for TcpStream {
+    fn try_clone(&self) -> io::Result<Self> {
+        TcpStream::try_clone(self)
+    }
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        TcpStream::shutdown(self, how)
+    }
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, t)
     }
 }
 
@@ -142,29 +156,53 @@ pub fn forward<C: Conn>(mut vs: C, engine_path: &str, ready: fn() -> bool) -> io
             return refuse(vs);
         }
     };
-    // Engine → host: plain bytes. When the engine has closed, the exchange is
-    // over: close the vsock connection both ways. A half-close alone would
-    // leave this connection open forever if the host never sends its EOF
-    // (a client that hung up early), and hybrid vsock does not pass a guest
-    // half-close on to the host at all.
-    let mut engine_rd = engine.try_clone()?;
+    relay(vs, leftover, mode == Sniff::Framed, engine)
+}
+
+/// Relays a host connection `vs` to `target` until both directions are done.
+/// `leftover` is host input already read; `framed` says the host's bytes are
+/// frames carrying its EOF in-band.
+///
+/// Target → host: plain bytes. When the target has closed, the exchange is
+/// over: close the vsock connection both ways. A half-close alone would
+/// leave this connection open forever if the host never sends its EOF
+/// (a client that hung up early), and hybrid vsock does not pass a guest
+/// half-close on to the host at all. Host → target: at the host's EOF,
+/// half-close the target.
+pub fn relay<C: Conn, T: Conn>(vs: C, leftover: Vec<u8>, framed: bool, target: T) -> io::Result<()> {
+    let mut target_rd = target.try_clone()?;
     let mut vs_wr = vs.try_clone()?;
     let back = thread::Builder::new().name("vsock-back".into()).spawn(move || {
-        let r = io::copy(&mut engine_rd, &mut vs_wr);
+        let r = copy(&mut target_rd, &mut vs_wr);
         let _ = vs_wr.shutdown(Shutdown::Both);
         r
     })?;
-    // Host → engine: framed or plain; at the host's EOF, half-close the engine side.
-    let mut engine_wr = engine;
+    let mut target_wr = target;
     let input = Cursor::new(leftover).chain(vs);
-    let sent = match mode {
-        Sniff::Framed => io::copy(&mut FrameReader::new(input), &mut engine_wr),
-        _ => io::copy(&mut { input }, &mut engine_wr),
-    };
-    let _ = engine_wr.shutdown(Shutdown::Write);
+    let sent = if framed { copy(&mut FrameReader::new(input), &mut target_wr) } else { copy(&mut { input }, &mut target_wr) };
+    let _ = target_wr.shutdown(Shutdown::Write);
     let got = back.join().map_err(|_| io::Error::other("forwarding thread panicked"))?;
     sent?;
     got.map(|_| ())
+}
+
+/// Reads one request line (at most `max` bytes, within 10 s) byte by byte,
+/// so nothing after it is consumed.
+pub fn read_line<C: Conn>(stream: &mut C, max: usize) -> io::Result<Vec<u8>> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while line.len() <= max {
+        match stream.read(&mut byte)? {
+            0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before a request")),
+            _ if byte[0] == b'\n' => {
+                stream.set_read_timeout(None)?;
+                return Ok(line);
+            }
+            _ => line.push(byte[0]),
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::InvalidData, "request line too long"))
 }
 
 /// Answers 503 and closes.

@@ -8,6 +8,7 @@ pub mod copy;
 pub mod framing;
 pub mod http;
 pub mod hybrid;
+pub mod ports;
 pub mod shell;
 
 /// The guest's vsock port for the engine API (Docker's historic plain-text port).
