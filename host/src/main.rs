@@ -1,14 +1,17 @@
 //! `skiff`: the host side of the Skiff appliance.
 //!
 //! `skiff run` boots the ISO in QEMU and serves the engine on a local unix
-//! socket; `skiff bridge` only bridges that socket to a guest started by
+//! socket (and the containers' published ports on localhost); `skiff bridge`
+//! only bridges that socket (and the ports) to a guest started by
 //! any other hypervisor; `skiff stop` presses the VM's power button;
-//! `skiff logs` and `skiff shell` use the guest's control port.
+//! `skiff logs` and `skiff shell` use the guest's control port; `skiff ports`
+//! lists the published ports forwarded to the host.
 
 mod bridge;
 mod control;
 mod guest;
 mod guestcfg;
+mod ports;
 mod process;
 mod qemu;
 mod qmp;
@@ -38,6 +41,13 @@ enum Command {
     /// Ask a VM started by `skiff run` to shut down (ACPI power button).
     Stop {
         /// State folder of the VM.
+        #[arg(long, env = "SKIFF_DIR", default_value_os_t = state::default_dir())]
+        dir: PathBuf,
+    },
+    /// List the published ports forwarded to the host, with each
+    /// listener's state (listening, or why it failed).
+    Ports {
+        /// State folder of the VM (or the `--dir` of `skiff bridge`).
         #[arg(long, env = "SKIFF_DIR", default_value_os_t = state::default_dir())]
         dir: PathBuf,
     },
@@ -80,6 +90,15 @@ struct BridgeArgs {
     /// Guest vsock port of the engine.
     #[arg(long, default_value_t = DEFAULT_ENGINE_PORT)]
     port: u32,
+    /// Do not forward the guest's published ports.
+    #[arg(long)]
+    no_ports: bool,
+    /// Bind published ports on every interface, not only loopback.
+    #[arg(long)]
+    ports_all_interfaces: bool,
+    /// A private folder for the port listing `skiff ports --dir DIR` prints.
+    #[arg(long)]
+    dir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -93,13 +112,19 @@ fn main() -> ExitCode {
                 (None, None, Some(unix)) => bridge::Target::Unix(unix),
                 (None, None, None) => unreachable!("clap requires --cid, --uds or --unix"),
             };
-            bridge::bind(&args.listen).and_then(|l| {
+            let status = args.dir.as_deref().map(state::StateDir::create).transpose();
+            status.and_then(|status| bridge::bind(&args.listen).map(|l| (l, status))).and_then(|(l, status)| {
                 eprintln!("skiff: bridging {} to {}", args.listen.display(), target.describe(args.port));
+                // A plain unix relay reaches an engine socket, not the guest's ports.
+                if !args.no_ports && !matches!(target, bridge::Target::Unix(_)) {
+                    ports::Ports::spawn(target.clone(), args.ports_all_interfaces, status.map(|s| s.ports()));
+                }
                 println!("export DOCKER_HOST=unix://{}", args.listen.display());
                 bridge::serve(l, target, args.port)
             })
         }
         Command::Stop { dir } => run::stop(&dir),
+        Command::Ports { dir } => state::StateDir::existing(&dir).and_then(|s| ports::list(&s.ports())),
         Command::Logs { guest, follow } => control::logs(&guest, follow),
         Command::Shell { guest, command, tty } => match control::shell(&guest, command, tty) {
             Ok(code) => std::process::exit(code),

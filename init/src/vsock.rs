@@ -190,19 +190,9 @@ pub fn relay<C: Conn, T: Conn>(vs: C, leftover: Vec<u8>, framed: bool, target: T
 /// so nothing after it is consumed.
 pub fn read_line<C: Conn>(stream: &mut C, max: usize) -> io::Result<Vec<u8>> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while line.len() <= max {
-        match stream.read(&mut byte)? {
-            0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before a request")),
-            _ if byte[0] == b'\n' => {
-                stream.set_read_timeout(None)?;
-                return Ok(line);
-            }
-            _ => line.push(byte[0]),
-        }
-    }
-    Err(io::Error::new(io::ErrorKind::InvalidData, "request line too long"))
+    let line = skiff_proto::read_line(stream, max)?;
+    stream.set_read_timeout(None)?;
+    Ok(line)
 }
 
 /// Answers 503 and closes.

@@ -11,8 +11,8 @@
 //!
 //! Forward request: `SKIFF-FORWARD/1 tcp <target-ip> <target-port>[ framed]\n`,
 //! answered `OK\n` or `ERR <reason>\n`. With `framed`, the host → guest bytes
-//! that follow are [`crate::framing`] frames (EOF in-band, for hybrid vsock);
-//! without it they are plain. The mode is named rather than sniffed so that a
+//! that follow are the [`crate::framing`] preamble and frames (EOF in-band,
+//! for hybrid vsock); without it they are plain. The mode is named rather than sniffed so that a
 //! protocol where the server speaks first is relayed at once.
 
 use std::collections::BTreeSet;

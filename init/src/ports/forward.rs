@@ -9,6 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use ::vsock::VsockStream;
+use skiff_proto::framing;
 use skiff_proto::ports::{self as wire, Forward, Proto, MAX_LINE};
 
 use crate::vsock::{self, Conn};
@@ -78,6 +79,16 @@ fn serve<C: Conn>(mut vs: C, line: &[u8], published: impl Fn(Proto, std::net::Ip
     };
     let _ = target.set_nodelay(true);
     vs.write_all(b"OK\n")?;
+    if req.framed {
+        // The host sends the framing preamble right after reading OK.
+        vs.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut preamble = [0u8; framing::PREAMBLE.len()];
+        vs.read_exact(&mut preamble)?;
+        vs.set_read_timeout(None)?;
+        if preamble != framing::PREAMBLE {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "framed forward without the framing preamble"));
+        }
+    }
     vsock::relay(vs, Vec::new(), req.framed, target)
 }
 
@@ -123,9 +134,9 @@ mod tests {
         let (mut host, guest) = UnixStream::pair().unwrap();
         let line = format!("SKIFF-FORWARD/1 tcp 127.0.0.1 {port} framed");
         thread::spawn(move || serve(guest, line.as_bytes(), move |_, _, p| p == port));
-        let mut wire = Vec::new();
-        skiff_proto::framing::encode(b"hello", &mut wire);
-        wire.extend_from_slice(&skiff_proto::framing::EOF_FRAME);
+        let mut wire = framing::PREAMBLE.to_vec();
+        framing::encode(b"hello", &mut wire);
+        wire.extend_from_slice(&framing::EOF_FRAME);
         host.write_all(&wire).unwrap();
         let mut reply = String::new();
         host.read_to_string(&mut reply).unwrap();
