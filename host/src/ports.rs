@@ -247,6 +247,7 @@ impl Ports {
                 Some(slot) => *lock(slot.dest()) = dest,
                 None => {
                     let slot = self.open(addr, Arc::new(Mutex::new(dest)));
+                    report(addr, None, &slot);
                     st.slots.insert(addr, slot);
                 }
             }
@@ -259,17 +260,20 @@ impl Ports {
     /// Tries again every listener that could not be bound.
     fn retry_failed(self: &Arc<Self>) {
         let mut st = lock(&self.state);
-        let failed: Vec<(SocketAddr, Arc<Mutex<Dest>>)> = st
+        let failed: Vec<(SocketAddr, Arc<Mutex<Dest>>, String)> = st
             .slots
             .iter()
-            .filter(|(_, s)| matches!(s, Slot::Failed { .. }))
-            .map(|(a, s)| (*a, Arc::clone(s.dest())))
+            .filter_map(|(a, s)| match s {
+                Slot::Failed { dest, reason } => Some((*a, Arc::clone(dest), reason.clone())),
+                Slot::Listening { .. } => None,
+            })
             .collect();
         if failed.is_empty() {
             return;
         }
-        for (addr, dest) in failed {
+        for (addr, dest, before) in failed {
             let slot = self.open(addr, dest);
+            report(addr, Some(&before), &slot);
             st.slots.insert(addr, slot);
         }
         self.write_status(&st);
@@ -280,11 +284,7 @@ impl Ports {
         let listener = TcpListener::bind(addr).and_then(|l| Ok((l.try_clone()?, l)));
         let (mine, theirs) = match listener {
             Ok(pair) => pair,
-            Err(e) => {
-                let reason = e.to_string();
-                eprintln!("skiff: ports: cannot listen on {addr}: {reason}; retrying every {}s", RETRY_EVERY.as_secs());
-                return Slot::Failed { dest, reason };
-            }
+            Err(e) => return Slot::Failed { dest, reason: e.to_string() },
         };
         let (to, guest) = (Arc::clone(&dest), self.guest.clone());
         thread::spawn(move || accept(theirs, to, guest));
@@ -310,6 +310,18 @@ impl Ports {
         if let Err(e) = fs::write(&tmp, text).and_then(|()| fs::rename(&tmp, file)) {
             eprintln!("skiff: ports: cannot write {}: {e}", file.display());
         }
+    }
+}
+
+/// Says on stderr when a listener fails, or listens after failing; a
+/// retry that fails the same way again is not repeated.
+fn report(addr: SocketAddr, failed_before: Option<&str>, slot: &Slot) {
+    match (slot, failed_before) {
+        (Slot::Failed { reason, .. }, before) if before != Some(reason.as_str()) => {
+            eprintln!("skiff: ports: cannot listen on {addr}: {reason}; retrying every {}s", RETRY_EVERY.as_secs());
+        }
+        (Slot::Listening { .. }, Some(_)) => eprintln!("skiff: ports: now listening on {addr}"),
+        _ => {}
     }
 }
 
@@ -441,8 +453,13 @@ mod tests {
         assert!(TcpStream::connect(("127.0.0.1", free)).is_ok());
         // Freed and retried: now it listens.
         drop(held);
-        ports.retry_failed();
-        assert!(fs::read_to_string(&status).unwrap().contains(&format!("tcp 127.0.0.1:{busy} -> 10.88.0.5:80 listening")));
+        let listening = format!("tcp 127.0.0.1:{busy} -> 10.88.0.5:80 listening");
+        let rebound = (0..40).any(|_| {
+            ports.retry_failed();
+            thread::sleep(Duration::from_millis(50));
+            fs::read_to_string(&status).unwrap().contains(&listening)
+        });
+        assert!(rebound, "{}", fs::read_to_string(&status).unwrap());
         // Unpublished: the port closes.
         ports.apply(BTreeSet::new());
         thread::sleep(Duration::from_millis(100));

@@ -1,8 +1,9 @@
 //! Which ports containers publish, learnt from the engine rather than by
 //! scanning sockets (Podman 6 holds no listening socket for a published
 //! port, and a scan cannot see container addresses): `GET /containers/json`
-//! gives each running container's `Ports` and network address, and the
-//! event stream (`GET /events`) says when to ask again. The list is read
+//! names the running containers that publish ports, their inspect gives the
+//! ports (ranges expanded) and network address, and the event stream
+//! (`GET /events`) says when to ask again. The list is read
 //! again each time the engine becomes ready and every
 //! [`RECONCILE_EVERY`], so nothing is lost across engine restarts,
 //! container restarts or reboots.
@@ -24,14 +25,31 @@ const EVENTS_PATH: &str = "/v1.41/events?filters=%7B%22type%22%3A%5B%22container
 const CONTAINERS_PATH: &str = "/v1.41/containers/json";
 /// Largest container list read (about 2,000 containers' worth).
 const MAX_LIST: usize = 8 << 20;
+/// Largest container inspect read.
+const MAX_INSPECT: usize = 1 << 20;
 /// Longest event line accepted.
 const MAX_EVENT: usize = 64 << 10;
 
-/// The fields of one `GET /containers/json` entry that matter here.
+/// The fields of one `GET /containers/json` entry that matter here: its id
+/// and whether it publishes anything. Podman lists a port range as one
+/// entry, so the ports themselves are read from the container's inspect.
 #[derive(Deserialize)]
-struct Container {
+struct Listed {
+    #[serde(rename = "Id")]
+    id: String,
     #[serde(rename = "Ports", default)]
-    ports: Option<Vec<Port>>,
+    ports: Option<Vec<ListedPort>>,
+}
+
+#[derive(Deserialize)]
+struct ListedPort {
+    #[serde(rename = "PublicPort", default)]
+    public_port: Option<u16>,
+}
+
+/// The fields of `GET /containers/ID/json` that matter here.
+#[derive(Deserialize)]
+struct Inspect {
     #[serde(rename = "NetworkSettings", default)]
     network_settings: Option<NetworkSettings>,
     #[serde(rename = "HostConfig", default)]
@@ -39,21 +57,21 @@ struct Container {
 }
 
 #[derive(Deserialize)]
-struct Port {
-    #[serde(rename = "IP", default)]
-    ip: Option<String>,
-    #[serde(rename = "PrivatePort")]
-    private_port: u16,
-    #[serde(rename = "PublicPort", default)]
-    public_port: Option<u16>,
-    #[serde(rename = "Type", default)]
-    kind: Option<String>,
+struct NetworkSettings {
+    /// `"8080/tcp": [{"HostIp": "", "HostPort": "18080"}]`, one key per
+    /// container port (ranges expanded); `null` when only exposed.
+    #[serde(rename = "Ports", default)]
+    ports: Option<BTreeMap<String, Option<Vec<Binding>>>>,
+    #[serde(rename = "Networks", default)]
+    networks: Option<BTreeMap<String, Network>>,
 }
 
 #[derive(Deserialize)]
-struct NetworkSettings {
-    #[serde(rename = "Networks", default)]
-    networks: Option<BTreeMap<String, Network>>,
+struct Binding {
+    #[serde(rename = "HostIp", default)]
+    host_ip: Option<String>,
+    #[serde(rename = "HostPort", default)]
+    host_port: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -75,9 +93,17 @@ struct Event {
     action: Option<String>,
 }
 
+/// The ids of the running containers (`GET /containers/json` lists only
+/// those) that publish at least one port.
+pub fn parse_list(json: &[u8]) -> Result<Vec<String>, serde_json::Error> {
+    let listed: Vec<Listed> = serde_json::from_slice(json)?;
+    let publishes = |l: &Listed| l.ports.iter().flatten().any(|p| p.public_port.is_some_and(|n| n != 0));
+    Ok(listed.into_iter().filter(publishes).map(|l| l.id).collect())
+}
+
 /// The address the guest dials for a container: `--network host` is the
 /// guest itself; otherwise the first network address it has.
-fn target_ip(c: &Container) -> Option<IpAddr> {
+fn target_ip(c: &Inspect) -> Option<IpAddr> {
     if c.host_config.as_ref().and_then(|h| h.network_mode.as_deref()) == Some("host") {
         return Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
     }
@@ -85,20 +111,21 @@ fn target_ip(c: &Container) -> Option<IpAddr> {
     networks.values().filter_map(|n| n.ip_address.as_deref()?.parse().ok()).next()
 }
 
-/// The published ports in a `GET /containers/json` body (running
-/// containers only, as that endpoint lists by default).
-pub fn parse_containers(json: &[u8]) -> Result<BTreeSet<Published>, serde_json::Error> {
-    let containers: Vec<Container> = serde_json::from_slice(json)?;
+/// The published ports in a container's inspect (`GET /containers/ID/json`).
+pub fn parse_inspect(json: &[u8]) -> Result<BTreeSet<Published>, serde_json::Error> {
+    let c: Inspect = serde_json::from_slice(json)?;
     let mut table = BTreeSet::new();
-    for c in &containers {
-        let Some(target_ip) = target_ip(c) else { continue };
-        for p in c.ports.iter().flatten() {
-            let Some(proto) = Proto::parse(p.kind.as_deref().unwrap_or("tcp")) else { continue };
-            let host_port = match p.public_port {
-                Some(port) if port != 0 => port,
-                _ => continue, // exposed, not published
+    let Some(target_ip) = target_ip(&c) else { return Ok(table) };
+    let ports = c.network_settings.and_then(|n| n.ports).unwrap_or_default();
+    for (key, bindings) in ports {
+        let (port, proto) = key.split_once('/').unwrap_or((&key, "tcp"));
+        let (Ok(target_port), Some(proto)) = (port.parse::<u16>(), Proto::parse(proto)) else { continue };
+        for b in bindings.iter().flatten() {
+            let host_port = match b.host_port.as_deref().map(str::parse::<u16>) {
+                Some(Ok(port)) if port != 0 => port,
+                _ => continue,
             };
-            let host_ip = match p.ip.as_deref().unwrap_or("") {
+            let host_ip = match b.host_ip.as_deref().unwrap_or("") {
                 "" => None,
                 text => match text.parse::<IpAddr>() {
                     Ok(ip) if ip.is_unspecified() => None,
@@ -106,7 +133,7 @@ pub fn parse_containers(json: &[u8]) -> Result<BTreeSet<Published>, serde_json::
                     Err(_) => continue,
                 },
             };
-            table.insert(Published { proto, host_ip, host_port, target_ip, target_port: p.private_port });
+            table.insert(Published { proto, host_ip, host_port, target_ip, target_port });
         }
     }
     Ok(table)
@@ -148,11 +175,29 @@ fn follow() {
     }
 }
 
-/// Reads the container list and replaces the table.
+/// Reads the container list (and each publishing container's inspect)
+/// and replaces the table.
 fn reconcile() -> Result<(), String> {
     let body = http::get(engine::SOCKET, CONTAINERS_PATH, MAX_LIST, Duration::from_secs(10))
         .map_err(|e| format!("cannot list containers: {e}"))?;
-    let table = parse_containers(&body).map_err(|e| format!("cannot read the container list: {e}"))?;
+    let ids = parse_list(&body).map_err(|e| format!("cannot read the container list: {e}"))?;
+    let mut table = BTreeSet::new();
+    for id in ids {
+        // Ids are hex; anything else is not put into a request path.
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        let path = format!("/v1.41/containers/{id}/json");
+        // A container removed since the list was read is simply skipped.
+        match http::get(engine::SOCKET, &path, MAX_INSPECT, Duration::from_secs(10)) {
+            Ok(body) => match parse_inspect(&body) {
+                Ok(ports) => table.extend(ports),
+                Err(e) => log::warn!("ports: cannot read container {id}: {e}"),
+            },
+            Err(http::Error::Status(404)) => {}
+            Err(e) => return Err(format!("cannot inspect container {id}: {e}")),
+        }
+    }
     super::replace(table);
     Ok(())
 }
@@ -192,26 +237,33 @@ fn watch(mut events: http::Stream) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    /// Trimmed from Podman 5.4's compat `GET /containers/json`.
-    const LIST: &str = r#"[
-      {"Id":"a1","Names":["/web"],"State":"running",
-       "Ports":[{"IP":"0.0.0.0","PrivatePort":8080,"PublicPort":18080,"Type":"tcp"},
-                {"IP":"127.0.0.1","PrivatePort":53,"PublicPort":5353,"Type":"udp"},
-                {"PrivatePort":9000,"Type":"tcp"}],
-       "HostConfig":{"NetworkMode":"bridge"},
-       "NetworkSettings":{"Networks":{"podman":{"IPAddress":"10.88.0.5","Gateway":"10.88.0.1"}}}},
-      {"Id":"b2","Ports":[{"IP":"","PrivatePort":80,"PublicPort":8081,"Type":"tcp"},
-                          {"IP":"::","PrivatePort":80,"PublicPort":8081,"Type":"tcp"}],
-       "NetworkSettings":{"Networks":{"n1":{"IPAddress":""},"n2":{"IPAddress":"10.89.0.7"}}}},
-      {"Id":"c3","Ports":[{"IP":"0.0.0.0","PrivatePort":80,"PublicPort":8082,"Type":"tcp"}],
-       "HostConfig":{"NetworkMode":"host"},"NetworkSettings":{"Networks":{"host":{"IPAddress":""}}}},
-      {"Id":"d4","Ports":[{"IP":"0.0.0.0","PrivatePort":80,"PublicPort":8083,"Type":"tcp"}],
-       "NetworkSettings":{"Networks":{}}},
-      {"Id":"e5","Ports":null,"NetworkSettings":null},
-      {"Id":"f6","Ports":[{"IP":"bogus","PrivatePort":1,"PublicPort":2,"Type":"tcp"},
-                          {"IP":"0.0.0.0","PrivatePort":1,"PublicPort":3,"Type":"sctp"}],
-       "NetworkSettings":{"Networks":{"podman":{"IPAddress":"10.88.0.9"}}}}
-    ]"#;
+    #[test]
+    fn lists_containers_that_publish() {
+        let list = br#"[
+          {"Id":"a1","Ports":[{"IP":"0.0.0.0","PrivatePort":8080,"PublicPort":18080,"Type":"tcp"}]},
+          {"Id":"b2","Ports":[{"PrivatePort":9000,"Type":"tcp"}]},
+          {"Id":"c3","Ports":null},
+          {"Id":"d4"}
+        ]"#;
+        assert_eq!(parse_list(list).unwrap(), vec!["a1".to_string()]);
+        assert!(parse_list(b"[]").unwrap().is_empty());
+        assert!(parse_list(b"{\"message\":\"x\"}").is_err());
+        assert!(parse_list(b"").is_err());
+    }
+
+    /// Trimmed from Podman 5.4's compat inspect of a container run with
+    /// `-p 18080-18081:8080-8081 -p 127.0.0.1:5353:53/udp --expose 9000`.
+    const INSPECT: &str = r#"{"Id":"a1","State":{"Running":true},
+      "HostConfig":{"NetworkMode":"bridge"},
+      "NetworkSettings":{
+        "Ports":{"8080/tcp":[{"HostIp":"","HostPort":"18080"}],
+                 "8081/tcp":[{"HostIp":"0.0.0.0","HostPort":"18081"},{"HostIp":"::","HostPort":"18081"}],
+                 "53/udp":[{"HostIp":"127.0.0.1","HostPort":"5353"}],
+                 "9000/tcp":null,
+                 "7/sctp":[{"HostIp":"","HostPort":"7"}],
+                 "x/tcp":[{"HostIp":"","HostPort":"1"}],
+                 "1/tcp":[{"HostIp":"bogus","HostPort":"2"},{"HostIp":"","HostPort":"0"}]},
+        "Networks":{"n1":{"IPAddress":""},"podman":{"IPAddress":"10.88.0.5","Gateway":"10.88.0.1"}}}}"#;
 
     fn published(host_ip: Option<&str>, host_port: u16, proto: Proto, target: &str, target_port: u16) -> Published {
         Published {
@@ -225,24 +277,25 @@ mod tests {
 
     #[test]
     fn reads_published_ports_and_addresses() {
-        let got = parse_containers(LIST.as_bytes()).unwrap();
+        let got = parse_inspect(INSPECT.as_bytes()).unwrap();
         let want: BTreeSet<_> = [
             published(None, 18080, Proto::Tcp, "10.88.0.5", 8080),
+            // "0.0.0.0" and "::" both mean no host address: one entry.
+            published(None, 18081, Proto::Tcp, "10.88.0.5", 8081),
             published(Some("127.0.0.1"), 5353, Proto::Udp, "10.88.0.5", 53),
-            // "" and "::" both mean no host address: one entry.
-            published(None, 8081, Proto::Tcp, "10.89.0.7", 80),
-            published(None, 8082, Proto::Tcp, "127.0.0.1", 80),
         ]
         .into();
         assert_eq!(got, want);
     }
 
     #[test]
-    fn empty_and_bad_lists() {
-        assert!(parse_containers(b"[]").unwrap().is_empty());
-        assert!(parse_containers(b"{\"message\":\"x\"}").is_err());
-        assert!(parse_containers(b"[{\"Ports\":[{\"PrivatePort\":99999}]}]").is_err());
-        assert!(parse_containers(b"").is_err());
+    fn host_network_and_no_address() {
+        let host = br#"{"HostConfig":{"NetworkMode":"host"},"NetworkSettings":{"Ports":{"80/tcp":[{"HostIp":"","HostPort":"8082"}]},"Networks":{"host":{"IPAddress":""}}}}"#;
+        assert_eq!(parse_inspect(host).unwrap(), [published(None, 8082, Proto::Tcp, "127.0.0.1", 80)].into());
+        let none = br#"{"NetworkSettings":{"Ports":{"80/tcp":[{"HostIp":"","HostPort":"8083"}]},"Networks":{}}}"#;
+        assert!(parse_inspect(none).unwrap().is_empty());
+        assert!(parse_inspect(b"{}").unwrap().is_empty());
+        assert!(parse_inspect(b"42").is_err() && parse_inspect(b"{\"NetworkSettings\":7}").is_err());
     }
 
     #[test]
