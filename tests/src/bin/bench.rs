@@ -1,14 +1,14 @@
 //! `make bench`: measures the appliance and prints a table; writes
 //! `out/bench.json`. See README "Performance" for what each figure means.
 //! Knobs (environment): SKIFF_BENCH_BOOTS (3), SKIFF_BENCH_IMAGE_MIB (256),
-//! SKIFF_BENCH_PINGS (200).
+//! SKIFF_BENCH_PINGS (200), SKIFF_BENCH_PORT_MIB (128).
 
 use std::fs;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use skiff_tests::bench::http::Endpoint;
-use skiff_tests::bench::{boot, console, floor, memory, report, size, socket, Results};
+use skiff_tests::bench::{boot, console, floor, memory, ports, report, size, socket, Results};
 use skiff_tests::{busybox_image, iso, root, skiff_bin, Scratch, Vm};
 
 const VM_MEMORY_MIB: u32 = 2048;
@@ -18,7 +18,8 @@ const CONTAINERS: usize = 10;
 const BUSYBOX: &str = "skiff-bench/busybox:latest";
 const BIG: &str = "skiff-bench/big:latest";
 const SOCAT: &str = "skiff-bench/socat:latest";
-const GUEST_SOCAT_PORT: u32 = 2377;
+/// Not 2375-2377 (the init's engine, control and forward ports).
+const GUEST_SOCAT_PORT: u32 = 2398;
 
 fn knob(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -79,7 +80,7 @@ fn main() {
         assert!(console.contains("shutdown: powering off"), "boot {}: no clean shutdown in the console log", i + 1);
         boots.push(b);
     }
-    let (memory_idle, memory_after, load, save, paths, not_compared) = workload.expect("the last boot ran the workload");
+    let (memory_idle, memory_after, load, save, paths, not_compared, ports) = workload.expect("the last boot ran the workload");
 
     let results = Results {
         vm_memory_mib: VM_MEMORY_MIB,
@@ -95,6 +96,7 @@ fn main() {
         image_bytes: fs::metadata(&big).expect("big image").len(),
         paths,
         not_compared,
+        ports,
     };
     let table = report::table(&results).render();
     println!("{table}");
@@ -104,7 +106,7 @@ fn main() {
     println!("bench: wrote {} in {:.0} s", out.display(), began.elapsed().as_secs_f64());
 }
 
-type Workload = (memory::Memory, memory::Memory, socket::Transfer, socket::Transfer, Vec<socket::PathFigures>, Vec<String>);
+type Workload = (memory::Memory, memory::Memory, socket::Transfer, socket::Transfer, Vec<socket::PathFigures>, Vec<String>, ports::PortFigures);
 
 fn run_workload(vm: &Vm, busybox: &std::path::Path, big: &std::path::Path, socat_tar: &std::path::Path, pings: usize, dir: &std::path::Path) -> Workload {
     let (idle, after) = memory_figures(vm, busybox);
@@ -156,5 +158,7 @@ fn run_workload(vm: &Vm, busybox: &std::path::Path, big: &std::path::Path, socat
         let (download, upload) = socket::transfers(&endpoint, container, big);
         paths.push(socket::PathFigures { key, label, pings, download, upload });
     }
-    (idle, after, load, save, paths, not_compared)
+    eprintln!("bench: published ports");
+    let port_figures = ports::run(vm, BUSYBOX, (socat_tar, SOCAT), knob("SKIFF_BENCH_PORT_MIB", 128), pings);
+    (idle, after, load, save, paths, not_compared, port_figures)
 }
