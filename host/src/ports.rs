@@ -237,7 +237,7 @@ impl Ports {
         let (binds, skipped) = plan(&table, self.all_interfaces);
         for (p, why) in &skipped {
             if !st.skipped.iter().any(|(q, _)| q == p) {
-                eprintln!("skiff: ports: not forwarding {}: {why}", describe(p));
+                eprintln!("skiff: ports: not forwarding {}: {why}", p.describe());
             }
         }
         st.slots.retain(|addr, _| binds.contains_key(addr));
@@ -304,7 +304,7 @@ impl Ports {
             text.push_str(&format!("tcp {addr} -> {} {state}\n", SocketAddr::new(ip, port)));
         }
         for (p, why) in &st.skipped {
-            text.push_str(&format!("{} skipped: {why}\n", describe(p)));
+            text.push_str(&format!("{} skipped: {why}\n", p.describe()));
         }
         let tmp = file.with_extension("tmp");
         if let Err(e) = fs::write(&tmp, text).and_then(|()| fs::rename(&tmp, file)) {
@@ -323,12 +323,6 @@ fn report(addr: SocketAddr, failed_before: Option<&str>, slot: &Slot) {
         (Slot::Listening { .. }, Some(_)) => eprintln!("skiff: ports: now listening on {addr}"),
         _ => {}
     }
-}
-
-/// `tcp *:8080 -> 10.88.0.5:80`, for messages.
-fn describe(p: &Published) -> String {
-    let host = p.host_ip.map(|ip| ip.to_string()).unwrap_or_else(|| "*".into());
-    format!("{} {host}:{} -> {}", p.proto.as_str(), p.host_port, SocketAddr::new(p.target_ip, p.target_port))
 }
 
 /// Accepts until the listener is shut down; one relay thread per connection.

@@ -69,6 +69,15 @@ impl Published {
     }
 }
 
+impl Published {
+    /// `tcp *:8080 -> 10.88.0.5:80`, for messages and listings.
+    pub fn describe(&self) -> String {
+        let host = self.host_ip.map(|ip| std::net::SocketAddr::new(ip, self.host_port).to_string());
+        let host = host.unwrap_or_else(|| format!("*:{}", self.host_port));
+        format!("{} {host} -> {}", self.proto.as_str(), std::net::SocketAddr::new(self.target_ip, self.target_port))
+    }
+}
+
 impl fmt::Display for Published {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let host = self.host_ip.map(|ip| ip.to_string()).unwrap_or_else(|| "*".into());
@@ -263,6 +272,8 @@ mod tests {
             assert_eq!(parse(line.trim_end().as_bytes()), Ok(u));
         }
         assert_eq!(encode(&Update::Add(entry(None, 8080, "10.88.0.5", 80))), "add tcp * 8080 10.88.0.5 80\n");
+        assert_eq!(entry(None, 8080, "10.88.0.5", 80).describe(), "tcp *:8080 -> 10.88.0.5:80");
+        assert_eq!(entry(Some("::1"), 1, "10.88.0.5", 2).describe(), "tcp [::1]:1 -> 10.88.0.5:2");
     }
 
     #[test]

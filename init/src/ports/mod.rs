@@ -42,20 +42,14 @@ pub fn replace(new: BTreeSet<Published>) {
     }
     for u in wire::diff(&t.entries, &new) {
         match u {
-            Update::Add(p) => log::info!("ports: published {}", describe(&p)),
-            Update::Del(p) => log::info!("ports: unpublished {}", describe(&p)),
+            Update::Add(p) => log::info!("ports: published {}", p.describe()),
+            Update::Del(p) => log::info!("ports: unpublished {}", p.describe()),
             _ => {}
         }
     }
     t.entries = new;
     t.version += 1;
     CHANGED.notify_all();
-}
-
-/// `tcp *:8080 -> 10.88.0.5:80`, for the log.
-fn describe(p: &Published) -> String {
-    let host = p.host_ip.map(|ip| ip.to_string()).unwrap_or_else(|| "*".into());
-    format!("{} {host}:{} -> {}:{}", p.proto.as_str(), p.host_port, p.target_ip, p.target_port)
 }
 
 /// True if some published port leads to `proto` `ip`:`port` right now.
