@@ -44,6 +44,12 @@ if [ -n "$missing" ]; then
   fi
 fi
 
+# The init is a static musl binary.
+if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+  echo "deps: rustup target add x86_64-unknown-linux-musl"
+  rustup target add x86_64-unknown-linux-musl
+fi
+
 # Tools from crates.io, each at a fixed version.
 cargo_tool() { # binary crate version
   bin="${CARGO_HOME:-$HOME/.cargo}/bin/$1"

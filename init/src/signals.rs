@@ -33,7 +33,7 @@ pub fn block() -> std::io::Result<()> {
 /// Waits up to `timeout` for one handled signal; `None` on timeout.
 pub fn wait(timeout: Duration) -> Option<i32> {
     let set = handled_set();
-    let ts = libc::timespec { tv_sec: timeout.as_secs() as libc::time_t, tv_nsec: timeout.subsec_nanos() as libc::c_long };
+    let ts = libc::timespec { tv_sec: timeout.as_secs().min(i32::MAX as u64) as _, tv_nsec: timeout.subsec_nanos() as libc::c_long };
     // SAFETY: `set` and `ts` are valid for the call; a null siginfo is allowed.
     let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
     (sig > 0).then_some(sig)

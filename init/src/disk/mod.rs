@@ -32,7 +32,7 @@ const MKFS_LIMIT: Duration = Duration::from_secs(180);
 const FSCK_LIMIT: Duration = Duration::from_secs(300);
 const PARTITION_NODE_LIMIT: Duration = Duration::from_secs(10);
 /// `_IO(0x12, 95)`: re-read the partition table.
-const BLKRRPART: libc::c_ulong = 0x125F;
+const BLKRRPART: libc::Ioctl = 0x125F;
 
 /// Set once the data disk is mounted, so shutdown knows to unmount it.
 static MOUNTED: AtomicBool = AtomicBool::new(false);
