@@ -8,12 +8,11 @@
 //! [`RECONCILE_EVERY`], so nothing is lost across engine restarts,
 //! container restarts or reboots.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use skiff_proto::ports::{Proto, Published};
 
 use crate::{engine, http};
@@ -30,102 +29,46 @@ const MAX_INSPECT: usize = 1 << 20;
 /// Longest event line accepted.
 const MAX_EVENT: usize = 64 << 10;
 
-/// The fields of one `GET /containers/json` entry that matter here: its id
-/// and whether it publishes anything. Podman lists a port range as one
-/// entry, so the ports themselves are read from the container's inspect.
-#[derive(Deserialize)]
-struct Listed {
-    #[serde(rename = "Id")]
-    id: String,
-    #[serde(rename = "Ports", default)]
-    ports: Option<Vec<ListedPort>>,
-}
-
-#[derive(Deserialize)]
-struct ListedPort {
-    #[serde(rename = "PublicPort", default)]
-    public_port: Option<u16>,
-}
-
-/// The fields of `GET /containers/ID/json` that matter here.
-#[derive(Deserialize)]
-struct Inspect {
-    #[serde(rename = "NetworkSettings", default)]
-    network_settings: Option<NetworkSettings>,
-    #[serde(rename = "HostConfig", default)]
-    host_config: Option<HostConfig>,
-}
-
-#[derive(Deserialize)]
-struct NetworkSettings {
-    /// `"8080/tcp": [{"HostIp": "", "HostPort": "18080"}]`, one key per
-    /// container port (ranges expanded); `null` when only exposed.
-    #[serde(rename = "Ports", default)]
-    ports: Option<BTreeMap<String, Option<Vec<Binding>>>>,
-    #[serde(rename = "Networks", default)]
-    networks: Option<BTreeMap<String, Network>>,
-}
-
-#[derive(Deserialize)]
-struct Binding {
-    #[serde(rename = "HostIp", default)]
-    host_ip: Option<String>,
-    #[serde(rename = "HostPort", default)]
-    host_port: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Network {
-    #[serde(rename = "IPAddress", default)]
-    ip_address: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct HostConfig {
-    #[serde(rename = "NetworkMode", default)]
-    network_mode: Option<String>,
-}
-
-/// One engine event: only its action is looked at (for the debug log).
-#[derive(Deserialize)]
-struct Event {
-    #[serde(rename = "Action", default)]
-    action: Option<String>,
-}
+use serde_json::Value;
 
 /// The ids of the running containers (`GET /containers/json` lists only
-/// those) that publish at least one port.
+/// those) that publish at least one port. Podman lists a port range as one
+/// entry, so the ports themselves are read from each container's inspect.
 pub fn parse_list(json: &[u8]) -> Result<Vec<String>, serde_json::Error> {
-    let listed: Vec<Listed> = serde_json::from_slice(json)?;
-    let publishes = |l: &Listed| l.ports.iter().flatten().any(|p| p.public_port.is_some_and(|n| n != 0));
-    Ok(listed.into_iter().filter(publishes).map(|l| l.id).collect())
+    let listed: Vec<Value> = serde_json::from_slice(json)?;
+    let publishes = |c: &Value| {
+        c["Ports"].as_array().is_some_and(|ports| ports.iter().any(|p| p["PublicPort"].as_u64().is_some_and(|n| n != 0)))
+    };
+    Ok(listed.iter().filter(|c| publishes(c)).filter_map(|c| Some(c["Id"].as_str()?.to_string())).collect())
 }
 
 /// The address the guest dials for a container: `--network host` is the
 /// guest itself; otherwise the first network address it has.
-fn target_ip(c: &Inspect) -> Option<IpAddr> {
-    if c.host_config.as_ref().and_then(|h| h.network_mode.as_deref()) == Some("host") {
+fn target_ip(c: &Value) -> Option<IpAddr> {
+    if c["HostConfig"]["NetworkMode"].as_str() == Some("host") {
         return Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
     }
-    let networks = c.network_settings.as_ref()?.networks.as_ref()?;
-    networks.values().filter_map(|n| n.ip_address.as_deref()?.parse().ok()).next()
+    let networks = c["NetworkSettings"]["Networks"].as_object()?;
+    networks.values().filter_map(|n| n["IPAddress"].as_str()?.parse().ok()).next()
 }
 
-/// The published ports in a container's inspect (`GET /containers/ID/json`).
+/// The published ports in a container's inspect (`GET /containers/ID/json`):
+/// `NetworkSettings.Ports` maps `"8080/tcp"` to `[{"HostIp", "HostPort"}]`,
+/// one key per container port (ranges expanded), `null` when only exposed.
 pub fn parse_inspect(json: &[u8]) -> Result<BTreeSet<Published>, serde_json::Error> {
-    let c: Inspect = serde_json::from_slice(json)?;
+    let c: Value = serde_json::from_slice(json)?;
     let mut table = BTreeSet::new();
     let Some(target_ip) = target_ip(&c) else { return Ok(table) };
-    let ports = c.network_settings.and_then(|n| n.ports).unwrap_or_default();
+    let Some(ports) = c["NetworkSettings"]["Ports"].as_object() else { return Ok(table) };
     for (key, bindings) in ports {
-        let (port, proto) = key.split_once('/').unwrap_or((&key, "tcp"));
+        let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
         let (Ok(target_port), Some(proto)) = (port.parse::<u16>(), Proto::parse(proto)) else { continue };
-        for b in bindings.iter().flatten() {
-            let host_port = match b.host_port.as_deref().map(str::parse::<u16>) {
+        for b in bindings.as_array().into_iter().flatten() {
+            let host_port = match b["HostPort"].as_str().map(str::parse::<u16>) {
                 Some(Ok(port)) if port != 0 => port,
                 _ => continue,
             };
-            let host_ip = match b.host_ip.as_deref().unwrap_or("") {
+            let host_ip = match b["HostIp"].as_str().unwrap_or("") {
                 "" => None,
                 text => match text.parse::<IpAddr>() {
                     Ok(ip) if ip.is_unspecified() => None,
@@ -141,7 +84,7 @@ pub fn parse_inspect(json: &[u8]) -> Result<BTreeSet<Published>, serde_json::Err
 
 /// The action of an event line (`start`, `die`, ...), if it is one.
 pub fn event_action(line: &[u8]) -> Option<String> {
-    serde_json::from_slice::<Event>(line).ok()?.action
+    Some(serde_json::from_slice::<Value>(line).ok()?["Action"].as_str()?.to_string())
 }
 
 /// Follows the engine in a background thread for as long as the init runs.
@@ -295,7 +238,11 @@ mod tests {
         let none = br#"{"NetworkSettings":{"Ports":{"80/tcp":[{"HostIp":"","HostPort":"8083"}]},"Networks":{}}}"#;
         assert!(parse_inspect(none).unwrap().is_empty());
         assert!(parse_inspect(b"{}").unwrap().is_empty());
-        assert!(parse_inspect(b"42").is_err() && parse_inspect(b"{\"NetworkSettings\":7}").is_err());
+        // Not JSON is an error; JSON of another shape publishes nothing.
+        assert!(parse_inspect(b"{").is_err());
+        assert!(parse_inspect(b"42").unwrap().is_empty());
+        assert!(parse_inspect(br#"{"NetworkSettings":7}"#).unwrap().is_empty());
+        assert!(parse_inspect(br#"{"NetworkSettings":{"Ports":{"80/tcp":[{"HostPort":8080}]},"Networks":{"p":{"IPAddress":"10.88.0.2"}}}}"#).unwrap().is_empty());
     }
 
     #[test]
