@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use skiff_proto::copy::copy;
 use skiff_proto::framing::{self, FrameReader, Sniff};
 use vsock::{VsockListener, VsockStream, VMADDR_CID_ANY};
 
@@ -172,14 +171,17 @@ pub fn forward<C: Conn>(mut vs: C, engine_path: &str, ready: fn() -> bool) -> io
 pub fn relay<C: Conn, T: Conn>(vs: C, leftover: Vec<u8>, framed: bool, target: T) -> io::Result<()> {
     let mut target_rd = target.try_clone()?;
     let mut vs_wr = vs.try_clone()?;
+    // `io::copy`'s 8 KiB writes, not `skiff_proto::copy`'s 256 KiB: with
+    // big guest writes vhost-device-vsock stops granting credit and the
+    // transfer hangs (rust-vmm/vhost-device#494); small ones keep flowing.
     let back = thread::Builder::new().name("vsock-back".into()).spawn(move || {
-        let r = copy(&mut target_rd, &mut vs_wr);
+        let r = io::copy(&mut target_rd, &mut vs_wr);
         let _ = vs_wr.shutdown(Shutdown::Both);
         r
     })?;
     let mut target_wr = target;
     let input = Cursor::new(leftover).chain(vs);
-    let sent = if framed { copy(&mut FrameReader::new(input), &mut target_wr) } else { copy(&mut { input }, &mut target_wr) };
+    let sent = if framed { io::copy(&mut FrameReader::new(input), &mut target_wr) } else { io::copy(&mut { input }, &mut target_wr) };
     let _ = target_wr.shutdown(Shutdown::Write);
     let got = back.join().map_err(|_| io::Error::other("forwarding thread panicked"))?;
     sent?;
