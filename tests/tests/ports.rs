@@ -204,7 +204,7 @@ fn published_ports_reach_the_host_and_follow_the_engine() {
     let want = sum.split_whitespace().next().expect("sha256sum output").to_string();
     let got_file = scratch.0.join("big.download");
     let started = Instant::now();
-    let out = Command::new("curl").args(["-sS", "--max-time", "600", "-o"]).arg(&got_file).arg(format!("http://127.0.0.1:{p_web}/big"))
+    let out = Command::new("curl").args(["-sS", "--max-time", "240", "-o"]).arg(&got_file).arg(format!("http://127.0.0.1:{p_web}/big"))
         .status().expect("curl");
     let secs = started.elapsed().as_secs_f64();
     assert!(out.success(), "download failed");
