@@ -14,8 +14,9 @@ use skiff_proto::ports::{self as wire, Forward, Proto, MAX_LINE};
 
 use crate::vsock::{self, Conn};
 
-/// How long dialling a container may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long dialling a container may take (one on the guest's own bridge
+/// answers at once; a container just removed never does).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Serves the forward port in the background.
 pub fn spawn_listener(port: u32) {
