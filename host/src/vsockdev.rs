@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -22,6 +22,8 @@ pub struct VsockDevice {
     /// True if QEMU must put guest memory on a shared backend.
     pub shared_memory: bool,
     daemon: Option<Child>,
+    /// The daemon's sockets, removed when it stops.
+    sockets: Vec<PathBuf>,
 }
 
 impl VsockDevice {
@@ -33,6 +35,7 @@ impl VsockDevice {
                 qemu_args: vec!["-device".into(), format!("vhost-vsock-pci,guest-cid={cid}")],
                 shared_memory: false,
                 daemon: None,
+                sockets: Vec::new(),
             });
         }
         let prog = find_program("vhost-device-vsock").ok_or_else(|| {
@@ -54,7 +57,7 @@ impl VsockDevice {
             return Err(e);
         }
         Ok(VsockDevice {
-            target: Target::Uds(uds),
+            target: Target::Uds(uds.clone()),
             qemu_args: vec![
                 "-chardev".into(),
                 format!("socket,id=vsock0,path={}", vhost.display()),
@@ -63,6 +66,7 @@ impl VsockDevice {
             ],
             shared_memory: true,
             daemon: Some(child),
+            sockets: vec![vhost, uds],
         })
     }
 }
@@ -71,6 +75,9 @@ impl Drop for VsockDevice {
     fn drop(&mut self) {
         if let Some(child) = &mut self.daemon {
             stop(child);
+        }
+        for socket in &self.sockets {
+            let _ = fs::remove_file(socket);
         }
     }
 }

@@ -51,6 +51,8 @@ impl Scratch {
         let dir = std::env::temp_dir().join(format!("skiff-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("create scratch folder");
+        // Private, as the CLI wants its state folders (it would tighten it).
+        fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).expect("chmod scratch folder");
         Self(dir)
     }
 }
