@@ -139,7 +139,7 @@ fn run_workload(vm: &Vm, busybox: &std::path::Path, big: &std::path::Path, socat
         let theirs = Endpoint::Hybrid(uds.clone(), GUEST_SOCAT_PORT);
         socket::guest_socat(vm, socat_tar, SOCAT, "skiff-bench-socat", GUEST_SOCAT_PORT, &theirs);
         eps.push(("guest_ours", "guest forwarder: ours (vsock 2375), plain hybrid conn.", Endpoint::Hybrid(uds, skiff_proto::DEFAULT_ENGINE_PORT)));
-        eps.push(("guest_socat", "guest forwarder: socat in a privileged container (vsock 2377)", theirs));
+        eps.push(("guest_socat", "guest forwarder: socat in a privileged container (vsock 2398)", theirs));
         not_compared.push(
             "guest forwarder rows: the image has no socat, so the host's socat and its libraries run in a privileged \
              guest container (VSOCK-LISTEN,fork → engine socket); both reached by the same client over plain hybrid \
