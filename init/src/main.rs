@@ -7,14 +7,11 @@
 
 mod backoff;
 mod children;
-mod cidata;
 mod clock;
-mod cmdline;
 mod config;
 mod control;
 mod disk;
 mod engine;
-mod fwcfg;
 mod http;
 mod logger;
 mod medium;
@@ -24,7 +21,6 @@ mod ports;
 mod power;
 mod reaper;
 mod rootfs;
-mod settings;
 mod shell;
 mod signals;
 mod vsock;
@@ -40,39 +36,24 @@ fn main() {
     let stage2 = std::env::args().nth(1).as_deref() == Some(rootfs::STAGE2_ARG);
     if !stage2 {
         log::info!("init started (initramfs)");
-        let (opts, _) = read_options(false);
-        let err = rootfs::switch_to_tmpfs(&opts.root_size);
+        // Only the command line exists yet; its problems are reported once, by the second stage.
+        let (cmdline, _) = config::cmdline::parse(&config::cmdline::read());
+        let (early, _) = config::resolve([cmdline]);
+        let err = rootfs::switch_to_tmpfs(&early.root_size);
         log::error!("cannot switch to a tmpfs root: {err}; staying on the initramfs (containers will fail to start)");
     }
     boot()
 }
 
-/// Reads `skiff.*` options, mounting /proc briefly if it is not there yet;
-/// returns them with the command line's text (for the config overrides).
-/// Problems are reported once, by the second stage (`report`).
-fn read_options(report: bool) -> (cmdline::Options, String) {
-    let mounted_here = !std::path::Path::new("/proc/self").exists()
-        && std::fs::create_dir_all("/proc").is_ok()
-        && rustix::mount::mount("proc", "/proc", "proc", rustix::mount::MountFlags::empty(), None).is_ok();
-    let text = std::fs::read_to_string("/proc/cmdline").unwrap_or_else(|e| {
-        log::error!("cannot read /proc/cmdline: {e}; using defaults");
-        String::new()
-    });
-    if mounted_here {
-        let _ = rustix::mount::unmount("/proc", rustix::mount::UnmountFlags::empty());
-    }
-    let (opts, warnings) = cmdline::parse(&text);
-    for w in warnings.iter().filter(|_| report) {
-        log::warn!("{w}");
-    }
-    (opts, text)
-}
-
 fn boot() -> ! {
     log::info!("init running on tmpfs root");
     mounts::mount_all();
-    let (opts, text) = read_options(true);
-    logger::init(opts.debug);
+    let (cmdline, warnings) = config::cmdline::parse(&config::cmdline::read());
+    // Verbose logging is a command-line setting; the rest waits for the data disk.
+    logger::init(config::resolve([cmdline.clone()]).0.debug);
+    for w in warnings {
+        log::warn!("config: {w}");
+    }
     if let Err(e) = signals::block() {
         log::error!("cannot block signals: {e}; powering off");
         power::power_off();
@@ -86,17 +67,14 @@ fn boot() -> ! {
     power::watch_power_button();
     disk::setup();
     // Settings come after the data disk (if any) holds /var/lib/skiff.
-    let settings = settings::load(&text);
+    let settings = config::load(cmdline);
     logger::persist(std::path::Path::new("/var/lib/skiff/log"));
-    settings::apply(&settings);
+    config::apply::apply(&settings);
     clock::spawn_sync();
-    // The host name: the command line first, then the config, then DHCP.
-    let mut net_opts = opts.net.clone();
-    net_opts.hostname = net_opts.hostname.or_else(|| settings.hostname.clone());
-    net::bring_up(&net_opts);
-    let mut engine = engine::Engine::new(&settings::engine_log(&settings, &opts, &text));
+    net::bring_up(&settings.net, settings.hostname.clone());
+    let mut engine = engine::Engine::new(settings.engine_log.as_str());
     engine.start();
-    vsock::spawn_listener(settings::port(&settings, &opts, &text), engine::SOCKET);
+    vsock::spawn_listener(settings.port, engine::SOCKET);
     control::spawn_listener(skiff_proto::control::DEFAULT_CONTROL_PORT);
     ports::discover::spawn();
     ports::forward::spawn_listener(skiff_proto::ports::DEFAULT_FORWARD_PORT);

@@ -132,7 +132,8 @@ fn cidata_iso_sets_hostname_and_config() {
 }
 
 /// The documented config file lives on the data disk: written once, it
-/// applies at every later boot (host name, registry mirror, CA certificate).
+/// applies at every later boot (registry mirror, CA certificate), and
+/// `skiff.hostname` beats its `hostname`: that name is the only one ever set.
 #[test]
 fn config_file_on_the_data_disk_applies_at_next_boot() {
     let scratch = Scratch::new("svc-config-disk");
@@ -152,8 +153,17 @@ fn config_file_on_the_data_disk_applies_at_next_boot() {
     assert!(out.status.success(), "writing the config failed: {}", String::from_utf8_lossy(&out.stderr));
     vm.shutdown();
 
-    let vm = Vm::boot_with(&scratch.0, &[&disk_arg]);
-    assert_eq!(vm.docker_ok(&["info", "--format", "{{.Name}}"]).trim(), "skiff-from-disk");
+    let vm = Vm::boot_with(&scratch.0, &[&disk_arg, "--kernel-arg", "skiff.hostname=skiff-from-cmdline"]);
+    assert_eq!(vm.docker_ok(&["info", "--format", "{{.Name}}"]).trim(), "skiff-from-cmdline");
+    let names = vm.shell_ok("hostname; cat /etc/hostname /etc/hosts");
+    assert!(names.starts_with("skiff-from-cmdline\nskiff-from-cmdline\n"), "host name files: {names}");
+    let hosts_line = names.lines().find(|l| l.starts_with("127.0.1.1 ")).unwrap_or_default();
+    assert!(hosts_line.split(' ').any(|n| n == "skiff-from-cmdline"), "/etc/hosts: {names}");
+    assert!(!names.contains("skiff-from-disk"), "the config's host name is in the files: {names}");
+    let console = vm.console();
+    let set: Vec<&str> = console.lines().filter(|l| l.contains("host name")).collect();
+    assert!(console.contains("network: host name skiff-from-cmdline"), "host name not reported: {set:?}");
+    assert!(!console.contains("host name skiff-from-disk"), "the config's host name was set before the command line's: {set:?}");
     let reg = vm.docker_ok(&["info", "--format", "{{json .RegistryConfig.IndexConfigs}}"]);
     assert!(reg.contains("\"Mirrors\":[\"mirror.disk.test\"]"), "mirror missing: {reg}");
     let body_line = ca.lines().nth(1).unwrap();

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use rustix::net::{recv, send, socket, AddressFamily, RecvFlags, SendFlags, SocketType};
 
-use crate::cmdline::NetOptions;
+use crate::config::Network;
 use netlink::Ack;
 
 /// Xorshift64: cheap pseudo-random numbers for DHCP ids and jitter, and for
@@ -145,9 +145,10 @@ fn ethernet_links() -> Vec<Link> {
 
 /// Brings up `lo` and every Ethernet link. Never blocks on the network and
 /// never fails the boot: problems are logged and the engine still starts
-/// (it is served over vsock, which needs no IP network).
-pub fn bring_up(opts: &NetOptions) {
-    names::init(opts.dns.clone(), opts.hostname.clone());
+/// (it is served over vsock, which needs no IP network). `hostname` is the
+/// one the settings give (else DHCP's, else `skiff`).
+pub fn bring_up(opts: &Network, hostname: Option<String>) {
+    names::init(opts.dns.clone(), hostname);
     sysctl::apply(&sysctl::global());
     let mut rtnl = match Rtnl::open() {
         Ok(r) => r,

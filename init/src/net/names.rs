@@ -1,12 +1,14 @@
-//! Name settings: /etc/resolv.conf, /etc/hosts and the host name, chosen
-//! from the command line first, then DHCP (links in order), then defaults.
-//! Several DHCP clients report here; files are rewritten only on change.
+//! Name settings: /etc/resolv.conf, /etc/hosts, /etc/hostname and the host
+//! name, chosen from the settings first (command line, cidata, config file),
+//! then DHCP (links in order), then defaults. This is the one place that sets
+//! the host name. Several DHCP clients report here; files are rewritten only
+//! on change.
 
 use std::fs;
 use std::net::Ipv4Addr;
 use std::sync::Mutex;
 
-use crate::cmdline::valid_hostname;
+use crate::config::validate;
 
 pub const DEFAULT_HOSTNAME: &str = "skiff";
 /// glibc reads at most three nameservers.
@@ -21,10 +23,17 @@ pub struct LinkNames {
     pub hostname: Option<String>,
 }
 
+/// A name resolvers accept (the host-name check every source shares).
+fn valid_hostname(name: &str) -> bool {
+    validate::hostname(name).is_ok()
+}
+
 /// Every input to the name files.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Inputs {
+    /// `skiff.dns`.
     pub static_dns: Vec<Ipv4Addr>,
+    /// The host name the settings give.
     pub static_hostname: Option<String>,
     /// Per link, in link order: (order, name, settings).
     pub links: Vec<(usize, String, LinkNames)>,
@@ -39,7 +48,7 @@ pub struct Chosen {
     pub domain: Option<String>,
 }
 
-/// Command line over DHCP over defaults; DNS servers of all links merged in
+/// Settings over DHCP over defaults; DNS servers of all links merged in
 /// link order without duplicates.
 pub fn choose(i: &Inputs) -> Chosen {
     let mut links: Vec<&(usize, String, LinkNames)> = i.links.iter().collect();
@@ -108,7 +117,7 @@ fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> T {
     f(&mut guard)
 }
 
-/// Records the command line's settings and writes the files once.
+/// Records the settings' DNS servers and host name and writes the files once.
 pub fn init(static_dns: Vec<Ipv4Addr>, static_hostname: Option<String>) {
     with_state(|s| {
         s.inputs.static_dns = static_dns;
@@ -222,6 +231,16 @@ mod tests {
         assert_eq!(c.hostname, "skiff");
         assert_eq!(c.domain, None);
         assert!(c.search.is_empty());
+    }
+
+    #[test]
+    fn dhcp_names_follow_the_settings_host_name_rule() {
+        let long_label = "a".repeat(64);
+        let c = choose(&Inputs { links: vec![(0, "eth0".into(), link(&[], None, Some(&long_label)))], ..Inputs::default() });
+        assert_eq!(c.hostname, "skiff", "a 64-character label is refused, as from every other source");
+        let ok = "a".repeat(63);
+        let c = choose(&Inputs { links: vec![(0, "eth0".into(), link(&[], None, Some(&ok)))], ..Inputs::default() });
+        assert_eq!(c.hostname, ok);
     }
 
     #[test]

@@ -1,0 +1,252 @@
+//! Settings from a TOML config file (`/var/lib/skiff/config.toml`, or
+//! `skiff.toml`/`config.toml` on a cidata volume) and from a cidata seed's
+//! host name. Each key is checked on its own, so one unknown key or bad
+//! value is reported by name and everything else still applies.
+
+use toml::{Table, Value};
+
+use super::validate::{self, Invalid};
+use super::{Layer, Source, Warning};
+
+/// The documented config file.
+pub const PATH: &str = "/var/lib/skiff/config.toml";
+
+/// Every key the file knows, for the "unknown key" message.
+pub const KEYS: [&str; 8] = [
+    "hostname", "vsock_port", "engine_log_level", "timezone",
+    "registry_mirrors", "insecure_registries", "ca_certificates", "sysctl",
+];
+
+/// Parses a TOML document. A syntax error loses the whole file (TOML cannot
+/// be read past it); anything else only loses the offending key or element.
+pub fn parse(text: &str, source: Source) -> (Layer, Vec<Warning>) {
+    match text.parse::<Table>() {
+        Ok(table) => from_table(table, source),
+        Err(e) => {
+            let detail = e.to_string().replace('\n', " ");
+            (Layer::default(), vec![Warning::NotToml { source, detail }])
+        }
+    }
+}
+
+/// Checks each key of a parsed table into a layer.
+pub fn from_table(table: Table, source: Source) -> (Layer, Vec<Warning>) {
+    let mut l = Layer::default();
+    let mut warnings = Vec::new();
+    for (key, value) in table {
+        let checked: Result<(), Invalid> = match key.as_str() {
+            "hostname" => string(value).and_then(|v| validate::hostname(&v)).map(|h| l.hostname = Some(h)),
+            "vsock_port" => match value {
+                Value::Integer(p) => validate::port(p).map(|p| l.port = Some(p)),
+                _ => Err(Invalid::Port),
+            },
+            "engine_log_level" => string(value).and_then(|v| validate::log_level(&v)).map(|x| l.engine_log = Some(x)),
+            "timezone" => string(value).and_then(|v| validate::timezone(&v)).map(|t| l.timezone = Some(t)),
+            "registry_mirrors" => list(value, validate::mirror, &source, &key, &mut warnings).map(|v| l.registry_mirrors = Some(v)),
+            "insecure_registries" => {
+                list(value, validate::registry, &source, &key, &mut warnings).map(|v| l.insecure_registries = Some(v))
+            }
+            "ca_certificates" => list(value, validate::pem, &source, &key, &mut warnings).map(|v| l.ca_certificates = Some(v)),
+            "sysctl" => match value {
+                Value::Table(t) => {
+                    for (name, v) in t {
+                        match sysctl_entry(&name, v) {
+                            Ok((name, v)) => drop(l.sysctl.insert(name, v)),
+                            Err(why) => warnings.push(bad(&source, &format!("sysctl.{name}"), None, why)),
+                        }
+                    }
+                    Ok(())
+                }
+                other => Err(wrong_type(r#"a table such as [sysctl] "vm.swappiness" = 10"#, &other)),
+            },
+            _ => {
+                warnings.push(Warning::UnknownKey { source: source.clone(), key });
+                continue;
+            }
+        };
+        if let Err(why) = checked {
+            warnings.push(bad(&source, &key, None, why));
+        }
+    }
+    (l, warnings)
+}
+
+/// The host name a cidata volume's meta-data or user-data gives, checked
+/// like the file's `hostname`.
+pub fn seed(hostname: Option<&str>, device: &str) -> (Layer, Vec<Warning>) {
+    match hostname.map(validate::hostname) {
+        None => (Layer::default(), Vec::new()),
+        Some(Ok(h)) => (Layer { hostname: Some(h), ..Layer::default() }, Vec::new()),
+        Some(Err(why)) => (Layer::default(), vec![bad(&Source::Seed(device.into()), "hostname", None, why)]),
+    }
+}
+
+fn bad(source: &Source, key: &str, item: Option<usize>, why: Invalid) -> Warning {
+    Warning::BadValue { source: source.clone(), key: key.into(), item, why }
+}
+
+fn wrong_type(expected: &'static str, found: &Value) -> Invalid {
+    Invalid::WrongType { expected, found: found.type_str() }
+}
+
+fn string(v: Value) -> Result<String, Invalid> {
+    match v {
+        Value::String(s) => Ok(s),
+        other => Err(wrong_type("a string", &other)),
+    }
+}
+
+/// A list of strings, each checked; bad elements are dropped with a warning.
+fn list(
+    value: Value,
+    check: fn(&str) -> Result<String, Invalid>,
+    source: &Source,
+    key: &str,
+    warnings: &mut Vec<Warning>,
+) -> Result<Vec<String>, Invalid> {
+    let items = match value {
+        Value::Array(items) if items.iter().all(Value::is_str) => items,
+        Value::Array(_) => return Err(Invalid::WrongType { expected: "a list of strings", found: "a list with other values" }),
+        other => return Err(wrong_type("a list of strings", &other)),
+    };
+    let mut good = Vec::new();
+    for (i, item) in items.iter().filter_map(Value::as_str).enumerate() {
+        match check(item) {
+            Ok(v) => good.push(v),
+            Err(why) => warnings.push(bad(source, key, Some(i + 1), why)),
+        }
+    }
+    Ok(good)
+}
+
+/// A `[sysctl]` entry: a string, an integer or a boolean (as 0/1).
+fn sysctl_entry(name: &str, v: Value) -> Result<(String, String), Invalid> {
+    let name = validate::sysctl_name(name)?;
+    let value = match v {
+        Value::String(s) => validate::sysctl_value(&s)?,
+        Value::Integer(i) => i.to_string(),
+        Value::Boolean(b) => u8::from(b).to_string(),
+        other => return Err(wrong_type("a string or an integer", &other)),
+    };
+    Ok((name, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LogLevel;
+
+    const GOOD: &str = r#"
+hostname = "builder-1"
+vsock_port = 2400
+engine_log_level = "info"
+timezone = "Europe/Berlin"
+registry_mirrors = ["https://mirror.gcr.io", "http://10.0.2.2:5000/"]
+insecure_registries = ["registry.lan:5000"]
+ca_certificates = ["""
+-----BEGIN CERTIFICATE-----
+MIIBszCCAVmgAwIBAgIUQ
+-----END CERTIFICATE-----
+"""]
+
+[sysctl]
+"vm.swappiness" = 10
+"net.ipv4.ip_forward" = "1"
+"kernel.sysrq" = true
+"#;
+
+    fn file() -> Source {
+        Source::File("f".into())
+    }
+
+    /// (key, item, why) of each warning, which must all be bad values.
+    fn bad_values(w: &[Warning]) -> Vec<(&str, Option<usize>, &Invalid)> {
+        w.iter()
+            .map(|w| match w {
+                Warning::BadValue { key, item, why, .. } => (key.as_str(), *item, why),
+                other => panic!("not a bad value: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reads_every_key() {
+        let (l, w) = parse(GOOD, file());
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(l.hostname.as_deref(), Some("builder-1"));
+        assert_eq!(l.port, Some(2400));
+        assert_eq!(l.engine_log, Some(LogLevel::Info));
+        assert_eq!(l.timezone.as_deref(), Some("Europe/Berlin"));
+        assert_eq!(l.registry_mirrors.as_ref().unwrap().len(), 2);
+        assert_eq!(l.insecure_registries, Some(vec!["registry.lan:5000".to_string()]));
+        let ca = &l.ca_certificates.as_ref().unwrap()[0];
+        assert!(ca.starts_with("-----BEGIN CERTIFICATE-----\n") && ca.ends_with("-----END CERTIFICATE-----\n"));
+        assert_eq!(l.sysctl.get("vm.swappiness").map(String::as_str), Some("10"));
+        assert_eq!(l.sysctl.get("net.ipv4.ip_forward").map(String::as_str), Some("1"));
+        assert_eq!(l.sysctl.get("kernel.sysrq").map(String::as_str), Some("1"));
+    }
+
+    #[test]
+    fn unknown_keys_are_named_and_the_rest_applies() {
+        let (l, w) = parse("hostname = \"a\"\nregistry_mirror = [\"x\"]\n[engine]\nlog = 1\n", file());
+        assert_eq!(l.hostname.as_deref(), Some("a"));
+        assert_eq!(w, [
+            Warning::UnknownKey { source: file(), key: "engine".into() },
+            Warning::UnknownKey { source: file(), key: "registry_mirror".into() },
+        ]);
+        assert!(w[1].to_string().contains("f: key `registry_mirror`: unknown key"), "{}", w[1]);
+    }
+
+    #[test]
+    fn bad_values_are_named_and_the_rest_applies() {
+        let text = r#"
+hostname = "-bad-"
+vsock_port = "2375"
+engine_log_level = "loud"
+timezone = "../../etc/shadow"
+registry_mirrors = ["https://ok.example", "https://bad host"]
+insecure_registries = ["good:5000", 7]
+ca_certificates = ["not a cert"]
+sysctl = { "vm.swappiness" = 10, "../x" = 1, "kernel.x" = [1] }
+"#;
+        let (l, w) = parse(text, file());
+        let got = bad_values(&w);
+        let expect: [(&str, Option<usize>, Invalid); 9] = [
+            ("ca_certificates", Some(1), Invalid::Pem),
+            ("engine_log_level", None, Invalid::LogLevel("loud".into())),
+            ("hostname", None, Invalid::HostName("-bad-".into())),
+            ("insecure_registries", None, Invalid::WrongType { expected: "a list of strings", found: "a list with other values" }),
+            ("registry_mirrors", Some(2), Invalid::Mirror("https://bad host".into())),
+            ("sysctl.../x", None, Invalid::SysctlName("../x".into())),
+            ("sysctl.kernel.x", None, Invalid::WrongType { expected: "a string or an integer", found: "array" }),
+            ("timezone", None, Invalid::TimeZone("../../etc/shadow".into())),
+            ("vsock_port", None, Invalid::Port),
+        ];
+        assert_eq!(got, expect.iter().map(|(k, i, why)| (*k, *i, why)).collect::<Vec<_>>());
+        assert_eq!(l.hostname, None);
+        assert_eq!(l.port, None);
+        assert_eq!(l.registry_mirrors, Some(vec!["https://ok.example".to_string()]));
+        assert_eq!(l.insecure_registries, None, "a list with a non-string is not a list of strings");
+        assert_eq!(l.ca_certificates, Some(vec![]));
+        assert_eq!(l.sysctl.len(), 1);
+        assert_eq!(w[2].to_string(), format!("f: key `hostname`: {}; ignored", Invalid::HostName("-bad-".into())));
+    }
+
+    #[test]
+    fn syntax_errors_lose_the_file_with_a_message() {
+        let (l, w) = parse("hostname = \"unterminated\n", Source::File(PATH.into()));
+        assert_eq!(l, Layer::default());
+        assert!(matches!(&w[..], [Warning::NotToml { source: Source::File(p), .. }] if p == PATH), "{w:?}");
+        assert!(w[0].to_string().starts_with("/var/lib/skiff/config.toml: not valid TOML"), "{}", w[0]);
+    }
+
+    #[test]
+    fn seed_host_names_are_checked() {
+        assert_eq!(seed(None, "/dev/sr1"), (Layer::default(), vec![]));
+        assert_eq!(seed(Some("box"), "/dev/sr1").0.hostname.as_deref(), Some("box"));
+        let (l, w) = seed(Some("bad_name"), "/dev/sr1");
+        assert_eq!(l, Layer::default());
+        assert_eq!(bad_values(&w), [("hostname", None, &Invalid::HostName("bad_name".into()))]);
+        assert!(w[0].to_string().starts_with("/dev/sr1 meta-data/user-data: key `hostname`"), "{}", w[0]);
+    }
+}

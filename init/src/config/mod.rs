@@ -1,0 +1,515 @@
+//! The appliance's settings, decided in one place. Each source (the config
+//! file on the data disk, a `cidata` volume, the kernel command line) is
+//! parsed into a [`Layer`] whose fields are all optional; [`resolve`] lays
+//! the layers over each other, fills in the defaults and returns the
+//! [`Effective`] settings that everything downstream receives.
+//!
+//! Precedence, lowest first: defaults, `/var/lib/skiff/config.toml`, the
+//! config file on a cidata volume, cidata's meta-data/user-data host name,
+//! the host CLI's fragment (QEMU fw_cfg), the kernel command line. A later source replaces a field an earlier one
+//! set; sysctls merge per name.
+//!
+//! Adding a setting: a field in [`Layer`], a line in [`Layer::overlay`], a
+//! field in [`Effective`] with its default in [`resolve`], then its key in
+//! the parsers that know it (`file`, `cmdline`) and a check in `validate`.
+
+pub mod apply;
+pub mod cidata;
+pub mod cmdline;
+pub mod file;
+pub mod fwcfg;
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use skiff_proto::DEFAULT_ENGINE_PORT;
+
+pub use validate::{Invalid, LogLevel};
+
+/// Size cap of the tmpfs root when `skiff.rootsize` is not given.
+pub const DEFAULT_ROOT_SIZE: &str = "75%";
+
+/// The settings one source gives; `None` means "not set here".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Layer {
+    /// `hostname`, `skiff.hostname`, cidata's `local-hostname`.
+    pub hostname: Option<String>,
+    /// `vsock_port`, `skiff.port`.
+    pub port: Option<u32>,
+    /// `engine_log_level`, `skiff.engine_log`.
+    pub engine_log: Option<LogLevel>,
+    /// `timezone`, `skiff.tz`.
+    pub timezone: Option<String>,
+    /// `registry_mirrors`, `skiff.mirror`: Docker Hub mirrors as given
+    /// (`https://host[:port][/path]` or `host[:port]`).
+    pub registry_mirrors: Option<Vec<String>>,
+    /// `insecure_registries`, `skiff.insecure`: plain HTTP or unverified TLS.
+    pub insecure_registries: Option<Vec<String>>,
+    /// `ca_certificates`: extra trusted CA certificates (PEM).
+    pub ca_certificates: Option<Vec<String>>,
+    /// `[sysctl]`, `skiff.sysctl.NAME`: `net.ipv4.ip_forward` → "1".
+    pub sysctl: BTreeMap<String, String>,
+    /// `skiff.debug`.
+    pub debug: Option<bool>,
+    /// `skiff.rootsize`, as tmpfs `size=` text.
+    pub root_size: Option<String>,
+    /// `skiff.net=off` (true) or `on`/`dhcp` (false).
+    pub net_off: Option<bool>,
+    /// `skiff.ip`.
+    pub ip: Option<(Ipv4Addr, u8)>,
+    /// `skiff.gw`.
+    pub gateway: Option<Ipv4Addr>,
+    /// `skiff.dns`.
+    pub dns: Option<Vec<Ipv4Addr>>,
+}
+
+impl Layer {
+    /// Lays `over` on top of `self`: fields set there win; sysctls merge.
+    pub fn overlay(&mut self, over: Layer) {
+        fn take<T>(to: &mut Option<T>, from: Option<T>) {
+            if from.is_some() {
+                *to = from;
+            }
+        }
+        take(&mut self.hostname, over.hostname);
+        take(&mut self.port, over.port);
+        take(&mut self.engine_log, over.engine_log);
+        take(&mut self.timezone, over.timezone);
+        take(&mut self.registry_mirrors, over.registry_mirrors);
+        take(&mut self.insecure_registries, over.insecure_registries);
+        take(&mut self.ca_certificates, over.ca_certificates);
+        self.sysctl.extend(over.sysctl);
+        take(&mut self.debug, over.debug);
+        take(&mut self.root_size, over.root_size);
+        take(&mut self.net_off, over.net_off);
+        take(&mut self.ip, over.ip);
+        take(&mut self.gateway, over.gateway);
+        take(&mut self.dns, over.dns);
+    }
+}
+
+/// The settings in force, every default filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effective {
+    /// The host name given by a source; `None`: DHCP's, else `skiff`
+    /// (decided by the network's name files, as leases come and go).
+    pub hostname: Option<String>,
+    /// vsock port of the engine API.
+    pub port: u32,
+    /// podman's `--log-level`.
+    pub engine_log: LogLevel,
+    /// `None`: UTC.
+    pub timezone: Option<String>,
+    /// Docker Hub mirrors for registries.conf.
+    pub registry_mirrors: Vec<String>,
+    /// Registries reached over plain HTTP or unverified TLS.
+    pub insecure_registries: Vec<String>,
+    /// PEM certificates added to the CA bundle.
+    pub ca_certificates: Vec<String>,
+    /// Written to /proc/sys (`net.ipv4.ip_forward` → net/ipv4/ip_forward).
+    pub sysctl: BTreeMap<String, String>,
+    /// Verbose init logging.
+    pub debug: bool,
+    /// Size cap of the tmpfs root (tmpfs `size=` text).
+    pub root_size: String,
+    pub net: Network,
+}
+
+/// How the links come up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Network {
+    /// Leave every link but `lo` down.
+    pub off: bool,
+    /// Static address of the first Ethernet link (no DHCP there).
+    pub ip: Option<(Ipv4Addr, u8)>,
+    /// Default gateway, with `ip` only.
+    pub gateway: Option<Ipv4Addr>,
+    /// DNS servers used instead of DHCP's.
+    pub dns: Vec<Ipv4Addr>,
+}
+
+/// Decides every setting from `layers`, lowest precedence first. Pure: the
+/// same layers give the same settings and warnings.
+pub fn resolve(layers: impl IntoIterator<Item = Layer>) -> (Effective, Vec<Warning>) {
+    let mut l = Layer::default();
+    for layer in layers {
+        l.overlay(layer);
+    }
+    let mut warnings = Vec::new();
+    let gateway = match (l.gateway, l.ip) {
+        (Some(gw), Some((ip, _))) if gw == ip => {
+            warnings.push(Warning::GatewayIsAddress { gateway: gw });
+            None
+        }
+        (Some(gw), None) => {
+            warnings.push(Warning::GatewayNeedsAddress { gateway: gw });
+            None
+        }
+        (gw, _) => gw,
+    };
+    let effective = Effective {
+        hostname: l.hostname,
+        port: l.port.unwrap_or(DEFAULT_ENGINE_PORT),
+        engine_log: l.engine_log.unwrap_or(LogLevel::Warn),
+        timezone: l.timezone,
+        registry_mirrors: l.registry_mirrors.unwrap_or_default(),
+        insecure_registries: l.insecure_registries.unwrap_or_default(),
+        ca_certificates: l.ca_certificates.unwrap_or_default(),
+        sysctl: l.sysctl,
+        debug: l.debug.unwrap_or(false),
+        root_size: l.root_size.unwrap_or_else(|| DEFAULT_ROOT_SIZE.into()),
+        net: Network { off: l.net_off.unwrap_or(false), ip: l.ip, gateway, dns: l.dns.unwrap_or_default() },
+    };
+    (effective, warnings)
+}
+
+/// Reads the config file and a cidata volume (once the data disk holds
+/// /var/lib/skiff), lays the command line's layer on top, logs every
+/// warning naming its key and source, and returns the settings in force.
+pub fn load(cmdline: Layer) -> Effective {
+    let file = match std::fs::read_to_string(file::PATH) {
+        Ok(text) => {
+            log::info!("config: reading {}", file::PATH);
+            Some(text)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            log::info!("config: no {} (defaults)", file::PATH);
+            None
+        }
+        Err(e) => {
+            log::warn!("config: cannot read {}: {e}; using defaults", file::PATH);
+            None
+        }
+    };
+    let seed = cidata::read();
+    let host = match fwcfg::read_config() {
+        Ok(Some(text)) => {
+            log::info!("config: reading the host's settings (QEMU fw_cfg opt/skiff/config)");
+            Some(text)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            log::warn!("config: cannot read {}: {e}; ignored", fwcfg::CONFIG);
+            None
+        }
+    };
+    let (effective, warnings) = from_sources(file.as_deref(), seed.as_ref(), host.as_deref(), cmdline);
+    for w in warnings {
+        log::warn!("config: {w}");
+    }
+    effective
+}
+
+/// Parses what the sources hold and resolves them in precedence order: the
+/// config file, cidata's config file, cidata's host name, the host's
+/// fragment, the command line.
+fn from_sources(file: Option<&str>, seed: Option<&cidata::Seed>, host: Option<&str>, cmdline: Layer) -> (Effective, Vec<Warning>) {
+    let mut parsed = Vec::new();
+    if let Some(text) = file {
+        parsed.push(file::parse(text, Source::File(file::PATH.into())));
+    }
+    if let Some(seed) = seed {
+        if let Some((name, text)) = &seed.config {
+            parsed.push(file::parse(text, Source::File(format!("{}:{name}", seed.device))));
+        }
+        parsed.push(file::seed(seed.hostname.as_deref(), &seed.device));
+    }
+    if let Some(text) = host {
+        parsed.push(file::parse(text, Source::File(HOST_SOURCE.into())));
+    }
+    let (mut layers, mut warnings) = (Vec::new(), Vec::new());
+    for (layer, w) in parsed {
+        layers.push(layer);
+        warnings.extend(w);
+    }
+    layers.push(cmdline);
+    let (effective, resolved) = resolve(layers);
+    warnings.extend(resolved);
+    (effective, warnings)
+}
+
+/// How messages name the host CLI's fragment.
+const HOST_SOURCE: &str = "host (QEMU fw_cfg opt/skiff/config)";
+
+/// Where a config-file setting came from, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A TOML file: its path, or `device:name` on a cidata volume.
+    File(String),
+    /// The host name in a cidata volume's meta-data/user-data (the device).
+    Seed(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::File(name) => f.write_str(name),
+            Source::Seed(device) => write!(f, "{device} meta-data/user-data"),
+        }
+    }
+}
+
+/// A problem with the settings; what it names is ignored (the default or a
+/// lower source's value applies) and everything else still applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Warning {
+    /// A key of a file with a bad value, or one bad element (from 1) of a list.
+    BadValue { source: Source, key: String, item: Option<usize>, why: Invalid },
+    /// A key no setting has.
+    UnknownKey { source: Source, key: String },
+    /// A file TOML cannot read; nothing in it applies.
+    NotToml { source: Source, detail: String },
+    /// A `skiff.*` kernel parameter (the whole word) with a bad value, or one
+    /// bad element (from 1) of its comma-separated list.
+    BadParameter { word: String, item: Option<usize>, why: Invalid },
+    /// A `skiff.*` kernel parameter no setting has.
+    UnknownParameter { word: String },
+    /// `skiff.gw` without `skiff.ip` (DHCP provides the gateway then).
+    GatewayNeedsAddress { gateway: Ipv4Addr },
+    /// `skiff.gw` equal to the address `skiff.ip` gives.
+    GatewayIsAddress { gateway: Ipv4Addr },
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Warning::BadValue { source, key, item: None, why } => write!(f, "{source}: key `{key}`: {why}; ignored"),
+            Warning::BadValue { source, key, item: Some(i), why } => {
+                write!(f, "{source}: key `{key}` item {i}: {why}; ignored")
+            }
+            Warning::UnknownKey { source, key } => {
+                write!(f, "{source}: key `{key}`: unknown key (known keys: {}); ignored", file::KEYS.join(", "))
+            }
+            Warning::NotToml { source, detail } => write!(f, "{source}: not valid TOML, file ignored: {detail}"),
+            Warning::BadParameter { word, item: None, why } => write!(f, "ignoring kernel parameter {word:?}: {why}"),
+            Warning::BadParameter { word, item: Some(i), why } => {
+                write!(f, "kernel parameter {word:?} item {i}: {why}; ignored")
+            }
+            Warning::UnknownParameter { word } => write!(f, "ignoring kernel parameter {word:?}: unknown option"),
+            Warning::GatewayNeedsAddress { gateway } => {
+                write!(f, "ignoring skiff.gw={gateway}: it needs skiff.ip (DHCP provides the gateway otherwise)")
+            }
+            Warning::GatewayIsAddress { gateway } => {
+                write!(f, "ignoring skiff.gw={gateway}: it is the address given by skiff.ip")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed(config: Option<&str>, hostname: Option<&str>) -> cidata::Seed {
+        cidata::Seed {
+            device: "/dev/sr1".into(),
+            hostname: hostname.map(str::to_string),
+            config: config.map(|t| ("skiff.toml".to_string(), t.to_string())),
+        }
+    }
+
+    /// Resolves the sources as `load` does, the command line given as text;
+    /// returns every warning (the command line's first).
+    fn settle_all(file: Option<&str>, seed: Option<&cidata::Seed>, host: Option<&str>, cmdline: &str) -> (Effective, Vec<Warning>) {
+        let (layer, mut warnings) = cmdline::parse(cmdline);
+        let (effective, more) = from_sources(file, seed, host, layer);
+        warnings.extend(more);
+        (effective, warnings)
+    }
+
+    /// [`settle_all`] without the host's fragment.
+    fn settle(file: Option<&str>, seed: Option<&cidata::Seed>, cmdline: &str) -> (Effective, Vec<Warning>) {
+        settle_all(file, seed, None, cmdline)
+    }
+
+    #[test]
+    fn defaults_without_any_source() {
+        let (e, w) = settle(None, None, "");
+        assert!(w.is_empty());
+        assert_eq!(e.hostname, None, "DHCP's name, else skiff");
+        assert_eq!(e.port, DEFAULT_ENGINE_PORT);
+        assert_eq!(e.engine_log, LogLevel::Warn);
+        assert_eq!((e.timezone, e.debug, e.root_size.as_str()), (None, false, "75%"));
+        assert!(e.registry_mirrors.is_empty() && e.insecure_registries.is_empty() && e.ca_certificates.is_empty());
+        assert!(e.sysctl.is_empty());
+        assert_eq!(e.net, Network::default());
+    }
+
+    const PEM: [&str; 2] = [
+        "-----BEGIN CERTIFICATE-----\nDISK\n-----END CERTIFICATE-----\n",
+        "-----BEGIN CERTIFICATE-----\nCIDATA\n-----END CERTIFICATE-----\n",
+    ];
+
+    /// Each setting the file knows, set by every source in turn: a later
+    /// source wins, and one that does not set it leaves the lower one's.
+    #[test]
+    fn precedence_table() {
+        type Get = fn(&Effective) -> String;
+        // (setting, [value from the disk's file, cidata's file, the host's
+        // fragment, the command line], default, read back)
+        let table: [(&str, [&str; 4], &str, Get); 7] = [
+            ("hostname", ["disk", "cidata", "host", "cmdline"], "None", |e| e.hostname.clone().unwrap_or("None".into())),
+            ("port", ["2401", "2402", "2403", "2404"], "2375", |e| e.port.to_string()),
+            ("engine_log", ["error", "info", "debug", "trace"], "warn", |e| e.engine_log.as_str().into()),
+            ("timezone", ["Europe/Berlin", "Asia/Tokyo", "Etc/GMT", "UTC"], "None", |e| e.timezone.clone().unwrap_or("None".into())),
+            ("mirrors", ["disk.example", "cidata.example", "host.example", "cmdline.example"], "", |e| e.registry_mirrors.join(",")),
+            ("insecure", ["disk:1", "cidata:2", "host:3", "cmdline:4"], "", |e| e.insecure_registries.join(",")),
+            ("sysctl", ["1", "2", "3", "4"], "None", |e| e.sysctl.get("vm.swappiness").cloned().unwrap_or("None".into())),
+        ];
+        for (setting, values, default, get) in table {
+            let [in_disk, in_cidata, in_host, in_cmdline] = values;
+            let (key, param) = match setting {
+                "hostname" => ("hostname", "hostname"),
+                "port" => ("vsock_port", "port"),
+                "engine_log" => ("engine_log_level", "engine_log"),
+                "timezone" => ("timezone", "tz"),
+                "mirrors" => ("registry_mirrors", "mirror"),
+                "insecure" => ("insecure_registries", "insecure"),
+                _ => ("sysctl", "sysctl.vm.swappiness"),
+            };
+            let toml = |v: &str| match setting {
+                "port" => format!("{key} = {v}"),
+                "mirrors" | "insecure" => format!("{key} = [\"{v}\"]"),
+                "sysctl" => format!("sysctl = {{ \"vm.swappiness\" = {v} }}"),
+                _ => format!("{key} = \"{v}\""),
+            };
+            let (file_text, host_text) = (toml(in_disk), toml(in_host));
+            let cidata_seed = seed(Some(&toml(in_cidata)), None);
+            let (file, cidata, host) = (Some(file_text.as_str()), Some(&cidata_seed), Some(host_text.as_str()));
+            let cmdline = format!("skiff.{param}={in_cmdline}");
+            let cases = [
+                (None, None, None, "", default),
+                (file, None, None, "", in_disk),
+                (file, cidata, None, "", in_cidata),
+                (None, cidata, None, "", in_cidata),
+                (file, cidata, host, "", in_host),
+                (None, None, host, "", in_host),
+                (file, cidata, host, cmdline.as_str(), in_cmdline),
+                (file, None, None, &cmdline, in_cmdline),
+                (None, None, None, &cmdline, in_cmdline),
+            ];
+            for (i, (file, cidata, host, cmdline, want)) in cases.into_iter().enumerate() {
+                let (e, w) = settle_all(file, cidata, host, cmdline);
+                assert!(w.is_empty(), "{setting} case {i}: {w:?}");
+                assert_eq!(get(&e), want, "{setting} case {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn ca_certificates_and_the_seed_host_name_take_their_place() {
+        let disk = format!("ca_certificates = [\"{}\"]\nhostname = \"disk\"", PEM[0].replace('\n', "\\n"));
+        let cidata = format!("ca_certificates = [\"{}\"]\nhostname = \"cidata-file\"", PEM[1].replace('\n', "\\n"));
+        let (e, w) = settle(Some(&disk), None, "");
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(e.ca_certificates, [PEM[0]]);
+        // cidata's meta-data name beats the config file on the same volume.
+        let (e, _) = settle(Some(&disk), Some(&seed(Some(&cidata), Some("meta"))), "");
+        assert_eq!(e.ca_certificates, [PEM[1]]);
+        assert_eq!(e.hostname.as_deref(), Some("meta"));
+        let (e, _) = settle(Some(&disk), Some(&seed(Some(&cidata), None)), "");
+        assert_eq!(e.hostname.as_deref(), Some("cidata-file"));
+        let (e, _) = settle(Some(&disk), Some(&seed(None, Some("meta"))), "skiff.hostname=cmd");
+        assert_eq!(e.hostname.as_deref(), Some("cmd"));
+    }
+
+    #[test]
+    fn command_line_only_settings() {
+        let (e, w) = settle(None, None, "skiff.debug skiff.rootsize=2G skiff.net=off skiff.ip=10.0.2.9/24 skiff.gw=10.0.2.2 skiff.dns=1.1.1.1");
+        assert!(w.is_empty(), "{w:?}");
+        assert!(e.debug);
+        assert_eq!(e.root_size, "2G");
+        let net = Network { off: true, ip: Some(([10, 0, 2, 9].into(), 24)), gateway: Some([10, 0, 2, 2].into()), dns: vec![[1, 1, 1, 1].into()] };
+        assert_eq!(e.net, net);
+    }
+
+    #[test]
+    fn sysctls_merge_per_name() {
+        let disk = "[sysctl]\na = 1\nb = 2\n";
+        let cidata = seed(Some("[sysctl]\nb = 3\nc = 4\n"), None);
+        let (e, w) = settle(Some(disk), Some(&cidata), "skiff.sysctl.c=5 skiff.sysctl.d=6");
+        assert!(w.is_empty(), "{w:?}");
+        let got: Vec<(&str, &str)> = e.sysctl.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(got, [("a", "1"), ("b", "3"), ("c", "5"), ("d", "6")]);
+    }
+
+    /// The bug: `skiff.hostname=a` with `hostname = "b"` set "b", then "a".
+    #[test]
+    fn the_command_line_host_name_beats_the_file_everywhere() {
+        let cidata = seed(Some("hostname = \"c\""), Some("d"));
+        let (e, w) = settle_all(Some("hostname = \"b\""), Some(&cidata), Some("hostname = \"e\""), "skiff.hostname=a");
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(e.hostname.as_deref(), Some("a"));
+        let (e, _) = settle(Some("hostname = \"b\""), None, "");
+        assert_eq!(e.hostname.as_deref(), Some("b"));
+    }
+
+    /// Every source accepts and refuses the same host names (labels of at
+    /// most 63 characters, 64 in all).
+    #[test]
+    fn host_name_rule_is_the_same_for_every_source() {
+        let long_label = "a".repeat(64);
+        let names = [("x", true), (&"a".repeat(63), true), (&long_label, false), (&format!("{}.b", "a".repeat(62)), true), (&format!("{}.b", "a".repeat(63)), false), ("a_b", false)];
+        for (name, ok) in names {
+            let want = if ok { Some(name.to_string()) } else { None };
+            let results = [
+                settle(None, None, &format!("skiff.hostname={name}")),
+                settle(Some(&format!("hostname = \"{name}\"")), None, ""),
+                settle(None, Some(&seed(Some(&format!("hostname = \"{name}\"")), None)), ""),
+                settle(None, Some(&seed(None, Some(name))), ""),
+                settle_all(None, None, Some(&format!("hostname = \"{name}\"")), ""),
+            ];
+            for (i, (e, w)) in results.into_iter().enumerate() {
+                assert_eq!(e.hostname, want, "{name} from source {i}");
+                let refused = w.iter().filter(|w| matches!(w,
+                    Warning::BadParameter { why: Invalid::HostName(n), .. } | Warning::BadValue { why: Invalid::HostName(n), .. } if n == name
+                ));
+                assert_eq!(refused.count(), usize::from(!ok), "{name} from source {i}: {w:?}");
+            }
+        }
+    }
+
+    /// Every source accepts the same engine log levels.
+    #[test]
+    fn log_levels_are_the_same_for_every_source() {
+        for level in validate::LOG_LEVELS.into_iter().chain(["loud", "warning", ""]) {
+            let from_cmdline = settle(None, None, &format!("skiff.engine_log={level}"));
+            let from_file = settle(Some(&format!("engine_log_level = \"{level}\"")), None, "");
+            let known = validate::LOG_LEVELS.contains(&level);
+            for (e, w) in [from_cmdline, from_file] {
+                assert_eq!(e.engine_log.as_str(), if known { level } else { "warn" });
+                assert_eq!(w.len(), usize::from(!known), "{level}: {w:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_values_fall_back_with_a_warning() {
+        let (e, w) = settle(Some("vsock_port = 0\nengine_log_level = \"loud\""), None, "skiff.hostname=-x skiff.rootsize=lots");
+        assert_eq!((e.port, e.engine_log, e.hostname, e.root_size.as_str()), (DEFAULT_ENGINE_PORT, LogLevel::Warn, None, "75%"));
+        assert!(matches!(&w[..], [
+            Warning::BadParameter { why: Invalid::HostName(_), .. },
+            Warning::BadParameter { why: Invalid::Size(_), .. },
+            Warning::BadValue { why: Invalid::LogLevel(_), .. },
+            Warning::BadValue { why: Invalid::Port, .. },
+        ]), "{w:?}");
+        // A bad value in a later source leaves the earlier source's good one.
+        let (e, w) = settle(Some("vsock_port = 2400"), None, "skiff.port=http");
+        assert_eq!(e.port, 2400);
+        assert_eq!(w, [Warning::BadParameter { word: "skiff.port=http".into(), item: None, why: Invalid::Port }]);
+    }
+
+    #[test]
+    fn a_gateway_needs_a_static_address() {
+        let (e, w) = settle(None, None, "skiff.gw=10.0.2.2");
+        assert_eq!(e.net.gateway, None);
+        assert_eq!(w, [Warning::GatewayNeedsAddress { gateway: [10, 0, 2, 2].into() }]);
+        let (e, w) = settle(None, None, "skiff.gw=10.0.2.2 skiff.ip=10.0.2.9/24");
+        assert_eq!(e.net.gateway, Some([10, 0, 2, 2].into()), "order does not matter: {w:?}");
+        let (e, w) = settle(None, None, "skiff.ip=10.0.2.9/24 skiff.gw=10.0.2.9");
+        assert_eq!(e.net.gateway, None);
+        assert_eq!(w, [Warning::GatewayIsAddress { gateway: [10, 0, 2, 9].into() }]);
+    }
+}
