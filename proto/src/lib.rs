@@ -35,6 +35,11 @@ pub fn read_line<R: Read + ?Sized>(r: &mut R, max: usize) -> io::Result<Vec<u8>>
 /// Override with `skiff.port=N` on the kernel command line.
 pub const DEFAULT_ENGINE_PORT: u32 = 2375;
 
+/// The guest's longest clean shutdown, trigger to power-off, in seconds
+/// (the sum of the init's step limits; a unit test there keeps it equal).
+/// The host waits longer than this before it kills the VM.
+pub const GUEST_SHUTDOWN_WORST_CASE_SECS: u64 = 67;
+
 #[cfg(test)]
 mod tests {
     use super::*;
