@@ -2,6 +2,7 @@
 
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -109,10 +110,28 @@ impl Drop for RawMode {
     }
 }
 
-fn send(conn: &mut Conn, msg: &Msg) -> io::Result<()> {
-    let mut buf = Vec::new();
-    shell::encode(msg, &mut buf);
-    conn.write_all(&buf)
+/// The host half of the shell connection's writing side. Stdin and window
+/// size frames come from two threads; each frame is written whole under
+/// one lock, so they can never interleave on the wire.
+struct Sender<W>(Arc<Mutex<W>>);
+
+impl<W> Clone for Sender<W> {
+    fn clone(&self) -> Self {
+        Sender(Arc::clone(&self.0))
+    }
+}
+
+impl<W: Write> Sender<W> {
+    fn new(w: W) -> Self {
+        Sender(Arc::new(Mutex::new(w)))
+    }
+
+    fn send(&self, msg: &Msg) -> io::Result<()> {
+        let mut buf = Vec::new();
+        shell::encode(msg, &mut buf);
+        let mut w = self.0.lock().map_err(|_| io::Error::other("shell writer poisoned"))?;
+        w.write_all(&buf)
+    }
 }
 
 /// `skiff shell`: a root shell in the guest; returns its exit code.
@@ -121,11 +140,12 @@ pub fn shell(g: &GuestArgs, command: Option<String>, force_tty: bool) -> io::Res
     let (rows, cols) = window_size().unwrap_or((24, 80));
     let start = Start { tty, rows, cols, term: std::env::var("TERM").unwrap_or_default(), command };
     let mut conn = connect(g, &Request::Shell)?;
-    send(&mut conn, &Msg::Start(start))?;
+    let sender = Sender::new(conn.try_clone()?);
+    sender.send(&Msg::Start(start))?;
     let _raw = if tty { Some(RawMode::enter()?) } else { None };
 
     // stdin → guest, until EOF.
-    let mut to_guest = conn.try_clone()?;
+    let to_guest = sender.clone();
     thread::spawn(move || {
         let mut stdin = io::stdin().lock();
         let mut buf = vec![0u8; 16 * 1024];
@@ -133,17 +153,17 @@ pub fn shell(g: &GuestArgs, command: Option<String>, force_tty: bool) -> io::Res
             match stdin.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    if send(&mut to_guest, &Msg::Stdin(buf[..n].to_vec())).is_err() {
+                    if to_guest.send(&Msg::Stdin(buf[..n].to_vec())).is_err() {
                         return;
                     }
                 }
             }
         }
-        let _ = send(&mut to_guest, &Msg::StdinEof);
+        let _ = to_guest.send(&Msg::StdinEof);
     });
     // Window size changes, polled (no signal handler needed).
     if tty {
-        let mut resize = conn.try_clone()?;
+        let resize = sender.clone();
         thread::spawn(move || {
             let mut last = window_size();
             loop {
@@ -151,7 +171,7 @@ pub fn shell(g: &GuestArgs, command: Option<String>, force_tty: bool) -> io::Res
                 let now = window_size();
                 if now != last {
                     if let Some((rows, cols)) = now {
-                        if send(&mut resize, &Msg::Resize { rows, cols }).is_err() {
+                        if resize.send(&Msg::Resize { rows, cols }).is_err() {
                             return;
                         }
                     }
@@ -176,5 +196,60 @@ pub fn shell(g: &GuestArgs, command: Option<String>, force_tty: bool) -> io::Res
             Some(other) => return Err(io::Error::other(format!("unexpected message from the guest: {other:?}"))),
             None => return Err(io::Error::other("the guest closed the shell connection without an exit status")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that yields between bytes, to make interleaving likely.
+    struct Slow(Vec<u8>);
+
+    impl Write for Slow {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.push(buf[0]);
+            thread::yield_now();
+            Ok(1)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn frames_from_two_threads_never_interleave() {
+        let sender = Sender::new(Slow(Vec::new()));
+        let threads: Vec<_> = (0..2u16)
+            .map(|t| {
+                let s = sender.clone();
+                thread::spawn(move || {
+                    for i in 0..200u16 {
+                        let msg = if t == 0 { Msg::Stdin(vec![b'x'; 1 + usize::from(i % 7)]) } else { Msg::Resize { rows: i, cols: i } };
+                        s.send(&msg).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let wire = std::mem::take(&mut sender.0.lock().unwrap().0);
+        let mut r = &wire[..];
+        let (mut stdin, mut resize) = (0, 0);
+        while let Some(msg) = shell::read_msg(&mut r).expect("well-formed frames") {
+            match msg {
+                Msg::Stdin(d) => {
+                    assert!(d.iter().all(|&b| b == b'x'));
+                    stdin += 1;
+                }
+                Msg::Resize { rows, cols } => {
+                    assert_eq!(rows, cols);
+                    resize += 1;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!((stdin, resize), (200, 200));
     }
 }

@@ -16,8 +16,8 @@ use skiff_proto::DEFAULT_ENGINE_PORT;
 use crate::bridge;
 use crate::guestcfg::GuestConfig;
 use crate::process::die_with_parent;
-use crate::qemu::{self, DirectKernel, Machine, BASE_CMDLINE};
 use crate::ports::Ports;
+use crate::qemu::{self, DirectKernel, Machine, Medium, BASE_CMDLINE};
 use crate::qmp;
 use crate::state::{default_dir, StateDir};
 use crate::vsockdev::VsockDevice;
@@ -53,6 +53,9 @@ pub struct RunOptions {
     /// Seconds to wait for the engine to answer before giving up.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
+    /// How the ISO is attached: cd, disk (virtio) or usb.
+    #[arg(long, value_enum, default_value = "cd")]
+    pub medium: Medium,
     /// Boot with UEFI firmware (OVMF) instead of BIOS.
     #[arg(long)]
     pub uefi: bool,
@@ -110,6 +113,7 @@ fn machine(o: &RunOptions, state: &StateDir, vsock: &VsockDevice) -> io::Result<
         shared_memory: vsock.shared_memory,
         firmware: o.uefi.then(|| o.ovmf.clone()),
         iso: o.iso.clone(),
+        medium: o.medium,
         direct_kernel,
         console: state.console(),
         qmp: state.qmp(),
