@@ -7,6 +7,7 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use skiff_proto::auth::Secret;
 use skiff_proto::hybrid;
@@ -115,6 +116,13 @@ impl Conn {
         match self {
             Conn::Vsock(s) => s.shutdown(how),
             Conn::Unix(s) => s.shutdown(how),
+        }
+    }
+
+    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Conn::Vsock(s) => s.set_read_timeout(t),
+            Conn::Unix(s) => s.set_read_timeout(t),
         }
     }
 }

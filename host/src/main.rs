@@ -1,14 +1,17 @@
 //! `skiff`: the host side of the Skiff appliance.
 //!
 //! `skiff run` boots the ISO in QEMU and serves the engine on a local unix
-//! socket; `skiff bridge` only bridges that socket to a guest started by
+//! socket (and the containers' published ports on localhost); `skiff bridge`
+//! only bridges that socket (and the ports) to a guest started by
 //! any other hypervisor; `skiff stop` presses the VM's power button;
-//! `skiff logs` and `skiff shell` use the guest's control port.
+//! `skiff logs` and `skiff shell` use the guest's control port; `skiff ports`
+//! lists the published ports forwarded to the host.
 
 mod bridge;
 mod control;
 mod guest;
 mod guestcfg;
+mod ports;
 mod process;
 mod qemu;
 mod qmp;
@@ -40,6 +43,13 @@ enum Command {
     /// Ask a VM started by `skiff run` to shut down (ACPI power button).
     Stop {
         /// State folder of the VM.
+        #[arg(long, env = "SKIFF_DIR", default_value_os_t = state::default_dir())]
+        dir: PathBuf,
+    },
+    /// List the published ports forwarded to the host, with each
+    /// listener's state (listening, or why it failed).
+    Ports {
+        /// State folder of the VM (or the `--dir` of `skiff bridge`).
         #[arg(long, env = "SKIFF_DIR", default_value_os_t = state::default_dir())]
         dir: PathBuf,
     },
@@ -86,6 +96,15 @@ struct BridgeArgs {
     /// guest's `secret` setting; every connection presents it.
     #[arg(long)]
     secret_file: Option<PathBuf>,
+    /// Do not forward the guest's published ports.
+    #[arg(long)]
+    no_ports: bool,
+    /// Bind published ports on every interface, not only loopback.
+    #[arg(long)]
+    ports_all_interfaces: bool,
+    /// A private folder for the port listing `skiff ports --dir DIR` prints.
+    #[arg(long)]
+    dir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -94,6 +113,7 @@ fn main() -> ExitCode {
         Command::Run(opts) => run::run(&opts),
         Command::Bridge(args) => bridge(args),
         Command::Stop { dir } => run::stop(&dir),
+        Command::Ports { dir } => state::StateDir::existing(&dir).and_then(|s| ports::list(&s.ports())),
         Command::Logs { guest, follow } => control::logs(&guest, follow),
         Command::Shell { guest, command, tty } => match control::shell(&guest, command, tty) {
             Ok(code) => std::process::exit(code),
@@ -117,10 +137,16 @@ fn bridge(args: BridgeArgs) -> std::io::Result<()> {
         (None, None, Some(unix)) => bridge::Addr::Unix(unix),
         (None, None, None) => unreachable!("clap requires --cid, --uds or --unix"),
     };
+    let plain_unix = matches!(addr, bridge::Addr::Unix(_));
     let mut target = bridge::Target::new(addr);
     target.secret = args.secret_file.as_deref().map(secret::read).transpose()?;
+    let status = args.dir.as_deref().map(state::StateDir::create).transpose()?;
     let listener = bridge::bind(&args.listen)?;
     eprintln!("skiff: bridging {} to {}", args.listen.display(), target.describe(args.port));
+    // A plain unix relay reaches an engine socket, not the guest's ports.
+    if !args.no_ports && !plain_unix {
+        ports::Ports::spawn(target.clone(), args.ports_all_interfaces, status.map(|s| s.ports()));
+    }
     println!("export DOCKER_HOST=unix://{}", args.listen.display());
     bridge::serve(listener, target, args.port)
 }

@@ -1,5 +1,5 @@
 //! `skiff run` and `skiff stop`: boot the ISO in QEMU with a vsock device,
-//! bridge the engine to DIR/docker.sock, print DOCKER_HOST once the engine
+//! bridge the engine to DIR/docker.sock, forward published ports, print DOCKER_HOST once the engine
 //! answers, and shut the VM down cleanly on a signal or `skiff stop`.
 
 use std::fs;
@@ -16,6 +16,7 @@ use skiff_proto::DEFAULT_ENGINE_PORT;
 use crate::bridge;
 use crate::guestcfg::GuestConfig;
 use crate::process::die_with_parent;
+use crate::ports::Ports;
 use crate::qemu::{self, DirectKernel, Machine, Medium, BASE_CMDLINE};
 use crate::qmp;
 use crate::secret;
@@ -77,6 +78,10 @@ pub struct RunOptions {
     /// a `socket,...` or `tap,...` backend, or `none`.
     #[arg(long, default_value = "user,model=virtio-net-pci")]
     pub net: String,
+    /// Bind published ports on every interface (a port published without an
+    /// address is then reachable from other machines), not only loopback.
+    #[arg(long)]
+    pub ports_all_interfaces: bool,
     /// An extra QEMU argument (repeat the flag for each one).
     #[arg(long = "qemu-arg", allow_hyphen_values = true)]
     pub qemu_args: Vec<String>,
@@ -161,6 +166,7 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
     let listener = bridge::bind(&docker_sock)?;
     let (t, port) = (vsock.target.clone(), o.port);
     thread::spawn(move || bridge::serve(listener, t, port));
+    let ports = Ports::spawn(vsock.target.clone(), o.ports_all_interfaces, Some(state.ports()));
 
     bridge::QUIET.store(true, Ordering::Relaxed);
     let ready = wait_ready(o, &docker_sock, &mut vm, started);
@@ -178,6 +184,7 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
     }
     drop(vsock);
     drop(shares);
+    ports.clear_status();
     state.clear_target();
     let _ = fs::remove_file(&docker_sock);
     let _ = fs::remove_file(state.qmp());

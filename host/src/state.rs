@@ -76,6 +76,10 @@ impl StateDir {
     pub fn vhost(&self) -> PathBuf {
         self.root.join("vhost.sock")
     }
+    /// The published-port listing `skiff ports` prints.
+    pub fn ports(&self) -> PathBuf {
+        self.root.join("ports")
+    }
     /// vhost-device-vsock's hybrid-vsock socket (host side).
     pub fn hybrid_vsock(&self) -> PathBuf {
         self.root.join("vsock.sock")

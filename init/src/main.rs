@@ -17,10 +17,12 @@ mod config;
 mod control;
 mod disk;
 mod engine;
+mod http;
 mod logger;
 mod medium;
 mod mounts;
 mod net;
+mod ports;
 mod power;
 mod reaper;
 mod rootfs;
@@ -82,6 +84,8 @@ fn boot() -> ! {
     vsock::set_secret(settings.secret.clone());
     vsock::spawn_listener(settings.port, engine::SOCKET);
     control::spawn_listener(skiff_proto::control::DEFAULT_CONTROL_PORT);
+    ports::discover::spawn();
+    ports::forward::spawn_listener(skiff_proto::ports::DEFAULT_FORWARD_PORT);
     supervise(&mut engine)
 }
 

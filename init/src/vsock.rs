@@ -11,7 +11,7 @@
 //! in-band (see `skiff_proto::framing`); any other is plain pass-through.
 
 use std::io::{self, Cursor, Read, Write};
-use std::net::Shutdown;
+use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -325,7 +325,8 @@ fn timed_out(e: io::Error) -> io::Error {
 }
 
 /// A connected byte stream the forwarder can split and half-close:
-/// AF_VSOCK in the guest, a unix socket in tests (same half-close semantics).
+/// AF_VSOCK in the guest, a unix socket in tests (same half-close
+/// semantics), and the engine's or a container's socket on the other side.
 pub trait Conn: Read + Write + AsFd + Send + Sized + 'static {
     fn try_clone(&self) -> io::Result<Self>;
     fn shutdown(&self, how: Shutdown) -> io::Result<()>;
@@ -341,6 +342,18 @@ impl Conn for VsockStream {
     }
     fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         VsockStream::set_read_timeout(self, t)
+    }
+}
+
+impl Conn for TcpStream {
+    fn try_clone(&self) -> io::Result<Self> {
+        TcpStream::try_clone(self)
+    }
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        TcpStream::shutdown(self, how)
+    }
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, t)
     }
 }
 
@@ -400,29 +413,49 @@ pub fn forward<C: Conn>(mut vs: C, engine_path: &str, ready: fn() -> bool) -> io
             return refuse_unavailable(vs);
         }
     };
-    // Engine → host: plain bytes. When the engine has closed, the exchange is
-    // over: close the vsock connection both ways. A half-close alone would
-    // leave this connection open forever if the host never sends its EOF
-    // (a client that hung up early), and hybrid vsock does not pass a guest
-    // half-close on to the host at all.
-    let mut engine_rd = engine.try_clone()?;
+    relay(vs, leftover, mode == Sniff::Framed, engine)
+}
+
+/// Relays a host connection `vs` to `target` until both directions are done.
+/// `leftover` is host input already read; `framed` says the host's bytes are
+/// frames carrying its EOF in-band.
+///
+/// Target → host: plain bytes. When the target has closed, the exchange is
+/// over: close the vsock connection both ways. A half-close alone would
+/// leave this connection open forever if the host never sends its EOF
+/// (a client that hung up early), and hybrid vsock does not pass a guest
+/// half-close on to the host at all. Host → target: at the host's EOF,
+/// half-close the target.
+pub fn relay<C: Conn, T: Conn>(vs: C, leftover: Vec<u8>, framed: bool, target: T) -> io::Result<()> {
+    let mut target_rd = target.try_clone()?;
     let mut vs_wr = vs.try_clone()?;
+    // `io::copy`'s 8 KiB writes, not `skiff_proto::copy`'s 256 KiB: with
+    // big guest writes vhost-device-vsock stops granting credit and the
+    // transfer hangs (rust-vmm/vhost-device#494); small ones keep flowing.
     let back = thread::Builder::new().name("vsock-back".into()).spawn(move || {
-        let r = io::copy(&mut engine_rd, &mut vs_wr);
+        let r = io::copy(&mut target_rd, &mut vs_wr);
         let _ = vs_wr.shutdown(Shutdown::Both);
         r
     })?;
-    // Host → engine: framed or plain; at the host's EOF, half-close the engine side.
-    let mut engine_wr = engine;
+    let mut target_wr = target;
     let input = Cursor::new(leftover).chain(vs);
-    let sent = match mode {
-        Sniff::Framed => io::copy(&mut FrameReader::new(input), &mut engine_wr),
-        _ => io::copy(&mut { input }, &mut engine_wr),
-    };
-    let _ = engine_wr.shutdown(Shutdown::Write);
+    let sent = if framed { io::copy(&mut FrameReader::new(input), &mut target_wr) } else { io::copy(&mut { input }, &mut target_wr) };
+    let _ = target_wr.shutdown(Shutdown::Write);
     let got = back.join().map_err(|_| io::Error::other("forwarding thread panicked"))?;
     sent?;
     got.map(|_| ())
+}
+
+/// Time from the auth line for a whole request line (control, forward).
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Reads one request line (at most `max` bytes) byte by byte, so nothing
+/// after it is consumed, all within [`REQUEST_DEADLINE`]: a total deadline,
+/// so a slow sender is cut off.
+pub fn read_line<C: Conn>(stream: &mut C, max: usize) -> io::Result<Vec<u8>> {
+    let line = skiff_proto::read_line(&mut ReadBy::new(stream, Instant::now() + REQUEST_DEADLINE), max);
+    stream.set_read_timeout(None)?;
+    line
 }
 
 /// Answers 503 and closes.

@@ -431,8 +431,8 @@ pub fn busybox_root(rootfs: &Path) {
     fs::create_dir_all(rootfs.join("bin")).unwrap();
     fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
     for applet in [
-        "sh", "echo", "cat", "sleep", "ls", "wget", "nslookup", "true", "false", "env", "hostname", "httpd", "ip", "df",
-        "grep",
+        "sh", "echo", "cat", "sleep", "ls", "wget", "nslookup", "true", "false", "env", "hostname", "httpd", "ip", "df", "mkdir", "dd",
+        "grep", "sha256sum",
     ] {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
     }
