@@ -55,7 +55,7 @@ pub struct RunOptions {
     /// Seconds to wait for the engine to answer before giving up.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
-    /// How the ISO is attached: cd, disk (virtio) or usb.
+    /// How the ISO is attached: cd, or disk (virtio).
     #[arg(long, value_enum, default_value = "cd")]
     pub medium: Medium,
     /// Boot with UEFI firmware (OVMF) instead of BIOS.
