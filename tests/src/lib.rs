@@ -102,6 +102,9 @@ impl Vm {
             .arg("--iso").arg(iso())
             .arg("--dir").arg(dir)
             .arg("--timeout").arg("400")
+            // These tests start from RAM (or the --disk they give); the
+            // state folder's persistent disk is tested in lifecycle.rs.
+            .arg("--ephemeral")
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
