@@ -176,6 +176,7 @@ pub fn start(state: &StateDir, plan: &StartPlan) -> io::Result<()> {
         println!("export DOCKER_HOST=unix://{}", state.docker_sock().display());
         return Ok(());
     }
+    clean_leftovers(state);
     let before = Records::load(state);
     let iso = match (&plan.iso, &before.current) {
         (Some(iso), _) => iso.clone(),

@@ -318,7 +318,7 @@ pub fn console_tail(dir: &Path) -> String {
 
 /// Runs `cmd` with `input` on its stdin (none: /dev/null), collecting its
 /// output; kills it after `limit`.
-fn run_with_input(cmd: &mut Command, input: Option<&[u8]>, limit: Duration, what: &str) -> Output {
+pub fn run_with_input(cmd: &mut Command, input: Option<&[u8]>, limit: Duration, what: &str) -> Output {
     let mut child = cmd
         .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())

@@ -1,0 +1,115 @@
+//! The background lifecycle, as a user lives it: `skiff start` keeps images
+//! on the state folder's data disk across stop and start, a second start
+//! changes nothing, a killed VM's leftovers are cleaned up, `status` tells
+//! the truth, and the docker context `skiff` reaches the engine.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use skiff_tests::{busybox_image, console_tail, docker_bin, iso, run_with_input, skiff_bin, Scratch};
+
+fn skiff(dir: &Path, docker_config: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(skiff_bin());
+    cmd.args(args).arg("--dir").arg(dir).env("DOCKER_CONFIG", docker_config).env_remove("SKIFF_ISO");
+    run_with_input(&mut cmd, None, Duration::from_secs(500), &format!("skiff {}", args.join(" ")))
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn ok(dir: &Path, docker_config: &Path, args: &[&str]) -> String {
+    let out = skiff(dir, docker_config, args);
+    assert!(out.status.success(), "skiff {} failed:\n{}\nconsole:\n{}", args.join(" "), text(&out), console_tail(dir));
+    text(&out)
+}
+
+fn docker(docker_config: &Path, args: &[&str]) -> String {
+    let mut cmd = Command::new(docker_bin());
+    cmd.arg("--context").arg("skiff").args(args).env("DOCKER_CONFIG", docker_config).env_remove("DOCKER_HOST");
+    let out = run_with_input(&mut cmd, None, Duration::from_secs(300), &format!("docker {}", args.join(" ")));
+    assert!(out.status.success(), "docker {} failed:\n{}", args.join(" "), text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn pid(path: &Path) -> i32 {
+    fs::read_to_string(path).unwrap().split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn images_survive_stop_start_and_a_crash() {
+    let scratch = Scratch::new("life");
+    let dir = scratch.0.join("vm");
+    let config = scratch.0.join("docker-config");
+    let iso = iso();
+    let iso_arg = iso.to_str().unwrap();
+
+    // First start: creates the data disk, keeps its own copy of the ISO,
+    // remembers the memory it was given, writes the context.
+    let first = ok(&dir, &config, &["start", "--iso", iso_arg, "--memory", "1000", "--timeout", "400"]);
+    assert!(first.contains("export DOCKER_HOST=unix://"), "{first}");
+    assert!(first.contains("docker context `skiff`"), "{first}");
+    assert!(dir.join("data.qcow2").is_file(), "no data disk created");
+    assert!(fs::read_to_string(dir.join("settings")).unwrap().contains("memory=1000"));
+    let status = ok(&dir, &config, &["status"]);
+    eprintln!("status while running:\n{status}");
+    assert!(status.contains("state: running"), "{status}");
+    let images = fs::canonicalize(&dir).unwrap().join("images");
+    assert!(status.contains(&format!("iso: {}", images.display())), "the VM must boot its own copy of the ISO:\n{status}");
+    assert!(status.contains("memory: 1000 MiB"), "{status}");
+    assert!(status.contains("engine: 5.") || status.contains("engine: 4."), "{status}");
+    assert!(status.contains("data disk:"), "{status}");
+
+    // The context reaches the engine without DOCKER_HOST.
+    let version = docker(&config, &["version", "--format", "{{.Server.Version}}"]);
+    assert!(!version.trim().is_empty());
+
+    let archive = busybox_image(&scratch.0, "acc/busybox:latest");
+    docker(&config, &["load", "-i", archive.to_str().unwrap()]);
+
+    // A second start changes nothing.
+    let run_pid = pid(&dir.join("skiff.pid"));
+    let again = ok(&dir, &config, &["start", "--memory", "2000"]);
+    assert!(again.contains("already running"), "{again}");
+    assert_eq!(pid(&dir.join("skiff.pid")), run_pid);
+    assert!(fs::read_to_string(dir.join("settings")).unwrap().contains("memory=1000"), "a refused start must not change the settings");
+
+    // Stop waits for the VM to exit.
+    ok(&dir, &config, &["stop"]);
+    assert!(!Path::new(&format!("/proc/{run_pid}")).exists(), "skiff run still alive after stop");
+    let status = ok(&dir, &config, &["status"]);
+    eprintln!("status after stop:\n{status}");
+    assert!(status.contains("state: stopped"), "{status}");
+    assert!(!dir.join("docker.sock").exists());
+
+    // Start again with no flags: same ISO copy, remembered memory, same disk.
+    ok(&dir, &config, &["start", "--timeout", "400"]);
+    let status = ok(&dir, &config, &["status"]);
+    assert!(status.contains("memory: 1000 MiB"), "{status}");
+    let listed = docker(&config, &["images", "--format", "{{.Repository}}"]);
+    assert!(listed.contains("acc/busybox"), "image lost across stop/start: {listed}");
+
+    // A crash: kill -9 of `skiff run` and QEMU leaves a pid file and sockets.
+    let run_pid = pid(&dir.join("skiff.pid"));
+    let qemu_pid = pid(&dir.join("qemu.pid"));
+    for p in [run_pid, qemu_pid] {
+        // SAFETY: kill(2) on processes this test started.
+        unsafe { libc::kill(p, libc::SIGKILL) };
+    }
+    for _ in 0..100 {
+        if !Path::new(&format!("/proc/{qemu_pid}")).exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(dir.join("skiff.pid").exists() && dir.join("docker.sock").exists(), "the crash should leave leftovers");
+    let status = ok(&dir, &config, &["status"]);
+    assert!(status.contains("state: stopped"), "a dead pid must not count as running:\n{status}");
+    let after_crash = ok(&dir, &config, &["start", "--timeout", "400"]);
+    assert!(after_crash.contains("cleaned up"), "{after_crash}");
+    let listed = docker(&config, &["images", "--format", "{{.Repository}}"]);
+    assert!(listed.contains("acc/busybox"), "image lost after a crash: {listed}");
+    ok(&dir, &config, &["stop"]);
+}
