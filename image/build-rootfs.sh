@@ -23,21 +23,46 @@ binaries="
 /usr/sbin/e2fsck
 "
 
+# The shared cache is one build's at a time from here on: the package
+# lists, the .debs and the staging trees (pruned below) are all in it.
 debs="$cache/debs"
 mkdir -p "$debs"
-if ! "$apt" "$cache" apt-get install --download-only -qq -o Dir::Cache::archives="$debs" $packages >/dev/null 2>&1; then
-  "$apt" "$cache" apt-get update -qq
-  "$apt" "$cache" apt-get install --download-only -qq -o Dir::Cache::archives="$debs" $packages
-fi
+lock="$cache/apt.lock"
+exec 9>"$lock"
+flock 9
+export SKIFF_APT_LOCKED="$lock"
 
-# Unpack every downloaded package once into a staging tree keyed by the set of .debs.
-key=$(ls "$debs"/*.deb | xargs -n1 basename | sort | sha256sum | cut -c1-16)
+# The .debs apt resolves now (newest versions, with their dependencies):
+# only these are unpacked, so an older download can never overwrite a
+# security update. (--print-uris into an empty folder lists them all.)
+resolve=$(mktemp -d)
+trap 'rm -rf "$resolve"' EXIT
+mkdir "$resolve/partial"
+"$apt" "$cache" apt-get install --print-uris -qq -o Dir::Cache::archives="$resolve" $packages > "$resolve/uris"
+sed -n "s/^'[^']*' \([^ ]*\.deb\) .*/\1/p" "$resolve/uris" | sort > "$resolve/wanted"
+[ -s "$resolve/wanted" ] || { echo "rootfs: apt resolved no packages" >&2; exit 1; }
+"$apt" "$cache" apt-get install --download-only -qq -o Dir::Cache::archives="$debs" $packages >/dev/null
+while read -r f; do
+  [ -f "$debs/$f" ] || { echo "rootfs: $f was resolved but not downloaded" >&2; exit 1; }
+done < "$resolve/wanted"
+# Superseded .debs go (apt keeps every version it ever fetched).
+for d in "$debs"/*.deb; do
+  grep -qxF "$(basename "$d")" "$resolve/wanted" || { echo "rootfs: pruning superseded $(basename "$d")"; rm -f "$d"; }
+done
+
+# Unpack the resolved packages once into a staging tree keyed by their set;
+# older staging trees are removed.
+key=$(sha256sum < "$resolve/wanted" | cut -c1-16)
 stage="$cache/stage-$key"
+for old in "$cache"/stage-*; do
+  [ "$old" = "$stage" ] || [ ! -e "$old" ] || rm -rf "$old"
+done
 if [ ! -d "$stage" ]; then
   mkdir -p "$stage.tmp"
-  for d in "$debs"/*.deb; do dpkg-deb -x "$d" "$stage.tmp"; done
+  while read -r f; do dpkg-deb -x "$debs/$f" "$stage.tmp"; done < "$resolve/wanted"
   mv "$stage.tmp" "$stage"
 fi
+echo "rootfs: $(wc -l < "$resolve/wanted") packages (newest resolved versions), staged in $stage"
 
 rm -rf "$out"; mkdir -p "$out"
 cd "$out"

@@ -21,8 +21,9 @@ use crate::images::{self, Records};
 use crate::qmp;
 use crate::state::StateDir;
 
-/// How long `skiff stop` waits for the VM to exit before killing it.
-const STOP_LIMIT: Duration = Duration::from_secs(90);
+/// How long `skiff stop` waits for the VM to exit before killing it: as
+/// long as `skiff run` gives the guest after a signal.
+const STOP_LIMIT: Duration = crate::run::SHUTDOWN_LIMIT;
 
 /// A process as recorded in a pid file: its pid and its start time (clock
 /// ticks after boot, /proc/PID/stat field 22), so a reused pid never passes.

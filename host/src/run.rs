@@ -26,8 +26,8 @@ use crate::state::{default_dir, StateDir};
 use crate::vsockdev::VsockDevice;
 
 /// How long the guest may take to shut down after the power button before
-/// QEMU is killed; longer than the guest's own worst case.
-const SHUTDOWN_LIMIT: Duration = Duration::from_secs(60);
+/// QEMU is killed: its own worst case plus a margin for a slow host.
+pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(skiff_proto::GUEST_SHUTDOWN_WORST_CASE_SECS + 23);
 
 /// Options of `skiff run`.
 #[derive(Args, Debug, Clone)]

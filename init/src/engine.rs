@@ -136,15 +136,19 @@ pub fn terminate(pid: Pid) {
 /// than signalling the processes ourselves) also records exit codes,
 /// unmounts each container's root and removes `--rm` containers, so the
 /// data disk is left tidy. Skipped when no conmon runs (no containers).
-pub fn stop_containers(grace: Duration) {
+pub fn stop_containers(grace: Duration, limit: Duration) {
+    /// More containers than this are stopped in rounds (one grace period each).
+    const MAX_STOP_WORKERS: usize = 256;
     let running = count_processes("conmon");
     if running == 0 {
         return log::info!("engine: no running containers");
     }
     log::info!("engine: stopping {running} container(s), {}s grace each", grace.as_secs());
-    let limit = grace + Duration::from_secs(20);
+    // All at once: podman's default of 3 workers per CPU would stop them in
+    // rounds of one grace period each, past the shutdown's time limit.
+    let workers = running.clamp(1, MAX_STOP_WORKERS).to_string();
     let spawned = Command::new(PODMAN)
-        .args(["stop", "--all", "--time", &grace.as_secs().to_string()])
+        .args(["--max-workers", &workers, "stop", "--all", "--time", &grace.as_secs().to_string()])
         .env_clear()
         .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         .env("HOME", "/root")

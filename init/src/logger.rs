@@ -3,13 +3,19 @@
 //! (served to `skiff logs` over vsock) and, once the state folder is there,
 //! to `/var/lib/skiff/log/skiff.log` with size-bounded rotation. The init's
 //! own messages and the engine's stdout/stderr share this path.
+//! The file is written by a thread of its own fed through a bounded queue:
+//! a slow or stuck data disk drops file lines (counted, and the count noted
+//! in the file) instead of stalling the main loop that logs them.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use rustix::time::{clock_gettime, ClockId};
 
@@ -19,6 +25,10 @@ pub const RING_BYTES: usize = 512 * 1024;
 pub const FILE_BYTES: u64 = 1024 * 1024;
 /// Rotated files kept beside the current one (skiff.log.1 ... .N).
 pub const FILE_KEEP: u32 = 3;
+/// Lines queued for the file writer; more are dropped, not waited for.
+pub const FILE_QUEUE: usize = 1024;
+/// How often at most the console hears that file lines were dropped.
+const DROP_WARN_EVERY: Duration = Duration::from_secs(60);
 
 struct Console;
 
@@ -63,9 +73,51 @@ struct LogFile {
     size: u64,
 }
 
+/// What the file writer thread is sent.
+enum ToFile {
+    Line(String),
+    /// This many lines were dropped here (the queue was full).
+    Dropped(u64),
+    /// Sync and close the file, then say so on this channel.
+    Close(mpsc::Sender<()>),
+}
+
+/// The sending end of the file writer's queue, and its count of dropped lines.
+struct FileQueue {
+    tx: SyncSender<ToFile>,
+    dropped: AtomicU64,
+}
+
+impl FileQueue {
+    /// Queues a line without ever waiting: when the queue is full (the disk
+    /// is slow) the line is dropped and counted. The count goes into the
+    /// queue ahead of the next line that fits, so the file notes its gap
+    /// where it is. (Callers hold the FILE lock: one offer at a time.)
+    fn offer(&self, line: &str) {
+        let n = self.dropped.load(Ordering::Relaxed);
+        let sent = match n {
+            0 => self.tx.try_send(ToFile::Line(line.to_string())),
+            n => self.tx.try_send(ToFile::Dropped(n)).map(|()| {
+                self.dropped.fetch_sub(n, Ordering::Relaxed);
+                let _ = self.tx.try_send(ToFile::Line(line.to_string())).map_err(|_| self.dropped.fetch_add(1, Ordering::Relaxed));
+            }),
+        };
+        if let Err(TrySendError::Full(_)) = sent {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Where the file writer puts lines: the log file, or a fake in tests.
+trait LineSink {
+    fn write(&mut self, line: &str);
+    fn sync(&mut self);
+}
+
 static RING: Mutex<Ring> = Mutex::new(Ring::new(RING_BYTES));
 static NEW_LINES: Condvar = Condvar::new();
-static FILE: Mutex<Option<LogFile>> = Mutex::new(None);
+/// Lock order: RING, then FILE.
+static FILE: Mutex<Option<FileQueue>> = Mutex::new(None);
 
 /// Locks, ignoring poisoning: a panicked logger thread must not stop logging.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -93,11 +145,48 @@ pub fn emit(source: &str, level: log::Level, msg: &str) {
     let line = format_line(uptime(), source, level, msg);
     // One write per line keeps lines whole when threads log at once.
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
-    if let Some(f) = lock(&FILE).as_mut() {
-        f.write(&line);
+    let mut ring = lock(&RING);
+    if let Some(q) = lock(&FILE).as_ref() {
+        q.offer(&line);
     }
-    lock(&RING).push(line);
+    ring.push(line);
+    drop(ring);
     NEW_LINES.notify_all();
+}
+
+/// The file writer's loop: writes what it is sent until told to close or
+/// until the queue's sender is gone, noting in the file where lines were
+/// dropped (and, at most once a minute, on the console).
+fn drain(rx: Receiver<ToFile>, sink: &mut impl LineSink) {
+    let mut warned: Option<Instant> = None;
+    for msg in rx {
+        match msg {
+            ToFile::Line(line) => sink.write(&line),
+            ToFile::Dropped(n) => {
+                sink.write(&format!("---- {n} log lines dropped here: the disk was too slow (the console and `skiff logs` have them) ----\n"));
+                if warned.is_none_or(|t| t.elapsed() >= DROP_WARN_EVERY) {
+                    warned = Some(Instant::now());
+                    log::warn!("log: the data disk is slow: {n} lines were not written to skiff.log (the console and `skiff logs` have them)");
+                }
+            }
+            ToFile::Close(done) => {
+                sink.write("---- shutdown: log file closed ----\n");
+                sink.sync();
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
+}
+
+impl LineSink for LogFile {
+    fn write(&mut self, line: &str) {
+        LogFile::write(self, line);
+    }
+
+    fn sync(&mut self) {
+        let _ = self.file.sync_all();
+    }
 }
 
 impl LogFile {
@@ -144,22 +233,54 @@ pub fn persist(dir: &Path) {
     };
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut lf = LogFile { dir: dir.to_path_buf(), file, size };
-    let (lines, _) = lock(&RING).since(0);
-    lf.write("---- boot ----\n");
-    for line in lines {
-        lf.write(&line);
+    let (tx, rx) = mpsc::sync_channel(FILE_QUEUE);
+    let dropped = AtomicU64::new(0);
+    // The ring's lines so far go first; the queue takes every later line
+    // (installed while the ring is locked, so none is lost or doubled).
+    let ring = lock(&RING);
+    let (backlog, _) = ring.since(0);
+    let spawned = thread::Builder::new().name("log-file".into()).spawn(move || {
+        lf.write("---- boot ----\n");
+        for line in backlog {
+            lf.write(&line);
+        }
+        drain(rx, &mut lf);
+    });
+    let started = spawned.is_ok();
+    if started {
+        *lock(&FILE) = Some(FileQueue { tx, dropped });
     }
-    *lock(&FILE) = Some(lf);
-    log::info!("log: also writing to {}/skiff.log (rotated at {} KiB, {FILE_KEEP} old files kept)", dir.display(), FILE_BYTES / 1024);
+    drop(ring);
+    match spawned {
+        Ok(_) => log::info!("log: also writing to {}/skiff.log (rotated at {} KiB, {FILE_KEEP} old files kept)", dir.display(), FILE_BYTES / 1024),
+        Err(e) => log::warn!("log: cannot start the log file writer: {e}; logging to the console and memory only"),
+    }
 }
 
 /// Stops writing the log file and closes it (shutdown, before the data disk
-/// that holds it is unmounted); the console and the ring carry on.
-pub fn close_file() {
-    if let Some(mut lf) = lock(&FILE).take() {
-        lf.write("---- shutdown: log file closed ----\n");
-        let _ = lf.file.sync_all();
+/// that holds it is unmounted), waiting at most `limit` for the writer; the
+/// console and the ring carry on. Returns false if the writer did not
+/// finish in time (its file then stays open: the unmount falls back).
+pub fn close_file(limit: Duration) -> bool {
+    let Some(q) = lock(&FILE).take() else { return true };
+    let end = Instant::now() + limit;
+    let (done, closed) = mpsc::channel();
+    let dropped = q.dropped.swap(0, Ordering::Relaxed);
+    let last = (dropped > 0).then_some(ToFile::Dropped(dropped)).into_iter().chain([ToFile::Close(done)]);
+    for mut msg in last {
+        loop {
+            match q.tx.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(_)) => return true, // the writer is gone already
+                Err(TrySendError::Full(back)) if Instant::now() < end => {
+                    msg = back;
+                    thread::sleep(Duration::from_millis(10));
+                }
+                Err(TrySendError::Full(_)) => return false,
+            }
+        }
     }
+    closed.recv_timeout(end.saturating_duration_since(Instant::now())).is_ok()
 }
 
 /// Lines from `seq` on and the next sequence number; waits up to `wait`
@@ -198,6 +319,7 @@ pub fn init(debug: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn lines_carry_uptime_source_and_level() {
@@ -220,6 +342,54 @@ mod tests {
         assert!(r.since(3).0.is_empty());
         r.push("a line longer than the cap\n".into());
         assert_eq!(r.since(0).0.len(), 1, "one over-long line is still kept");
+    }
+
+    /// A sink that waits at a gate (a slow disk) and records what it got.
+    struct Slow {
+        gate: Arc<Mutex<()>>,
+        got: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl LineSink for Slow {
+        fn write(&mut self, line: &str) {
+            let _open = lock(&self.gate);
+            lock(&self.got).push(line.to_string());
+        }
+        fn sync(&mut self) {}
+    }
+
+    #[test]
+    fn a_stuck_log_file_never_stalls_the_logger() {
+        let gate = Arc::new(Mutex::new(()));
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::sync_channel(4);
+        let q = FileQueue { tx, dropped: AtomicU64::new(0) };
+        let stuck = lock(&gate);
+        let mut sink = Slow { gate: Arc::clone(&gate), got: Arc::clone(&got) };
+        let writer = thread::spawn(move || drain(rx, &mut sink));
+        let t = Instant::now();
+        for i in 0..1000 {
+            q.offer(&format!("line {i}\n"));
+        }
+        assert!(t.elapsed() < Duration::from_secs(2), "offering lines waited for the disk: {:?}", t.elapsed());
+        let dropped = q.dropped.load(Ordering::Relaxed);
+        assert!((1000 - 4 - 1..=1000 - 4).contains(&dropped), "queue of 4 (+1 in the writer's hands): {dropped} dropped");
+        drop(stuck);
+        // The disk moves again: the next line carries the count of the gap.
+        thread::sleep(Duration::from_millis(100));
+        q.offer("after the gap\n");
+        let (done, closed) = mpsc::channel();
+        q.tx.send(ToFile::Close(done)).unwrap();
+        closed.recv_timeout(Duration::from_secs(5)).expect("the writer closes once the disk moves");
+        writer.join().unwrap();
+        let got = lock(&got).clone();
+        assert_eq!(got.first().map(String::as_str), Some("line 0\n"));
+        let note = format!("---- {dropped} log lines dropped here");
+        let n = got.len();
+        assert!(got[n - 3].starts_with(&note), "no note of the dropped lines where they were: {got:?}");
+        assert_eq!(got[n - 2], "after the gap\n");
+        assert_eq!(got[n - 1], "---- shutdown: log file closed ----\n");
+        assert_eq!(n as u64, 1000 - dropped + 3, "every line not dropped was written: {got:?}");
     }
 
     #[test]

@@ -1,4 +1,7 @@
 //! Power: the ACPI power button, signals to PID 1, and the shutdown sequence.
+//! Every shutdown step has a time limit, and the limits add up to one
+//! figure, [`WORST_CASE`]: the longest the guest takes from a trigger to
+//! power-off, whatever its containers or disks do. The host waits longer.
 
 use std::fs::{self, File};
 use std::io::Read;
@@ -12,6 +15,38 @@ use crate::{disk, engine, reaper, vsock};
 
 /// How long containers get between SIGTERM and SIGKILL (Docker's default).
 const CONTAINER_GRACE: Duration = Duration::from_secs(10);
+/// `podman stop --all`: the grace period, then SIGKILL and its bookkeeping.
+const CONTAINERS_LIMIT: Duration = CONTAINER_GRACE.saturating_add(Duration::from_secs(15));
+/// The engine, after SIGTERM, before SIGKILL.
+const ENGINE_LIMIT: Duration = Duration::from_secs(10);
+/// Every other process: SIGTERM, this long, then SIGKILL and a short wait.
+const TERM_LIMIT: Duration = Duration::from_secs(5);
+const KILL_LIMIT: Duration = Duration::from_secs(2);
+/// Writing dirty data back; a stuck disk is given up on (the unmount and
+/// the journal replay at next boot cover what is left).
+const SYNC_LIMIT: Duration = Duration::from_secs(10);
+/// The log file writer's last lines and close.
+const LOG_CLOSE_LIMIT: Duration = Duration::from_secs(2);
+/// Unmounting the data disk (its own retries take 5 s, then read-only and detach).
+const UNMOUNT_LIMIT: Duration = Duration::from_secs(10);
+/// The sync just before power-off (nothing is left to write by then).
+const FINAL_SYNC_LIMIT: Duration = Duration::from_secs(2);
+/// The untimed steps (vsock, DHCP release: non-blocking) and the logging.
+const SLACK: Duration = Duration::from_secs(1);
+
+/// The guest's longest shutdown: trigger to `reboot(POWER_OFF)`. The host
+/// must wait longer than this before it kills the VM.
+pub const WORST_CASE: Duration = Duration::from_secs(
+    CONTAINERS_LIMIT.as_secs()
+        + ENGINE_LIMIT.as_secs()
+        + TERM_LIMIT.as_secs()
+        + KILL_LIMIT.as_secs()
+        + SYNC_LIMIT.as_secs()
+        + LOG_CLOSE_LIMIT.as_secs()
+        + UNMOUNT_LIMIT.as_secs()
+        + FINAL_SYNC_LIMIT.as_secs()
+        + SLACK.as_secs(),
+);
 
 /// `struct input_event` on 64-bit: timeval (16) + type (2) + code (2) + value (4).
 const INPUT_EVENT_SIZE: usize = 24;
@@ -81,6 +116,23 @@ fn step(name: &str, f: impl FnOnce()) {
     log::info!("shutdown: {name} done in {:.2}s", t.elapsed().as_secs_f64());
 }
 
+/// The time left of the whole shutdown: each step gets its own limit, or
+/// less when earlier steps overran theirs, so the total holds.
+struct Budget {
+    end: Instant,
+}
+
+impl Budget {
+    fn new(total: Duration) -> Self {
+        Self { end: Instant::now() + total }
+    }
+
+    /// `limit`, or what is left of the budget if that is less.
+    fn take(&self, limit: Duration) -> Duration {
+        limit.min(self.end.saturating_duration_since(Instant::now()))
+    }
+}
+
 /// Runs `f` in a thread and waits at most `limit` for it, so a step stuck
 /// in the kernel (a hung disk) cannot keep the machine from powering off.
 fn bounded(what: &str, limit: Duration, f: fn()) {
@@ -137,40 +189,51 @@ fn signal_all(sig: i32) {
     }
 }
 
-/// The one shutdown sequence for every trigger. Never returns.
+/// The one shutdown sequence for every trigger. Never returns, and takes
+/// at most [`WORST_CASE`] (each step's limit is logged if it is hit).
 pub fn shutdown(engine: &mut engine::Engine, why: &str) -> ! {
     let began = Instant::now();
-    log::info!("shutdown: {why}; stopping");
+    // The final sync has its own limit, inside `power_off`.
+    let budget = Budget::new(WORST_CASE.saturating_sub(FINAL_SYNC_LIMIT));
+    log::info!("shutdown: {why}; stopping (at most {}s)", WORST_CASE.as_secs());
     step("stop accepting vsock connections", vsock::stop_accepting);
-    step("stop containers", || engine::stop_containers(CONTAINER_GRACE));
+    step("stop containers", || engine::stop_containers(CONTAINER_GRACE, budget.take(CONTAINERS_LIMIT)));
     step("stop engine", || {
         if let Some(pid) = engine.take_for_shutdown() {
             engine::terminate(pid);
-            if !wait_gone(Some(pid), Duration::from_secs(10)) {
-                log::warn!("shutdown: engine did not stop within 10s; killing it");
+            let limit = budget.take(ENGINE_LIMIT);
+            if !wait_gone(Some(pid), limit) {
+                log::warn!("shutdown: engine did not stop within {}s; killing it", limit.as_secs());
                 let _ = kill_process(pid, Signal::KILL);
             }
         }
     });
     step("stop remaining processes", || {
         signal_all(libc::SIGTERM);
-        if !wait_gone(None, Duration::from_secs(5)) {
-            log::warn!("shutdown: processes still running after 5s; sending SIGKILL");
+        let limit = budget.take(TERM_LIMIT);
+        if !wait_gone(None, limit) {
+            log::warn!("shutdown: processes still running after {}s; sending SIGKILL", limit.as_secs());
             signal_all(libc::SIGKILL);
-            wait_gone(None, Duration::from_secs(2));
+            wait_gone(None, budget.take(KILL_LIMIT));
         }
     });
     step("release DHCP leases", crate::net::release_all);
-    step("sync", || bounded("sync", Duration::from_secs(20), rustix::fs::sync));
-    step("close log file", crate::logger::close_file);
-    step("unmount data disk", || bounded("unmount", Duration::from_secs(15), disk::unmount_all));
-    log::info!("shutdown: powering off after {:.2}s", began.elapsed().as_secs_f64());
+    step("sync", || bounded("sync", budget.take(SYNC_LIMIT), rustix::fs::sync));
+    step("close log file", || {
+        let limit = budget.take(LOG_CLOSE_LIMIT);
+        if !crate::logger::close_file(limit) {
+            log::error!("shutdown: the log file writer is still not done after {}s (disk stuck?); going on", limit.as_secs());
+        }
+    });
+    step("unmount data disk", || bounded("unmount", budget.take(UNMOUNT_LIMIT), disk::unmount_all));
+    log::info!("shutdown: powering off after {:.2}s (limit {}s)", began.elapsed().as_secs_f64(), WORST_CASE.as_secs());
     power_off()
 }
 
-/// Last resort for fatal errors as well: sync and power off, never return.
+/// Last resort for fatal errors as well: sync (for at most a moment: a
+/// stuck disk must not keep the machine on) and power off, never return.
 pub fn power_off() -> ! {
-    rustix::fs::sync();
+    bounded("final sync", FINAL_SYNC_LIMIT, rustix::fs::sync);
     loop {
         if let Err(e) = reboot(RebootCommand::PowerOff) {
             log::error!("power: reboot(POWER_OFF) failed: {e}");
@@ -183,12 +246,29 @@ pub fn power_off() -> ! {
 mod tests {
     use super::*;
 
+    #[test]
+    fn worst_case_is_what_the_host_is_told() {
+        assert_eq!(WORST_CASE.as_secs(), skiff_proto::GUEST_SHUTDOWN_WORST_CASE_SECS);
+    }
+
     fn event(kind: u16, code: u16, value: i32) -> [u8; 24] {
         let mut ev = [0u8; 24];
         ev[16..18].copy_from_slice(&kind.to_ne_bytes());
         ev[18..20].copy_from_slice(&code.to_ne_bytes());
         ev[20..24].copy_from_slice(&value.to_ne_bytes());
         ev
+    }
+
+    #[test]
+    fn the_worst_case_covers_every_step_and_the_budget_holds_it() {
+        let steps = [CONTAINERS_LIMIT, ENGINE_LIMIT, TERM_LIMIT, KILL_LIMIT, SYNC_LIMIT, LOG_CLOSE_LIMIT, UNMOUNT_LIMIT, FINAL_SYNC_LIMIT, SLACK];
+        assert_eq!(WORST_CASE, steps.iter().sum::<Duration>());
+        assert!(CONTAINERS_LIMIT > CONTAINER_GRACE, "podman stop needs time beyond the grace period");
+        let budget = Budget::new(Duration::from_millis(300));
+        assert_eq!(budget.take(Duration::from_millis(10)), Duration::from_millis(10));
+        assert!(budget.take(Duration::from_secs(60)) <= Duration::from_millis(300), "never more than what is left");
+        thread::sleep(Duration::from_millis(320));
+        assert_eq!(budget.take(Duration::from_secs(10)), Duration::ZERO, "an overrun leaves nothing for later steps");
     }
 
     #[test]

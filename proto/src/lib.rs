@@ -13,3 +13,8 @@ pub mod shell;
 /// The guest's vsock port for the engine API (Docker's historic plain-text port).
 /// Override with `skiff.port=N` on the kernel command line.
 pub const DEFAULT_ENGINE_PORT: u32 = 2375;
+
+/// The guest's longest clean shutdown, trigger to power-off, in seconds
+/// (the sum of the init's step limits; a unit test there keeps it equal).
+/// The host waits longer than this before it kills the VM.
+pub const GUEST_SHUTDOWN_WORST_CASE_SECS: u64 = 67;

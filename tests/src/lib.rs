@@ -228,13 +228,13 @@ impl Vm {
         let t = Instant::now();
         let status = Command::new(skiff_bin()).arg("stop").arg("--dir").arg(&self.dir).status().expect("skiff stop");
         assert!(status.success(), "skiff stop failed");
-        let end = Instant::now() + Duration::from_secs(90);
+        let end = Instant::now() + Duration::from_secs(120);
         loop {
             if let Some(status) = self.run.try_wait().expect("wait skiff run") {
                 assert!(status.success(), "skiff run ended with {status}");
                 return t.elapsed();
             }
-            assert!(Instant::now() < end, "VM did not power off within 90s; console:\n{}", console_tail(&self.dir));
+            assert!(Instant::now() < end, "VM did not power off within 120s; console:\n{}", console_tail(&self.dir));
             thread::sleep(Duration::from_millis(100));
         }
     }

@@ -1,6 +1,8 @@
 //! The persistent data disk: a blank disk becomes Skiff's data disk and
 //! keeps images, containers and volumes across a clean shutdown and a power
-//! loss; a disk holding anything else is never touched.
+//! loss; a disk holding anything else is never touched, nor is any disk when
+//! two claim to be the data disk; a shutdown with many containers running
+//! leaves the filesystem clean.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -162,4 +164,119 @@ fn power_loss_during_a_load_keeps_what_was_committed() {
     let out = vm.docker_ok(&["start", "-a", "before"]);
     assert_eq!(out.trim(), "still here");
     shutdown_and_report(vm, "kill (after power loss)");
+}
+
+/// Writes `bytes` into a disk image at `offset`.
+fn write_at(disk: &Path, offset: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(disk).expect("open disk image");
+    f.write_all_at(bytes, offset).expect("write disk image");
+}
+
+/// Random bytes (the contents of a file, as far as a disk can tell).
+fn random_bytes(len: usize) -> Vec<u8> {
+    use std::io::Read;
+    let mut bytes = vec![0u8; len];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).expect("read /dev/urandom");
+    bytes
+}
+
+#[test]
+fn disks_with_data_behind_a_wiped_partition_table_are_not_formatted() {
+    let scratch = Scratch::new("disk-wiped");
+    // Data in the middle only: a disk whose partition table and the ends of
+    // its last partition were wiped (what `wipefs` or a careless `dd` leaves).
+    let middle = scratch.0.join("middle.img");
+    blank_disk(&middle, 1 << 30);
+    write_at(&middle, 600 << 20, &random_bytes(16 << 20));
+    // An ext4 filesystem where a first partition starts (1 MiB in), its
+    // GPT zeroed: the superblock sits just past the disk's first MiB.
+    let content = scratch.0.join("content");
+    std::fs::create_dir_all(&content).unwrap();
+    std::fs::write(content.join("photo.jpg"), random_bytes(8 << 20)).unwrap();
+    let lost = scratch.0.join("lost-gpt.img");
+    blank_disk(&lost, 512 << 20);
+    let made = Command::new("mkfs.ext4").args(["-q", "-F", "-L", "home", "-E", "offset=1048576", "-d"]).arg(&content).arg(&lost)
+        .arg(format!("{}k", (510u64 << 20) / 1024)).status().expect("mkfs.ext4 (e2fsprogs)");
+    assert!(made.success());
+    assert!(std::fs::read(&lost).unwrap()[..1 << 20].iter().all(|&b| b == 0), "the first MiB must be zeros for this test");
+    let before = (sha256_file(&middle), sha256_file(&lost));
+
+    let vm = Vm::boot_with(&scratch.0, &["--disk", middle.to_str().unwrap(), "--disk", lost.to_str().unwrap()]);
+    let console = vm.console();
+    for line in console.lines().filter(|l| l.contains("disk:")) {
+        eprintln!("wiped: {line}");
+    }
+    assert!(!console.contains("disk: formatted") && !console.contains("wrote a GPT"), "a disk with data was formatted:\n{console}");
+    assert!(console.contains("skipping /dev/vda") && console.contains("zeros at both ends but data at byte"), "{console}");
+    assert!(console.contains("skipping /dev/vdb") && console.contains("an ext4 filesystem labelled \"home\" at byte 1048576"), "{console}");
+    assert!(console.contains("will NOT persist"), "no warning that nothing persists");
+    assert!(vm.docker_ok(&["info", "--format", "{{.Driver}}"]).contains("overlay"), "the engine should run in RAM");
+    shutdown_and_report_no_disk(vm);
+    assert_eq!((sha256_file(&middle), sha256_file(&lost)), before, "a disk was modified");
+}
+
+#[test]
+fn two_data_disks_are_never_guessed() {
+    let scratch = Scratch::new("disk-two");
+    let image = busybox_image(&scratch.0, IMAGE);
+    let mut disks = Vec::new();
+    for name in ["first.img", "second.img"] {
+        let disk = scratch.0.join(name);
+        blank_disk(&disk, 256 << 20);
+        let made = Command::new("mkfs.ext4").args(["-q", "-F", "-L", "skiff-data"]).arg(&disk).status().expect("mkfs.ext4 (e2fsprogs)");
+        assert!(made.success());
+        disks.push(disk);
+    }
+    let before: Vec<String> = disks.iter().map(|d| sha256_file(d)).collect();
+
+    let vm = Vm::boot_with(&scratch.0, &["--disk", disks[0].to_str().unwrap(), "--disk", disks[1].to_str().unwrap()]);
+    let console = vm.console();
+    for line in console.lines().filter(|l| l.contains("disk:")) {
+        eprintln!("two: {line}");
+    }
+    assert!(console.contains("2 filesystems are labelled \"skiff-data\" (/dev/vda and /dev/vdb)"), "no clear message:\n{console}");
+    assert!(console.contains("will NOT persist"), "no warning that nothing persists");
+    assert!(!console.contains("disk: checked") && !console.contains("disk: mounted"), "a data disk was guessed:\n{console}");
+    vm.docker_ok(&["load", "-i", image.to_str().unwrap()]);
+    assert_eq!(vm.docker_ok(&["run", "--rm", "--network", "none", IMAGE, "echo", "in RAM"]).trim(), "in RAM");
+    shutdown_and_report_no_disk(vm);
+    let after: Vec<String> = disks.iter().map(|d| sha256_file(d)).collect();
+    assert_eq!(after, before, "a data disk was written to");
+}
+
+#[test]
+fn shutdown_with_twenty_running_containers_is_clean() {
+    let scratch = Scratch::new("disk-twenty");
+    let image = busybox_image(&scratch.0, IMAGE);
+    let disk = scratch.0.join("data.img");
+    blank_disk(&disk, 2 << 30);
+    let vm = boot_with_disk(&scratch.0, &disk);
+    vm.docker_ok(&["load", "-i", image.to_str().unwrap()]);
+    // Started side by side (one at a time takes minutes under TCG): half
+    // sleep, half write output (their logs go to the data disk); as PID 1
+    // of their container neither has a SIGTERM handler, so each needs the
+    // full grace period and a SIGKILL.
+    let t = Instant::now();
+    thread::scope(|s| {
+        for i in 0..20 {
+            let vm = &vm;
+            s.spawn(move || {
+                let name = format!("busy{i}");
+                let cmd: &[&str] = if i % 2 == 0 { &["sleep", "1000"] } else { &["busybox", "top", "-b", "-d", "1"] };
+                let mut args = vec!["run", "-d", "--network", "none", "--name", &name, IMAGE];
+                args.extend_from_slice(cmd);
+                vm.docker_ok(&args);
+            });
+        }
+    });
+    let running = vm.docker_ok(&["ps", "-q"]).lines().count();
+    eprintln!("twenty: {running} containers running after {:.1}s", t.elapsed().as_secs_f64());
+    assert_eq!(running, 20);
+    shutdown_and_report(vm, "twenty");
+    let console = std::fs::read_to_string(scratch.0.join("console.log")).unwrap_or_default();
+    assert!(console.contains("shutdown: power button or SIGPWR; stopping (at most"), "the bound is not logged:\n{console}");
+    assert!(!console.contains("still not done after"), "a shutdown step hit its time limit:\n{console}");
+    assert!(!console.contains("podman stop still running"), "the containers were not all stopped within the limit:\n{console}");
+    assert_clean(&disk);
 }

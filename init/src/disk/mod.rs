@@ -20,18 +20,22 @@ use std::time::{Duration, Instant};
 
 use rustix::mount::{mount, mount_bind, mount_remount, unmount, MountFlags, UnmountFlags};
 
-use probe::{Content, Decision, Disk, Partition};
+use probe::{Choice, Content, Decision, Disk, Partition};
 
 /// Where the data filesystem is mounted.
 pub const MOUNT_POINT: &str = "/mnt/skiff-data";
 /// Folders of the data filesystem bind-mounted over the tmpfs root's.
 const BINDS: [(&str, &str); 2] = [("containers", "/var/lib/containers"), ("skiff", "/var/lib/skiff")];
-const MIB: u64 = 1 << 20;
 const MKFS: &str = "/usr/sbin/mke2fs";
 const FSCK: &str = "/usr/sbin/e2fsck";
 const MKFS_LIMIT: Duration = Duration::from_secs(180);
 const FSCK_LIMIT: Duration = Duration::from_secs(300);
 const PARTITION_NODE_LIMIT: Duration = Duration::from_secs(10);
+/// How long boot waits for a first disk to appear: some controllers (USB,
+/// SCSI behind a slow HBA, hot-added disks) show theirs a little after init
+/// starts. Waited only while there is none, so it never delays a normal boot.
+const DISK_WAIT: Duration = Duration::from_secs(5);
+const DISK_POLL: Duration = Duration::from_millis(100);
 /// `_IO(0x12, 95)`: re-read the partition table.
 const BLKRRPART: libc::Ioctl = 0x125F;
 
@@ -42,15 +46,29 @@ static MOUNTED: AtomicBool = AtomicBool::new(false);
 /// a usable disk the engine runs on the tmpfs root, and the console says so.
 pub fn setup() {
     let began = Instant::now();
-    let disks = scan();
+    let (names, waited) = wait_for(DISK_WAIT, DISK_POLL, disk_names);
+    if waited >= DISK_POLL {
+        match names.len() {
+            0 => log::info!("disk: no disk appeared within {}s", DISK_WAIT.as_secs()),
+            _ => log::info!("disk: {} appeared after {:.2}s", names.join(", "), waited.as_secs_f64()),
+        }
+    }
+    let disks = scan(names);
     let decisions: Vec<Decision> = disks.iter().map(probe::decide).collect();
     for (disk, decision) in disks.iter().zip(&decisions) {
         if let Decision::Skip(why) = decision {
             log::warn!("disk: skipping /dev/{} ({}): {why}; it is left untouched", disk.name, human(disk.size));
         }
     }
-    let Some(i) = probe::choose(&decisions) else {
-        return log::warn!("disk: no data disk (attach a blank disk or one with an ext4 filesystem labelled {:?}); images, containers and volumes live in RAM and will NOT persist", probe::LABEL);
+    let i = match probe::choose(&disks, &decisions) {
+        Choice::Use(i) => i,
+        Choice::Nothing => {
+            return log::warn!("disk: no data disk (attach a blank disk or one with an ext4 filesystem labelled {:?}); images, containers and volumes live in RAM and will NOT persist", probe::LABEL);
+        }
+        Choice::Ambiguous(devices) => {
+            let list: Vec<String> = devices.iter().map(|d| format!("/dev/{d}")).collect();
+            return log::error!("disk: {} filesystems are labelled {:?} ({}); not guessing which one holds your data, so none is used and nothing is written to any disk. Detach all but one (or relabel the others: e2label DEVICE other-name) and reboot. Images, containers and volumes live in RAM and will NOT persist", devices.len(), probe::LABEL, list.join(" and "));
+        }
     };
     let disk = &disks[i];
     // The device, and whether it was formatted just now.
@@ -74,8 +92,22 @@ pub fn setup() {
     }
 }
 
-/// Every candidate disk in /sys/block, sorted by name, with its probes.
-fn scan() -> Vec<Disk> {
+/// Calls `look` until it finds something or `limit` has passed, every
+/// `every`. Returns what it found last and how long that took.
+fn wait_for<T>(limit: Duration, every: Duration, mut look: impl FnMut() -> Vec<T>) -> (Vec<T>, Duration) {
+    let began = Instant::now();
+    loop {
+        let found = look();
+        if !found.is_empty() || began.elapsed() >= limit {
+            return (found, began.elapsed());
+        }
+        thread::sleep(every);
+    }
+}
+
+/// The candidate disks in /sys/block, sorted by name: not ignored, and
+/// with a medium in them.
+fn disk_names() -> Vec<String> {
     let mut names: Vec<String> = match fs::read_dir("/sys/block") {
         Ok(dir) => dir.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
         Err(e) => {
@@ -83,17 +115,22 @@ fn scan() -> Vec<Disk> {
             return Vec::new();
         }
     };
-    names.retain(|n| !probe::ignored_name(n));
+    names.retain(|n| !probe::ignored_name(n) && read_u64(&Path::new("/sys/block").join(n).join("size")).unwrap_or(0) > 0);
     names.sort();
+    names
+}
+
+/// The disks named, with their probes.
+fn scan(names: Vec<String>) -> Vec<Disk> {
     let mut disks = Vec::new();
     for name in names {
         let sys = Path::new("/sys/block").join(&name);
         let size = read_u64(&sys.join("size")).unwrap_or(0) * 512;
         if size == 0 {
-            continue; // an empty slot (no medium)
+            continue; // the medium went away since
         }
         let read_only = read_u64(&sys.join("ro")).unwrap_or(0) != 0;
-        let content = match read_ends(&name, size) {
+        let content = match read_content(&name, size) {
             Ok(c) => c,
             Err(e) => {
                 log::warn!("disk: cannot read /dev/{name}: {e}; skipping it");
@@ -118,7 +155,7 @@ fn partitions(disk: &str) -> Vec<Partition> {
             let uevent = fs::read_to_string(sys.join(&name).join("uevent")).unwrap_or_default();
             let label = uevent.lines().find_map(|l| l.strip_prefix("PARTNAME=")).map(str::to_string);
             let size = read_u64(&sys.join(&name).join("size")).unwrap_or(0) * 512;
-            let content = read_ends(&name, size).unwrap_or_else(|e| {
+            let content = read_content(&name, size).unwrap_or_else(|e| {
                 log::warn!("disk: cannot read /dev/{name}: {e}");
                 Content::Unknown
             });
@@ -131,15 +168,32 @@ fn read_u64(path: &Path) -> Option<u64> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// Probes a device from its first and last MiB (all of it if smaller).
-fn read_ends(name: &str, size: u64) -> io::Result<Content> {
+/// Probes a device from its first and last MiB (all of it if smaller);
+/// when those are zeros, also from windows sampled across the rest, one at
+/// a time, stopping at the first that is not.
+fn read_content(name: &str, size: u64) -> io::Result<Content> {
     let file = File::open(format!("/dev/{name}"))?;
-    let len = size.min(MIB) as usize;
+    let len = size.min(probe::END_BYTES) as usize;
     let mut first = vec![0u8; len];
     file.read_exact_at(&mut first, 0)?;
     let mut last = vec![0u8; len];
     file.read_exact_at(&mut last, size - len as u64)?;
-    Ok(probe::probe(&first, &last))
+    let mut content = probe::probe(&first, &last);
+    if content != Content::Blank {
+        return Ok(content);
+    }
+    let t = Instant::now();
+    let offsets = probe::sample_offsets(size, probe::SAMPLES, probe::SAMPLE_BYTES);
+    let mut window = vec![0u8; probe::SAMPLE_BYTES as usize];
+    for &at in &offsets {
+        file.read_exact_at(&mut window, at)?;
+        content = probe::sampled(content, &[(at, &window)]);
+        if content != Content::Blank {
+            return Ok(content);
+        }
+    }
+    log::info!("disk: /dev/{name}: both ends and {} windows across it are zeros (read in {:.2}s)", offsets.len(), t.elapsed().as_secs_f64());
+    Ok(content)
 }
 
 /// Writes a GPT with one `skiff-data` partition and waits for its device
@@ -190,12 +244,14 @@ fn partition(disk: &Disk) -> Option<String> {
     }
 }
 
-/// Formats a partition as ext4 labelled `skiff-data`.
+/// Formats a partition as ext4 labelled `skiff-data`. Never discards:
+/// mke2fs would otherwise TRIM the whole device first, and a disk judged
+/// blank from samples must not lose what lay between them.
 fn format(part: &str) -> bool {
     let dev = format!("/dev/{part}");
     let t = Instant::now();
     let mut cmd = Command::new(MKFS);
-    cmd.args(["-q", "-F", "-t", "ext4", "-L", probe::LABEL, "-m", "0", &dev]);
+    cmd.args(["-q", "-F", "-t", "ext4", "-E", "nodiscard", "-L", probe::LABEL, "-m", "0", &dev]);
     match run_bounded(&mut cmd, MKFS_LIMIT) {
         Ok(0) => {
             log::info!("disk: formatted {dev} as ext4 ({:?}) in {:.2}s", probe::LABEL, t.elapsed().as_secs_f64());
@@ -352,5 +408,34 @@ fn human(bytes: u64) -> String {
         format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
     } else {
         format!("{} MiB", bytes >> 20)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_for_a_late_disk_but_not_forever() {
+        let mut calls = 0;
+        let (found, took) = wait_for(Duration::from_secs(5), Duration::from_millis(1), || {
+            calls += 1;
+            if calls < 4 { Vec::new() } else { vec!["vda"] }
+        });
+        assert_eq!((found, calls), (vec!["vda"], 4));
+        assert!(took < Duration::from_secs(5));
+
+        let t = Instant::now();
+        let (found, took) = wait_for(Duration::from_millis(50), Duration::from_millis(5), Vec::<String>::new);
+        assert!(found.is_empty());
+        assert!(took >= Duration::from_millis(50) && t.elapsed() < Duration::from_secs(2), "gave up after {took:?}");
+
+        let mut calls = 0;
+        let (_, took) = wait_for(Duration::from_secs(5), Duration::from_secs(1), || {
+            calls += 1;
+            vec![1]
+        });
+        assert_eq!(calls, 1, "a disk present at once: no waiting");
+        assert!(took < Duration::from_millis(500));
     }
 }

@@ -1,17 +1,26 @@
-//! What is on a disk, from its first and last MiB, and what Skiff may do
-//! with it. Pure: byte buffers in, verdicts out. The rule is conservative:
-//! only a filesystem labelled `skiff-data` is used, only an all-zero disk is
-//! formatted, anything else is left alone with a reason.
+//! What is on a disk, from its first and last MiB and windows sampled across
+//! the rest, and what Skiff may do with it. Pure: byte buffers in, verdicts
+//! out. The rule is conservative: only a filesystem labelled `skiff-data` is
+//! used (and only when there is exactly one), only a disk that is zeros
+//! everywhere sampled is formatted, anything else is left alone with a reason.
 
 /// The label of Skiff's data filesystem (and the name of its GPT partition).
 pub const LABEL: &str = "skiff-data";
 /// Smaller disks are not worth formatting (images alone need more).
 pub const MIN_SIZE: u64 = 64 << 20;
+/// Bytes read at each end of a device for its signatures.
+pub const END_BYTES: u64 = 1 << 20;
+/// Windows sampled between the ends before a disk counts as blank: a wiped
+/// partition table leaves the ends zero but the data behind it in place.
+pub const SAMPLES: u64 = 128;
+/// Bytes per sampled window: enough for the superblocks `probe` knows when a
+/// window starts where a filesystem does (windows start on MiB boundaries).
+pub const SAMPLE_BYTES: u64 = 128 << 10;
 
 /// The content of a disk or partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Content {
-    /// All zeros in the first and last MiB.
+    /// All zeros in the first and last MiB and in every sampled window.
     Blank,
     /// An ext2/3/4 filesystem: its kind and label.
     Ext { kind: &'static str, label: String },
@@ -19,6 +28,9 @@ pub enum Content {
     Known(&'static str),
     /// Non-zero bytes with no known signature.
     Unknown,
+    /// Zeros at both ends, but something at byte `offset` (what the window
+    /// there looked like): data behind a wiped partition table.
+    Inside { offset: u64, what: String },
 }
 
 impl Content {
@@ -35,6 +47,9 @@ impl Content {
             Content::Ext { kind, label } => format!("an {kind} filesystem labelled {label:?}"),
             Content::Known(what) => (*what).into(),
             Content::Unknown => "data of an unknown kind (not all zeros)".into(),
+            Content::Inside { offset, what } => {
+                format!("zeros at both ends but {what} at byte {offset} ({} MiB in; a wiped partition table?)", offset >> 20)
+            }
         }
     }
 }
@@ -92,6 +107,46 @@ pub fn probe(first: &[u8], last: &[u8]) -> Content {
         return Content::Known("data at the end of the disk only (RAID metadata?)");
     }
     Content::Unknown
+}
+
+/// Where to sample a device of `size` bytes between its first and last
+/// [`END_BYTES`]: `count` windows of `window` bytes spread evenly, each
+/// starting on a MiB boundary (where partitions, so filesystems, start).
+/// Windows that would overlap the ends or each other are left out, so a
+/// small device yields fewer (and none when the ends cover it).
+pub fn sample_offsets(size: u64, count: u64, window: u64) -> Vec<u64> {
+    let (lo, hi) = (END_BYTES, size.saturating_sub(END_BYTES));
+    if count == 0 || hi < lo + window {
+        return Vec::new();
+    }
+    let span = hi - window - lo;
+    let mut offsets: Vec<u64> = Vec::new();
+    for i in 0..count {
+        let spread = if count == 1 { 0 } else { (u128::from(span) * u128::from(i) / u128::from(count - 1)) as u64 };
+        let at = (lo + spread) / END_BYTES * END_BYTES;
+        if at >= lo && at + window <= hi && offsets.last().is_none_or(|&prev| at >= prev + window) {
+            offsets.push(at);
+        }
+    }
+    offsets
+}
+
+/// The content of a device from its ends (`probe`'s verdict) and the
+/// windows sampled between them (offset, bytes): blank only if every window
+/// is zeros too. The first window with anything in it is named, with a
+/// signature if it starts one (a filesystem whose partition table is gone).
+pub fn sampled(ends: Content, windows: &[(u64, &[u8])]) -> Content {
+    if ends != Content::Blank {
+        return ends;
+    }
+    let Some((offset, bytes)) = windows.iter().find(|(_, b)| b.iter().any(|&x| x != 0)) else {
+        return Content::Blank;
+    };
+    let what = match probe(bytes, &[]) {
+        Content::Unknown | Content::Blank | Content::Inside { .. } => "data".to_string(),
+        found => found.describe(),
+    };
+    Content::Inside { offset: *offset, what }
 }
 
 /// An ext2/3/4 superblock at byte 1024: magic 0xEF53 at 0x438, label at 0x478.
@@ -180,14 +235,39 @@ pub fn decide(disk: &Disk) -> Decision {
     Decision::PartitionAndFormat
 }
 
-/// Picks the disk to use: an existing `skiff-data` filesystem first (on any
-/// disk), else the first disk that may be formatted. Returns its index.
-pub fn choose(decisions: &[Decision]) -> Option<usize> {
+/// Which disk setup uses, from every disk's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    /// The disk at this index.
+    Use(usize),
+    /// More than one `skiff-data` filesystem (these devices): none is
+    /// guessed, none is written to, the engine runs in RAM.
+    Ambiguous(Vec<String>),
+    /// No usable disk.
+    Nothing,
+}
+
+/// Every device holding a `skiff-data` filesystem: the disk itself or its partitions.
+pub fn data_filesystems(disk: &Disk) -> Vec<String> {
+    let whole = disk.content.is_skiff_data().then(|| disk.name.clone());
+    whole.into_iter().chain(disk.partitions.iter().filter(|p| p.content.is_skiff_data()).map(|p| p.name.clone())).collect()
+}
+
+/// Picks the disk to use: the one existing `skiff-data` filesystem (on any
+/// disk), else the first disk that may be formatted. Two or more such
+/// filesystems are ambiguous: which one holds the user's data is not ours
+/// to guess, and formatting a third disk would hide the problem.
+pub fn choose(disks: &[Disk], decisions: &[Decision]) -> Choice {
+    let found: Vec<String> = disks.iter().flat_map(data_filesystems).collect();
+    if found.len() > 1 {
+        return Choice::Ambiguous(found);
+    }
     decisions
         .iter()
         .position(|d| matches!(d, Decision::Mount(_)))
         .or_else(|| decisions.iter().position(|d| matches!(d, Decision::FormatPartition(_))))
         .or_else(|| decisions.iter().position(|d| *d == Decision::PartitionAndFormat))
+        .map_or(Choice::Nothing, Choice::Use)
 }
 
 /// Disk names never considered: loop devices, RAM disks, CD/DVD drives
@@ -341,12 +421,78 @@ mod tests {
 
     #[test]
     fn existing_data_disk_wins_over_formatting_another() {
-        let skip = Decision::Skip("x".into());
-        let mount = Decision::Mount("vdc1".into());
-        assert_eq!(choose(&[Decision::PartitionAndFormat, skip.clone(), mount]), Some(2));
-        assert_eq!(choose(&[skip.clone(), Decision::PartitionAndFormat, Decision::PartitionAndFormat]), Some(1));
-        assert_eq!(choose(&[skip]), None);
-        assert_eq!(choose(&[]), None);
+        let blank = disk(Content::Blank, vec![]);
+        let foreign = disk(Content::Unknown, vec![]);
+        let ours = Disk { name: "vdc".into(), ..disk(Content::Known("a GPT partition table"), vec![part("vdc1", Some(LABEL), probe(&ext4(LABEL), &zeros()))]) };
+        let disks = [blank.clone(), foreign.clone(), ours];
+        let decisions: Vec<Decision> = disks.iter().map(decide).collect();
+        assert_eq!(choose(&disks, &decisions), Choice::Use(2));
+        let disks = [foreign.clone(), blank.clone(), blank];
+        let decisions: Vec<Decision> = disks.iter().map(decide).collect();
+        assert_eq!(choose(&disks, &decisions), Choice::Use(1));
+        assert_eq!(choose(std::slice::from_ref(&foreign), &[decide(&foreign)]), Choice::Nothing);
+        assert_eq!(choose(&[], &[]), Choice::Nothing);
+    }
+
+    #[test]
+    fn two_data_filesystems_are_never_guessed() {
+        let whole = Disk { name: "vda".into(), ..disk(probe(&ext4(LABEL), &zeros()), vec![]) };
+        let parted = Disk {
+            name: "vdb".into(),
+            ..disk(Content::Known("a GPT partition table"), vec![part("vdb1", Some(LABEL), probe(&ext4(LABEL), &zeros()))])
+        };
+        let blank = Disk { name: "vdc".into(), ..disk(Content::Blank, vec![]) };
+        let disks = [whole, parted, blank];
+        let decisions: Vec<Decision> = disks.iter().map(decide).collect();
+        assert_eq!(choose(&disks, &decisions), Choice::Ambiguous(vec!["vda".into(), "vdb1".into()]));
+        // Two on one disk count too.
+        let both = disk(
+            Content::Known("a GPT partition table"),
+            vec![part("vdb1", Some(LABEL), probe(&ext4(LABEL), &zeros())), part("vdb2", None, probe(&ext4(LABEL), &zeros()))],
+        );
+        assert_eq!(choose(std::slice::from_ref(&both), &[decide(&both)]), Choice::Ambiguous(vec!["vdb1".into(), "vdb2".into()]));
+    }
+
+    #[test]
+    fn sample_windows_span_the_disk_between_its_ends() {
+        let size = 8u64 << 30;
+        let at = sample_offsets(size, SAMPLES, SAMPLE_BYTES);
+        assert_eq!(at.len() as u64, SAMPLES);
+        assert_eq!(at[0], END_BYTES, "the first window is where a first partition starts");
+        let last = *at.last().unwrap();
+        assert!(last + SAMPLE_BYTES <= size - END_BYTES && last > size - size / SAMPLES - END_BYTES, "reaches the end: {last}");
+        assert!(at.iter().all(|o| o % END_BYTES == 0));
+        assert!(at.windows(2).all(|w| w[1] >= w[0] + SAMPLE_BYTES), "ordered, no overlap");
+        let gaps: Vec<u64> = at.windows(2).map(|w| w[1] - w[0]).collect();
+        let (min, max) = (gaps.iter().min().unwrap(), gaps.iter().max().unwrap());
+        assert!(max - min <= END_BYTES, "evenly spread: gaps {min}..{max}");
+        // Small devices: fewer windows, never overlapping the ends.
+        let small = sample_offsets(10 << 20, SAMPLES, SAMPLE_BYTES);
+        assert_eq!(small, (1..9).map(|m| m << 20).collect::<Vec<u64>>());
+        assert!(sample_offsets(2 << 20, SAMPLES, SAMPLE_BYTES).is_empty());
+        assert!(sample_offsets(0, SAMPLES, SAMPLE_BYTES).is_empty());
+        assert!(sample_offsets(u64::MAX, SAMPLES, SAMPLE_BYTES).len() as u64 == SAMPLES, "no overflow");
+    }
+
+    #[test]
+    fn blank_only_if_every_sampled_window_is_zeros() {
+        let z = vec![0u8; SAMPLE_BYTES as usize];
+        let mut data = z.clone();
+        data[70_000] = 7;
+        let fs = ext4("home")[..SAMPLE_BYTES as usize].to_vec();
+        assert_eq!(sampled(Content::Blank, &[(1 << 20, &z), (2 << 20, &z)]), Content::Blank);
+        assert_eq!(sampled(Content::Blank, &[]), Content::Blank);
+        let found = sampled(Content::Blank, &[(1 << 20, &z), (512 << 20, &data), (1 << 30, &fs)]);
+        assert_eq!(found, Content::Inside { offset: 512 << 20, what: "data".into() });
+        assert!(found.describe().contains("512 MiB in"), "{}", found.describe());
+        let found = sampled(Content::Blank, &[(1 << 20, &fs)]);
+        assert!(found.describe().contains("an ext4 filesystem labelled \"home\" at byte 1048576"), "{}", found.describe());
+        // Not blank at the ends: the windows do not matter (and are not needed).
+        assert_eq!(sampled(Content::Unknown, &[(1 << 20, &z)]), Content::Unknown);
+        // Something inside is never formatted.
+        assert!(matches!(decide(&disk(found, vec![])), Decision::Skip(_)));
+        let part_inside = disk(Content::Known("a GPT partition table"), vec![part("vdb1", Some(LABEL), Content::Inside { offset: 9, what: "data".into() })]);
+        assert!(matches!(decide(&part_inside), Decision::Skip(_)), "our partition with data inside is not resumed");
     }
 
     #[test]
