@@ -34,6 +34,21 @@ fn docker(docker_config: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Kills what a failed test left running: `skiff start`'s VM is detached,
+/// so nothing else would.
+struct KillOnDrop(std::path::PathBuf);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for file in ["skiff.pid", "qemu.pid"] {
+            if let Some(p) = fs::read_to_string(self.0.join(file)).ok().and_then(|t| t.split_whitespace().next()?.parse::<i32>().ok()) {
+                // SAFETY: kill(2) on a process this test started.
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
 fn pid(path: &Path) -> i32 {
     fs::read_to_string(path).unwrap().split_whitespace().next().unwrap().parse().unwrap()
 }
@@ -42,6 +57,7 @@ fn pid(path: &Path) -> i32 {
 fn images_survive_stop_start_and_a_crash() {
     let scratch = Scratch::new("life");
     let dir = scratch.0.join("vm");
+    let _guard = KillOnDrop(dir.clone());
     let config = scratch.0.join("docker-config");
     let iso = iso();
     let iso_arg = iso.to_str().unwrap();
@@ -163,6 +179,7 @@ fn wait_running(config: &Path, name: &str) {
 fn update_falls_back_from_a_broken_iso_and_rolls_back() {
     let scratch = Scratch::new("update");
     let dir = scratch.0.join("vm");
+    let _guard = KillOnDrop(dir.clone());
     let config = scratch.0.join("docker-config");
     let iso_a = iso();
     let a_id = fs::read_to_string(extract_build_id(&iso_a, &scratch.0)).unwrap().trim().to_string();
