@@ -125,12 +125,13 @@ pub fn install(state: &StateDir, iso: &Path) -> Result<(PathBuf, String), Error>
     }
     let records = Records::load(state).boot(&id);
     records.save(state).map_err(|e| Error::Copy(dir.clone(), e))?;
-    prune(state, &records);
     Ok((copy, id))
 }
 
-/// Removes copies that are neither current nor previous.
-fn prune(state: &StateDir, keep: &Records) {
+/// Removes copies that are neither current nor previous; called once a
+/// build has become ready (a build on trial must not cost the fallback).
+pub fn prune(state: &StateDir) {
+    let keep = Records::load(state);
     let Ok(entries) = fs::read_dir(state.images()) else { return };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();

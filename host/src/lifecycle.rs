@@ -226,6 +226,8 @@ fn finish(state: &StateDir) -> io::Result<()> {
 /// Starts `skiff run` detached and follows it until the engine answers or it exits.
 fn boot(state: &StateDir, args: &[OsString], iso: &Path) -> io::Result<()> {
     let log = state.run_log();
+    // The last boot's console must not count as this one's progress.
+    let _ = fs::remove_file(state.console());
     let out = fs::File::create(&log)?;
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);

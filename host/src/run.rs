@@ -168,6 +168,7 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
     let ready_after = started.elapsed();
     bridge::QUIET.store(false, Ordering::Relaxed);
     let result = ready.and_then(|()| {
+        images::prune(&state);
         println!("export DOCKER_HOST=unix://{}", docker_sock.display());
         io::stdout().flush()?;
         eprintln!("skiff: engine ready after {:.2}s; Ctrl-C or `skiff stop` shuts the VM down", ready_after.as_secs_f64());
