@@ -35,6 +35,12 @@ mkdir -p "$rootfs/etc/skiff"; echo "$build_id" > "$rootfs/etc/skiff/build-id"
 raw=$(stat -c %s "$tmp/initramfs.cpio")
 $compress < "$tmp/initramfs.cpio" > "$work/boot/initramfs.img"
 
+# image/grub-embed.cfg is built into both core images: it finds the Skiff
+# medium (CD, or the hybrid ISO written to a disk) and reads its grub.cfg.
+# Under UEFI from a disk, the earlier file (two comment lines first) stopped
+# at a GRUB prompt after `Unknown command '#'`, and in a trial the output of
+# the first line never appeared. So: no comments, and a harmless first line
+# (tests/tests/smoke.rs boots UEFI from a virtio disk and BIOS from USB).
 modules="iso9660 part_msdos part_gpt normal configfile linux search search_fs_file echo test"
 grub-mkimage -O i386-pc-eltorito -p /boot/grub -c "$here/image/grub-embed.cfg" \
   -o "$work/boot/grub/eltorito.img" biosdisk $modules

@@ -8,7 +8,7 @@
 
 use std::fs;
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::net::{Shutdown, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -18,7 +18,7 @@ use std::thread;
 use skiff_proto::copy::copy;
 use skiff_proto::framing;
 
-pub use crate::guest::{Conn, Target};
+pub use crate::guest::{Addr, Conn, Target};
 
 /// While set, failed guest connections are not reported (`skiff run` polls
 /// the engine through the bridge while the guest is still booting).
@@ -61,9 +61,40 @@ pub fn serve(listener: UnixListener, target: Target, port: u32) -> io::Result<()
 }
 
 fn handle(client: UnixStream, target: &Target, port: u32) -> io::Result<()> {
-    let mut guest = target.connect(port)?;
+    let guest = target.connect(port)?;
+    relay(client, guest, target.needs_framing())
+}
+
+/// A local client connection the relay can split and half-close.
+pub trait Client: Read + Write + Send + Sized + 'static {
+    fn try_clone(&self) -> io::Result<Self>;
+    fn shutdown(&self, how: Shutdown) -> io::Result<()>;
+}
+
+impl Client for UnixStream {
+    fn try_clone(&self) -> io::Result<Self> {
+        UnixStream::try_clone(self)
+    }
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        UnixStream::shutdown(self, how)
+    }
+}
+
+impl Client for TcpStream {
+    fn try_clone(&self) -> io::Result<Self> {
+        TcpStream::try_clone(self)
+    }
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        TcpStream::shutdown(self, how)
+    }
+}
+
+/// Relays `client` to an open guest connection both ways, carrying the
+/// client's EOF in-band when `framed` (after sending the preamble) or as a
+/// half-close otherwise.
+pub fn relay<C: Client>(client: C, mut guest: Conn, framed: bool) -> io::Result<()> {
     let guest_rd = guest.try_clone()?;
-    if target.needs_framing() {
+    if framed {
         guest.write_all(framing::PREAMBLE)?;
         pump(client, guest_rd, Framed(guest), |w| w.0.write_all(&framing::EOF_FRAME))
     } else {
@@ -73,8 +104,9 @@ fn handle(client: UnixStream, target: &Target, port: u32) -> io::Result<()> {
 
 /// Copies client → guest (ending with `eof`) and guest → client (ending
 /// with a half-close of the client), until both directions are done.
-fn pump<R, W, F>(client: UnixStream, mut guest_rd: R, mut guest_wr: W, eof: F) -> io::Result<()>
+fn pump<C, R, W, F>(client: C, mut guest_rd: R, mut guest_wr: W, eof: F) -> io::Result<()>
 where
+    C: Client,
     R: Read + Send + 'static,
     W: Write,
     F: FnOnce(&mut W) -> io::Result<()>,

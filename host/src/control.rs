@@ -1,7 +1,8 @@
 //! `skiff logs` and `skiff shell`: the guest's control port (vsock 2376).
 
-use std::io::{self, IsTerminal, Read, Write};
+use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -9,7 +10,8 @@ use clap::Args;
 use skiff_proto::control::{self, Request, DEFAULT_CONTROL_PORT};
 use skiff_proto::shell::{self, Msg, Start};
 
-use crate::guest::{Conn, Target};
+use crate::guest::{Addr, Conn, Target};
+use crate::secret;
 use crate::state::StateDir;
 
 /// Where the guest is: a `skiff run` state folder, or an explicit vsock address.
@@ -27,17 +29,24 @@ pub struct GuestArgs {
     /// Guest vsock port of the control service.
     #[arg(long, default_value_t = DEFAULT_CONTROL_PORT)]
     pub control_port: u32,
+    /// The VM's secret (64 hex digits), for --cid/--uds; with --dir it is DIR/secret.
+    #[arg(long)]
+    pub secret_file: Option<PathBuf>,
 }
 
 impl GuestArgs {
     /// An explicit address, else what `skiff run` recorded in the state
     /// folder; never a guessed CID, which could be another user's VM.
     fn target(&self) -> io::Result<Target> {
-        match (&self.cid, &self.uds) {
-            (Some(cid), _) => Ok(Target::Cid(*cid)),
-            (None, Some(uds)) => Ok(Target::Uds(uds.clone())),
-            (None, None) => StateDir::existing(&self.dir)?.target(),
+        let mut target = match (&self.cid, &self.uds) {
+            (Some(cid), _) => Target::new(Addr::Cid(*cid)),
+            (None, Some(uds)) => Target::new(Addr::Uds(uds.clone())),
+            (None, None) => StateDir::existing(&self.dir)?.target()?,
+        };
+        if let Some(path) = &self.secret_file {
+            target.secret = Some(secret::read(path)?);
         }
+        Ok(target)
     }
 }
 
@@ -48,9 +57,23 @@ pub fn connect(g: &GuestArgs, req: &Request) -> io::Result<Conn> {
     Ok(conn)
 }
 
+/// Fails with the guest's reason if its first line is a refusal (a wrong
+/// or missing secret, too many shells): no log line or shell message
+/// starts with a lower-case `s`.
+fn check_refusal(conn: &mut BufReader<Conn>) -> io::Result<()> {
+    if conn.fill_buf()?.first() != Some(&b's') {
+        return Ok(());
+    }
+    let mut line = Vec::new();
+    conn.by_ref().take(1024).read_until(b'\n', &mut line)?;
+    let reason = skiff_proto::auth::parse_refusal(&line).unwrap_or_else(|| String::from_utf8_lossy(&line).trim_end().to_string());
+    Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("the guest refused: {reason}")))
+}
+
 /// `skiff logs`: prints the guest's log (and follows it with `follow`).
 pub fn logs(g: &GuestArgs, follow: bool) -> io::Result<()> {
-    let mut conn = connect(g, &Request::Logs { follow })?;
+    let mut conn = BufReader::new(connect(g, &Request::Logs { follow })?);
+    check_refusal(&mut conn)?;
     let mut out = io::stdout().lock();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -109,10 +132,28 @@ impl Drop for RawMode {
     }
 }
 
-fn send(conn: &mut Conn, msg: &Msg) -> io::Result<()> {
-    let mut buf = Vec::new();
-    shell::encode(msg, &mut buf);
-    conn.write_all(&buf)
+/// The host half of the shell connection's writing side. Stdin and window
+/// size frames come from two threads; each frame is written whole under
+/// one lock, so they can never interleave on the wire.
+struct Sender<W>(Arc<Mutex<W>>);
+
+impl<W> Clone for Sender<W> {
+    fn clone(&self) -> Self {
+        Sender(Arc::clone(&self.0))
+    }
+}
+
+impl<W: Write> Sender<W> {
+    fn new(w: W) -> Self {
+        Sender(Arc::new(Mutex::new(w)))
+    }
+
+    fn send(&self, msg: &Msg) -> io::Result<()> {
+        let mut buf = Vec::new();
+        shell::encode(msg, &mut buf);
+        let mut w = self.0.lock().map_err(|_| io::Error::other("shell writer poisoned"))?;
+        w.write_all(&buf)
+    }
 }
 
 /// `skiff shell`: a root shell in the guest; returns its exit code.
@@ -120,12 +161,13 @@ pub fn shell(g: &GuestArgs, command: Option<String>, force_tty: bool) -> io::Res
     let tty = io::stdin().is_terminal() && (command.is_none() || force_tty);
     let (rows, cols) = window_size().unwrap_or((24, 80));
     let start = Start { tty, rows, cols, term: std::env::var("TERM").unwrap_or_default(), command };
-    let mut conn = connect(g, &Request::Shell)?;
-    send(&mut conn, &Msg::Start(start))?;
+    let conn = connect(g, &Request::Shell)?;
+    let sender = Sender::new(conn.try_clone()?);
+    sender.send(&Msg::Start(start))?;
     let _raw = if tty { Some(RawMode::enter()?) } else { None };
 
     // stdin → guest, until EOF.
-    let mut to_guest = conn.try_clone()?;
+    let to_guest = sender.clone();
     thread::spawn(move || {
         let mut stdin = io::stdin().lock();
         let mut buf = vec![0u8; 16 * 1024];
@@ -133,17 +175,17 @@ pub fn shell(g: &GuestArgs, command: Option<String>, force_tty: bool) -> io::Res
             match stdin.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    if send(&mut to_guest, &Msg::Stdin(buf[..n].to_vec())).is_err() {
+                    if to_guest.send(&Msg::Stdin(buf[..n].to_vec())).is_err() {
                         return;
                     }
                 }
             }
         }
-        let _ = send(&mut to_guest, &Msg::StdinEof);
+        let _ = to_guest.send(&Msg::StdinEof);
     });
     // Window size changes, polled (no signal handler needed).
     if tty {
-        let mut resize = conn.try_clone()?;
+        let resize = sender.clone();
         thread::spawn(move || {
             let mut last = window_size();
             loop {
@@ -151,7 +193,7 @@ pub fn shell(g: &GuestArgs, command: Option<String>, force_tty: bool) -> io::Res
                 let now = window_size();
                 if now != last {
                     if let Some((rows, cols)) = now {
-                        if send(&mut resize, &Msg::Resize { rows, cols }).is_err() {
+                        if resize.send(&Msg::Resize { rows, cols }).is_err() {
                             return;
                         }
                     }
@@ -161,6 +203,8 @@ pub fn shell(g: &GuestArgs, command: Option<String>, force_tty: bool) -> io::Res
         });
     }
     // guest → stdout/stderr, until the exit status.
+    let mut conn = BufReader::new(conn);
+    check_refusal(&mut conn)?;
     let (mut out, mut err) = (io::stdout(), io::stderr());
     loop {
         match shell::read_msg(&mut conn)? {
@@ -176,5 +220,60 @@ pub fn shell(g: &GuestArgs, command: Option<String>, force_tty: bool) -> io::Res
             Some(other) => return Err(io::Error::other(format!("unexpected message from the guest: {other:?}"))),
             None => return Err(io::Error::other("the guest closed the shell connection without an exit status")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that yields between bytes, to make interleaving likely.
+    struct Slow(Vec<u8>);
+
+    impl Write for Slow {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.push(buf[0]);
+            thread::yield_now();
+            Ok(1)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn frames_from_two_threads_never_interleave() {
+        let sender = Sender::new(Slow(Vec::new()));
+        let threads: Vec<_> = (0..2u16)
+            .map(|t| {
+                let s = sender.clone();
+                thread::spawn(move || {
+                    for i in 0..200u16 {
+                        let msg = if t == 0 { Msg::Stdin(vec![b'x'; 1 + usize::from(i % 7)]) } else { Msg::Resize { rows: i, cols: i } };
+                        s.send(&msg).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let wire = std::mem::take(&mut sender.0.lock().unwrap().0);
+        let mut r = &wire[..];
+        let (mut stdin, mut resize) = (0, 0);
+        while let Some(msg) = shell::read_msg(&mut r).expect("well-formed frames") {
+            match msg {
+                Msg::Stdin(d) => {
+                    assert!(d.iter().all(|&b| b == b'x'));
+                    stdin += 1;
+                }
+                Msg::Resize { rows, cols } => {
+                    assert_eq!(rows, cols);
+                    resize += 1;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!((stdin, resize), (200, 200));
     }
 }

@@ -1,18 +1,21 @@
 //! Reaching a guest vsock port from the host: kernel AF_VSOCK by CID, the
 //! hybrid-vsock unix socket (`CONNECT <port>` handshake), or a plain unix
-//! socket. Every host-side connection to the guest is opened here.
+//! socket. Every host-side connection to the guest is opened here, and
+//! presents the VM's secret first when one is known.
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::time::Duration;
 
+use skiff_proto::auth::Secret;
 use skiff_proto::hybrid;
 use vsock::VsockStream;
 
 /// Where the guest's port is reached.
 #[derive(Clone, Debug)]
-pub enum Target {
+pub enum Addr {
     /// Kernel AF_VSOCK to a guest context id.
     Cid(u32),
     /// A hybrid-vsock unix socket (`CONNECT <port>` handshake).
@@ -22,36 +25,53 @@ pub enum Target {
     Unix(PathBuf),
 }
 
-impl Target {
-    /// Where connections go, for messages.
-    pub fn describe(&self, port: u32) -> String {
-        match self {
-            Target::Cid(cid) => format!("vsock cid {cid} port {port}"),
-            Target::Uds(path) => format!("hybrid vsock {} port {port}", path.display()),
-            Target::Unix(path) => format!("unix socket {}", path.display()),
-        }
-    }
+/// A guest: where it is, and the secret its connections present.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub addr: Addr,
+    /// Sent as the auth line on every connection (`skiff_proto::auth`);
+    /// `None` for a guest given no secret.
+    pub secret: Option<Secret>,
 }
 
 impl Target {
-    /// Opens a connection to guest `port` (handshake done, nothing sent yet).
+    pub fn new(addr: Addr) -> Target {
+        Target { addr, secret: None }
+    }
+
+    /// Where connections go, for messages.
+    pub fn describe(&self, port: u32) -> String {
+        match &self.addr {
+            Addr::Cid(cid) => format!("vsock cid {cid} port {port}"),
+            Addr::Uds(path) => format!("hybrid vsock {} port {port}", path.display()),
+            Addr::Unix(path) => format!("unix socket {}", path.display()),
+        }
+    }
+
+    /// Opens a connection to guest `port`: handshake done and the auth line
+    /// sent (with a secret); nothing else sent yet. A plain unix socket is
+    /// another relay, which authenticates itself.
     pub fn connect(&self, port: u32) -> io::Result<Conn> {
-        match self {
-            Target::Cid(cid) => Ok(Conn::Vsock(VsockStream::connect_with_cid_port(*cid, port)?)),
-            Target::Uds(path) => {
+        let mut conn = match &self.addr {
+            Addr::Cid(cid) => Conn::Vsock(VsockStream::connect_with_cid_port(*cid, port)?),
+            Addr::Uds(path) => {
                 let mut s = UnixStream::connect(path)
                     .map_err(|e| io::Error::new(e.kind(), format!("{}: {e} (is the VM running?)", path.display())))?;
                 hybrid::handshake(&mut s, port)?;
-                Ok(Conn::Unix(s))
+                Conn::Unix(s)
             }
-            Target::Unix(path) => Ok(Conn::Unix(UnixStream::connect(path)?)),
+            Addr::Unix(path) => return Ok(Conn::Unix(UnixStream::connect(path)?)),
+        };
+        if let Some(secret) = &self.secret {
+            conn.write_all(&secret.line())?;
         }
+        Ok(conn)
     }
 
     /// True where a host half-close would close the guest socket entirely,
     /// so EOF must travel in-band (see `skiff_proto::framing`).
     pub fn needs_framing(&self) -> bool {
-        matches!(self, Target::Uds(_))
+        matches!(self.addr, Addr::Uds(_))
     }
 }
 
@@ -96,6 +116,13 @@ impl Conn {
         match self {
             Conn::Vsock(s) => s.shutdown(how),
             Conn::Unix(s) => s.shutdown(how),
+        }
+    }
+
+    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Conn::Vsock(s) => s.set_read_timeout(t),
+            Conn::Unix(s) => s.set_read_timeout(t),
         }
     }
 }

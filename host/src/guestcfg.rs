@@ -48,6 +48,8 @@ impl GuestConfig {
     /// returns QEMU's `-fw_cfg` value.
     pub fn write(&self, state: &StateDir) -> io::Result<String> {
         let path: PathBuf = state.path().join("guest-config.toml");
+        // Made anew, so it gets this process's private mode (it holds the secret).
+        let _ = fs::remove_file(&path);
         fs::write(&path, self.render())?;
         Ok(format!("name={FW_CFG_NAME},file={}", path.display().to_string().replace(',', ",,")))
     }

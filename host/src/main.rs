@@ -1,10 +1,12 @@
 //! `skiff`: the host side of the Skiff appliance.
 //!
 //! `skiff start` boots the ISO in QEMU in the background (`skiff run` in
-//! the foreground) and serves the engine on a local unix socket; `skiff
-//! status`, `skiff stop` and `skiff rollback` manage that VM; `skiff bridge`
-//! only bridges that socket to a guest started by any other hypervisor;
-//! `skiff logs` and `skiff shell` use the guest's control port.
+//! the foreground) and serves the engine on a local unix socket (and the
+//! containers' published ports on localhost); `skiff status`, `skiff stop`
+//! and `skiff rollback` manage that VM; `skiff bridge` only bridges that
+//! socket (and the ports) to a guest started by any other hypervisor;
+//! `skiff logs` and `skiff shell` use the guest's control port; `skiff
+//! ports` lists the published ports forwarded to the host.
 
 mod accel;
 mod bridge;
@@ -15,11 +17,14 @@ mod guest;
 mod guestcfg;
 mod images;
 mod lifecycle;
+mod ports;
 mod process;
 mod qemu;
 mod qmp;
 mod run;
 mod settings;
+mod secret;
+mod shares;
 mod state;
 mod vsockdev;
 
@@ -57,6 +62,13 @@ enum Command {
     /// Shut the VM down cleanly (ACPI power button) and wait for it to exit.
     Stop {
         /// State folder of the VM.
+        #[arg(long, env = "SKIFF_DIR", default_value_os_t = state::default_dir())]
+        dir: PathBuf,
+    },
+    /// List the published ports forwarded to the host, with each
+    /// listener's state (listening, or why it failed).
+    Ports {
+        /// State folder of the VM (or the `--dir` of `skiff bridge`).
         #[arg(long, env = "SKIFF_DIR", default_value_os_t = state::default_dir())]
         dir: PathBuf,
     },
@@ -99,6 +111,19 @@ struct BridgeArgs {
     /// Guest vsock port of the engine.
     #[arg(long, default_value_t = DEFAULT_ENGINE_PORT)]
     port: u32,
+    /// A file holding the VM's secret (64 hex digits), the same value as the
+    /// guest's `secret` setting; every connection presents it.
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+    /// Do not forward the guest's published ports.
+    #[arg(long)]
+    no_ports: bool,
+    /// Bind published ports on every interface, not only loopback.
+    #[arg(long)]
+    ports_all_interfaces: bool,
+    /// A private folder for the port listing `skiff ports --dir DIR` prints.
+    #[arg(long)]
+    dir: Option<PathBuf>,
 }
 
 /// `skiff start` and `skiff rollback`: the remembered settings merged with
@@ -142,20 +167,9 @@ fn main() -> ExitCode {
         Command::Rollback(opts) => start(&opts, matches.subcommand_matches("rollback"), true),
         Command::Status { dir } => state::StateDir::existing(&dir).and_then(|s| lifecycle::status(&s)),
         Command::Run(opts) => run::run(&opts),
-        Command::Bridge(args) => {
-            let target = match (args.cid, args.uds, args.unix) {
-                (Some(cid), _, _) => bridge::Target::Cid(cid),
-                (None, Some(uds), _) => bridge::Target::Uds(uds),
-                (None, None, Some(unix)) => bridge::Target::Unix(unix),
-                (None, None, None) => unreachable!("clap requires --cid, --uds or --unix"),
-            };
-            bridge::bind(&args.listen).and_then(|l| {
-                eprintln!("skiff: bridging {} to {}", args.listen.display(), target.describe(args.port));
-                println!("export DOCKER_HOST=unix://{}", args.listen.display());
-                bridge::serve(l, target, args.port)
-            })
-        }
+        Command::Bridge(args) => bridge(args),
         Command::Stop { dir } => run::stop(&dir),
+        Command::Ports { dir } => state::StateDir::existing(&dir).and_then(|s| ports::list(&s.ports())),
         Command::Logs { guest, follow } => control::logs(&guest, follow),
         Command::Shell { guest, command, tty } => match control::shell(&guest, command, tty) {
             Ok(code) => std::process::exit(code),
@@ -169,4 +183,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `skiff bridge`: serves a guest started by any hypervisor on a socket.
+fn bridge(args: BridgeArgs) -> std::io::Result<()> {
+    let addr = match (args.cid, args.uds, args.unix) {
+        (Some(cid), _, _) => bridge::Addr::Cid(cid),
+        (None, Some(uds), _) => bridge::Addr::Uds(uds),
+        (None, None, Some(unix)) => bridge::Addr::Unix(unix),
+        (None, None, None) => unreachable!("clap requires --cid, --uds or --unix"),
+    };
+    let plain_unix = matches!(addr, bridge::Addr::Unix(_));
+    let mut target = bridge::Target::new(addr);
+    target.secret = args.secret_file.as_deref().map(secret::read).transpose()?;
+    let status = args.dir.as_deref().map(state::StateDir::create).transpose()?;
+    let listener = bridge::bind(&args.listen)?;
+    eprintln!("skiff: bridging {} to {}", args.listen.display(), target.describe(args.port));
+    // A plain unix relay reaches an engine socket, not the guest's ports.
+    if !args.no_ports && !plain_unix {
+        ports::Ports::spawn(target.clone(), args.ports_all_interfaces, status.map(|s| s.ports()));
+    }
+    println!("export DOCKER_HOST=unix://{}", args.listen.display());
+    bridge::serve(listener, target, args.port)
 }

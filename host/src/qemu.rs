@@ -19,6 +19,17 @@ pub struct DirectKernel {
     pub cmdline: String,
 }
 
+/// How the ISO is attached: as a CD, or as a disk (as a USB stick or
+/// Apple's Virtualization.framework present it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Medium {
+    Cd,
+    /// A virtio disk.
+    Disk,
+    /// A USB mass-storage device.
+    Usb,
+}
+
 /// Everything QEMU is told.
 #[derive(Debug, Clone)]
 pub struct Machine {
@@ -30,6 +41,7 @@ pub struct Machine {
     /// UEFI firmware image; BIOS when `None`.
     pub firmware: Option<PathBuf>,
     pub iso: PathBuf,
+    pub medium: Medium,
     pub direct_kernel: Option<DirectKernel>,
     pub console: PathBuf,
     pub qmp: PathBuf,
@@ -49,15 +61,23 @@ impl Machine {
         let mut a: Vec<OsString> = Vec::new();
         let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
         push(&["-accel", &self.accel, "-m", &self.memory_mib.to_string(), "-smp", &self.cpus.to_string()]);
-        push(&["-display", "none", "-no-reboot", "-boot", "d"]);
+        let boot = if self.medium == Medium::Cd { "d" } else { "c" };
+        push(&["-display", "none", "-no-reboot", "-boot", boot]);
         if self.shared_memory {
             push(&["-object", &format!("memory-backend-memfd,id=mem,size={}M,share=on", self.memory_mib)]);
             push(&["-machine", "q35,memory-backend=mem"]);
         } else {
             push(&["-machine", "q35"]);
         }
-        a.push("-cdrom".into());
-        a.push(self.iso.clone().into());
+        let iso = self.iso.display().to_string().replace(',', ",,");
+        match self.medium {
+            Medium::Cd => a.extend(["-cdrom".into(), self.iso.clone().into()]),
+            Medium::Disk => push(&["-drive", &format!("file={iso},if=virtio,format=raw,readonly=on")]),
+            Medium::Usb => push(&[
+                "-device", "qemu-xhci", "-drive", &format!("file={iso},if=none,id=stick,format=raw,readonly=on"),
+                "-device", "usb-storage,drive=stick,removable=on",
+            ]),
+        }
         a.push("-serial".into());
         a.push(prefixed("file:", &self.console));
         a.push("-qmp".into());
@@ -134,6 +154,7 @@ mod tests {
             shared_memory: false,
             firmware: None,
             iso: "/i/skiff.iso".into(),
+            medium: Medium::Cd,
             direct_kernel: None,
             console: "/s/console.log".into(),
             qmp: "/s/qmp.sock".into(),
@@ -176,6 +197,18 @@ mod tests {
         assert!(line.contains("-kernel /k -initrd /r -append a b"));
         assert!(line.contains("-drive file=/d,if=virtio,format=raw"));
         assert!(line.ends_with("-device vhost-vsock-pci,guest-cid=3 -foo"), "{line}");
+    }
+
+    #[test]
+    fn the_iso_as_cd_disk_or_usb_stick() {
+        let mut m = machine();
+        assert!(joined(&m).contains("-cdrom /i/skiff.iso"));
+        m.medium = Medium::Disk;
+        assert!(joined(&m).contains("-drive file=/i/skiff.iso,if=virtio,format=raw,readonly=on"));
+        m.medium = Medium::Usb;
+        let line = joined(&m);
+        assert!(line.contains("-drive file=/i/skiff.iso,if=none,id=stick,format=raw,readonly=on -device usb-storage,drive=stick"), "{line}");
+        assert!(!line.contains("-cdrom"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `skiff run` and `skiff stop`: boot the ISO in QEMU with a vsock device,
-//! bridge the engine to DIR/docker.sock, print DOCKER_HOST once the engine
+//! bridge the engine to DIR/docker.sock, forward published ports, print DOCKER_HOST once the engine
 //! answers, and shut the VM down cleanly on a signal or `skiff stop`.
 
 use std::fs;
@@ -20,8 +20,11 @@ use crate::images;
 use crate::lifecycle;
 use crate::guestcfg::GuestConfig;
 use crate::process::die_with_parent;
-use crate::qemu::{self, DirectKernel, Machine, BASE_CMDLINE};
+use crate::ports::Ports;
+use crate::qemu::{self, DirectKernel, Machine, Medium, BASE_CMDLINE};
 use crate::qmp;
+use crate::secret;
+use crate::shares::{self, ShareOptions, Shares};
 use crate::state::{default_dir, StateDir};
 use crate::vsockdev::VsockDevice;
 
@@ -57,6 +60,9 @@ pub struct RunOptions {
     /// Seconds to wait for the engine to answer before giving up.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
+    /// How the ISO is attached: cd, disk (virtio) or usb.
+    #[arg(long, value_enum, default_value = "cd")]
+    pub medium: Medium,
     /// Boot with UEFI firmware (OVMF) instead of BIOS.
     #[arg(long)]
     pub uefi: bool,
@@ -84,9 +90,15 @@ pub struct RunOptions {
     /// a `socket,...` or `tap,...` backend, or `none`.
     #[arg(long, default_value = "user,model=virtio-net-pci")]
     pub net: String,
+    /// Bind published ports on every interface (a port published without an
+    /// address is then reachable from other machines), not only loopback.
+    #[arg(long)]
+    pub ports_all_interfaces: bool,
     /// An extra QEMU argument (repeat the flag for each one).
     #[arg(long = "qemu-arg", allow_hyphen_values = true)]
     pub qemu_args: Vec<String>,
+    #[command(flatten)]
+    pub shares: ShareOptions,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -103,7 +115,7 @@ fn catch_signals() {
 }
 
 /// Turns the options into QEMU's machine description.
-fn machine(o: &RunOptions, state: &StateDir, vsock: &VsockDevice, disks: &[PathBuf]) -> io::Result<Machine> {
+fn machine(o: &RunOptions, state: &StateDir, vsock: &VsockDevice, shares: &Shares, disks: &[PathBuf]) -> io::Result<Machine> {
     let direct_kernel = if o.kernel_args.is_empty() {
         None
     } else {
@@ -116,22 +128,31 @@ fn machine(o: &RunOptions, state: &StateDir, vsock: &VsockDevice, disks: &[PathB
         accel,
         memory_mib: o.memory,
         cpus: o.cpus,
-        shared_memory: vsock.shared_memory,
+        shared_memory: vsock.shared_memory || shares.shared_memory(),
         firmware: o.uefi.then(|| o.ovmf.clone()),
         iso: o.iso.clone(),
+        medium: o.medium,
         direct_kernel,
         console: state.console(),
         qmp: state.qmp(),
         net: o.net.clone(),
         drives: disks.iter().map(|d| qemu::drive_arg(d)).collect::<io::Result<_>>()?,
-        devices: [vsock.qemu_args.clone(), vec!["-fw_cfg".into(), guest_config(o).write(state)?]].concat(),
+        devices: [vsock.qemu_args.clone(), shares.qemu_args.clone(), vec!["-fw_cfg".into(), guest_config(shares, &vsock.target).write(state)?]]
+            .concat(),
         extra: o.qemu_args.clone(),
     })
 }
 
-/// What the guest is told out of band (see `guestcfg`).
-fn guest_config(_o: &RunOptions) -> GuestConfig {
-    GuestConfig::default()
+/// What the guest is told out of band (see `guestcfg`): its secret (never
+/// on the kernel command line or QEMU's argv, which others can read) and
+/// the shares.
+fn guest_config(shares: &Shares, target: &crate::guest::Target) -> GuestConfig {
+    let mut cfg = GuestConfig::default();
+    if let Some(s) = &target.secret {
+        cfg.set("secret", &s.to_hex());
+    }
+    shares::tell_guest(&mut cfg, &shares.shares, shares.via);
+    cfg
 }
 
 /// Boots the ISO, bridges the engine socket, prints DOCKER_HOST once the
@@ -147,8 +168,11 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
     let (iso, _) = images::install(&state, &o.iso)?;
     let o = &RunOptions { iso, ..o.clone() };
     catch_signals();
-    let vsock = VsockDevice::start(&state, o.cid)?;
-    let machine = machine(o, &state, &vsock, &disks)?;
+    let shares = Shares::start(&o.shares, &state)?;
+    let mut vsock = VsockDevice::start(&state, o.cid)?;
+    // Every connection to this VM (bridge, control, forwarded ports) presents it.
+    vsock.target.secret = Some(secret::ensure(&state.secret())?);
+    let machine = machine(o, &state, &vsock, &shares, &disks)?;
     let console = state.console();
     let _ = fs::remove_file(&console);
     // QEMU creates the console log; the umask keeps it private (0600).
@@ -162,6 +186,7 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
     let listener = bridge::bind(&docker_sock)?;
     let (t, port) = (vsock.target.clone(), o.port);
     thread::spawn(move || bridge::serve(listener, t, port));
+    let ports = Ports::spawn(vsock.target.clone(), o.ports_all_interfaces, Some(state.ports()));
 
     bridge::QUIET.store(true, Ordering::Relaxed);
     let ready = wait_ready(o, &docker_sock, &mut vm, started);
@@ -179,6 +204,8 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
         let _ = vm.wait();
     }
     drop(vsock);
+    drop(shares);
+    ports.clear_status();
     state.clear_target();
     let _ = fs::remove_file(&docker_sock);
     let _ = fs::remove_file(state.qmp());

@@ -9,7 +9,8 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::bridge::Target;
+use crate::guest::{Addr, Target};
+use crate::secret;
 
 /// `~/.skiff`, or `./.skiff` without a home.
 pub fn default_dir() -> PathBuf {
@@ -75,9 +76,21 @@ impl StateDir {
     pub fn vhost(&self) -> PathBuf {
         self.root.join("vhost.sock")
     }
+    /// The published-port listing `skiff ports` prints.
+    pub fn ports(&self) -> PathBuf {
+        self.root.join("ports")
+    }
     /// vhost-device-vsock's hybrid-vsock socket (host side).
     pub fn hybrid_vsock(&self) -> PathBuf {
         self.root.join("vsock.sock")
+    }
+    /// The VM's secret (`skiff_proto::auth`), 0600.
+    pub fn secret(&self) -> PathBuf {
+        self.root.join("secret")
+    }
+    /// Share `n`'s virtiofsd vhost-user socket.
+    pub fn share_socket(&self, n: usize) -> PathBuf {
+        self.root.join(format!("fs-{n}.sock"))
     }
     /// The running `skiff run` (pid and start time).
     pub fn pid_file(&self) -> PathBuf {
@@ -119,9 +132,10 @@ impl StateDir {
         self.root.join("vsock-target")
     }
 
-    /// Records how the running VM is reached, for `skiff logs`/`shell`.
+    /// Records how the running VM is reached, for `skiff logs`/`shell`
+    /// (the secret stays in its own file).
     pub fn record_target(&self, target: &Target) -> io::Result<()> {
-        fs::write(self.target_record(), encode_target(target))
+        fs::write(self.target_record(), encode_target(&target.addr))
     }
 
     /// Forgets the running VM's address (at exit).
@@ -129,16 +143,24 @@ impl StateDir {
         let _ = fs::remove_file(self.target_record());
     }
 
-    /// How the VM started from this folder is reached; never a guess.
+    /// How the VM started from this folder is reached, with its secret;
+    /// never a guess.
     pub fn target(&self) -> io::Result<Target> {
         let text = fs::read_to_string(self.target_record()).map_err(|e| {
             io::Error::other(format!("no VM running from {} ({e}); give --cid or --uds for a VM started elsewhere", self.root.display()))
         })?;
-        decode_target(&text).ok_or_else(|| io::Error::other(format!("{} is damaged: {text:?}", self.target_record().display())))
+        let addr = decode_target(&text).ok_or_else(|| io::Error::other(format!("{} is damaged: {text:?}", self.target_record().display())))?;
+        let secret = match secret::read(&self.secret()) {
+            Ok(s) => Some(s),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        Ok(Target { addr, secret })
     }
 }
 
-fn euid() -> u32 {
+/// This process's effective user id.
+pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }
@@ -155,20 +177,20 @@ fn check_owner(root: &Path, uid: u32, me: u32) -> io::Result<()> {
 }
 
 /// One line: `cid N` or `hybrid PATH`.
-fn encode_target(target: &Target) -> String {
-    match target {
-        Target::Cid(cid) => format!("cid {cid}\n"),
-        Target::Uds(path) => format!("hybrid {}\n", path.display()),
-        Target::Unix(path) => format!("unix {}\n", path.display()),
+fn encode_target(addr: &Addr) -> String {
+    match addr {
+        Addr::Cid(cid) => format!("cid {cid}\n"),
+        Addr::Uds(path) => format!("hybrid {}\n", path.display()),
+        Addr::Unix(path) => format!("unix {}\n", path.display()),
     }
 }
 
-fn decode_target(text: &str) -> Option<Target> {
+fn decode_target(text: &str) -> Option<Addr> {
     let (kind, value) = text.trim_end_matches('\n').split_once(' ')?;
     match kind {
-        "cid" => value.parse().ok().map(Target::Cid),
-        "hybrid" => Some(Target::Uds(PathBuf::from(value))),
-        "unix" => Some(Target::Unix(PathBuf::from(value))),
+        "cid" => value.parse().ok().map(Addr::Cid),
+        "hybrid" => Some(Addr::Uds(PathBuf::from(value))),
+        "unix" => Some(Addr::Unix(PathBuf::from(value))),
         _ => None,
     }
 }
@@ -209,7 +231,7 @@ mod tests {
 
     #[test]
     fn target_record_round_trips_and_is_never_guessed() {
-        for t in [Target::Cid(7), Target::Uds(PathBuf::from("/a b/vsock.sock")), Target::Unix(PathBuf::from("/u"))] {
+        for t in [Addr::Cid(7), Addr::Uds(PathBuf::from("/a b/vsock.sock")), Addr::Unix(PathBuf::from("/u"))] {
             let back = decode_target(&encode_target(&t)).unwrap();
             assert_eq!(format!("{back:?}"), format!("{t:?}"));
         }
@@ -218,8 +240,10 @@ mod tests {
         let dir = scratch("target");
         let s = StateDir::create(&dir).unwrap();
         assert!(s.target().is_err(), "no record → no target, not CID 3");
-        s.record_target(&Target::Cid(9)).unwrap();
-        assert!(matches!(s.target().unwrap(), Target::Cid(9)));
+        s.record_target(&Target::new(Addr::Cid(9))).unwrap();
+        assert!(matches!(s.target().unwrap(), Target { addr: Addr::Cid(9), secret: None }));
+        let made = secret::ensure(&s.secret()).unwrap();
+        assert_eq!(s.target().unwrap().secret, Some(made), "the secret comes with the address");
         s.clear_target();
         assert!(s.target().is_err());
         fs::remove_dir_all(&dir).unwrap();

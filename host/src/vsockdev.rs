@@ -10,12 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::bridge::Target;
+use crate::guest::{Addr, Target};
 use crate::process::{die_with_parent, find_program, stop, wait_for_path};
 use crate::state::StateDir;
 
 /// A started vsock device: how to reach the guest and what QEMU needs.
 pub struct VsockDevice {
+    /// How the guest is reached (`skiff run` adds the secret).
     pub target: Target,
     /// QEMU arguments adding the device.
     pub qemu_args: Vec<String>,
@@ -31,7 +32,7 @@ impl VsockDevice {
     pub fn start(state: &StateDir, cid: u32) -> io::Result<VsockDevice> {
         if Path::new("/dev/vhost-vsock").exists() {
             return Ok(VsockDevice {
-                target: Target::Cid(cid),
+                target: Target::new(Addr::Cid(cid)),
                 qemu_args: vec!["-device".into(), format!("vhost-vsock-pci,guest-cid={cid}")],
                 shared_memory: false,
                 daemon: None,
@@ -57,7 +58,7 @@ impl VsockDevice {
             return Err(e);
         }
         Ok(VsockDevice {
-            target: Target::Uds(uds.clone()),
+            target: Target::new(Addr::Uds(uds.clone())),
             qemu_args: vec![
                 "-chardev".into(),
                 format!("socket,id=vsock0,path={}", vhost.display()),

@@ -1,22 +1,22 @@
-//! The control port (vsock 2376): `skiff logs` and `skiff shell` from the
-//! host. Each connection names its service in one request line
+//! The control port (vsock 2376): `skiff logs`, `skiff shell` and the
+//! published-port table from the host. Each connection names its service in one request line
 //! (`skiff_proto::control`).
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::time::Duration;
 
 use skiff_proto::control::{self, Request, MAX_REQUEST};
 use ::vsock::VsockStream;
 
-use crate::{logger, shell, vsock};
+use crate::{logger, ports, shell, vsock};
 
 /// Serves the control port in the background.
 pub fn spawn_listener(port: u32) {
-    vsock::serve_port(port, "control (skiff logs, skiff shell)", handle);
+    vsock::serve_port(port, "control (skiff logs, skiff shell, port table)", handle);
 }
 
 fn handle(mut stream: VsockStream) {
-    let request = read_line(&mut stream).and_then(|line| control::parse(&line).map_err(io::Error::other));
+    let request = vsock::read_line(&mut stream, MAX_REQUEST).and_then(|line| control::parse(&line).map_err(io::Error::other));
     match request {
         Ok(Request::Logs { follow }) => {
             if let Err(e) = send_logs(stream, follow) {
@@ -24,29 +24,12 @@ fn handle(mut stream: VsockStream) {
             }
         }
         Ok(Request::Shell) => shell::serve(stream),
+        Ok(Request::Ports) => ports::serve_updates(stream),
         Err(e) => {
             log::warn!("control: bad request: {e}");
-            let _ = stream.write_all(format!("skiff: {e}\n").as_bytes());
+            let _ = stream.write_all(skiff_proto::auth::refusal_line(&format!("bad request: {e}")).as_bytes());
         }
     }
-}
-
-/// Reads the request line byte by byte, so nothing after it is consumed.
-fn read_line(stream: &mut VsockStream) -> io::Result<Vec<u8>> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while line.len() <= MAX_REQUEST {
-        match stream.read(&mut byte)? {
-            0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before a request")),
-            _ if byte[0] == b'\n' => {
-                stream.set_read_timeout(None)?;
-                return Ok(line);
-            }
-            _ => line.push(byte[0]),
-        }
-    }
-    Err(io::Error::new(io::ErrorKind::InvalidData, "request line too long"))
 }
 
 /// The ring buffer, then (with `follow`) new lines until the host goes away.

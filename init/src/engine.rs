@@ -74,7 +74,11 @@ impl Engine {
                 log_output(child.stdout.take(), child.stderr.take());
                 self.pid = Some(pid);
                 self.started = Instant::now();
-                thread::spawn(move || wait_ready(run));
+                if let Err(e) = thread::Builder::new().name("engine-ready".into()).spawn(move || wait_ready(run)) {
+                    // Never ready without its probe: stop it, supervision restarts it.
+                    log::error!("engine: cannot start the readiness probe thread: {e}; stopping the engine to retry");
+                    terminate(pid);
+                }
             }
             Err(e) => {
                 log::error!("engine: cannot start {PODMAN}: {e}");
@@ -208,18 +212,30 @@ fn podman() -> Command {
     cmd
 }
 
+/// Longest output line logged as one; longer ones are split.
+const MAX_LINE: u64 = 8 * 1024;
+
 /// Copies a child's stdout and stderr into the log, line by line.
 fn log_output(stdout: Option<impl Read + Send + 'static>, stderr: Option<impl Read + Send + 'static>) {
-    fn pump(r: impl Read, level: log::Level) {
-        for line in BufReader::new(r).split(b'\n').map_while(Result::ok) {
-            logger::emit("podman", level, String::from_utf8_lossy(&line).trim_end());
+    for (name, out) in [("engine-stdout", stdout.map(|r| Box::new(r) as Box<dyn Read + Send>)), ("engine-stderr", stderr.map(|r| Box::new(r) as Box<dyn Read + Send>))] {
+        let Some(out) = out else { continue };
+        if let Err(e) = thread::Builder::new().name(name.into()).spawn(move || pump_lines(out, MAX_LINE, |line| logger::emit("podman", log::Level::Info, line))) {
+            log::error!("engine: cannot start a thread to log its output ({name}): {e}");
         }
     }
-    if let Some(out) = stdout {
-        let _ = thread::Builder::new().name("engine-stdout".into()).spawn(move || pump(out, log::Level::Info));
-    }
-    if let Some(err) = stderr {
-        let _ = thread::Builder::new().name("engine-stderr".into()).spawn(move || pump(err, log::Level::Info));
+}
+
+/// Calls `emit` for each line of `r` (without its end), a line longer than
+/// `max` bytes being cut into pieces, so no output can grow a line without bound.
+fn pump_lines(r: impl Read, max: u64, mut emit: impl FnMut(&str)) {
+    let mut reader = BufReader::new(r);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut reader).take(max).read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => emit(String::from_utf8_lossy(&line).trim_end()),
+        }
     }
 }
 
@@ -264,5 +280,18 @@ fn restart_containers() {
             log::warn!("engine: podman start --all did not finish within {}s; killing it", RESTART_CONTAINERS_LIMIT.as_secs());
             let _ = rustix::process::kill_process(pid, Signal::KILL);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_lines_are_bounded() {
+        let text = format!("short\n{}\nlast", "x".repeat(20));
+        let mut lines = Vec::new();
+        pump_lines(text.as_bytes(), 8, |l| lines.push(l.to_string()));
+        assert_eq!(lines, ["short", "xxxxxxxx", "xxxxxxxx", "xxxx", "last"]);
     }
 }

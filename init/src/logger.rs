@@ -317,6 +317,7 @@ pub fn init(debug: bool) {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // a test may panic if it cannot start a thread
 mod tests {
     use super::*;
     use std::sync::Arc;
@@ -348,10 +349,13 @@ mod tests {
     struct Slow {
         gate: Arc<Mutex<()>>,
         got: Arc<Mutex<Vec<String>>>,
+        /// Writes begun (the writer may then be waiting at the gate).
+        entered: Arc<AtomicU64>,
     }
 
     impl LineSink for Slow {
         fn write(&mut self, line: &str) {
+            self.entered.fetch_add(1, Ordering::SeqCst);
             let _open = lock(&self.gate);
             lock(&self.got).push(line.to_string());
         }
@@ -365,18 +369,33 @@ mod tests {
         let (tx, rx) = mpsc::sync_channel(4);
         let q = FileQueue { tx, dropped: AtomicU64::new(0) };
         let stuck = lock(&gate);
-        let mut sink = Slow { gate: Arc::clone(&gate), got: Arc::clone(&got) };
+        let entered = Arc::new(AtomicU64::new(0));
+        let mut sink = Slow { gate: Arc::clone(&gate), got: Arc::clone(&got), entered: Arc::clone(&entered) };
         let writer = thread::spawn(move || drain(rx, &mut sink));
+        // The writer takes line 0 and is stuck on the disk with it...
+        q.offer("line 0\n");
+        let end = Instant::now() + Duration::from_secs(30);
+        while entered.load(Ordering::SeqCst) == 0 {
+            assert!(Instant::now() < end, "the writer never took a line");
+            thread::sleep(Duration::from_millis(1));
+        }
+        // ...so of the next 999 lines, 4 fit in the queue and the rest are dropped.
         let t = Instant::now();
-        for i in 0..1000 {
+        for i in 1..1000 {
             q.offer(&format!("line {i}\n"));
         }
         assert!(t.elapsed() < Duration::from_secs(2), "offering lines waited for the disk: {:?}", t.elapsed());
         let dropped = q.dropped.load(Ordering::Relaxed);
-        assert!((1000 - 4 - 1..=1000 - 4).contains(&dropped), "queue of 4 (+1 in the writer's hands): {dropped} dropped");
+        assert_eq!(dropped, 999 - 4, "queue of 4, one line in the writer's hands");
         drop(stuck);
-        // The disk moves again: the next line carries the count of the gap.
-        thread::sleep(Duration::from_millis(100));
+        // The disk moves again: once the queue has drained (waited for, not
+        // guessed with a sleep: a loaded machine is slow), the next line
+        // carries the count of the gap.
+        let end = Instant::now() + Duration::from_secs(30);
+        while (lock(&got).len() as u64) < 1000 - dropped {
+            assert!(Instant::now() < end, "the writer did not drain the queue");
+            thread::sleep(Duration::from_millis(10));
+        }
         q.offer("after the gap\n");
         let (done, closed) = mpsc::channel();
         q.tx.send(ToFile::Close(done)).unwrap();

@@ -4,6 +4,11 @@
 //! power off.
 //! It never exits and never panics on outside input: a fatal problem is
 //! logged and the machine powers off.
+//! Threads are started only with `thread::Builder` (a failure is an error
+//! to handle, where `thread::spawn` panics: a kernel panic in PID 1);
+//! init/clippy.toml makes `std::thread::spawn` a lint error here.
+
+#![deny(clippy::disallowed_methods)]
 
 mod backoff;
 mod children;
@@ -12,13 +17,16 @@ mod config;
 mod control;
 mod disk;
 mod engine;
+mod http;
 mod logger;
 mod medium;
 mod mounts;
 mod net;
+mod ports;
 mod power;
 mod reaper;
 mod rootfs;
+mod shares;
 mod shell;
 mod signals;
 mod vsock;
@@ -68,12 +76,16 @@ fn boot() -> ! {
     let settings = config::load(cmdline);
     logger::persist(std::path::Path::new("/var/lib/skiff/log"));
     config::apply::apply(&settings);
+    shares::mount_all(&settings.shares);
     clock::spawn_sync();
     net::bring_up(&settings.net, settings.hostname.clone());
     let mut engine = engine::Engine::new(settings.engine_log.as_str());
     engine.start();
+    vsock::set_secret(settings.secret.clone());
     vsock::spawn_listener(settings.port, engine::SOCKET);
     control::spawn_listener(skiff_proto::control::DEFAULT_CONTROL_PORT);
+    ports::discover::spawn();
+    ports::forward::spawn_listener(skiff_proto::ports::DEFAULT_FORWARD_PORT);
     supervise(&mut engine)
 }
 

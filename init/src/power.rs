@@ -22,6 +22,8 @@ const ENGINE_LIMIT: Duration = Duration::from_secs(10);
 /// Every other process: SIGTERM, this long, then SIGKILL and a short wait.
 const TERM_LIMIT: Duration = Duration::from_secs(5);
 const KILL_LIMIT: Duration = Duration::from_secs(2);
+/// Unmounting the host folders (busy ones are retried 3 s, then detached).
+const SHARES_LIMIT: Duration = Duration::from_secs(5);
 /// Writing dirty data back; a stuck disk is given up on (the unmount and
 /// the journal replay at next boot cover what is left).
 const SYNC_LIMIT: Duration = Duration::from_secs(10);
@@ -41,6 +43,7 @@ pub const WORST_CASE: Duration = Duration::from_secs(
         + ENGINE_LIMIT.as_secs()
         + TERM_LIMIT.as_secs()
         + KILL_LIMIT.as_secs()
+        + SHARES_LIMIT.as_secs()
         + SYNC_LIMIT.as_secs()
         + LOG_CLOSE_LIMIT.as_secs()
         + UNMOUNT_LIMIT.as_secs()
@@ -217,6 +220,7 @@ pub fn shutdown(engine: &mut engine::Engine, why: &str) -> ! {
             wait_gone(None, budget.take(KILL_LIMIT));
         }
     });
+    step("unmount host folders", || bounded("unmount shares", budget.take(SHARES_LIMIT), crate::shares::unmount_all));
     step("release DHCP leases", crate::net::release_all);
     step("sync", || bounded("sync", budget.take(SYNC_LIMIT), rustix::fs::sync));
     step("close log file", || {
@@ -261,7 +265,7 @@ mod tests {
 
     #[test]
     fn the_worst_case_covers_every_step_and_the_budget_holds_it() {
-        let steps = [CONTAINERS_LIMIT, ENGINE_LIMIT, TERM_LIMIT, KILL_LIMIT, SYNC_LIMIT, LOG_CLOSE_LIMIT, UNMOUNT_LIMIT, FINAL_SYNC_LIMIT, SLACK];
+        let steps = [CONTAINERS_LIMIT, ENGINE_LIMIT, TERM_LIMIT, KILL_LIMIT, SHARES_LIMIT, SYNC_LIMIT, LOG_CLOSE_LIMIT, UNMOUNT_LIMIT, FINAL_SYNC_LIMIT, SLACK];
         assert_eq!(WORST_CASE, steps.iter().sum::<Duration>());
         assert!(CONTAINERS_LIMIT > CONTAINER_GRACE, "podman stop needs time beyond the grace period");
         let budget = Budget::new(Duration::from_millis(300));

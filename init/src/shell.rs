@@ -7,10 +7,11 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags};
 use rustix::process::{Pid, Signal, WaitStatus};
@@ -20,8 +21,14 @@ use skiff_proto::shell::{self, Msg, Start};
 use vsock::VsockStream;
 
 use crate::children;
+use crate::vsock::{ReadBy, Slot};
 
 const SH: &str = "/usr/bin/sh";
+/// Shells running at once; more are refused with a message.
+pub const MAX_SHELLS: usize = 8;
+/// How long a connection may stay open without starting a session.
+const START_LIMIT: Duration = Duration::from_secs(30);
+static SHELLS: AtomicUsize = AtomicUsize::new(0);
 /// How long output may keep coming after the shell exited (background jobs
 /// holding the terminal open must not keep the session forever).
 const DRAIN: Duration = Duration::from_secs(2);
@@ -54,11 +61,17 @@ pub fn serve(stream: VsockStream) {
 }
 
 fn run(mut stream: VsockStream) -> io::Result<()> {
-    let start = match shell::read_msg(&mut stream)? {
+    let start = match shell::read_msg(&mut ReadBy::new(&mut stream, Instant::now() + START_LIMIT))? {
         Some(Msg::Start(s)) => s,
         other => return Err(io::Error::other(format!("expected a start message, got {other:?}"))),
     };
+    stream.set_read_timeout(None)?;
     let writer: Writer = Arc::new(Mutex::new(stream.try_clone()?));
+    let Some(_slot) = Slot::take(&SHELLS, MAX_SHELLS) else {
+        log::warn!("shell: {MAX_SHELLS} shells running; refusing another");
+        send(&writer, &Msg::Stderr(format!("skiff: refused: too many shells ({MAX_SHELLS} running)\r\n").into_bytes()))?;
+        return send(&writer, &Msg::Exit(126));
+    };
     let session = match if start.tty { spawn_pty(&start, &writer) } else { spawn_pipes(&start, &writer) } {
         Ok(s) => s,
         Err(e) => {
@@ -72,7 +85,15 @@ fn run(mut stream: VsockStream) -> io::Result<()> {
     let Session { pid, input, master, exited, outputs_done, outputs } = session;
     // Host → shell in a thread of its own; this (the parent) thread waits
     // for the shell, drains its output and sends the exit status.
-    let reader = thread::spawn(move || feed(stream, input, master));
+    let reader = match thread::Builder::new().name("shell-input".into()).spawn(move || feed(stream, input, master)) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            log::error!("shell: cannot start the input thread: {e}; ending the session");
+            let _ = send(&writer, &Msg::Stderr(format!("skiff: cannot start the session: {e}\r\n").into_bytes()));
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+            None
+        }
+    };
     let status = children::wait(pid, &exited, Duration::MAX);
     for _ in 0..outputs {
         if outputs_done.recv_timeout(DRAIN).is_err() {
@@ -83,7 +104,9 @@ fn run(mut stream: VsockStream) -> io::Result<()> {
     log::info!("shell: pid {} exited with {code}", pid.as_raw_nonzero());
     let _ = send(&writer, &Msg::Exit(code));
     let _ = writer.lock().unwrap_or_else(|e| e.into_inner()).shutdown(std::net::Shutdown::Both);
-    let _ = reader.join();
+    if let Some(r) = reader {
+        let _ = r.join();
+    }
     Ok(())
 }
 
@@ -143,8 +166,8 @@ fn command(start: &Start) -> Command {
 }
 
 /// Copies one output stream of the shell to the host as `wrap` messages.
-fn pump(mut from: impl Read + Send + 'static, w: Writer, wrap: fn(Vec<u8>) -> Msg, done: mpsc::Sender<()>) {
-    thread::spawn(move || {
+fn pump(mut from: impl Read + Send + 'static, w: Writer, wrap: fn(Vec<u8>) -> Msg, done: mpsc::Sender<()>) -> io::Result<()> {
+    thread::Builder::new().name("shell-output".into()).spawn(move || {
         let mut buf = vec![0u8; 16 * 1024];
         // A PTY master reads EIO once the last slave fd is closed.
         while let Ok(n) = from.read(&mut buf) {
@@ -153,7 +176,14 @@ fn pump(mut from: impl Read + Send + 'static, w: Writer, wrap: fn(Vec<u8>) -> Ms
             }
         }
         let _ = done.send(());
-    });
+    })?;
+    Ok(())
+}
+
+/// Kills a shell whose session could not be set up, and passes the error on.
+fn abandon(pid: Pid, e: io::Error) -> io::Error {
+    let _ = rustix::process::kill_process(pid, Signal::KILL);
+    e
 }
 
 fn spawn_pty(start: &Start, w: &Writer) -> io::Result<Session> {
@@ -180,10 +210,11 @@ fn spawn_pty(start: &Start, w: &Writer) -> io::Result<Session> {
     drop(cmd); // closes our copies of the slave side
     let master = Arc::new(master);
     let (done_tx, outputs_done) = mpsc::channel();
-    let reader = File::from(master.try_clone()?);
-    pump(reader, w.clone(), Msg::Stdout, done_tx);
-    let input: Box<dyn Write + Send> = Box::new(File::from(master.try_clone()?));
-    Ok(Session { pid: Pid::from_child(&child), input: Some(input), master: Some(master), exited, outputs_done, outputs: 1 })
+    let pid = Pid::from_child(&child);
+    let reader = File::from(master.try_clone().map_err(|e| abandon(pid, e))?);
+    pump(reader, w.clone(), Msg::Stdout, done_tx).map_err(|e| abandon(pid, e))?;
+    let input: Box<dyn Write + Send> = Box::new(File::from(master.try_clone().map_err(|e| abandon(pid, e))?));
+    Ok(Session { pid, input: Some(input), master: Some(master), exited, outputs_done, outputs: 1 })
 }
 
 fn spawn_pipes(start: &Start, w: &Writer) -> io::Result<Session> {
@@ -199,11 +230,12 @@ fn spawn_pipes(start: &Start, w: &Writer) -> io::Result<Session> {
     }
     let (mut child, exited) = children::spawn(&mut cmd)?;
     let (done_tx, outputs_done) = mpsc::channel();
+    let pid = Pid::from_child(&child);
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        return Err(io::Error::other("no output pipes"));
+        return Err(abandon(pid, io::Error::other("no output pipes")));
     };
-    pump(stdout, w.clone(), Msg::Stdout, done_tx.clone());
-    pump(stderr, w.clone(), Msg::Stderr, done_tx);
+    pump(stdout, w.clone(), Msg::Stdout, done_tx.clone()).map_err(|e| abandon(pid, e))?;
+    pump(stderr, w.clone(), Msg::Stderr, done_tx).map_err(|e| abandon(pid, e))?;
     let input = child.stdin.take().map(|i| Box::new(i) as Box<dyn Write + Send>);
-    Ok(Session { pid: Pid::from_child(&child), input, master: None, exited, outputs_done, outputs: 2 })
+    Ok(Session { pid, input, master: None, exited, outputs_done, outputs: 2 })
 }

@@ -1,21 +1,44 @@
-//! Serves the engine API on AF_VSOCK: each connection from the host is
-//! forwarded to the engine's unix socket, both ways, with half-close kept.
+//! Serves the guest's vsock ports: the engine API (each connection is
+//! forwarded to the engine's unix socket, both ways, with half-close kept)
+//! and, through [`serve_port`], every other port.
+//!
+//! Every listener admits connections in one place ([`listen`]): only the
+//! host (CID 2) is served, at most [`MAX_CONNECTIONS`] at a time per port,
+//! and when the VM has a secret each connection must open with its auth
+//! line (`skiff_proto::auth`) within [`AUTH_DEADLINE`].
 //!
 //! A connection that starts with the framing preamble carries the host's EOF
 //! in-band (see `skiff_proto::framing`); any other is plain pass-through.
 
 use std::io::{self, Cursor, Read, Write};
-use std::net::Shutdown;
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use skiff_proto::auth::{self, AuthError, Secret};
 use skiff_proto::framing::{self, FrameReader, Sniff};
-use vsock::{VsockListener, VsockStream, VMADDR_CID_ANY};
+use vsock::{VsockListener, VsockStream, VMADDR_CID_ANY, VMADDR_CID_HOST};
 
 /// Set at shutdown: new connections are refused from then on.
 static STOPPING: AtomicBool = AtomicBool::new(false);
+/// The VM's secret (`None`: none configured), set once before any listener.
+static SECRET: OnceLock<Option<Secret>> = OnceLock::new();
+
+/// Connections served at once per port; more are turned away with a
+/// message (each costs PID 1 two threads and two descriptors).
+pub const MAX_CONNECTIONS: usize = 512;
+/// Time from accept for the whole auth line.
+pub const AUTH_DEADLINE: Duration = Duration::from_secs(5);
+/// Time from accept for the first bytes of an engine request (framing sniff).
+const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
+/// Pause between looks at a partly arrived auth line.
+const PEEK_PAUSE: Duration = Duration::from_millis(20);
+/// At most one console line per this long for each kind of refusal.
+const NOTICE_EVERY: Duration = Duration::from_secs(10);
 
 /// Answer sent while the engine socket cannot be reached.
 const UNAVAILABLE_BODY: &str = "skiff: the container engine is not running yet (starting or restarting); try again shortly\n";
@@ -25,15 +48,48 @@ pub fn stop_accepting() {
     STOPPING.store(true, Ordering::SeqCst);
 }
 
+/// Sets the VM's secret for every port; call once, before any listener.
+/// Without one the console says, once, who can reach the guest.
+pub fn set_secret(secret: Option<Secret>) {
+    if secret.is_none() {
+        log::warn!(
+            "vsock: no secret configured (none from the host's fw_cfg, config.toml or cidata): every local user of \
+             the host who can reach this VM's vsock can use the engine and the debug shell"
+        );
+    } else {
+        log::info!("vsock: connections must present the VM's secret");
+    }
+    if SECRET.set(secret).is_err() {
+        log::error!("vsock: secret set twice; keeping the first");
+    }
+}
+
+fn secret() -> Option<&'static Secret> {
+    SECRET.get().and_then(Option::as_ref)
+}
+
+/// How a port turns a connection away: an HTTP answer (the engine port, so
+/// `docker` shows it) or a `skiff: refused: ...` line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    Http,
+    Line,
+}
+
 /// Listens on vsock `port` in a background thread, forwarding to `engine`.
 pub fn spawn_listener(port: u32, engine: &'static str) {
-    serve_port(port, "engine API", move |stream| serve(stream, engine));
+    listen(port, "engine API", Answer::Http, move |stream| serve(stream, engine));
 }
 
 /// Listens on vsock `port` in a background thread and runs `handle` in a
-/// thread per connection. Binding is retried (a transport can appear late);
-/// it never blocks boot.
+/// thread per admitted connection; refusals are `skiff: refused:` lines.
 pub fn serve_port(port: u32, what: &'static str, handle: impl Fn(VsockStream) + Send + Sync + Copy + 'static) {
+    listen(port, what, Answer::Line, handle)
+}
+
+/// The one accept loop of every port: host only, capped, authenticated.
+/// Binding is retried (a transport can appear late); it never blocks boot.
+fn listen(port: u32, what: &'static str, answer: Answer, handle: impl Fn(VsockStream) + Send + Sync + Copy + 'static) {
     let spawned = thread::Builder::new().name("vsock".into()).spawn(move || {
         let mut delay = Duration::from_millis(200);
         let listener = loop {
@@ -47,18 +103,46 @@ pub fn serve_port(port: u32, what: &'static str, handle: impl Fn(VsockStream) + 
             }
         };
         log::info!("vsock: {what} on vsock port {port}");
-        for conn in listener.incoming() {
-            match conn {
-                Ok(_) if STOPPING.load(Ordering::SeqCst) => {} // dropped: closes it
-                Ok(stream) => {
-                    if let Err(e) = thread::Builder::new().name("vsock-conn".into()).spawn(move || handle(stream)) {
-                        log::error!("vsock: cannot start a connection thread: {e}");
+        // One counter per port, alive as long as the listener (forever).
+        let open: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+        let notices = Notices::default();
+        loop {
+            let (stream, peer) = match listener.accept() {
+                Ok(c) => c,
+                Err(e) => {
+                    notices.accept.note(|| format!("vsock: accept on port {port} failed: {e}"));
+                    thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
+            if STOPPING.load(Ordering::SeqCst) {
+                continue; // dropped: closes it
+            }
+            if !peer_allowed(peer.cid()) {
+                notices.peer.note(|| format!("vsock: port {port}: closed a connection from cid {} (only the host, cid 2, is served)", peer.cid()));
+                continue;
+            }
+            let Some(slot) = Slot::take(open, MAX_CONNECTIONS) else {
+                notices.busy.note(|| format!("vsock: port {port}: {MAX_CONNECTIONS} connections open; turning new ones away"));
+                turn_away(stream, answer, &format!("too many connections ({MAX_CONNECTIONS} open); try again later"));
+                continue;
+            };
+            let auth_notice = Arc::clone(&notices.auth);
+            let spawned = thread::Builder::new().name("vsock-conn".into()).spawn(move || {
+                let _slot = slot;
+                let mut stream = stream;
+                match admit(&mut stream, secret(), Instant::now() + AUTH_DEADLINE) {
+                    Ok(()) => handle(stream),
+                    Err(r) => {
+                        auth_notice.note(|| format!("vsock: port {port}: refused a connection from the host: {r}"));
+                        if let Err(e) = refuse(stream, answer, &r.to_string()) {
+                            log::debug!("vsock: refusing: {e}");
+                        }
                     }
                 }
-                Err(e) => {
-                    log::warn!("vsock: accept failed: {e}");
-                    thread::sleep(Duration::from_millis(100));
-                }
+            });
+            if let Err(e) = spawned {
+                notices.spawn.note(|| format!("vsock: port {port}: cannot start a connection thread: {e}; connection dropped"));
             }
         }
     });
@@ -67,9 +151,183 @@ pub fn serve_port(port: u32, what: &'static str, handle: impl Fn(VsockStream) + 
     }
 }
 
+/// Only the host may connect: never a container (loopback, own CID) or
+/// another VM.
+pub fn peer_allowed(cid: u32) -> bool {
+    cid == VMADDR_CID_HOST
+}
+
+/// One of at most `max` places (connections of a port, shells), given
+/// back on drop.
+pub struct Slot(&'static AtomicUsize);
+
+impl Slot {
+    pub fn take(open: &'static AtomicUsize, max: usize) -> Option<Slot> {
+        open.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1)).ok()?;
+        Some(Slot(open))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Keeps a flood of refusals from flooding the console: at most one line
+/// per [`NOTICE_EVERY`], saying how many were not shown.
+#[derive(Debug, Default)]
+pub struct RateLimit {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimit {
+    /// `Some(suppressed since the last line)` if a line may be written now.
+    pub fn allow(&mut self, now: Instant, every: Duration) -> Option<u64> {
+        if self.last.is_some_and(|t| now.saturating_duration_since(t) < every) {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+/// A rate-limited console line.
+#[derive(Debug, Default)]
+struct Notice(Mutex<RateLimit>);
+
+impl Notice {
+    fn note(&self, text: impl FnOnce() -> String) {
+        let allowed = self.0.lock().unwrap_or_else(|e| e.into_inner()).allow(Instant::now(), NOTICE_EVERY);
+        match allowed {
+            Some(0) => log::warn!("{}", text()),
+            Some(n) => log::warn!("{} ({n} similar not shown)", text()),
+            None => {}
+        }
+    }
+}
+
+/// One rate limit per kind of refusal, so one kind cannot hide another.
+#[derive(Default)]
+struct Notices {
+    accept: Notice,
+    peer: Notice,
+    busy: Notice,
+    spawn: Notice,
+    auth: Arc<Notice>,
+}
+
+/// Why a host connection was refused before its service saw a byte.
+#[derive(Debug)]
+pub enum Refusal {
+    /// No, a malformed or a wrong auth line.
+    Auth(AuthError),
+    /// The auth line did not arrive within [`AUTH_DEADLINE`].
+    Timeout,
+    /// The host closed before sending anything.
+    Closed,
+    Io(io::Error),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Auth(e) => write!(f, "{e}"),
+            Self::Timeout => write!(f, "no SKIFF-AUTH/1 line within {}s", AUTH_DEADLINE.as_secs()),
+            Self::Closed => write!(f, "closed before authenticating"),
+            Self::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Admits a host connection: with a secret, it must open with the right
+/// auth line, whole, before `until`. Without one, an auth line (a host
+/// that has a secret the guest was not given) is consumed and ignored, and
+/// anything else is left unread for the service. Looks with MSG_PEEK, so
+/// nothing but the auth line is ever consumed.
+pub fn admit<C: Conn>(conn: &mut C, secret: Option<&Secret>, until: Instant) -> Result<(), Refusal> {
+    let mut first = [0u8; auth::LINE_LEN];
+    let result = loop {
+        let n = match ReadBy::new(conn, until).peek(&mut first) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => break if secret.is_some() { Err(Refusal::Timeout) } else { Ok(()) },
+            Err(e) => break Err(Refusal::Io(e)),
+        };
+        let sniffed = if n == 0 { auth::Sniff::NotAuth } else { auth::sniff(&first[..n]) };
+        match sniffed {
+            auth::Sniff::NotAuth => break match secret {
+                Some(_) if n == 0 => Err(Refusal::Closed),
+                Some(_) => Err(Refusal::Auth(AuthError::Missing)),
+                None => Ok(()),
+            },
+            auth::Sniff::NeedMore if Instant::now() >= until => {
+                break if secret.is_some() { Err(Refusal::Timeout) } else { Ok(()) };
+            }
+            auth::Sniff::NeedMore => thread::sleep(PEEK_PAUSE),
+            auth::Sniff::Line(len) => {
+                if let Err(e) = ReadBy::new(conn, until).read_exact(&mut first[..len]) {
+                    break Err(Refusal::Io(e));
+                }
+                break secret.map_or(Ok(()), |s| auth::check(&first[..len], s).map_err(Refusal::Auth));
+            }
+        }
+    };
+    conn.set_read_timeout(None).map_err(Refusal::Io)?;
+    result
+}
+
+/// Reads from a connection with one deadline for all reads together (a
+/// per-read timeout would let a sender dribble one byte at a time forever).
+pub struct ReadBy<'a, C: Conn> {
+    conn: &'a mut C,
+    until: Instant,
+}
+
+impl<'a, C: Conn> ReadBy<'a, C> {
+    pub fn new(conn: &'a mut C, until: Instant) -> Self {
+        Self { conn, until }
+    }
+
+    /// Arms the socket's timeout with the time left.
+    fn arm(&self) -> io::Result<()> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
+        }
+        self.conn.set_read_timeout(Some(left))
+    }
+
+    /// Looks at what has arrived without consuming it (waits for a byte).
+    fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.arm()?;
+        rustix::net::recv(self.conn.as_fd(), buf, rustix::net::RecvFlags::PEEK)
+            .map(|(n, _)| n)
+            .map_err(|e| timed_out(e.into()))
+    }
+}
+
+impl<C: Conn> Read for ReadBy<'_, C> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.arm()?;
+        self.conn.read(buf).map_err(timed_out)
+    }
+}
+
+/// A socket timeout (EAGAIN) as `TimedOut`.
+fn timed_out(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::WouldBlock {
+        io::Error::new(io::ErrorKind::TimedOut, "deadline passed")
+    } else {
+        e
+    }
+}
+
 /// A connected byte stream the forwarder can split and half-close:
-/// AF_VSOCK in the guest, a unix socket in tests (same half-close semantics).
-pub trait Conn: Read + Write + Send + Sized + 'static {
+/// AF_VSOCK in the guest, a unix socket in tests (same half-close
+/// semantics), and the engine's or a container's socket on the other side.
+pub trait Conn: Read + Write + AsFd + Send + Sized + 'static {
     fn try_clone(&self) -> io::Result<Self>;
     fn shutdown(&self, how: Shutdown) -> io::Result<()>;
     fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()>;
@@ -84,6 +342,18 @@ impl Conn for VsockStream {
     }
     fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         VsockStream::set_read_timeout(self, t)
+    }
+}
+
+impl Conn for TcpStream {
+    fn try_clone(&self) -> io::Result<Self> {
+        TcpStream::try_clone(self)
+    }
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        TcpStream::shutdown(self, how)
+    }
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, t)
     }
 }
 
@@ -105,18 +375,19 @@ fn serve(stream: VsockStream, engine: &str) {
     }
 }
 
-/// Reads until the first bytes say whether the connection is framed.
+/// Reads until the first bytes say whether the connection is framed, all
+/// within [`HANDSHAKE_DEADLINE`].
 fn sniff_mode<C: Conn>(stream: &mut C) -> io::Result<(Sniff, Vec<u8>)> {
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut first = Vec::with_capacity(framing::PREAMBLE.len());
     let mut buf = [0u8; 64];
+    let mut timed = ReadBy::new(stream, Instant::now() + HANDSHAKE_DEADLINE);
     let mode = loop {
         match framing::sniff(&first) {
             Sniff::NeedMore => {}
             decided => break decided,
         }
         let want = framing::PREAMBLE.len() - first.len();
-        let n = stream.read(&mut buf[..want])?;
+        let n = timed.read(&mut buf[..want])?;
         if n == 0 {
             break Sniff::Plain;
         }
@@ -133,60 +404,107 @@ pub fn forward<C: Conn>(mut vs: C, engine_path: &str, ready: fn() -> bool) -> io
     let (mode, leftover) = sniff_mode(&mut vs)?;
     if !ready() {
         log::debug!("vsock: engine not ready");
-        return refuse(vs);
+        return refuse_unavailable(vs);
     }
     let engine = match UnixStream::connect(engine_path) {
         Ok(e) => e,
         Err(e) => {
             log::debug!("vsock: engine socket unavailable: {e}");
-            return refuse(vs);
+            return refuse_unavailable(vs);
         }
     };
-    // Engine → host: plain bytes. When the engine has closed, the exchange is
-    // over: close the vsock connection both ways. A half-close alone would
-    // leave this connection open forever if the host never sends its EOF
-    // (a client that hung up early), and hybrid vsock does not pass a guest
-    // half-close on to the host at all.
-    let mut engine_rd = engine.try_clone()?;
+    relay(vs, leftover, mode == Sniff::Framed, engine)
+}
+
+/// Relays a host connection `vs` to `target` until both directions are done.
+/// `leftover` is host input already read; `framed` says the host's bytes are
+/// frames carrying its EOF in-band.
+///
+/// Target → host: plain bytes. When the target has closed, the exchange is
+/// over: close the vsock connection both ways. A half-close alone would
+/// leave this connection open forever if the host never sends its EOF
+/// (a client that hung up early), and hybrid vsock does not pass a guest
+/// half-close on to the host at all. Host → target: at the host's EOF,
+/// half-close the target.
+pub fn relay<C: Conn, T: Conn>(vs: C, leftover: Vec<u8>, framed: bool, target: T) -> io::Result<()> {
+    let mut target_rd = target.try_clone()?;
     let mut vs_wr = vs.try_clone()?;
+    // `io::copy`'s 8 KiB writes, not `skiff_proto::copy`'s 256 KiB: with
+    // big guest writes vhost-device-vsock stops granting credit and the
+    // transfer hangs (rust-vmm/vhost-device#494); small ones keep flowing.
     let back = thread::Builder::new().name("vsock-back".into()).spawn(move || {
-        let r = io::copy(&mut engine_rd, &mut vs_wr);
+        let r = io::copy(&mut target_rd, &mut vs_wr);
         let _ = vs_wr.shutdown(Shutdown::Both);
         r
     })?;
-    // Host → engine: framed or plain; at the host's EOF, half-close the engine side.
-    let mut engine_wr = engine;
+    let mut target_wr = target;
     let input = Cursor::new(leftover).chain(vs);
-    let sent = match mode {
-        Sniff::Framed => io::copy(&mut FrameReader::new(input), &mut engine_wr),
-        _ => io::copy(&mut { input }, &mut engine_wr),
-    };
-    let _ = engine_wr.shutdown(Shutdown::Write);
+    let sent = if framed { io::copy(&mut FrameReader::new(input), &mut target_wr) } else { io::copy(&mut { input }, &mut target_wr) };
+    let _ = target_wr.shutdown(Shutdown::Write);
     let got = back.join().map_err(|_| io::Error::other("forwarding thread panicked"))?;
     sent?;
     got.map(|_| ())
 }
 
+/// Time from the auth line for a whole request line (control, forward).
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Reads one request line (at most `max` bytes) byte by byte, so nothing
+/// after it is consumed, all within [`REQUEST_DEADLINE`]: a total deadline,
+/// so a slow sender is cut off.
+pub fn read_line<C: Conn>(stream: &mut C, max: usize) -> io::Result<Vec<u8>> {
+    let line = skiff_proto::read_line(&mut ReadBy::new(stream, Instant::now() + REQUEST_DEADLINE), max);
+    stream.set_read_timeout(None)?;
+    line
+}
+
 /// Answers 503 and closes.
-fn refuse<C: Conn>(mut vs: C) -> io::Result<()> {
-    vs.write_all(unavailable_response().as_bytes())?;
+fn refuse_unavailable<C: Conn>(vs: C) -> io::Result<()> {
+    answer_and_close(vs, unavailable_response().as_bytes())
+}
+
+/// Turns a connection away (`403 Forbidden` on HTTP) with `reason`.
+pub fn refuse<C: Conn>(vs: C, answer: Answer, reason: &str) -> io::Result<()> {
+    answer_and_close(vs, refusal(answer, "403 Forbidden", reason).as_bytes())
+}
+
+/// Writes `text`, then drains the unread request briefly before closing:
+/// closing with unread input would turn the answer into a connection reset.
+fn answer_and_close<C: Conn>(mut vs: C, text: &[u8]) -> io::Result<()> {
+    vs.write_all(text)?;
     vs.shutdown(Shutdown::Write)?;
-    // Drain the unread request briefly: closing with unread input
-    // would turn the answer into a connection reset.
-    vs.set_read_timeout(Some(Duration::from_secs(1)))?;
-    let _ = io::copy(&mut vs, &mut io::sink());
+    let _ = io::copy(&mut ReadBy::new(&mut vs, Instant::now() + Duration::from_secs(1)), &mut io::sink());
     Ok(())
+}
+
+/// Answers from the accept loop itself (no thread to spare): a short write
+/// that cannot block for long, and no draining.
+fn turn_away(vs: VsockStream, answer: Answer, reason: &str) {
+    let _ = vs.set_write_timeout(Some(Duration::from_millis(100)));
+    let _ = (&vs).write_all(refusal(answer, "503 Service Unavailable", reason).as_bytes());
+    let _ = vs.shutdown(Shutdown::Both);
+}
+
+/// The refusal text: an HTTP answer with `status` and the refusal line as
+/// its body, or the `skiff: refused:` line alone.
+pub fn refusal(answer: Answer, status: &str, reason: &str) -> String {
+    match answer {
+        Answer::Line => auth::refusal_line(reason),
+        Answer::Http => http_response(status, &auth::refusal_line(reason)),
+    }
 }
 
 /// The HTTP answer given while the engine is down, instead of a reset.
 pub fn unavailable_response() -> String {
-    format!(
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{UNAVAILABLE_BODY}",
-        UNAVAILABLE_BODY.len()
-    )
+    http_response("503 Service Unavailable", UNAVAILABLE_BODY)
+}
+
+fn http_response(status: &str, body: &str) -> String {
+    format!("HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // a test may panic if it cannot start a thread
 mod tests {
     use super::*;
     use std::os::unix::net::UnixListener;
@@ -298,5 +616,129 @@ mod tests {
         let (head, body) = r.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 503 "));
         assert!(head.contains(&format!("Content-Length: {}", body.len())));
+    }
+
+    fn pair() -> (UnixStream, UnixStream) {
+        UnixStream::pair().unwrap()
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(2)
+    }
+
+    #[test]
+    fn admits_the_right_secret_and_leaves_the_request_unread() {
+        let secret = Secret::from_bytes([9; 32]);
+        let (mut host, mut guest) = pair();
+        host.write_all(&[secret.line(), b"GET /_ping HTTP/1.0\r\n\r\n".to_vec()].concat()).unwrap();
+        admit(&mut guest, Some(&secret), soon()).unwrap();
+        let mut rest = [0u8; 10];
+        guest.read_exact(&mut rest).unwrap();
+        assert_eq!(&rest, b"GET /_ping");
+    }
+
+    #[test]
+    fn refuses_missing_wrong_and_malformed_lines() {
+        let secret = Secret::from_bytes([9; 32]);
+        type Case = (&'static [u8], fn(&Refusal) -> bool);
+        let cases: [Case; 4] = [
+            (b"GET /_ping HTTP/1.0\r\n\r\n", |r| matches!(r, Refusal::Auth(AuthError::Missing))),
+            (b"SKIFF-FRAMES/1\n", |r| matches!(r, Refusal::Auth(AuthError::Missing))),
+            (b"SKIFF-AUTH/1 1234\n", |r| matches!(r, Refusal::Auth(AuthError::Malformed))),
+            (b"", |r| matches!(r, Refusal::Closed)),
+        ];
+        for (sent, expected) in cases {
+            let (mut host, mut guest) = pair();
+            host.write_all(sent).unwrap();
+            host.shutdown(Shutdown::Write).unwrap();
+            let r = admit(&mut guest, Some(&secret), soon()).unwrap_err();
+            assert!(expected(&r), "{:?}: {r:?}", String::from_utf8_lossy(sent));
+        }
+        let (mut host, mut guest) = pair();
+        host.write_all(&Secret::from_bytes([8; 32]).line()).unwrap();
+        assert!(matches!(admit(&mut guest, Some(&secret), soon()), Err(Refusal::Auth(AuthError::Wrong))));
+    }
+
+    #[test]
+    fn the_deadline_is_for_the_whole_line() {
+        // A sender that dribbles a byte every 100 ms never lets a per-read
+        // timeout fire; the total deadline still does.
+        let secret = Secret::from_bytes([9; 32]);
+        let (host, mut guest) = pair();
+        let line = secret.line();
+        thread::spawn(move || {
+            for b in line {
+                if (&host).write_all(&[b]).is_err() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let began = Instant::now();
+        let r = admit(&mut guest, Some(&secret), Instant::now() + Duration::from_millis(700));
+        assert!(matches!(r, Err(Refusal::Timeout)), "{r:?}");
+        assert!(began.elapsed() < Duration::from_secs(2), "took {:?}", began.elapsed());
+        let (_silent, mut guest) = pair();
+        let r = admit(&mut guest, Some(&secret), Instant::now() + Duration::from_millis(300));
+        assert!(matches!(r, Err(Refusal::Timeout)), "silent host: {r:?}");
+    }
+
+    #[test]
+    fn without_a_secret_an_auth_line_is_consumed_and_anything_else_kept() {
+        let (mut host, mut guest) = pair();
+        host.write_all(&[Secret::from_bytes([1; 32]).line(), b"SKIFF-FRAMES/1\n".to_vec()].concat()).unwrap();
+        admit(&mut guest, None, soon()).unwrap();
+        let mut rest = [0u8; 15];
+        guest.read_exact(&mut rest).unwrap();
+        assert_eq!(&rest, framing::PREAMBLE);
+        let (mut host, mut guest) = pair();
+        host.write_all(b"GET /").unwrap();
+        admit(&mut guest, None, soon()).unwrap();
+        let mut rest = [0u8; 5];
+        guest.read_exact(&mut rest).unwrap();
+        assert_eq!(&rest, b"GET /");
+        let (_silent, mut guest) = pair();
+        assert!(admit(&mut guest, None, Instant::now() + Duration::from_millis(200)).is_ok(), "no secret: a slow client is the service's business");
+    }
+
+    #[test]
+    fn refusals_are_clear_to_docker_and_to_skiff() {
+        let (host, guest) = pair();
+        refuse(guest, Answer::Http, "wrong secret").unwrap();
+        let mut reply = String::new();
+        (&host).read_to_string(&mut reply).unwrap();
+        let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{head}");
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+        assert_eq!(body, "skiff: refused: wrong secret\n");
+        assert_eq!(refusal(Answer::Line, "403 Forbidden", "x"), "skiff: refused: x\n");
+    }
+
+    #[test]
+    fn only_the_host_is_a_peer() {
+        assert!(peer_allowed(2));
+        for cid in [0, 1, 3, 4, u32::MAX] {
+            assert!(!peer_allowed(cid), "cid {cid}");
+        }
+    }
+
+    #[test]
+    fn slots_are_capped_and_given_back() {
+        static OPEN: AtomicUsize = AtomicUsize::new(0);
+        let held: Vec<Slot> = (0..3).map(|_| Slot::take(&OPEN, 3).unwrap()).collect();
+        assert!(Slot::take(&OPEN, 3).is_none());
+        drop(held);
+        assert_eq!(OPEN.load(Ordering::SeqCst), 0);
+        assert!(Slot::take(&OPEN, 3).is_some());
+    }
+
+    #[test]
+    fn rate_limit_counts_what_it_hides() {
+        let mut r = RateLimit::default();
+        let t = Instant::now();
+        assert_eq!(r.allow(t, Duration::from_secs(10)), Some(0));
+        assert_eq!(r.allow(t + Duration::from_secs(1), Duration::from_secs(10)), None);
+        assert_eq!(r.allow(t + Duration::from_secs(2), Duration::from_secs(10)), None);
+        assert_eq!(r.allow(t + Duration::from_secs(11), Duration::from_secs(10)), Some(2));
     }
 }

@@ -3,7 +3,9 @@
 //! request line naming the service; what follows depends on it:
 //! - `SKIFF-CONTROL/1 logs\n`: the guest sends its log ring buffer and closes;
 //! - `SKIFF-CONTROL/1 logs follow\n`: the same, then new lines as they come;
-//! - `SKIFF-CONTROL/1 shell\n`: a debug shell, spoken in [`crate::shell`] frames.
+//! - `SKIFF-CONTROL/1 shell\n`: a debug shell, spoken in [`crate::shell`] frames;
+//! - `SKIFF-CONTROL/1 ports\n`: the published-port table, then its changes
+//!   ([`crate::ports`] lines) until the host goes away.
 
 /// The guest's vsock port for control requests (logs, debug shell).
 pub const DEFAULT_CONTROL_PORT: u32 = 2376;
@@ -18,6 +20,8 @@ pub enum Request {
     Logs { follow: bool },
     /// An interactive or one-command shell.
     Shell,
+    /// The published-port table and its changes.
+    Ports,
 }
 
 /// The request line for `req`, with its `\n`.
@@ -26,6 +30,7 @@ pub fn encode(req: &Request) -> String {
         Request::Logs { follow: false } => "logs",
         Request::Logs { follow: true } => "logs follow",
         Request::Shell => "shell",
+        Request::Ports => "ports",
     };
     format!("{MAGIC}{what}\n")
 }
@@ -38,6 +43,7 @@ pub fn parse(line: &[u8]) -> Result<Request, String> {
         "logs" => Ok(Request::Logs { follow: false }),
         "logs follow" => Ok(Request::Logs { follow: true }),
         "shell" => Ok(Request::Shell),
+        "ports" => Ok(Request::Ports),
         other => Err(format!("unknown control request {other:?}")),
     }
 }
@@ -48,7 +54,7 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for req in [Request::Logs { follow: false }, Request::Logs { follow: true }, Request::Shell] {
+        for req in [Request::Logs { follow: false }, Request::Logs { follow: true }, Request::Shell, Request::Ports] {
             let line = encode(&req);
             assert!(line.ends_with('\n'));
             assert_eq!(parse(line.trim_end().as_bytes()), Ok(req));

@@ -50,18 +50,11 @@ pub fn parse_reply(line: &[u8]) -> Result<u32, HandshakeError> {
 /// no payload byte after the `\n` is consumed.
 pub fn handshake<S: Read + Write>(stream: &mut S, port: u32) -> io::Result<u32> {
     stream.write_all(connect_request(port).as_bytes())?;
-    let mut line = Vec::with_capacity(16);
-    let mut byte = [0u8; 1];
-    loop {
-        match stream.read(&mut byte)? {
-            0 => return Err(io::Error::new(io::ErrorKind::ConnectionRefused, HandshakeError::Closed)),
-            _ if byte[0] == b'\n' => break,
-            _ if line.len() >= MAX_REPLY => {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, HandshakeError::TooLong))
-            }
-            _ => line.push(byte[0]),
-        }
-    }
+    let line = crate::read_line(stream, MAX_REPLY).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => io::Error::new(io::ErrorKind::ConnectionRefused, HandshakeError::Closed),
+        io::ErrorKind::InvalidData => io::Error::new(io::ErrorKind::InvalidData, HandshakeError::TooLong),
+        _ => e,
+    })?;
     parse_reply(&line).map_err(|e| io::Error::new(io::ErrorKind::ConnectionRefused, e))
 }
 

@@ -3,12 +3,35 @@
 //! Pure code only (bytes in, values out), so both sides share one tested
 //! implementation instead of two copies.
 
+pub mod auth;
 pub mod control;
 pub mod copy;
 pub mod framing;
 pub mod http;
 pub mod hybrid;
+pub mod shares;
+pub mod ports;
 pub mod shell;
+
+use std::io::{self, Read};
+
+/// Reads one `\n`-terminated line (without it) of at most `max` bytes, one
+/// byte at a time so nothing after it is consumed. A close before the
+/// newline is `UnexpectedEof`; a longer line is `InvalidData`.
+pub fn read_line<R: Read + ?Sized>(r: &mut R, max: usize) -> io::Result<Vec<u8>> {
+    let mut line = Vec::with_capacity(64);
+    let mut byte = [0u8; 1];
+    loop {
+        match r.read(&mut byte) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before the end of a line")),
+            Ok(_) if byte[0] == b'\n' => return Ok(line),
+            Ok(_) if line.len() >= max => return Err(io::Error::new(io::ErrorKind::InvalidData, "line too long")),
+            Ok(_) => line.push(byte[0]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
 
 /// The guest's vsock port for the engine API (Docker's historic plain-text port).
 /// Override with `skiff.port=N` on the kernel command line.
@@ -17,4 +40,19 @@ pub const DEFAULT_ENGINE_PORT: u32 = 2375;
 /// The guest's longest clean shutdown, trigger to power-off, in seconds
 /// (the sum of the init's step limits; a unit test there keeps it equal).
 /// The host waits longer than this before it kills the VM.
-pub const GUEST_SHUTDOWN_WORST_CASE_SECS: u64 = 67;
+pub const GUEST_SHUTDOWN_WORST_CASE_SECS: u64 = 72;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_one_bounded_line() {
+        let mut input: &[u8] = b"OK 5\nrest";
+        assert_eq!(read_line(&mut input, 8).unwrap(), b"OK 5");
+        assert_eq!(input, b"rest");
+        assert_eq!(read_line(&mut &b"no newline"[..], 64).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(read_line(&mut &b"123456789\n"[..], 8).unwrap_err().kind(), io::ErrorKind::InvalidData);
+        assert_eq!(read_line(&mut &b"12345678\n"[..], 8).unwrap(), b"12345678");
+    }
+}

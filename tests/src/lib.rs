@@ -89,14 +89,7 @@ impl Vm {
     /// (a command and its arguments, e.g. `unshare -m ...`; empty for none).
     pub fn boot_wrapped(dir: &Path, wrapper: &[&str], extra: &[&str]) -> Vm {
         let started = Instant::now();
-        let mut cmd = match wrapper.split_first() {
-            Some((prog, args)) => {
-                let mut c = Command::new(prog);
-                c.args(args).arg(skiff_bin());
-                c
-            }
-            None => Command::new(skiff_bin()),
-        };
+        let mut cmd = skiff_wrapped(wrapper);
         let mut run = die_with_parent(&mut cmd)
             .arg("run")
             .arg("--iso").arg(iso())
@@ -217,6 +210,19 @@ impl Vm {
             && head.starts_with(b"HTTP/1.") && &head[8..12] == b" 200"
     }
 
+    /// The VM's secret (`skiff run` writes it to DIR/secret).
+    pub fn secret(&self) -> Option<skiff_proto::auth::Secret> {
+        skiff_proto::auth::Secret::from_hex(&fs::read_to_string(self.dir.join("secret")).ok()?).ok()
+    }
+
+    /// A connection to guest `port` over the hybrid-vsock socket, handshake
+    /// done and nothing else sent (no secret: the test decides what to send).
+    pub fn raw_vsock(&self, port: u32) -> std::io::Result<std::os::unix::net::UnixStream> {
+        let mut s = std::os::unix::net::UnixStream::connect(self.dir.join("vsock.sock"))?;
+        skiff_proto::hybrid::handshake(&mut s, port)?;
+        Ok(s)
+    }
+
     /// The guest's serial console so far.
     pub fn console(&self) -> String {
         fs::read_to_string(self.dir.join("console.log")).unwrap_or_default()
@@ -224,9 +230,16 @@ impl Vm {
 
     /// Presses the power button (`skiff stop`) and waits for `skiff run` to end.
     /// Returns how long the shutdown took.
-    pub fn shutdown(mut self) -> Duration {
+    pub fn shutdown(self) -> Duration {
+        self.shutdown_wrapped(&[])
+    }
+
+    /// Like [`Vm::shutdown`], with `skiff stop` started through `wrapper`
+    /// (as [`Vm::boot_wrapped`] started `skiff run`: the state folder's owner).
+    pub fn shutdown_wrapped(mut self, wrapper: &[&str]) -> Duration {
         let t = Instant::now();
-        let status = Command::new(skiff_bin()).arg("stop").arg("--dir").arg(&self.dir).status().expect("skiff stop");
+        let mut cmd = skiff_wrapped(wrapper);
+        let status = cmd.arg("stop").arg("--dir").arg(&self.dir).status().expect("skiff stop");
         assert!(status.success(), "skiff stop failed");
         let end = Instant::now() + Duration::from_secs(120);
         loop {
@@ -283,6 +296,19 @@ impl Drop for Vm {
             let _ = self.run.kill();
             let _ = self.run.wait();
         }
+    }
+}
+
+/// The `skiff` command, started through `wrapper` (a command and its
+/// arguments, e.g. `unshare -m`; empty for none).
+fn skiff_wrapped(wrapper: &[&str]) -> Command {
+    match wrapper.split_first() {
+        Some((prog, args)) => {
+            let mut c = Command::new(prog);
+            c.args(args).arg(skiff_bin());
+            c
+        }
+        None => Command::new(skiff_bin()),
     }
 }
 
@@ -353,6 +379,33 @@ pub fn wait_with_timeout(child: Child, limit: Duration, what: &str) -> Output {
     }
 }
 
+/// Builds a test-only binary of this crate as a static executable (musl,
+/// as the Makefile builds the init), to run in a busybox container in the
+/// guest. Returns its path.
+pub fn static_test_bin(name: &str) -> PathBuf {
+    let target = "x86_64-unknown-linux-musl";
+    let out = Command::new(env!("CARGO"))
+        .current_dir(root())
+        .args(["build", "--release", "--locked", "-p", "skiff-tests", "--bin", name, "--target", target])
+        .output()
+        .expect("run cargo");
+    assert!(out.status.success(), "cargo build --bin {name} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    root().join("target").join(target).join("release").join(name)
+}
+
+/// Raises this process's open-file limit to its hard limit (children such
+/// as `skiff run` and vhost-device-vsock inherit it).
+pub fn raise_open_files() -> u64 {
+    // SAFETY: getrlimit/setrlimit only read and write the struct given.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        lim.rlim_cur
+    }
+}
+
 /// Writes a `docker load` archive of a one-layer image holding Debian's
 /// static busybox (no registry is reachable here). Returns the tar's path.
 pub fn busybox_image(dir: &Path, tag: &str) -> PathBuf {
@@ -381,8 +434,8 @@ pub fn busybox_root(rootfs: &Path) {
     fs::create_dir_all(rootfs.join("bin")).unwrap();
     fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
     for applet in [
-        "sh", "echo", "cat", "sleep", "ls", "wget", "nslookup", "true", "false", "env", "hostname", "httpd", "ip", "df",
-        "grep",
+        "sh", "echo", "cat", "sleep", "ls", "wget", "nslookup", "true", "false", "env", "hostname", "httpd", "ip", "df", "mkdir", "dd",
+        "grep", "sha256sum",
     ] {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
     }

@@ -10,6 +10,8 @@ use std::path::Path;
 
 use rustix::mount::{mount, unmount, MountFlags, UnmountFlags};
 
+use super::{file, fwcfg};
+
 const MOUNT: &str = "/run/skiff/cidata";
 /// Config file names looked for on the volume, first found wins.
 const CONFIG_NAMES: [&str; 2] = ["skiff.toml", "config.toml"];
@@ -107,7 +109,14 @@ fn read_volume(dev: &str, fstype: &str) -> std::io::Result<Seed> {
     fs::create_dir_all(MOUNT)?;
     let flags = MountFlags::RDONLY | MountFlags::NODEV | MountFlags::NOSUID | MountFlags::NOEXEC;
     mount(dev, MOUNT, fstype, flags, None)?;
-    let read = |name: &str| fs::read_to_string(Path::new(MOUNT).join(name)).ok();
+    let read = |name: &str| match File::open(Path::new(MOUNT).join(name)).and_then(|f| fwcfg::read_bounded(f, file::MAX_LEN)) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            log::warn!("cidata: cannot read {name} on {dev}: {e}; ignored");
+            None
+        }
+    };
     let seed = Seed {
         device: dev.to_string(),
         hostname: seed_hostname(&read("meta-data").unwrap_or_default(), &read("user-data").unwrap_or_default()),

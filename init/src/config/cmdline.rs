@@ -25,7 +25,7 @@ pub fn read() -> String {
 }
 
 /// Parameters that take a value (all but `skiff.debug`).
-const VALUED: [&str; 11] = ["port", "rootsize", "engine_log", "net", "ip", "gw", "dns", "hostname", "tz", "mirror", "insecure"];
+const VALUED: [&str; 12] = ["port", "rootsize", "engine_log", "net", "ip", "gw", "dns", "hostname", "tz", "mirror", "insecure", "share"];
 
 /// Parses `skiff.*` parameters into a layer, with one warning per bad or
 /// unknown parameter. A repeated parameter's last value wins, except
@@ -41,6 +41,10 @@ pub fn parse(cmdline: &str) -> (Layer, Vec<Warning>) {
         };
         let sysctl = key.strip_prefix("sysctl.");
         let checked: Result<(), Invalid> = match (key, value) {
+            ("secret", _) => {
+                warnings.push(Warning::SecretOnCommandLine);
+                continue;
+            }
             ("debug", None | Some("1")) => set(&mut l.debug, true),
             ("debug", Some("0")) => set(&mut l.debug, false),
             ("debug", Some(_)) => Err(Invalid::Switch),
@@ -65,6 +69,9 @@ pub fn parse(cmdline: &str) -> (Layer, Vec<Warning>) {
                 "tz" => validate::timezone(v).map(|t| l.timezone = Some(t)),
                 "mirror" => add_list(&mut l.registry_mirrors, v, validate::mirror, word, &mut warnings),
                 "insecure" => add_list(&mut l.insecure_registries, v, validate::registry, word, &mut warnings),
+                "share" => crate::shares::check(crate::shares::from_cmdline(v))
+                    .map(|s| l.shares.get_or_insert_with(Vec::new).push(s))
+                    .map_err(Invalid::Share),
                 _ => match sysctl {
                     Some(name) => validate::sysctl_name(name)
                         .and_then(|n| Ok((n, validate::sysctl_value(v)?)))
@@ -173,6 +180,15 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_is_never_taken_from_the_command_line_nor_repeated() {
+        let hex = "ab".repeat(32);
+        let (l, w) = parse(&format!("skiff.secret={hex}"));
+        assert_eq!(l, Layer::default());
+        assert_eq!(w, [Warning::SecretOnCommandLine]);
+        assert!(!w[0].to_string().contains(&hex));
+    }
+
+    #[test]
     fn reads_static_network_settings() {
         let (l, w) = parse("skiff.ip=192.168.7.10/24 skiff.gw=192.168.7.1 skiff.dns=1.1.1.1,8.8.8.8 skiff.hostname=box.lan skiff.net=off");
         assert!(w.is_empty(), "{w:?}");
@@ -205,6 +221,15 @@ mod tests {
             assert_eq!(l, Layer::default(), "{word}");
             assert_eq!(invalid(&w), [(word, &why)], "{word}");
         }
+    }
+
+    #[test]
+    fn shares_add_up_and_bad_ones_are_named() {
+        let (l, w) = parse("skiff.share=a:/home/a skiff.share=b:/srv/b skiff.share=c:/etc");
+        let paths: Vec<String> = l.shares.unwrap().into_iter().map(|s| s.path).collect();
+        assert_eq!(paths, ["/home/a", "/srv/b"]);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(matches!(&w[0], Warning::BadParameter { word, why: Invalid::Share(_), .. } if word == "skiff.share=c:/etc"), "{w:?}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! host name. Each key is checked on its own, so one unknown key or bad
 //! value is reported by name and everything else still applies.
 
+use skiff_proto::auth::Secret;
 use toml::{Table, Value};
 
 use super::validate::{self, Invalid};
@@ -10,11 +11,13 @@ use super::{Layer, Source, Warning};
 
 /// The documented config file.
 pub const PATH: &str = "/var/lib/skiff/config.toml";
+/// Largest config file read (from the disk or cidata); longer is refused.
+pub const MAX_LEN: u64 = 1024 * 1024;
 
 /// Every key the file knows, for the "unknown key" message.
-pub const KEYS: [&str; 8] = [
+pub const KEYS: [&str; 10] = [
     "hostname", "vsock_port", "engine_log_level", "timezone",
-    "registry_mirrors", "insecure_registries", "ca_certificates", "sysctl",
+    "registry_mirrors", "insecure_registries", "ca_certificates", "sysctl", "secret", "shares",
 ];
 
 /// Parses a TOML document. A syntax error loses the whole file (TOML cannot
@@ -23,7 +26,9 @@ pub fn parse(text: &str, source: Source) -> (Layer, Vec<Warning>) {
     match text.parse::<Table>() {
         Ok(table) => from_table(table, source),
         Err(e) => {
-            let detail = e.to_string().replace('\n', " ");
+            // The message only, not the quoted source line: it may hold the secret.
+            let line = e.span().map_or(0, |r| text[..r.start.min(text.len())].matches('\n').count() + 1);
+            let detail = format!("line {line}: {}", e.message().replace('\n', " "));
             (Layer::default(), vec![Warning::NotToml { source, detail }])
         }
     }
@@ -47,6 +52,10 @@ pub fn from_table(table: Table, source: Source) -> (Layer, Vec<Warning>) {
                 list(value, validate::registry, &source, &key, &mut warnings).map(|v| l.insecure_registries = Some(v))
             }
             "ca_certificates" => list(value, validate::pem, &source, &key, &mut warnings).map(|v| l.ca_certificates = Some(v)),
+            "secret" => match value {
+                Value::String(v) => Secret::from_hex(&v).map(|s| l.secret = Some(s)).map_err(|_| Invalid::Secret),
+                _ => Err(Invalid::Secret),
+            },
             "sysctl" => match value {
                 Value::Table(t) => {
                     for (name, v) in t {
@@ -58,6 +67,20 @@ pub fn from_table(table: Table, source: Source) -> (Layer, Vec<Warning>) {
                     Ok(())
                 }
                 other => Err(wrong_type(r#"a table such as [sysctl] "vm.swappiness" = 10"#, &other)),
+            },
+            "shares" => match value {
+                Value::Array(items) => {
+                    let mut good = Vec::new();
+                    for (i, item) in items.into_iter().enumerate() {
+                        match crate::shares::check(item) {
+                            Ok(share) => good.push(share),
+                            Err(why) => warnings.push(bad(&source, &key, Some(i + 1), Invalid::Share(why))),
+                        }
+                    }
+                    l.shares = Some(good);
+                    Ok(())
+                }
+                other => Err(wrong_type("[[shares]] tables with tag and path", &other)),
             },
             _ => {
                 warnings.push(Warning::UnknownKey { source: source.clone(), key });
@@ -187,6 +210,18 @@ MIIBszCCAVmgAwIBAgIUQ
     }
 
     #[test]
+    fn shares_are_checked_one_by_one() {
+        let text = "[[shares]]\ntag = \"skiff0\"\npath = \"/root\"\nfs = \"virtiofs\"\n[[shares]]\ntag = \"x\"\npath = \"/etc\"\n";
+        let (l, w) = parse(text, file());
+        assert_eq!(l.shares.as_ref().map(|s| s.iter().map(|s| s.path.as_str()).collect::<Vec<_>>()), Some(vec!["/root"]));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].to_string().starts_with("f: key `shares` item 2: path \"/etc\""), "{}", w[0]);
+        let (l, w) = parse("shares = \"/root\"", file());
+        assert_eq!(l.shares, None);
+        assert!(w[0].to_string().contains("`shares`"), "{w:?}");
+    }
+
+    #[test]
     fn unknown_keys_are_named_and_the_rest_applies() {
         let (l, w) = parse("hostname = \"a\"\nregistry_mirror = [\"x\"]\n[engine]\nlog = 1\n", file());
         assert_eq!(l.hostname.as_deref(), Some("a"));
@@ -230,6 +265,22 @@ sysctl = { "vm.swappiness" = 10, "../x" = 1, "kernel.x" = [1] }
         assert_eq!(l.ca_certificates, Some(vec![]));
         assert_eq!(l.sysctl.len(), 1);
         assert_eq!(w[2].to_string(), format!("f: key `hostname`: {}; ignored", Invalid::HostName("-bad-".into())));
+    }
+
+    #[test]
+    fn secret_is_read_and_never_echoed() {
+        let hex = "0123456789abcdef".repeat(4);
+        let (l, w) = parse(&format!("secret = \"{hex}\"\n"), file());
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(l.secret.as_ref().map(Secret::to_hex), Some(hex.clone()));
+        assert!(!format!("{l:?}").contains(&hex), "Debug shows the secret");
+        let short = &hex[..40];
+        for text in [format!("secret = \"{short}\"\n"), "secret = 7\n".to_string(), format!("secret = \"{hex}\nx = \n")] {
+            let (l, w) = parse(&text, file());
+            assert_eq!(l.secret, None);
+            assert_eq!(w.len(), 1, "{w:?}");
+            assert!(!w[0].to_string().contains(short), "warning echoes the secret: {}", w[0]);
+        }
     }
 
     #[test]

@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv4Addr;
 
+use skiff_proto::auth::Secret;
 use skiff_proto::DEFAULT_ENGINE_PORT;
 
 pub use validate::{Invalid, LogLevel};
@@ -63,6 +64,11 @@ pub struct Layer {
     pub gateway: Option<Ipv4Addr>,
     /// `skiff.dns`.
     pub dns: Option<Vec<Ipv4Addr>>,
+    /// `secret` (files and the host's fragment only, never the command
+    /// line); `Debug` does not show it.
+    pub secret: Option<Secret>,
+    /// `[[shares]]`, `skiff.share=TAG:PATH`: host folders to mount.
+    pub shares: Option<Vec<crate::shares::Share>>,
 }
 
 impl Layer {
@@ -87,6 +93,8 @@ impl Layer {
         take(&mut self.ip, over.ip);
         take(&mut self.gateway, over.gateway);
         take(&mut self.dns, over.dns);
+        take(&mut self.secret, over.secret);
+        take(&mut self.shares, over.shares);
     }
 }
 
@@ -115,6 +123,10 @@ pub struct Effective {
     /// Size cap of the tmpfs root (tmpfs `size=` text).
     pub root_size: String,
     pub net: Network,
+    /// The VM's secret every vsock connection must present; `None`: none.
+    pub secret: Option<Secret>,
+    /// Host folders to mount at the same path before the engine starts.
+    pub shares: Vec<crate::shares::Share>,
 }
 
 /// How the links come up.
@@ -161,6 +173,8 @@ pub fn resolve(layers: impl IntoIterator<Item = Layer>) -> (Effective, Vec<Warni
         debug: l.debug.unwrap_or(false),
         root_size: l.root_size.unwrap_or_else(|| DEFAULT_ROOT_SIZE.into()),
         net: Network { off: l.net_off.unwrap_or(false), ip: l.ip, gateway, dns: l.dns.unwrap_or_default() },
+        secret: l.secret,
+        shares: l.shares.unwrap_or_default(),
     };
     (effective, warnings)
 }
@@ -169,7 +183,7 @@ pub fn resolve(layers: impl IntoIterator<Item = Layer>) -> (Effective, Vec<Warni
 /// /var/lib/skiff), lays the command line's layer on top, logs every
 /// warning naming its key and source, and returns the settings in force.
 pub fn load(cmdline: Layer) -> Effective {
-    let file = match std::fs::read_to_string(file::PATH) {
+    let file = match std::fs::File::open(file::PATH).and_then(|f| fwcfg::read_bounded(f, file::MAX_LEN)) {
         Ok(text) => {
             log::info!("config: reading {}", file::PATH);
             Some(text)
@@ -270,6 +284,9 @@ pub enum Warning {
     GatewayNeedsAddress { gateway: Ipv4Addr },
     /// `skiff.gw` equal to the address `skiff.ip` gives.
     GatewayIsAddress { gateway: Ipv4Addr },
+    /// `skiff.secret`: not taken from where containers can read it (the
+    /// value is not repeated).
+    SecretOnCommandLine,
 }
 
 impl fmt::Display for Warning {
@@ -294,6 +311,11 @@ impl fmt::Display for Warning {
             Warning::GatewayIsAddress { gateway } => {
                 write!(f, "ignoring skiff.gw={gateway}: it is the address given by skiff.ip")
             }
+            Warning::SecretOnCommandLine => write!(
+                f,
+                "ignoring skiff.secret: containers can read the kernel command line; give `secret` in config.toml, \
+                 a cidata volume or the host's fw_cfg fragment"
+            ),
         }
     }
 }

@@ -40,14 +40,19 @@ pub enum Invalid {
     Switch,
     /// A kernel parameter that needs a value was given without one.
     NoValue,
+    /// Not a share (`shares::check` says why).
+    Share(String),
     /// A TOML value of the wrong type; `expected` says which.
     WrongType { expected: &'static str, found: &'static str },
+    /// Not 64 hex digits (the value is never repeated: it is a secret).
+    Secret,
 }
 
 impl fmt::Display for Invalid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Invalid::Port => write!(f, "expected a port number from 1 to 4294967294"),
+            Invalid::Secret => write!(f, "expected a string of 64 hex digits (e.g. from `openssl rand -hex 32`)"),
             Invalid::HostName(v) => write!(
                 f,
                 "{v:?} is not a host name (dot-separated labels of letters, digits and inner '-', \
@@ -67,6 +72,7 @@ impl fmt::Display for Invalid {
             Invalid::NetMode => write!(f, "expected off, on or dhcp"),
             Invalid::Switch => write!(f, "expected no value, 1 or 0"),
             Invalid::NoValue => write!(f, "expected a value after '='"),
+            Invalid::Share(why) => write!(f, "{why}"),
             Invalid::WrongType { expected, found } => write!(f, "expected {expected}, not {found}"),
         }
     }

@@ -13,8 +13,9 @@ use std::time::Duration;
 pub enum Endpoint {
     /// A unix socket speaking the Docker API (docker.sock, a relay).
     Unix(PathBuf),
-    /// A guest vsock port through a hybrid-vsock socket, plain (no frames).
-    Hybrid(PathBuf, u32),
+    /// A guest vsock port through a hybrid-vsock socket, plain (no frames),
+    /// with the VM's secret for Skiff's own ports (a socat port has none).
+    Hybrid(PathBuf, u32, Option<skiff_proto::auth::Secret>),
 }
 
 impl Endpoint {
@@ -22,9 +23,12 @@ impl Endpoint {
     pub fn connect(&self) -> io::Result<UnixStream> {
         let s = match self {
             Endpoint::Unix(p) => UnixStream::connect(p)?,
-            Endpoint::Hybrid(p, port) => {
+            Endpoint::Hybrid(p, port, secret) => {
                 let mut s = UnixStream::connect(p)?;
                 skiff_proto::hybrid::handshake(&mut s, *port)?;
+                if let Some(secret) = secret {
+                    s.write_all(&secret.line())?;
+                }
                 s
             }
         };

@@ -1,4 +1,4 @@
-//! `make bench`: size, boot, memory, socket-path and shutdown figures of the
+//! `make bench`: size, boot, memory, socket-path, published-port and shutdown figures of the
 //! appliance, measured in one run, printed as a table and written as JSON.
 //! Benchmarks print; they assert only that what they measure happened.
 
@@ -8,7 +8,9 @@ pub mod cpio;
 pub mod floor;
 pub mod http;
 pub mod memory;
+pub mod ports;
 pub mod report;
+pub mod shares;
 pub mod size;
 pub mod socket;
 pub mod stats;
@@ -29,4 +31,6 @@ pub struct Results {
     pub image_bytes: u64,
     pub paths: Vec<socket::PathFigures>,
     pub not_compared: Vec<String>,
+    pub shares: Vec<shares::ShareFigures>,
+    pub ports: ports::PortFigures,
 }

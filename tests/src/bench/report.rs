@@ -103,6 +103,36 @@ pub fn table(r: &Results) -> Table {
         t.note(n.clone());
     }
 
+    if !r.shares.is_empty() {
+        let f = &r.shares[0];
+        t.section(format!("Host folder shares: guest `find` over {} host files, {} MiB dd write (fsync) and read back (caches dropped)", super::shares::TREE_FILES, f.big_mib));
+        for f in &r.shares {
+            t.row(format!("{}: find, cold / warm median", f.via), format!("{} / {}", secs(Some(f.find_cold)), secs(median(&f.find_warm))));
+            t.row(format!("{}: write, read", f.via), format!("{:.1} MiB/s, {:.1} MiB/s", f.write_mib_s(), f.read_mib_s()));
+        }
+        if let [v, p] = &r.shares[..] {
+            t.row("9p / virtiofs time: find cold, write, read", format!("{}, {}, {}", ratio(p.find_cold, v.find_cold), ratio(p.write, v.write), ratio(p.read, v.read)));
+        }
+    }
+
+    let p = &r.ports;
+    t.section("Published ports: host → container httpd (busybox), new connection per request");
+    med_row(&mut t, "docker run -d -p returned → first answer on 127.0.0.1", &p.publish_to_answer);
+    for route in &p.routes {
+        t.row(route.label, String::new());
+        t.row("    download", format!("{:.1} MiB/s ({})", route.download.mib_per_s(), mib(route.download.bytes)));
+        let failed = if route.failures == 0 { String::new() } else { format!("  ({} failed)", route.failures) };
+        t.row(format!("    GET / median / p99 of {}", route.requests.len()), format!("{} / {}{failed}", ms(median(&route.requests)), ms(p99(&route.requests))));
+    }
+    let route = |k: &str| p.routes.iter().find(|r| r.key == k);
+    if let (Some(o), Some(s)) = (route("guest_init"), route("guest_socat")) {
+        t.row("guest hop ours/socat: download, GET / median (<1 latency: ours faster)", format!(
+            "{}, {}", ratio(o.download.mib_per_s(), s.download.mib_per_s()), ratio(median(&o.requests).unwrap_or(f64::NAN), median(&s.requests).unwrap_or(f64::NAN))));
+    }
+    for n in &p.notes {
+        t.note(n.clone());
+    }
+
     t.section(format!("Shutdown: power button (skiff stop) → QEMU exit, median of {}", r.boots.len()));
     let down: Vec<f64> = r.boots.iter().filter_map(|b| b.shutdown).collect();
     med_row(&mut t, "host wall time (last boot ran the workload)", &down);
@@ -177,6 +207,18 @@ pub fn json(r: &Results) -> Value {
             "docker_load": transfer(&r.load), "docker_save": transfer(&r.save),
             "paths": paths, "not_compared": r.not_compared,
         },
+        "ports": {
+            "publish_to_first_answer_s": stat(&r.ports.publish_to_answer),
+            "routes": r.ports.routes.iter().map(|p| json!({
+                "key": p.key, "label": p.label, "download": transfer(&p.download),
+                "get_new_conn_s": { "median": median(&p.requests), "p99": p99(&p.requests), "samples": p.requests, "failures": p.failures },
+            })).collect::<Vec<_>>(),
+            "notes": r.ports.notes,
+        },
         "shutdown_s": stat(&shutdown),
+        "shares": r.shares.iter().map(|f| json!({
+            "via": f.via, "tree_files": super::shares::TREE_FILES, "find_cold_s": f.find_cold, "find_warm_s": stat(&f.find_warm),
+            "big_mib": f.big_mib, "write_s": f.write, "read_s": f.read, "write_mib_per_s": f.write_mib_s(), "read_mib_per_s": f.read_mib_s(),
+        })).collect::<Vec<_>>(),
     })
 }

@@ -76,7 +76,7 @@ pub fn measure(root: &Path) -> Sizes {
         initramfs_uncompressed: cpio_size(&rootfs),
         usr_squashfs: size_of(&root.join("out/iso-root/skiff/usr.squashfs")),
         usr_uncompressed: files(&rootfs.join("usr")).iter().map(|(_, n)| n).sum(),
-        init_binary: size_of(&root.join("target/x86_64-unknown-linux-gnu/release/skiff-init")),
+        init_binary: size_of(&root.join("target/x86_64-unknown-linux-musl/release/skiff-init")),
         top_files: largest(all, 10),
     }
 }

@@ -1,14 +1,14 @@
 //! `make bench`: measures the appliance and prints a table; writes
 //! `out/bench.json`. See README "Performance" for what each figure means.
 //! Knobs (environment): SKIFF_BENCH_BOOTS (3), SKIFF_BENCH_IMAGE_MIB (256),
-//! SKIFF_BENCH_PINGS (200).
+//! SKIFF_BENCH_PINGS (200), SKIFF_BENCH_SHARE_MIB (256), SKIFF_BENCH_PORT_MIB (128).
 
 use std::fs;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use skiff_tests::bench::http::Endpoint;
-use skiff_tests::bench::{boot, console, floor, memory, report, size, socket, Results};
+use skiff_tests::bench::{boot, console, floor, memory, ports, report, shares, size, socket, Results};
 use skiff_tests::{busybox_image, iso, root, skiff_bin, Scratch, Vm};
 
 const VM_MEMORY_MIB: u32 = 2048;
@@ -18,7 +18,8 @@ const CONTAINERS: usize = 10;
 const BUSYBOX: &str = "skiff-bench/busybox:latest";
 const BIG: &str = "skiff-bench/big:latest";
 const SOCAT: &str = "skiff-bench/socat:latest";
-const GUEST_SOCAT_PORT: u32 = 2377;
+/// Not 2375-2377 (the init's engine, control and forward ports).
+const GUEST_SOCAT_PORT: u32 = 2398;
 
 fn knob(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -79,7 +80,8 @@ fn main() {
         assert!(console.contains("shutdown: powering off"), "boot {}: no clean shutdown in the console log", i + 1);
         boots.push(b);
     }
-    let (memory_idle, memory_after, load, save, paths, not_compared) = workload.expect("the last boot ran the workload");
+    let (memory_idle, memory_after, load, save, paths, not_compared, ports) = workload.expect("the last boot ran the workload");
+    let shares = share_figures(dir, &mem, knob("SKIFF_BENCH_SHARE_MIB", 256));
 
     let results = Results {
         vm_memory_mib: VM_MEMORY_MIB,
@@ -95,6 +97,8 @@ fn main() {
         image_bytes: fs::metadata(&big).expect("big image").len(),
         paths,
         not_compared,
+        shares,
+        ports,
     };
     let table = report::table(&results).render();
     println!("{table}");
@@ -104,7 +108,25 @@ fn main() {
     println!("bench: wrote {} in {:.0} s", out.display(), began.elapsed().as_secs_f64());
 }
 
-type Workload = (memory::Memory, memory::Memory, socket::Transfer, socket::Transfer, Vec<socket::PathFigures>, Vec<String>);
+/// One boot per transport, each sharing the same folder (a tree of small
+/// files made once on the host).
+fn share_figures(dir: &std::path::Path, mem: &str, big_mib: u64) -> Vec<shares::ShareFigures> {
+    let shared = dir.join("shared");
+    let tree = shared.join("tree");
+    shares::make_tree(&tree);
+    let mut figures = Vec::new();
+    for via in ["virtiofs", "9p"] {
+        eprintln!("bench: shares over {via}");
+        let vm_dir = dir.join(format!("vm-{via}"));
+        fs::create_dir_all(&vm_dir).expect("create VM folder");
+        let vm = Vm::boot_with(&vm_dir, &["--memory", mem, "--share-via", via, "--share", shared.to_str().expect("UTF-8 path")]);
+        figures.push(shares::measure(&vm, via, &tree, &shared, big_mib));
+        vm.shutdown();
+    }
+    figures
+}
+
+type Workload = (memory::Memory, memory::Memory, socket::Transfer, socket::Transfer, Vec<socket::PathFigures>, Vec<String>, ports::PortFigures);
 
 fn run_workload(vm: &Vm, busybox: &std::path::Path, big: &std::path::Path, socat_tar: &std::path::Path, pings: usize, dir: &std::path::Path) -> Workload {
     let (idle, after) = memory_figures(vm, busybox);
@@ -134,10 +156,10 @@ fn run_workload(vm: &Vm, busybox: &std::path::Path, big: &std::path::Path, socat
     let _relays = (socket::relay_ours(&dir.join("relay-ours.sock"), &sock), socket::relay_socat(&dir.join("relay-socat.sock"), &sock));
     let uds = vm.dir.join("vsock.sock");
     if uds.exists() {
-        let theirs = Endpoint::Hybrid(uds.clone(), GUEST_SOCAT_PORT);
+        let theirs = Endpoint::Hybrid(uds.clone(), GUEST_SOCAT_PORT, None);
         socket::guest_socat(vm, socat_tar, SOCAT, "skiff-bench-socat", GUEST_SOCAT_PORT, &theirs);
-        eps.push(("guest_ours", "guest forwarder: ours (vsock 2375), plain hybrid conn.", Endpoint::Hybrid(uds, skiff_proto::DEFAULT_ENGINE_PORT)));
-        eps.push(("guest_socat", "guest forwarder: socat in a privileged container (vsock 2377)", theirs));
+        eps.push(("guest_ours", "guest forwarder: ours (vsock 2375), plain hybrid conn.", Endpoint::Hybrid(uds, skiff_proto::DEFAULT_ENGINE_PORT, vm.secret())));
+        eps.push(("guest_socat", "guest forwarder: socat in a privileged container (vsock 2398)", theirs));
         not_compared.push(
             "guest forwarder rows: the image has no socat, so the host's socat and its libraries run in a privileged \
              guest container (VSOCK-LISTEN,fork → engine socket); both reached by the same client over plain hybrid \
@@ -156,5 +178,7 @@ fn run_workload(vm: &Vm, busybox: &std::path::Path, big: &std::path::Path, socat
         let (download, upload) = socket::transfers(&endpoint, container, big);
         paths.push(socket::PathFigures { key, label, pings, download, upload });
     }
-    (idle, after, load, save, paths, not_compared)
+    eprintln!("bench: published ports");
+    let port_figures = ports::run(vm, BUSYBOX, (socat_tar, SOCAT), knob("SKIFF_BENCH_PORT_MIB", 128), pings);
+    (idle, after, load, save, paths, not_compared, port_figures)
 }

@@ -1,0 +1,464 @@
+//! Published ports on the host: follows the guest's port table (control
+//! port, `SKIFF-CONTROL/1 ports`) and keeps one TCP listener per published
+//! port and host address; each accepted connection becomes one vsock
+//! connection to the guest's forward port (2377), relayed by the bridge's
+//! pump. A published port with no host address is bound on 127.0.0.1 and
+//! ::1 (so `localhost` works whichever the client resolves); other
+//! interfaces only with `--ports-all-interfaces`. A port that cannot be
+//! bound is reported, retried, and never stops the others. The state of
+//! every listener is written to the state folder for `skiff ports`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::Duration;
+
+use skiff_proto::control::{self, Request, DEFAULT_CONTROL_PORT};
+use skiff_proto::ports::{self as wire, Forward, Proto, Published, Update, DEFAULT_FORWARD_PORT, MAX_LINE};
+
+use crate::bridge;
+use crate::guest::{Conn, Target};
+
+/// How often a listener that could not be bound is tried again.
+const RETRY_EVERY: Duration = Duration::from_secs(5);
+/// The guest sends `alive` every 5 s: silence this long means it is gone.
+const SILENCE_LIMIT: Duration = Duration::from_secs(20);
+/// Reconnection backoff to the control port.
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Where a host listener sends its connections.
+type Dest = (IpAddr, u16);
+
+/// Why a published port gets no listener on some address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    /// A host address that is not loopback, without the opt-in flag.
+    NotLoopback(IpAddr),
+    /// A protocol this version does not forward.
+    Unsupported(Proto),
+}
+
+impl fmt::Display for Skip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Skip::NotLoopback(ip) => write!(f, "{ip} is not a loopback address (pass --ports-all-interfaces to bind it)"),
+            Skip::Unsupported(p) => write!(f, "{} published ports are not forwarded (TCP only)", p.as_str()),
+        }
+    }
+}
+
+/// The host addresses a published port is bound on.
+pub fn bind_addrs(p: &Published, all_interfaces: bool) -> Result<Vec<SocketAddr>, Skip> {
+    if p.proto != Proto::Tcp {
+        return Err(Skip::Unsupported(p.proto));
+    }
+    let ips = match p.host_ip {
+        // [::] is dual-stack on Linux: one socket for every interface.
+        None if all_interfaces => vec![IpAddr::V6(Ipv6Addr::UNSPECIFIED)],
+        None => vec![IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)],
+        Some(ip) if ip.is_loopback() || all_interfaces => vec![ip],
+        Some(ip) => return Err(Skip::NotLoopback(ip)),
+    };
+    Ok(ips.into_iter().map(|ip| SocketAddr::new(ip, p.host_port)).collect())
+}
+
+/// What should be bound: address → destination, or why an entry is skipped.
+/// Two entries wanting one address: the first (in table order) wins.
+pub fn plan(table: &BTreeSet<Published>, all_interfaces: bool) -> (BTreeMap<SocketAddr, Dest>, Vec<(Published, Skip)>) {
+    let mut binds = BTreeMap::new();
+    let mut skipped = Vec::new();
+    for p in table {
+        match bind_addrs(p, all_interfaces) {
+            Ok(addrs) => {
+                for a in addrs {
+                    binds.entry(a).or_insert((p.target_ip, p.target_port));
+                }
+            }
+            Err(skip) => skipped.push((p.clone(), skip)),
+        }
+    }
+    (binds, skipped)
+}
+
+/// One host address's listener.
+enum Slot {
+    Listening { dest: Arc<Mutex<Dest>>, listener: TcpListener },
+    Failed { dest: Arc<Mutex<Dest>>, reason: String },
+}
+
+impl Slot {
+    fn dest(&self) -> &Arc<Mutex<Dest>> {
+        match self {
+            Slot::Listening { dest, .. } | Slot::Failed { dest, .. } => dest,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Slot::Listening { listener, .. } = self {
+            // Wakes the accept thread (accept fails with EINVAL), which then
+            // drops its copy: the port closes at once.
+            // SAFETY: shutdown(2) on a socket this slot owns; no memory involved.
+            unsafe { libc::shutdown(listener.as_raw_fd(), libc::SHUT_RDWR) };
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The host's listeners for one guest.
+pub struct Ports {
+    guest: Target,
+    all_interfaces: bool,
+    status_file: Option<PathBuf>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    table: BTreeSet<Published>,
+    slots: BTreeMap<SocketAddr, Slot>,
+    skipped: Vec<(Published, Skip)>,
+    guest_link: String,
+}
+
+impl Ports {
+    /// Starts following the guest's port table in the background.
+    pub fn spawn(guest: Target, all_interfaces: bool, status_file: Option<PathBuf>) -> Arc<Ports> {
+        let ports = Arc::new(Ports { guest, all_interfaces, status_file, state: Mutex::new(State::default()) });
+        ports.write_status(&lock(&ports.state));
+        let follower = Arc::clone(&ports);
+        thread::spawn(move || follower.follow());
+        let retrier = Arc::clone(&ports);
+        thread::spawn(move || loop {
+            thread::sleep(RETRY_EVERY);
+            retrier.retry_failed();
+        });
+        ports
+    }
+
+    /// Removes the status file (the VM is gone).
+    pub fn clear_status(&self) {
+        if let Some(f) = &self.status_file {
+            let _ = fs::remove_file(f);
+        }
+    }
+
+    /// Keeps reading the port table, reconnecting with backoff.
+    fn follow(self: &Arc<Self>) {
+        let mut delay = BACKOFF_MIN;
+        loop {
+            let mut connected = false;
+            let result = self.read_table(&mut connected);
+            let why = match &result {
+                Ok(()) => "the guest closed the port table stream".to_string(),
+                Err(e) => e.to_string(),
+            };
+            if connected {
+                eprintln!("skiff: ports: lost the guest's port table ({why}); reconnecting");
+                delay = BACKOFF_MIN;
+            }
+            self.set_link(format!("not connected ({why})"));
+            thread::sleep(delay);
+            delay = (delay * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    fn read_table(self: &Arc<Self>, connected: &mut bool) -> io::Result<()> {
+        let mut conn = self.guest.connect(DEFAULT_CONTROL_PORT)?;
+        conn.set_read_timeout(Some(SILENCE_LIMIT))?;
+        conn.write_all(control::encode(&Request::Ports).as_bytes())?;
+        let mut lines = BufReader::new(conn);
+        // Between `reset` and `synced`: the snapshot being received.
+        let mut pending: Option<BTreeSet<Published>> = None;
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = lines.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line)?;
+            if n == 0 {
+                return Ok(());
+            }
+            let text = line.strip_suffix(b"\n").ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "over-long line"))?;
+            let update = wire::parse(text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            if !*connected {
+                *connected = true;
+                self.set_link("connected".into());
+            }
+            match (update, pending.as_mut()) {
+                (Update::Reset, _) => pending = Some(BTreeSet::new()),
+                (Update::Add(p), Some(snapshot)) => {
+                    snapshot.insert(p);
+                }
+                (Update::Del(p), Some(snapshot)) => {
+                    snapshot.remove(&p);
+                }
+                (Update::Synced, _) => {
+                    let table = pending.take().unwrap_or_default();
+                    self.apply(table);
+                }
+                (Update::Add(p), None) => self.change(|t| {
+                    t.insert(p);
+                }),
+                (Update::Del(p), None) => self.change(|t| {
+                    t.remove(&p);
+                }),
+                (Update::Alive, _) => {}
+            }
+        }
+    }
+
+    fn change(self: &Arc<Self>, f: impl FnOnce(&mut BTreeSet<Published>)) {
+        let mut table = lock(&self.state).table.clone();
+        f(&mut table);
+        self.apply(table);
+    }
+
+    fn set_link(&self, link: String) {
+        let mut st = lock(&self.state);
+        if st.guest_link != link {
+            st.guest_link = link;
+            self.write_status(&st);
+        }
+    }
+
+    /// Makes the listeners match `table`.
+    fn apply(self: &Arc<Self>, table: BTreeSet<Published>) {
+        let mut st = lock(&self.state);
+        let (binds, skipped) = plan(&table, self.all_interfaces);
+        for (p, why) in &skipped {
+            if !st.skipped.iter().any(|(q, _)| q == p) {
+                eprintln!("skiff: ports: not forwarding {}: {why}", p.describe());
+            }
+        }
+        st.slots.retain(|addr, _| binds.contains_key(addr));
+        for (addr, dest) in binds {
+            match st.slots.get(&addr) {
+                // Same address, maybe a new container address (a restart).
+                Some(slot) => *lock(slot.dest()) = dest,
+                None => {
+                    let slot = self.open(addr, Arc::new(Mutex::new(dest)));
+                    report(addr, None, &slot);
+                    st.slots.insert(addr, slot);
+                }
+            }
+        }
+        st.table = table;
+        st.skipped = skipped;
+        self.write_status(&st);
+    }
+
+    /// Tries again every listener that could not be bound.
+    fn retry_failed(self: &Arc<Self>) {
+        let mut st = lock(&self.state);
+        let failed: Vec<(SocketAddr, Arc<Mutex<Dest>>, String)> = st
+            .slots
+            .iter()
+            .filter_map(|(a, s)| match s {
+                Slot::Failed { dest, reason } => Some((*a, Arc::clone(dest), reason.clone())),
+                Slot::Listening { .. } => None,
+            })
+            .collect();
+        if failed.is_empty() {
+            return;
+        }
+        for (addr, dest, before) in failed {
+            let slot = self.open(addr, dest);
+            report(addr, Some(&before), &slot);
+            st.slots.insert(addr, slot);
+        }
+        self.write_status(&st);
+    }
+
+    /// Binds `addr` and starts accepting, or records why it cannot.
+    fn open(self: &Arc<Self>, addr: SocketAddr, dest: Arc<Mutex<Dest>>) -> Slot {
+        let listener = TcpListener::bind(addr).and_then(|l| Ok((l.try_clone()?, l)));
+        let (mine, theirs) = match listener {
+            Ok(pair) => pair,
+            Err(e) => return Slot::Failed { dest, reason: e.to_string() },
+        };
+        let (to, guest) = (Arc::clone(&dest), self.guest.clone());
+        thread::spawn(move || accept(theirs, to, guest));
+        Slot::Listening { dest, listener: mine }
+    }
+
+    /// Writes the listing `skiff ports` prints (atomically, private).
+    fn write_status(&self, st: &State) {
+        let Some(file) = &self.status_file else { return };
+        let mut text = format!("guest port table: {}\n", if st.guest_link.is_empty() { "connecting" } else { &st.guest_link });
+        for (addr, slot) in &st.slots {
+            let (ip, port) = *lock(slot.dest());
+            let state = match slot {
+                Slot::Listening { .. } => "listening".to_string(),
+                Slot::Failed { reason, .. } => format!("failed: {reason} (retrying every {}s)", RETRY_EVERY.as_secs()),
+            };
+            text.push_str(&format!("tcp {addr} -> {} {state}\n", SocketAddr::new(ip, port)));
+        }
+        for (p, why) in &st.skipped {
+            text.push_str(&format!("{} skipped: {why}\n", p.describe()));
+        }
+        let tmp = file.with_extension("tmp");
+        if let Err(e) = fs::write(&tmp, text).and_then(|()| fs::rename(&tmp, file)) {
+            eprintln!("skiff: ports: cannot write {}: {e}", file.display());
+        }
+    }
+}
+
+/// Says on stderr when a listener fails, or listens after failing; a
+/// retry that fails the same way again is not repeated.
+fn report(addr: SocketAddr, failed_before: Option<&str>, slot: &Slot) {
+    match (slot, failed_before) {
+        (Slot::Failed { reason, .. }, before) if before != Some(reason.as_str()) => {
+            eprintln!("skiff: ports: cannot listen on {addr}: {reason}; retrying every {}s", RETRY_EVERY.as_secs());
+        }
+        (Slot::Listening { .. }, Some(_)) => eprintln!("skiff: ports: now listening on {addr}"),
+        _ => {}
+    }
+}
+
+/// Accepts until the listener is shut down; one relay thread per connection.
+fn accept(listener: TcpListener, dest: Arc<Mutex<Dest>>, guest: Target) {
+    for client in listener.incoming() {
+        let client = match client {
+            Ok(c) => c,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return, // shut down: unpublished
+            Err(e) => {
+                eprintln!("skiff: ports: accept failed: {e}");
+                thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        let (ip, port) = *lock(&dest);
+        let guest = guest.clone();
+        thread::spawn(move || {
+            if let Err(e) = forward(client, &guest, ip, port) {
+                if !matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe) {
+                    eprintln!("skiff: ports: {}: {e}", SocketAddr::new(ip, port));
+                }
+            }
+        });
+    }
+}
+
+/// Opens a forwarded connection to `ip`:`port` in the guest (request line
+/// and answer done), ready to relay.
+pub fn open_forward(guest: &Target, ip: IpAddr, port: u16) -> io::Result<Conn> {
+    let mut conn = guest.connect(DEFAULT_FORWARD_PORT)?;
+    let req = Forward { proto: Proto::Tcp, ip, port, framed: guest.needs_framing() };
+    conn.write_all(wire::encode_forward(&req).as_bytes())?;
+    conn.set_read_timeout(Some(Duration::from_secs(15)))?;
+    let reply = skiff_proto::read_line(&mut conn, MAX_LINE)?;
+    conn.set_read_timeout(None)?;
+    wire::parse_forward_reply(&reply).map_err(|why| io::Error::new(io::ErrorKind::ConnectionRefused, format!("the guest refused: {why}")))?;
+    Ok(conn)
+}
+
+fn forward(client: TcpStream, guest: &Target, ip: IpAddr, port: u16) -> io::Result<()> {
+    let _ = client.set_nodelay(true);
+    let conn = open_forward(guest, ip, port)?;
+    bridge::relay(client, conn, guest.needs_framing())
+}
+
+/// `skiff ports`: prints the listing a running `skiff run` keeps.
+pub fn list(status_file: &std::path::Path) -> io::Result<()> {
+    let mut text = String::new();
+    fs::File::open(status_file)
+        .and_then(|mut f| f.read_to_string(&mut text))
+        .map_err(|e| io::Error::other(format!("no port listing at {} ({e}); is a VM running?", status_file.display())))?;
+    print!("{text}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(host_ip: Option<&str>, host_port: u16, target: &str) -> Published {
+        Published {
+            proto: Proto::Tcp,
+            host_ip: host_ip.map(|h| h.parse().unwrap()),
+            host_port,
+            target_ip: target.parse().unwrap(),
+            target_port: 80,
+        }
+    }
+
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn loopback_by_default() {
+        assert_eq!(bind_addrs(&entry(None, 8080, "10.88.0.5"), false), Ok(addrs(&["127.0.0.1:8080", "[::1]:8080"])));
+        assert_eq!(bind_addrs(&entry(Some("127.0.0.2"), 81, "10.88.0.5"), false), Ok(addrs(&["127.0.0.2:81"])));
+        assert_eq!(bind_addrs(&entry(Some("::1"), 82, "10.88.0.5"), false), Ok(addrs(&["[::1]:82"])));
+        let lan = entry(Some("192.168.1.5"), 83, "10.88.0.5");
+        assert_eq!(bind_addrs(&lan, false), Err(Skip::NotLoopback("192.168.1.5".parse().unwrap())));
+        let udp = Published { proto: Proto::Udp, ..entry(None, 53, "10.88.0.5") };
+        assert_eq!(bind_addrs(&udp, true), Err(Skip::Unsupported(Proto::Udp)));
+    }
+
+    #[test]
+    fn all_interfaces_only_when_asked() {
+        assert_eq!(bind_addrs(&entry(None, 8080, "10.88.0.5"), true), Ok(addrs(&["[::]:8080"])));
+        assert_eq!(bind_addrs(&entry(Some("192.168.1.5"), 83, "10.88.0.5"), true), Ok(addrs(&["192.168.1.5:83"])));
+    }
+
+    #[test]
+    fn plan_keeps_the_first_of_clashing_entries() {
+        let table: BTreeSet<_> =
+            [entry(None, 8080, "10.88.0.5"), entry(None, 8080, "10.88.0.6"), entry(Some("10.0.0.1"), 9, "10.88.0.7")].into();
+        let (binds, skipped) = plan(&table, false);
+        assert_eq!(binds.len(), 2);
+        assert!(binds.values().all(|d| d.0.to_string() == "10.88.0.5"));
+        assert_eq!(skipped.len(), 1);
+    }
+
+    #[test]
+    fn listeners_follow_the_table_and_report_failures() {
+        // A port held by someone else, and a free one.
+        let held = TcpListener::bind("127.0.0.1:0").unwrap();
+        let busy = held.local_addr().unwrap().port();
+        let free = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = std::env::temp_dir().join(format!("skiff-ports-unit-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let status = dir.join("ports");
+        let ports = Arc::new(Ports {
+            guest: Target::new(crate::guest::Addr::Unix(dir.join("nowhere.sock"))),
+            all_interfaces: false,
+            status_file: Some(status.clone()),
+            state: Mutex::new(State::default()),
+        });
+        let table: BTreeSet<_> =
+            [entry(Some("127.0.0.1"), busy, "10.88.0.5"), entry(Some("127.0.0.1"), free, "10.88.0.6")].into();
+        ports.apply(table);
+        let listing = fs::read_to_string(&status).unwrap();
+        assert!(listing.contains(&format!("tcp 127.0.0.1:{busy} -> 10.88.0.5:80 failed: ")), "{listing}");
+        assert!(listing.contains(&format!("tcp 127.0.0.1:{free} -> 10.88.0.6:80 listening")), "{listing}");
+        assert!(TcpStream::connect(("127.0.0.1", free)).is_ok());
+        // Freed and retried: now it listens.
+        drop(held);
+        let listening = format!("tcp 127.0.0.1:{busy} -> 10.88.0.5:80 listening");
+        let rebound = (0..40).any(|_| {
+            ports.retry_failed();
+            thread::sleep(Duration::from_millis(50));
+            fs::read_to_string(&status).unwrap().contains(&listening)
+        });
+        assert!(rebound, "{}", fs::read_to_string(&status).unwrap());
+        // Unpublished: the port closes.
+        ports.apply(BTreeSet::new());
+        thread::sleep(Duration::from_millis(100));
+        assert!(TcpStream::connect(("127.0.0.1", free)).is_err());
+        assert!(TcpStream::connect(("127.0.0.1", busy)).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

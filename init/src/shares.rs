@@ -1,0 +1,189 @@
+//! Host folders at the same path: the config's `[[shares]]` (from `skiff
+//! run`'s fw_cfg fragment, config.toml, cidata, or `skiff.share=TAG:PATH`)
+//! are mounted before the engine starts, so a container's `-v
+//! /home/u/app:/src` finds the host's folder. A share that cannot be
+//! mounted is logged and the boot goes on; shares are unmounted at shutdown.
+
+use std::ffi::CString;
+use std::fs::DirBuilder;
+use std::os::unix::fs::DirBuilderExt;
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rustix::mount::{mount, unmount, MountFlags, UnmountFlags};
+use skiff_proto::shares::{check_path, valid_tag, Transport};
+use toml::Value;
+
+/// One share from the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    /// The device's tag (virtio-fs tag or 9p mount_tag).
+    pub tag: String,
+    /// Where it is mounted: the host's path.
+    pub path: String,
+    /// virtiofs or 9p; `None` tries virtiofs, then 9p.
+    pub fs: Option<Transport>,
+}
+
+/// 9p mount options: Linux's 9p2000.L client over virtio, large messages,
+/// and page-cache use only for mmap (so host edits are seen at once).
+const NINEP_OPTIONS: &str = "trans=virtio,version=9p2000.L,msize=262144,cache=mmap";
+
+/// Paths mounted by [`mount_all`], in mount order (for the shutdown).
+static MOUNTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Checks one `[[shares]]` entry: `tag`, `path` and optional `fs`.
+pub fn check(v: Value) -> Result<Share, String> {
+    let Value::Table(mut t) = v else {
+        return Err(format!("expected a table such as {{ tag = \"home\", path = \"/home/u\" }}, not {}", v.type_str()));
+    };
+    let mut text = |key: &str| match t.remove(key) {
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(format!("`{key}` must be a string, not {}", other.type_str())),
+        None => Ok(None),
+    };
+    let tag = text("tag")?.ok_or("no `tag`")?;
+    let path = text("path")?.ok_or("no `path`")?;
+    let fs = text("fs")?;
+    if let Some(k) = t.keys().next() {
+        return Err(format!("unknown key `{k}` (known: tag, path, fs)"));
+    }
+    if !valid_tag(&tag) {
+        return Err(format!("tag {tag:?} is not 1 to 36 letters, digits, '-', '_' or '.'"));
+    }
+    check_path(&path).map_err(|e| format!("path {path:?}: {e}"))?;
+    let fs = match fs.as_deref() {
+        None => None,
+        Some(name) => Some(Transport::parse(name).ok_or_else(|| format!("fs {name:?} is not virtiofs or 9p"))?),
+    };
+    Ok(Share { tag, path, fs })
+}
+
+/// `skiff.share=TAG:PATH` as a `[[shares]]` entry (checked like the file's).
+pub fn from_cmdline(value: &str) -> Value {
+    let mut t = toml::Table::new();
+    let (tag, path) = value.split_once(':').unwrap_or((value, ""));
+    t.insert("tag".into(), Value::String(tag.into()));
+    t.insert("path".into(), Value::String(path.into()));
+    Value::Table(t)
+}
+
+/// The transports to try for a share, in order.
+fn attempts(fs: Option<Transport>) -> Vec<Transport> {
+    match fs {
+        Some(t) => vec![t],
+        None => vec![Transport::Virtiofs, Transport::NineP],
+    }
+}
+
+/// Mounts every share; a failure is logged and the others go on.
+pub fn mount_all(shares: &[Share]) {
+    for s in shares {
+        if MOUNTED.lock().map(|m| m.contains(&s.path)).unwrap_or(false) {
+            log::warn!("shares: {} is listed twice; mounting it once", s.path);
+            continue;
+        }
+        match mount_one(s) {
+            Ok(t) => {
+                log::info!("shares: mounted host folder {} ({}, tag {})", s.path, t.name(), s.tag);
+                if let Ok(mut m) = MOUNTED.lock() {
+                    m.push(s.path.clone());
+                }
+            }
+            Err(e) => log::error!("shares: cannot mount host folder {} (tag {}): {e}; containers will see an empty folder there", s.path, s.tag),
+        }
+    }
+}
+
+fn mount_one(s: &Share) -> Result<Transport, String> {
+    DirBuilder::new().recursive(true).mode(0o755).create(&s.path).map_err(|e| format!("cannot create the mount point: {e}"))?;
+    let mut errors = Vec::new();
+    for t in attempts(s.fs) {
+        let (fstype, data) = match t {
+            Transport::Virtiofs => ("virtiofs", ""),
+            Transport::NineP => ("9p", NINEP_OPTIONS),
+        };
+        let data = CString::new(data).unwrap_or_default();
+        match mount(s.tag.as_str(), s.path.as_str(), fstype, MountFlags::NOSUID | MountFlags::NODEV, data.as_c_str()) {
+            Ok(()) => return Ok(t),
+            // What each driver says when no device has the tag.
+            Err(rustix::io::Errno::INVAL) if t == Transport::Virtiofs => errors.push(format!("{fstype}: no device with this tag")),
+            Err(rustix::io::Errno::NOENT) if t == Transport::NineP => errors.push(format!("{fstype}: no device with this tag")),
+            Err(e) => errors.push(format!("{fstype}: {e}")),
+        }
+    }
+    Err(errors.join("; "))
+}
+
+/// Unmounts the shares, innermost first; one still busy after a few
+/// seconds is detached. Runs after every process is gone.
+pub fn unmount_all() {
+    let paths: Vec<String> = MOUNTED.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default();
+    let end = Instant::now() + Duration::from_secs(3);
+    for path in paths.iter().rev() {
+        let result = loop {
+            match unmount(path.as_str(), UnmountFlags::empty()) {
+                Err(rustix::io::Errno::BUSY) if Instant::now() < end => thread::sleep(Duration::from_millis(100)),
+                other => break other,
+            }
+        };
+        match result {
+            Ok(()) => log::info!("shares: unmounted {path}"),
+            Err(e) => {
+                log::warn!("shares: cannot unmount {path}: {e}; detaching it");
+                if let Err(e) = unmount(path.as_str(), UnmountFlags::DETACH) {
+                    log::warn!("shares: cannot detach {path}: {e}");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(text: &str) -> Value {
+        let t: toml::Table = text.parse().unwrap();
+        t["shares"].as_array().unwrap()[0].clone()
+    }
+
+    #[test]
+    fn good_entries() {
+        let s = check(entry("[[shares]]\ntag = \"skiff0\"\npath = \"/home/u\"\nfs = \"virtiofs\"")).unwrap();
+        assert_eq!(s, Share { tag: "skiff0".into(), path: "/home/u".into(), fs: Some(Transport::Virtiofs) });
+        let s = check(entry("[[shares]]\ntag = \"home\"\npath = \"/Users/me\"")).unwrap();
+        assert_eq!(s.fs, None);
+        assert_eq!(attempts(s.fs), [Transport::Virtiofs, Transport::NineP]);
+        assert_eq!(attempts(Some(Transport::NineP)), [Transport::NineP]);
+    }
+
+    #[test]
+    fn bad_entries_say_why() {
+        for (text, why) in [
+            ("tag = \"a\"\npath = \"/etc\"", "system folder"),
+            ("tag = \"a\"\npath = \"/\"", "system folder"),
+            ("tag = \"a\"\npath = \"/usr/local/x\"", "system folder"),
+            ("tag = \"a\"\npath = \"home/u\"", "absolute"),
+            ("tag = \"a\"\npath = \"/home/../etc\"", "plain"),
+            ("tag = \"a b\"\npath = \"/home/u\"", "tag"),
+            ("path = \"/home/u\"", "no `tag`"),
+            ("tag = \"a\"", "no `path`"),
+            ("tag = 1\npath = \"/home/u\"", "must be a string"),
+            ("tag = \"a\"\npath = \"/home/u\"\nfs = \"nfs\"", "not virtiofs or 9p"),
+            ("tag = \"a\"\npath = \"/home/u\"\nmode = \"ro\"", "unknown key `mode`"),
+        ] {
+            let err = check(entry(&format!("[[shares]]\n{text}"))).unwrap_err();
+            assert!(err.contains(why), "{text}: {err}");
+        }
+        assert!(check(Value::String("x".into())).unwrap_err().contains("expected a table"));
+    }
+
+    #[test]
+    fn kernel_option_becomes_an_entry() {
+        assert_eq!(check(from_cmdline("home:/home/u")).unwrap(), Share { tag: "home".into(), path: "/home/u".into(), fs: None });
+        assert_eq!(check(from_cmdline("x:/a:b")).unwrap().path, "/a:b");
+        assert!(check(from_cmdline("nopath")).is_err());
+    }
+}

@@ -1,0 +1,159 @@
+//! Host folders shared into the guest at the same path: which paths may be
+//! shared and which tags name them. The host refuses a bad share before
+//! booting and the guest refuses it again before mounting (its config can
+//! come from elsewhere), with the same rules.
+
+use std::fmt;
+
+/// Folders that are the guest's own system: a share there would hide the
+/// guest's files (or the host's system would be handed to containers).
+/// A share may not be one of these, lie inside one, or contain one.
+pub const SYSTEM_TREES: [&str; 16] = [
+    "/usr", "/etc", "/proc", "/sys", "/dev", "/run", "/boot", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
+    "/libx32", "/var/lib/containers", "/var/lib/skiff", "/mnt/skiff-data",
+];
+
+/// Folders that may not be shared themselves but whose subfolders may:
+/// `/` and `/var` (they contain system trees anyway) and `/tmp`, the
+/// guest's own tmpfs (a share below it is mounted on that tmpfs).
+pub const SYSTEM_FOLDERS: [&str; 3] = ["/", "/var", "/tmp"];
+
+/// Longest tag: virtio-fs limits it to 36 bytes.
+pub const MAX_TAG_LEN: usize = 36;
+
+/// Why a path cannot be a share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathError {
+    /// Not absolute.
+    Relative,
+    /// Has `.`, `..`, an empty component, a trailing `/`, a NUL or a newline.
+    NotNormal,
+    /// Is, lies in, or contains a system folder (named).
+    System(&'static str),
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathError::Relative => write!(f, "not an absolute path"),
+            PathError::NotNormal => write!(f, "not a plain absolute path (no `.`, `..`, `//`, trailing `/` or control characters)"),
+            PathError::System(dir) => write!(f, "{dir} is a system folder: sharing it (or a folder that holds it or lies in it) would hide the guest's own files"),
+        }
+    }
+}
+
+impl std::error::Error for PathError {}
+
+/// Checks a share's path (as the guest will mount it): absolute, plain,
+/// and clear of system folders.
+pub fn check_path(path: &str) -> Result<(), PathError> {
+    if !path.starts_with('/') {
+        return Err(PathError::Relative);
+    }
+    let plain = path == "/"
+        || (!path.ends_with('/')
+            && path[1..].split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+            && !path.bytes().any(|b| b < 0x20 || b == 0x7f));
+    if !plain {
+        return Err(PathError::NotNormal);
+    }
+    if let Some(dir) = SYSTEM_FOLDERS.iter().find(|d| **d == path) {
+        return Err(PathError::System(dir));
+    }
+    let inside = |outer: &str, inner: &str| inner == outer || inner.starts_with(&format!("{outer}/"));
+    match SYSTEM_TREES.iter().find(|t| inside(t, path) || inside(path, t)) {
+        Some(tree) => Err(PathError::System(tree)),
+        None => Ok(()),
+    }
+}
+
+/// A tag: 1 to 36 ASCII letters, digits, `-`, `_` or `.`.
+pub fn valid_tag(tag: &str) -> bool {
+    !tag.is_empty() && tag.len() <= MAX_TAG_LEN && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// How a share reaches the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// virtio-fs (a vhost-user virtiofsd on the host).
+    Virtiofs,
+    /// 9p over virtio (QEMU's built-in server).
+    NineP,
+}
+
+impl Transport {
+    /// The name used on command lines and in config: `virtiofs` or `9p`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Virtiofs => "virtiofs",
+            Transport::NineP => "9p",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Transport> {
+        match name {
+            "virtiofs" => Some(Transport::Virtiofs),
+            "9p" => Some(Transport::NineP),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn homes_and_projects_are_allowed() {
+        for p in ["/root", "/home/u", "/home/u/src/app", "/srv/www", "/var/www", "/tmp/skiff-x", "/Users/me", "/opt/x", "/mnt/data"] {
+            assert_eq!(check_path(p), Ok(()), "{p}");
+        }
+    }
+
+    #[test]
+    fn system_folders_and_their_parents_and_insides_are_refused() {
+        for (p, why) in [
+            ("/", "/"),
+            ("/usr", "/usr"),
+            ("/usr/local/src", "/usr"),
+            ("/etc", "/etc"),
+            ("/etc/containers", "/etc"),
+            ("/var", "/var"),
+            ("/var/lib", "/var/lib/containers"),
+            ("/var/lib/containers/storage", "/var/lib/containers"),
+            ("/proc", "/proc"),
+            ("/sys", "/sys"),
+            ("/dev", "/dev"),
+            ("/run", "/run"),
+            ("/run/user/1000", "/run"),
+            ("/tmp", "/tmp"),
+            ("/mnt", "/mnt/skiff-data"),
+            ("/lib64", "/lib64"),
+        ] {
+            assert_eq!(check_path(p), Err(PathError::System(why)), "{p}");
+        }
+    }
+
+    #[test]
+    fn only_plain_absolute_paths() {
+        assert_eq!(check_path("home/u"), Err(PathError::Relative));
+        assert_eq!(check_path(""), Err(PathError::Relative));
+        for p in ["/home/u/", "/home//u", "/home/./u", "/home/../etc", "/home/a\nb", "/home/a\0b"] {
+            assert_eq!(check_path(p), Err(PathError::NotNormal), "{p:?}");
+        }
+        assert_eq!(check_path("/usrx"), Ok(()), "a prefix of a name is not the folder");
+    }
+
+    #[test]
+    fn tags() {
+        assert!(valid_tag("skiff0"));
+        assert!(valid_tag(&"a".repeat(36)));
+        assert!(!valid_tag(&"a".repeat(37)));
+        assert!(!valid_tag(""));
+        assert!(!valid_tag("a b"));
+        assert!(!valid_tag("a,b"));
+        assert_eq!(Transport::parse("9p"), Some(Transport::NineP));
+        assert_eq!(Transport::parse(Transport::Virtiofs.name()), Some(Transport::Virtiofs));
+        assert_eq!(Transport::parse("nfs"), None);
+    }
+}
