@@ -1,21 +1,28 @@
 //! `skiff`: the host side of the Skiff appliance.
 //!
-//! `skiff run` boots the ISO in QEMU and serves the engine on a local unix
-//! socket (and the containers' published ports on localhost); `skiff bridge`
-//! only bridges that socket (and the ports) to a guest started by
-//! any other hypervisor; `skiff stop` presses the VM's power button;
-//! `skiff logs` and `skiff shell` use the guest's control port; `skiff ports`
-//! lists the published ports forwarded to the host.
+//! `skiff start` boots the ISO in QEMU in the background (`skiff run` in
+//! the foreground) and serves the engine on a local unix socket (and the
+//! containers' published ports on localhost); `skiff status`, `skiff stop`
+//! and `skiff rollback` manage that VM; `skiff bridge` only bridges that
+//! socket (and the ports) to a guest started by any other hypervisor;
+//! `skiff logs` and `skiff shell` use the guest's control port; `skiff
+//! ports` lists the published ports forwarded to the host.
 
+mod accel;
 mod bridge;
+mod context;
 mod control;
+mod datadisk;
 mod guest;
 mod guestcfg;
+mod images;
+mod lifecycle;
 mod ports;
 mod process;
 mod qemu;
 mod qmp;
 mod run;
+mod settings;
 mod secret;
 mod shares;
 mod state;
@@ -24,7 +31,8 @@ mod vsockdev;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use skiff_proto::DEFAULT_ENGINE_PORT;
 
 #[derive(Parser)]
@@ -36,11 +44,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Boot the ISO headless in QEMU and serve the engine on DIR/docker.sock.
+    /// Boot the VM in the background; returns once the engine answers.
+    /// Memory, CPUs and disk size are remembered for the next start.
+    Start(run::RunOptions),
+    /// Boot the ISO headless in QEMU in the foreground and serve the engine on DIR/docker.sock.
     Run(run::RunOptions),
+    /// Whether the VM runs, its ISO, uptime, engine version and data disk.
+    Status {
+        /// State folder of the VM.
+        #[arg(long, env = "SKIFF_DIR", default_value_os_t = state::default_dir())]
+        dir: PathBuf,
+    },
+    /// Stop the VM if it runs and start the previous ISO with the same data disk.
+    Rollback(run::RunOptions),
     /// Bridge a local unix socket to the guest's engine port.
     Bridge(BridgeArgs),
-    /// Ask a VM started by `skiff run` to shut down (ACPI power button).
+    /// Shut the VM down cleanly (ACPI power button) and wait for it to exit.
     Stop {
         /// State folder of the VM.
         #[arg(long, env = "SKIFF_DIR", default_value_os_t = state::default_dir())]
@@ -107,9 +126,46 @@ struct BridgeArgs {
     dir: Option<PathBuf>,
 }
 
+/// `skiff start` and `skiff rollback`: the remembered settings merged with
+/// this command's flags, then a detached `skiff run`.
+fn start(opts: &run::RunOptions, matches: Option<&ArgMatches>, rollback: bool) -> std::io::Result<()> {
+    let state = state::StateDir::create(&opts.dir)?;
+    let given = |id: &str| matches.and_then(|m| m.value_source(id)).is_some_and(|s| s != ValueSource::DefaultValue);
+    let stored = settings::load(&state.settings());
+    let (merged, extra) = settings::merge(&stored, |key| {
+        given(key).then(|| match key {
+            "memory" => opts.memory.to_string(),
+            "cpus" => opts.cpus.to_string(),
+            _ => opts.disk_size.clone(),
+        })
+    });
+    // The arguments after the subcommand, passed on to `skiff run`.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let name = if rollback { "rollback" } else { "start" };
+    let at = argv.iter().position(|a| a == name).map_or(argv.len(), |i| i + 1);
+    let mut args = lifecycle::without_iso(&argv[at..]);
+    args.extend(extra.into_iter().map(Into::into));
+    if !given("dir") {
+        args.extend(["--dir".into(), state.path().as_os_str().to_owned()]);
+    }
+    if rollback {
+        return lifecycle::rollback(&state, &args);
+    }
+    if lifecycle::running(&state).is_none() && merged != stored {
+        settings::save(&state.settings(), &merged)?;
+    }
+    let plan = lifecycle::StartPlan { args, iso: given("iso").then(|| opts.iso.clone()), default_iso: opts.iso.clone() };
+    lifecycle::start(&state, &plan)
+}
+
 fn main() -> ExitCode {
     state::private_umask();
-    let result = match Cli::parse().command {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let result = match cli.command {
+        Command::Start(opts) => start(&opts, matches.subcommand_matches("start"), false),
+        Command::Rollback(opts) => start(&opts, matches.subcommand_matches("rollback"), true),
+        Command::Status { dir } => state::StateDir::existing(&dir).and_then(|s| lifecycle::status(&s)),
         Command::Run(opts) => run::run(&opts),
         Command::Bridge(args) => bridge(args),
         Command::Stop { dir } => run::stop(&dir),

@@ -13,7 +13,11 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use skiff_proto::DEFAULT_ENGINE_PORT;
 
+use crate::accel;
 use crate::bridge;
+use crate::datadisk;
+use crate::images;
+use crate::lifecycle;
 use crate::guestcfg::GuestConfig;
 use crate::process::die_with_parent;
 use crate::ports::Ports;
@@ -26,10 +30,10 @@ use crate::vsockdev::VsockDevice;
 
 /// How long the guest may take to shut down after the power button before
 /// QEMU is killed: its own worst case plus a margin for a slow host.
-const SHUTDOWN_LIMIT: Duration = Duration::from_secs(skiff_proto::GUEST_SHUTDOWN_WORST_CASE_SECS + 23);
+pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(skiff_proto::GUEST_SHUTDOWN_WORST_CASE_SECS + 23);
 
 /// Options of `skiff run`.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct RunOptions {
     /// The Skiff ISO to boot.
     #[arg(long, env = "SKIFF_ISO", default_value = "out/skiff.iso")]
@@ -43,8 +47,9 @@ pub struct RunOptions {
     /// Guest CPUs.
     #[arg(long, default_value_t = 2)]
     pub cpus: u32,
-    /// QEMU accelerator: tcg (works everywhere) or kvm.
-    #[arg(long, env = "SKIFF_ACCEL", default_value = "tcg")]
+    /// QEMU accelerator: auto (KVM where /dev/kvm runs a stock kernel, else
+    /// TCG), kvm or tcg.
+    #[arg(long, env = "SKIFF_ACCEL", default_value = "auto")]
     pub accel: String,
     /// Guest vsock context id.
     #[arg(long, default_value_t = 3)]
@@ -73,6 +78,13 @@ pub struct RunOptions {
     /// more. A blank one becomes the VM's persistent data disk.
     #[arg(long = "disk")]
     pub disks: Vec<PathBuf>,
+    /// Keep images and containers in RAM: no data disk from the state folder
+    /// (by default DIR/data.qcow2 is created and attached unless --disk is given).
+    #[arg(long)]
+    pub ephemeral: bool,
+    /// Size of a new data disk (qemu-img syntax: 64G, 500M).
+    #[arg(long, default_value = datadisk::DEFAULT_SIZE)]
+    pub disk_size: String,
     /// The guest's network, as a QEMU `-nic` value: user-mode NAT with
     /// DHCP by default; e.g. `user,model=virtio-net-pci,hostfwd=tcp::8080-:80`,
     /// a `socket,...` or `tap,...` backend, or `none`.
@@ -103,15 +115,17 @@ fn catch_signals() {
 }
 
 /// Turns the options into QEMU's machine description.
-fn machine(o: &RunOptions, state: &StateDir, vsock: &VsockDevice, shares: &Shares) -> io::Result<Machine> {
+fn machine(o: &RunOptions, state: &StateDir, vsock: &VsockDevice, shares: &Shares, disks: &[PathBuf]) -> io::Result<Machine> {
     let direct_kernel = if o.kernel_args.is_empty() {
         None
     } else {
         let (kernel, initrd) = qemu::extract_boot_files(&o.iso, state.path())?;
         Some(DirectKernel { kernel, initrd, cmdline: format!("{BASE_CMDLINE} {}", o.kernel_args.join(" ")) })
     };
+    let (accel, why) = accel::choose(&o.accel, accel::Host::probe());
+    eprintln!("skiff: accelerator {accel} ({why})");
     Ok(Machine {
-        accel: o.accel.clone(),
+        accel,
         memory_mib: o.memory,
         cpus: o.cpus,
         shared_memory: vsock.shared_memory || shares.shared_memory(),
@@ -122,7 +136,7 @@ fn machine(o: &RunOptions, state: &StateDir, vsock: &VsockDevice, shares: &Share
         console: state.console(),
         qmp: state.qmp(),
         net: o.net.clone(),
-        drives: o.disks.iter().map(|d| qemu::drive_arg(d)).collect::<io::Result<_>>()?,
+        drives: disks.iter().map(|d| qemu::drive_arg(d)).collect::<io::Result<_>>()?,
         devices: [vsock.qemu_args.clone(), shares.qemu_args.clone(), vec!["-fw_cfg".into(), guest_config(shares, &vsock.target).write(state)?]]
             .concat(),
         extra: o.qemu_args.clone(),
@@ -148,12 +162,17 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
         return Err(io::Error::other(format!("no ISO at {} (build it with `make iso`)", o.iso.display())));
     }
     let state = StateDir::create(&o.dir)?;
+    let _claim = lifecycle::claim(&state)?;
+    let disks = data_disks(o, &state)?;
+    // The state folder's copy of the ISO, so rebuilding it never touches a running guest.
+    let (iso, _) = images::install(&state, &o.iso)?;
+    let o = &RunOptions { iso, ..o.clone() };
     catch_signals();
     let shares = Shares::start(&o.shares, &state)?;
     let mut vsock = VsockDevice::start(&state, o.cid)?;
     // Every connection to this VM (bridge, control, forwarded ports) presents it.
     vsock.target.secret = Some(secret::ensure(&state.secret())?);
-    let machine = machine(o, &state, &vsock, &shares)?;
+    let machine = machine(o, &state, &vsock, &shares, &disks)?;
     let console = state.console();
     let _ = fs::remove_file(&console);
     // QEMU creates the console log; the umask keeps it private (0600).
@@ -161,6 +180,7 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
     let started = Instant::now();
     let mut vm = die_with_parent(Command::new("qemu-system-x86_64").args(machine.args())).stdin(Stdio::null()).spawn()?;
     state.record_target(&vsock.target)?;
+    lifecycle::record_qemu(&state, vm.id())?;
 
     let docker_sock = state.docker_sock();
     let listener = bridge::bind(&docker_sock)?;
@@ -173,6 +193,7 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
     let ready_after = started.elapsed();
     bridge::QUIET.store(false, Ordering::Relaxed);
     let result = ready.and_then(|()| {
+        images::prune(&state);
         println!("export DOCKER_HOST=unix://{}", docker_sock.display());
         io::stdout().flush()?;
         eprintln!("skiff: engine ready after {:.2}s; Ctrl-C or `skiff stop` shuts the VM down", ready_after.as_secs_f64());
@@ -189,6 +210,17 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
     let _ = fs::remove_file(&docker_sock);
     let _ = fs::remove_file(state.qmp());
     result
+}
+
+/// The disks to attach: the user's, or else the state folder's data disk
+/// (created on first start) unless --ephemeral; each refused when another
+/// VM holds it.
+fn data_disks(o: &RunOptions, state: &StateDir) -> io::Result<Vec<PathBuf>> {
+    let disks = if !o.disks.is_empty() || o.ephemeral { o.disks.clone() } else { vec![datadisk::ensure(state, &o.disk_size)?] };
+    for d in &disks {
+        datadisk::check_free(d)?;
+    }
+    Ok(disks)
 }
 
 fn wait_ready(o: &RunOptions, sock: &Path, vm: &mut Child, started: Instant) -> io::Result<()> {
@@ -234,8 +266,8 @@ fn wait_exit(qmp_sock: &Path, vm: &mut Child) -> io::Result<()> {
     }
 }
 
-/// `skiff stop`: presses the power button of the VM started from `dir`.
+/// `skiff stop`: presses the power button of the VM started from `dir`
+/// and waits for it to exit.
 pub fn stop(dir: &Path) -> io::Result<()> {
-    let state = StateDir::existing(dir)?;
-    qmp::powerdown(&state.qmp()).map_err(|e| io::Error::other(format!("no VM running in {} ({e})", dir.display())))
+    lifecycle::stop(&StateDir::existing(dir)?)
 }

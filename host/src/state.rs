@@ -92,6 +92,41 @@ impl StateDir {
     pub fn share_socket(&self, n: usize) -> PathBuf {
         self.root.join(format!("fs-{n}.sock"))
     }
+    /// The running `skiff run` (pid and start time).
+    pub fn pid_file(&self) -> PathBuf {
+        self.root.join("skiff.pid")
+    }
+    /// The running QEMU (pid and start time).
+    pub fn qemu_pid_file(&self) -> PathBuf {
+        self.root.join("qemu.pid")
+    }
+    /// The persistent data disk (qcow2) unless `--ephemeral`.
+    pub fn data_disk(&self) -> PathBuf {
+        self.root.join("data.qcow2")
+    }
+    /// Copies of the ISOs, named by build id, with `current` and `previous`.
+    pub fn images(&self) -> PathBuf {
+        self.root.join("images")
+    }
+    /// Output of a `skiff run` started by `skiff start`.
+    pub fn run_log(&self) -> PathBuf {
+        self.root.join("skiff.log")
+    }
+    /// Settings remembered from `skiff start`.
+    pub fn settings(&self) -> PathBuf {
+        self.root.join("settings")
+    }
+    /// What a running VM leaves in the folder, removed when a crashed VM's
+    /// leftovers are cleaned up.
+    pub fn runtime_files(&self) -> Vec<PathBuf> {
+        let hybrid = self.hybrid_vsock();
+        let mut files = vec![self.docker_sock(), self.qmp(), self.vhost(), hybrid.clone(), self.target_record(), self.pid_file(), self.qemu_pid_file()];
+        let prefix = format!("{}_", hybrid.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        if let Ok(entries) = fs::read_dir(&self.root) {
+            files.extend(entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(&prefix)).map(|e| e.path()));
+        }
+        files
+    }
     /// Where a running VM's vsock is reached, recorded by `skiff run`.
     fn target_record(&self) -> PathBuf {
         self.root.join("vsock-target")

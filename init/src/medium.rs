@@ -21,7 +21,7 @@ pub const MOUNT: &str = "/run/skiff/medium";
 const IMAGE: &str = "skiff/usr.squashfs";
 const ISO_BUILD_ID: &str = "skiff/build-id";
 /// The build id the initramfs was made with: the ISO must match it.
-const OUR_BUILD_ID: &str = "/etc/skiff/build-id";
+pub const OUR_BUILD_ID: &str = "/etc/skiff/build-id";
 
 /// True if `buf`, read at byte 0x8000 of a device, starts an ISO 9660
 /// primary volume descriptor (type 1, "CD001").

@@ -95,6 +95,9 @@ impl Vm {
             .arg("--iso").arg(iso())
             .arg("--dir").arg(dir)
             .arg("--timeout").arg("400")
+            // These tests start from RAM (or the --disk they give); the
+            // state folder's persistent disk is tested in lifecycle.rs.
+            .arg("--ephemeral")
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -341,7 +344,7 @@ pub fn console_tail(dir: &Path) -> String {
 
 /// Runs `cmd` with `input` on its stdin (none: /dev/null), collecting its
 /// output; kills it after `limit`.
-fn run_with_input(cmd: &mut Command, input: Option<&[u8]>, limit: Duration, what: &str) -> Output {
+pub fn run_with_input(cmd: &mut Command, input: Option<&[u8]>, limit: Duration, what: &str) -> Output {
     let mut child = cmd
         .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())

@@ -74,15 +74,14 @@ fn boots_under_uefi() {
 fn boots_under_uefi_from_a_virtio_disk() {
     let ovmf = "/usr/share/ovmf/OVMF.fd";
     assert!(std::path::Path::new(ovmf).is_file(), "no {ovmf}: install Debian's ovmf (make deps does)");
-    for medium in ["disk"] {
-        let scratch = Scratch::new(&format!("uefi-{medium}"));
-        let vm = Vm::boot_with(&scratch.0, &["--uefi", "--ovmf", ovmf, "--medium", medium]);
-        eprintln!("uefi {medium}: engine answered {:.1}s after skiff run started", vm.ready_after.as_secs_f64());
-        let version = vm.docker_ok(&["version", "--format", "{{.Server.Version}}"]);
-        assert!(version.trim().starts_with('5'), "server version {version:?}");
-        let console = vm.console();
-        assert!(console.contains("efi: EFI v"), "the kernel should report booting from EFI firmware");
-        assert!(console.contains("medium: /usr mounted"), "the init should find /usr on the ISO attached as a {medium}");
-        vm.shutdown();
-    }
+    let medium = "disk";
+    let scratch = Scratch::new(&format!("uefi-{medium}"));
+    let vm = Vm::boot_with(&scratch.0, &["--uefi", "--ovmf", ovmf, "--medium", medium]);
+    eprintln!("uefi {medium}: engine answered {:.1}s after skiff run started", vm.ready_after.as_secs_f64());
+    let version = vm.docker_ok(&["version", "--format", "{{.Server.Version}}"]);
+    assert!(version.trim().starts_with('5'), "server version {version:?}");
+    let console = vm.console();
+    assert!(console.contains("efi: EFI v"), "the kernel should report booting from EFI firmware");
+    assert!(console.contains("medium: /usr mounted"), "the init should find /usr on the ISO attached as a {medium}");
+    vm.shutdown();
 }

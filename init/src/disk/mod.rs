@@ -4,6 +4,7 @@
 //! file does the I/O, and every slow step has a time limit.
 
 mod gpt;
+mod layout;
 mod mountinfo;
 pub mod probe;
 
@@ -70,20 +71,21 @@ pub fn setup() {
         }
     };
     let disk = &disks[i];
+    // The device, and whether it was formatted just now.
     let device = match &decisions[i] {
-        Decision::Mount(dev) => Some(dev.clone()),
+        Decision::Mount(dev) => Some((dev.clone(), false)),
         Decision::FormatPartition(part) => {
             log::info!("disk: /dev/{part} is Skiff's partition but was never formatted (setup cut short?); formatting it");
-            format(part).then(|| part.clone())
+            format(part).then(|| (part.clone(), true))
         }
         Decision::PartitionAndFormat => {
             log::info!("disk: /dev/{} ({}) is blank; making it Skiff's data disk", disk.name, human(disk.size));
-            partition(disk).filter(|part| format(part))
+            partition(disk).filter(|part| format(part)).map(|p| (p, true))
         }
         Decision::Skip(_) => None,
     };
     match device {
-        Some(dev) if check_and_mount(&dev) => {
+        Some((dev, fresh)) if check_and_mount(&dev, fresh) => {
             log::info!("disk: data disk ready in {:.2}s: images, containers and volumes persist on /dev/{dev}", began.elapsed().as_secs_f64());
         }
         _ => log::warn!("disk: no data disk mounted; images, containers and volumes live in RAM and will NOT persist"),
@@ -266,8 +268,9 @@ fn format(part: &str) -> bool {
     }
 }
 
-/// Runs `e2fsck -p` and mounts the filesystem with the bind mounts.
-fn check_and_mount(part: &str) -> bool {
+/// Runs `e2fsck -p` and mounts the filesystem with the bind mounts, once
+/// its layout version is one this init understands.
+fn check_and_mount(part: &str, fresh: bool) -> bool {
     let dev = format!("/dev/{part}");
     let t = Instant::now();
     let code = run_bounded(Command::new(FSCK).args(["-p", &dev]), FSCK_LIMIT).unwrap_or_else(|e| {
@@ -287,11 +290,26 @@ fn check_and_mount(part: &str) -> bool {
     }
     // Journal commits every 2 s (default 5 s): with the writeback settings
     // below, what was written about 10 s before a power loss survives it.
-    if let Err(e) = mount(dev.as_str(), MOUNT_POINT, "ext4", MountFlags::NOATIME, c"commit=2") {
+    // Read-only until the layout version is known to be ours.
+    if let Err(e) = mount(dev.as_str(), MOUNT_POINT, "ext4", MountFlags::NOATIME | MountFlags::RDONLY, c"commit=2") {
         log::error!("disk: cannot mount {dev} on {MOUNT_POINT}: {e}");
         return false;
     }
     MOUNTED.store(true, Ordering::SeqCst);
+    if let Err(why) = layout::check(Path::new(MOUNT_POINT)) {
+        log::error!("disk: {dev}: {why}; leaving its data untouched: images, containers and volumes live in RAM");
+        unmount_all();
+        return false;
+    }
+    if let Err(e) = mount_remount(MOUNT_POINT, MountFlags::NOATIME, c"commit=2") {
+        log::error!("disk: cannot make {MOUNT_POINT} writable: {e}");
+        unmount_all();
+        return false;
+    }
+    let build = fs::read_to_string(crate::medium::OUR_BUILD_ID).ok();
+    if let Err(e) = layout::record(Path::new(MOUNT_POINT), fresh, build.as_deref()) {
+        log::warn!("disk: cannot record the layout version and build id on {dev}: {e}");
+    }
     for (sub, target) in BINDS {
         let source = Path::new(MOUNT_POINT).join(sub);
         let bound = fs::create_dir_all(&source)

@@ -1,0 +1,168 @@
+//! The ISOs a state folder boots: a copy of each ISO, named by its build id,
+//! in DIR/images (so `make iso` never rewrites the medium under a running
+//! guest), and two records, `current` and `previous`, for update and
+//! rollback.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::state::StateDir;
+
+#[derive(Debug)]
+pub enum Error {
+    /// xorriso could not be run.
+    Tool(io::Error),
+    /// The ISO has no readable /skiff/build-id.
+    NoBuildId(PathBuf),
+    /// The build id has characters a file name should not have.
+    BadBuildId(String),
+    /// Copying the ISO into the state folder failed.
+    Copy(PathBuf, io::Error),
+    /// `skiff rollback` without an earlier ISO.
+    NoPrevious,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Tool(e) => write!(f, "cannot run xorriso to read the ISO's build id: {e}"),
+            Error::NoBuildId(p) => write!(f, "{} has no /skiff/build-id; is it a Skiff ISO?", p.display()),
+            Error::BadBuildId(id) => write!(f, "the ISO's build id {id:?} is not a plain name"),
+            Error::Copy(p, e) => write!(f, "cannot copy the ISO into {}: {e}", p.display()),
+            Error::NoPrevious => write!(f, "no previous ISO to roll back to"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        io::Error::other(e.to_string())
+    }
+}
+
+/// The `current` and `previous` build ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Records {
+    pub current: Option<String>,
+    pub previous: Option<String>,
+}
+
+impl Records {
+    pub fn load(state: &StateDir) -> Records {
+        let read = |name: &str| fs::read_to_string(state.images().join(name)).ok().map(|s| s.trim().to_string()).filter(|s| valid_id(s));
+        Records { current: read("current"), previous: read("previous") }
+    }
+
+    pub fn save(&self, state: &StateDir) -> io::Result<()> {
+        for (name, value) in [("current", &self.current), ("previous", &self.previous)] {
+            let path = state.images().join(name);
+            match value {
+                Some(id) => fs::write(path, format!("{id}\n"))?,
+                None => {
+                    let _ = fs::remove_file(path);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Booting `id`: a new build becomes current and the old current previous.
+    pub fn boot(&self, id: &str) -> Records {
+        if self.current.as_deref() == Some(id) {
+            return self.clone();
+        }
+        Records { current: Some(id.to_string()), previous: self.current.clone().or_else(|| self.previous.clone()) }
+    }
+}
+
+/// Build ids are what image/build-iso.sh makes: letters, digits, `.`, `-`, `_`.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && !id.starts_with('.') && id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+/// Reads /skiff/build-id from an ISO.
+pub fn build_id(iso: &Path, scratch: &Path) -> Result<String, Error> {
+    let out = scratch.join(".build-id.tmp");
+    let _ = fs::remove_file(&out);
+    let status = Command::new("xorriso")
+        .args(["-osirrox", "on", "-indev"]).arg(iso)
+        .arg("-extract").arg("/skiff/build-id").arg(&out)
+        .stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null())
+        .status().map_err(Error::Tool)?;
+    let text = fs::read_to_string(&out).map_err(|_| Error::NoBuildId(iso.to_path_buf()));
+    let _ = fs::remove_file(&out);
+    if !status.success() {
+        return Err(Error::NoBuildId(iso.to_path_buf()));
+    }
+    let id = text?.trim().to_string();
+    if !valid_id(&id) {
+        return Err(Error::BadBuildId(id));
+    }
+    Ok(id)
+}
+
+/// The state folder's copy of build `id`.
+pub fn path_of(state: &StateDir, id: &str) -> PathBuf {
+    state.images().join(format!("{id}.iso"))
+}
+
+/// Copies `iso` into the state folder (once per build id), keeps only the
+/// current and previous copies, and returns the copy to boot and its id.
+pub fn install(state: &StateDir, iso: &Path) -> Result<(PathBuf, String), Error> {
+    let dir = state.images();
+    fs::create_dir_all(&dir).map_err(|e| Error::Copy(dir.clone(), e))?;
+    let id = build_id(iso, &dir)?;
+    let copy = path_of(state, &id);
+    if !copy.exists() {
+        let tmp = dir.join(format!(".{id}.iso.tmp"));
+        fs::copy(iso, &tmp).and_then(|_| fs::rename(&tmp, &copy)).map_err(|e| Error::Copy(copy.clone(), e))?;
+        eprintln!("skiff: keeping a copy of {} as {}", iso.display(), copy.display());
+    }
+    let records = Records::load(state).boot(&id);
+    records.save(state).map_err(|e| Error::Copy(dir.clone(), e))?;
+    Ok((copy, id))
+}
+
+/// Removes copies that are neither current nor previous; called once a
+/// build has become ready (a build on trial must not cost the fallback).
+pub fn prune(state: &StateDir) {
+    let keep = Records::load(state);
+    let Ok(entries) = fs::read_dir(state.images()) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(id) = name.strip_suffix(".iso") {
+            if keep.current.as_deref() != Some(id) && keep.previous.as_deref() != Some(id) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_build_pushes_the_old_one_to_previous() {
+        let r = Records::default().boot("a");
+        assert_eq!(r, Records { current: Some("a".into()), previous: None });
+        let r = r.boot("b");
+        assert_eq!(r, Records { current: Some("b".into()), previous: Some("a".into()) });
+        assert_eq!(r.boot("b"), r, "booting the current build changes nothing");
+        let back = r.boot("a");
+        assert_eq!(back, Records { current: Some("a".into()), previous: Some("b".into()) }, "rollback swaps");
+    }
+
+    #[test]
+    fn build_ids_are_plain_names() {
+        assert!(valid_id("20261126T232700-1a2b3c"));
+        for bad in ["", "../x", "a/b", ".hidden", "a b"] {
+            assert!(!valid_id(bad), "{bad}");
+        }
+    }
+}

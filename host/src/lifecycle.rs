@@ -1,0 +1,467 @@
+//! The background lifecycle: `skiff start` (a detached `skiff run` in its
+//! own session, output in DIR/skiff.log, progress from the guest console),
+//! `skiff status`, `skiff stop` (power button, then wait for the exit) and
+//! `skiff rollback`. One VM per state folder: `skiff run` claims the folder
+//! with a pid file, and a pid file whose process is gone or is not our
+//! `skiff run` is a crashed VM's leftover, cleaned up, never trusted.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::{self, IsTerminal, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::context;
+use crate::datadisk;
+use crate::images::{self, Records};
+use crate::qmp;
+use crate::state::StateDir;
+
+/// How long `skiff stop` waits for the VM to exit before killing it: as
+/// long as `skiff run` gives the guest after a signal.
+const STOP_LIMIT: Duration = crate::run::SHUTDOWN_LIMIT;
+
+/// A process as recorded in a pid file: its pid and its start time (clock
+/// ticks after boot, /proc/PID/stat field 22), so a reused pid never passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcId {
+    pub pid: i32,
+    pub start: u64,
+}
+
+impl ProcId {
+    pub fn of(pid: i32) -> Option<ProcId> {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        Some(ProcId { pid, start: stat_start_time(&stat)? })
+    }
+
+    fn encode(&self) -> String {
+        format!("{} {}\n", self.pid, self.start)
+    }
+
+    fn decode(text: &str) -> Option<ProcId> {
+        let mut it = text.split_whitespace();
+        let pid = it.next()?.parse().ok().filter(|p: &i32| *p > 0)?;
+        let start = it.next()?.parse().ok()?;
+        Some(ProcId { pid, start })
+    }
+
+    /// Still the same process.
+    pub fn alive(&self) -> bool {
+        ProcId::of(self.pid) == Some(*self)
+    }
+}
+
+/// Field 22 of /proc/PID/stat (after the `(comm)` field, which may hold spaces).
+fn stat_start_time(stat: &str) -> Option<u64> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// True when a command line (NUL-separated) is `skiff … run …`.
+fn is_skiff_run(cmdline: &[u8]) -> bool {
+    let mut args = cmdline.split(|b| *b == 0).filter(|a| !a.is_empty());
+    let Some(argv0) = args.next() else { return false };
+    let name = argv0.rsplit(|b| *b == b'/').next().unwrap_or(argv0);
+    name.starts_with(b"skiff") && args.any(|a| a == b"run")
+}
+
+/// The `skiff run` serving this state folder, if one is alive.
+pub fn running(state: &StateDir) -> Option<ProcId> {
+    let id = ProcId::decode(&fs::read_to_string(state.pid_file()).ok()?)?;
+    let cmdline = fs::read(format!("/proc/{}/cmdline", id.pid)).ok()?;
+    (id.alive() && is_skiff_run(&cmdline)).then_some(id)
+}
+
+/// `skiff run`'s hold on the state folder; the pid file goes with it.
+pub struct Claim {
+    state: StateDir,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(self.state.pid_file());
+        let _ = fs::remove_file(self.state.qemu_pid_file());
+    }
+}
+
+/// Claims the folder for this `skiff run`: refuses when another one runs,
+/// cleans up a crashed VM's leftovers.
+pub fn claim(state: &StateDir) -> io::Result<Claim> {
+    if let Some(other) = running(state) {
+        return Err(io::Error::other(format!("a VM is already running from {} (pid {})", state.path().display(), other.pid)));
+    }
+    clean_leftovers(state);
+    let me = ProcId::of(std::process::id() as i32).ok_or_else(|| io::Error::other("cannot read our own /proc entry"))?;
+    fs::write(state.pid_file(), me.encode())?;
+    Ok(Claim { state: state.clone() })
+}
+
+/// Records QEMU's process for `status` (and tests).
+pub fn record_qemu(state: &StateDir, pid: u32) -> io::Result<()> {
+    match ProcId::of(pid as i32) {
+        Some(id) => fs::write(state.qemu_pid_file(), id.encode()),
+        None => Ok(()),
+    }
+}
+
+/// The running VM's QEMU, if it is alive.
+pub fn qemu(state: &StateDir) -> Option<ProcId> {
+    ProcId::decode(&fs::read_to_string(state.qemu_pid_file()).ok()?).filter(ProcId::alive)
+}
+
+/// Removes what a VM that did not stop cleanly left behind.
+fn clean_leftovers(state: &StateDir) {
+    let mut found = Vec::new();
+    for path in state.runtime_files() {
+        if fs::symlink_metadata(&path).is_ok() && fs::remove_file(&path).is_ok() {
+            found.push(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        }
+    }
+    if !found.is_empty() {
+        eprintln!("skiff: cleaned up after a VM that did not stop cleanly ({})", found.join(", "));
+    }
+}
+
+/// Boot milestones on the guest console: what a line contains, and its name.
+const MILESTONES: [(&str, &str); 5] = [
+    ("Linux version", "kernel"),
+    ("skiff: init started", "init"),
+    ("skiff: medium:", "medium"),
+    ("skiff: net", "network"),
+    ("skiff: engine", "engine"),
+];
+
+/// The milestones reached so far in a console text, in boot order.
+pub fn milestones(console: &str) -> Vec<&'static str> {
+    MILESTONES.iter().filter(|(needle, _)| console.contains(needle)).map(|(_, name)| *name).collect()
+}
+
+/// What `skiff start` passes on to `skiff run`.
+pub struct StartPlan {
+    /// The arguments after `start`, with --iso removed.
+    pub args: Vec<OsString>,
+    /// The ISO the user named, or None to boot the state folder's current one.
+    pub iso: Option<PathBuf>,
+    /// The ISO to fall back to: the default build output.
+    pub default_iso: PathBuf,
+}
+
+/// Drops `--iso X` / `--iso=X` from an argument list.
+pub fn without_iso(args: &[OsString]) -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut skip = false;
+    for a in args {
+        if skip {
+            skip = false;
+            continue;
+        }
+        let s = a.to_string_lossy();
+        if s == "--iso" {
+            skip = true;
+        } else if !s.starts_with("--iso=") {
+            out.push(a.clone());
+        }
+    }
+    out
+}
+
+/// `skiff start`: boots the VM in the background and returns once the engine answers.
+pub fn start(state: &StateDir, plan: &StartPlan) -> io::Result<()> {
+    if let Some(id) = running(state) {
+        println!("skiff: a VM is already running from {} (pid {}); nothing changed", state.path().display(), id.pid);
+        println!("export DOCKER_HOST=unix://{}", state.docker_sock().display());
+        return Ok(());
+    }
+    clean_leftovers(state);
+    let before = Records::load(state);
+    let iso = match (&plan.iso, &before.current) {
+        (Some(iso), _) => iso.clone(),
+        (None, Some(id)) if images::path_of(state, id).is_file() => images::path_of(state, id),
+        (None, _) => plan.default_iso.clone(),
+    };
+    match boot(state, &plan.args, &iso) {
+        Ok(()) => finish(state),
+        Err(e) => {
+            let after = Records::load(state);
+            let (Some(old), Some(new)) = (before.current.clone(), after.current.clone()) else { return Err(e) };
+            if old == new || !images::path_of(state, &old).is_file() {
+                return Err(e);
+            }
+            eprintln!("skiff: ISO {new} did not become ready ({e}); starting the previous ISO {old} again with the same disk");
+            before.save(state)?;
+            boot(state, &plan.args, &images::path_of(state, &old))?;
+            finish(state)?;
+            Err(io::Error::other(format!("ISO {new} failed; running the previous ISO {old} again")))
+        }
+    }
+}
+
+/// `skiff rollback`: stops the VM if it runs and starts the previous ISO.
+pub fn rollback(state: &StateDir, args: &[OsString]) -> io::Result<()> {
+    let records = Records::load(state);
+    let prev = records.previous.filter(|id| images::path_of(state, id).is_file()).ok_or(images::Error::NoPrevious)?;
+    if running(state).is_some() {
+        stop(state)?;
+    }
+    eprintln!("skiff: rolling back to ISO {prev}");
+    boot(state, args, &images::path_of(state, &prev))?;
+    finish(state)
+}
+
+fn finish(state: &StateDir) -> io::Result<()> {
+    let sock = state.docker_sock();
+    println!("export DOCKER_HOST=unix://{}", sock.display());
+    match context::ensure(&context::config_dir(), &sock) {
+        Ok(_) => eprintln!("skiff: docker context `{}` points at the VM: `docker --context {0} ps`, or `docker context use {0}`", context::NAME),
+        Err(e) => eprintln!("skiff: cannot write the docker context `{}`: {e}", context::NAME),
+    }
+    Ok(())
+}
+
+/// Starts `skiff run` detached and follows it until the engine answers or it exits.
+fn boot(state: &StateDir, args: &[OsString], iso: &Path) -> io::Result<()> {
+    let log = state.run_log();
+    // The last boot's console must not count as this one's progress.
+    let _ = fs::remove_file(state.console());
+    let out = fs::File::create(&log)?;
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("run").args(args).arg("--iso").arg(iso);
+    cmd.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
+    // SAFETY: setsid only detaches the child from our session and terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    let tty = io::stderr().is_terminal();
+    let mut shown = 0;
+    let started = Instant::now();
+    loop {
+        let console = fs::read(state.console()).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+        let reached = milestones(&console);
+        if reached.len() > shown {
+            if tty {
+                eprint!("\rskiff: starting: {} …", reached.join(", "));
+            } else {
+                for m in &reached[shown..] {
+                    eprintln!("skiff: {m}");
+                }
+            }
+            shown = reached.len();
+        }
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("export DOCKER_HOST=") {
+            if tty {
+                eprintln!();
+            }
+            eprintln!("skiff: engine ready after {:.1}s (log: {})", started.elapsed().as_secs_f64(), log.display());
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            if tty {
+                eprintln!();
+            }
+            let tail: Vec<&str> = text.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
+            return Err(io::Error::other(format!("the VM did not start ({status}):\n  {}", tail.join("\n  "))));
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `skiff stop`: presses the power button and waits for the VM to exit.
+pub fn stop(state: &StateDir) -> io::Result<()> {
+    let Some(id) = running(state) else {
+        clean_leftovers(state);
+        println!("skiff: no VM is running from {}", state.path().display());
+        return Ok(());
+    };
+    eprintln!("skiff: shutting the VM down");
+    qmp::powerdown(&state.qmp()).map_err(|e| io::Error::other(format!("cannot press the power button: {e}")))?;
+    let end = Instant::now() + STOP_LIMIT;
+    while id.alive() {
+        if Instant::now() > end {
+            eprintln!("skiff: the VM did not stop within {}s; killing it", STOP_LIMIT.as_secs());
+            // SAFETY: kill only signals the process we verified is our `skiff run`.
+            unsafe { libc::kill(id.pid, libc::SIGKILL) };
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    clean_leftovers(state);
+    eprintln!("skiff: stopped");
+    Ok(())
+}
+
+/// `skiff status`.
+pub fn status(state: &StateDir) -> io::Result<()> {
+    let records = Records::load(state);
+    let disk = state.data_disk();
+    let Some(id) = running(state) else {
+        println!("state: stopped");
+        println!("state folder: {}", state.path().display());
+        if let Some(cur) = &records.current {
+            println!("iso: {} (build {cur})", images::path_of(state, cur).display());
+        }
+        print_disk(&disk);
+        return Ok(());
+    };
+    println!("state: running (pid {})", id.pid);
+    println!("state folder: {}", state.path().display());
+    if let Some(q) = qemu(state) {
+        let cmdline = fs::read(format!("/proc/{}/cmdline", q.pid)).unwrap_or_default();
+        let arg = |flag: &str| qemu_arg(&cmdline, flag);
+        if let Some(iso) = arg("-cdrom") {
+            let build = Path::new(&iso).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            println!("iso: {iso} (build {build})");
+        }
+        println!("uptime: {}", uptime(&q).map(human_duration).unwrap_or_else(|| "?".into()));
+        println!("memory: {} MiB, cpus: {}, accel: {}", arg("-m").unwrap_or_default(), arg("-smp").unwrap_or_default(), arg("-accel").unwrap_or_default());
+    }
+    match engine_version(&state.docker_sock()) {
+        Ok(v) => println!("engine: {v}"),
+        Err(e) => println!("engine: not answering ({e})"),
+    }
+    println!("docker host: unix://{} (docker context {})", state.docker_sock().display(), context::NAME);
+    print_disk(&disk);
+    Ok(())
+}
+
+fn print_disk(disk: &Path) {
+    match datadisk::usage(disk) {
+        Some((used, size)) => println!("data disk: {} ({} used of {})", disk.display(), human_bytes(used), human_bytes(size)),
+        None => println!("data disk: none (images live in RAM)"),
+    }
+}
+
+/// The value after `flag` in a NUL-separated command line.
+fn qemu_arg(cmdline: &[u8], flag: &str) -> Option<String> {
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let at = args.iter().position(|a| *a == flag.as_bytes())?;
+    args.get(at + 1).map(|a| String::from_utf8_lossy(a).into_owned())
+}
+
+fn uptime(p: &ProcId) -> Option<Duration> {
+    let up: f64 = fs::read_to_string("/proc/uptime").ok()?.split_whitespace().next()?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| Duration::from_secs_f64((up - p.start as f64 / hz as f64).max(0.0)))
+}
+
+fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    const GIB: f64 = (1u64 << 30) as f64;
+    const MIB: f64 = (1u64 << 20) as f64;
+    if b as f64 >= GIB { format!("{:.1} GiB", b as f64 / GIB) } else { format!("{:.1} MiB", b as f64 / MIB) }
+}
+
+/// The engine's version from `GET /version` through the engine socket.
+pub fn engine_version(sock: &Path) -> io::Result<String> {
+    let mut s = UnixStream::connect(sock)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET /version HTTP/1.0\r\nHost: skiff\r\n\r\n")?;
+    let mut body = Vec::new();
+    s.take(1 << 20).read_to_end(&mut body)?;
+    let text = String::from_utf8_lossy(&body);
+    let field = |key: &str| json_string_field(&text, key);
+    let version = field("Version").ok_or_else(|| io::Error::other("no version in the answer"))?;
+    let api = field("ApiVersion").unwrap_or_default();
+    Ok(format!("{version} (API {api})"))
+}
+
+/// The value of the last `"key":"value"` in a JSON text (the top-level
+/// fields of /version come after its Components list).
+fn json_string_field(text: &str, key: &str) -> Option<String> {
+    let pat = format!("\"{key}\":\"");
+    let at = text.rfind(&pat)? + pat.len();
+    let end = text[at..].find('"')?;
+    Some(text[at..at + end].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_start_time_after_a_spaced_comm() {
+        let stat = "42 (sk iff) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
+        assert_eq!(stat_start_time(stat), Some(98765));
+        assert_eq!(stat_start_time("garbage"), None);
+    }
+
+    #[test]
+    fn pid_records_round_trip_and_reject_junk() {
+        let me = ProcId::of(std::process::id() as i32).unwrap();
+        assert!(me.alive());
+        assert_eq!(ProcId::decode(&me.encode()), Some(me));
+        assert!(!ProcId { start: me.start + 1, ..me }.alive(), "a reused pid is not our process");
+        assert_eq!(ProcId::decode("0 5"), None);
+        assert_eq!(ProcId::decode("x"), None);
+    }
+
+    #[test]
+    fn only_skiff_run_counts() {
+        assert!(is_skiff_run(b"/usr/bin/skiff\0run\0--dir\0/x\0"));
+        assert!(is_skiff_run(b"target/release/skiff\0run\0"));
+        assert!(!is_skiff_run(b"/usr/bin/skiff\0status\0"));
+        assert!(!is_skiff_run(b"/bin/sleep\0run\0"));
+        assert!(!is_skiff_run(b""));
+    }
+
+    #[test]
+    fn stale_pid_file_is_not_trusted_and_is_cleaned() {
+        let dir = std::env::temp_dir().join(format!("skiff-life-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let state = StateDir::create(&dir).unwrap();
+        // Our own pid is alive, but this test binary is not `skiff run`.
+        let me = ProcId::of(std::process::id() as i32).unwrap();
+        fs::write(state.pid_file(), me.encode()).unwrap();
+        fs::write(state.docker_sock(), b"").unwrap();
+        assert!(running(&state).is_none());
+        let claim = claim(&state).unwrap();
+        assert!(!state.docker_sock().exists(), "stale socket removed");
+        assert!(state.pid_file().exists());
+        drop(claim);
+        assert!(!state.pid_file().exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn milestones_in_boot_order() {
+        let c = "[ 0.0] Linux version 6.12\n[ 2.0] skiff: init started (initramfs)\n";
+        assert_eq!(milestones(c), ["kernel", "init"]);
+        assert!(milestones("").is_empty());
+    }
+
+    #[test]
+    fn iso_flag_is_dropped() {
+        let a: Vec<OsString> = ["--memory", "512", "--iso", "x.iso", "--iso=y", "--dir", "d"].iter().map(OsString::from).collect();
+        let b: Vec<String> = without_iso(&a).iter().map(|s| s.to_string_lossy().into_owned()).collect();
+        assert_eq!(b, ["--memory", "512", "--dir", "d"]);
+    }
+
+    #[test]
+    fn qemu_arg_and_version_fields() {
+        assert_eq!(qemu_arg(b"qemu\0-m\0x\0-cdrom\0/s/images/ab.iso\0", "-cdrom").as_deref(), Some("/s/images/ab.iso"));
+        assert_eq!(qemu_arg(b"qemu\0-m\0", "-cdrom"), None);
+        let v = r#"{"Components":[{"Name":"Podman Engine","Version":"5.4.2"}],"Version":"5.4.2","ApiVersion":"1.41"}"#;
+        assert_eq!(json_string_field(v, "Version").as_deref(), Some("5.4.2"));
+        assert_eq!(json_string_field(v, "ApiVersion").as_deref(), Some("1.41"));
+    }
+}
