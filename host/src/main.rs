@@ -118,8 +118,9 @@ struct BridgeArgs {
     /// Do not forward the guest's published ports.
     #[arg(long)]
     no_ports: bool,
-    /// Bind published ports on every interface, not only loopback.
-    #[arg(long)]
+    /// Bind published ports on every interface, not only loopback
+    /// (also SKIFF_PORTS_ALL_INTERFACES=1).
+    #[arg(long, env = "SKIFF_PORTS_ALL_INTERFACES")]
     ports_all_interfaces: bool,
     /// A private folder for the port listing `skiff ports --dir DIR` prints.
     #[arg(long)]

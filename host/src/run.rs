@@ -92,7 +92,8 @@ pub struct RunOptions {
     pub net: String,
     /// Bind published ports on every interface (a port published without an
     /// address is then reachable from other machines), not only loopback.
-    #[arg(long)]
+    /// Also set by SKIFF_PORTS_ALL_INTERFACES=1 (e.g. in a shell profile).
+    #[arg(long, env = "SKIFF_PORTS_ALL_INTERFACES")]
     pub ports_all_interfaces: bool,
     /// An extra QEMU argument (repeat the flag for each one).
     #[arg(long = "qemu-arg", allow_hyphen_values = true)]
