@@ -34,8 +34,14 @@ pub struct ProcId {
 }
 
 impl ProcId {
+    /// The live process `pid`; `None` if there is none, or only a zombie
+    /// (a `skiff run` that has exited but whose parent, e.g. a test
+    /// harness waiting for this very `skiff stop`, has not reaped it yet).
     pub fn of(pid: i32) -> Option<ProcId> {
         let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        if has_exited(&stat) {
+            return None;
+        }
         Some(ProcId { pid, start: stat_start_time(&stat)? })
     }
 
@@ -54,6 +60,12 @@ impl ProcId {
     pub fn alive(&self) -> bool {
         ProcId::of(self.pid) == Some(*self)
     }
+}
+
+/// Field 3 of /proc/PID/stat is Z (zombie) or X (dead): it has exited.
+fn has_exited(stat: &str) -> bool {
+    let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
+    matches!(state, Some("Z" | "X"))
 }
 
 /// Field 22 of /proc/PID/stat (after the `(comm)` field, which may hold spaces).
@@ -288,11 +300,13 @@ pub fn stop(state: &StateDir) -> io::Result<()> {
     eprintln!("skiff: shutting the VM down");
     qmp::powerdown(&state.qmp()).map_err(|e| io::Error::other(format!("cannot press the power button: {e}")))?;
     let end = Instant::now() + STOP_LIMIT;
+    let mut killed = false;
     while id.alive() {
-        if Instant::now() > end {
+        if !killed && Instant::now() > end {
             eprintln!("skiff: the VM did not stop within {}s; killing it", STOP_LIMIT.as_secs());
             // SAFETY: kill only signals the process we verified is our `skiff run`.
             unsafe { libc::kill(id.pid, libc::SIGKILL) };
+            killed = true;
         }
         thread::sleep(Duration::from_millis(100));
     }
@@ -397,6 +411,15 @@ fn json_string_field(text: &str, key: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zombie_has_exited() {
+        assert!(has_exited("4242 (skiff run) Z 1 4242 4242 0 -1"));
+        assert!(has_exited("4242 (a) b) X 1"));
+        assert!(!has_exited("4242 (skiff) S 1 4242 4242 0 -1"));
+        assert!(!has_exited("4242 (skiff Z) R 1"));
+        assert!(ProcId::of(std::process::id() as i32).is_some(), "this process is alive");
+    }
 
     #[test]
     fn reads_the_start_time_after_a_spaced_comm() {
