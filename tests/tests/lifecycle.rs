@@ -53,6 +53,15 @@ fn pid(path: &Path) -> i32 {
     fs::read_to_string(path).unwrap().split_whitespace().next().unwrap().parse().unwrap()
 }
 
+/// True once process `pid` has exited: gone, or a zombie its parent (here
+/// whatever reaps orphans, which may be slow) has not collected yet.
+fn exited(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => matches!(stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()), Some("Z" | "X")),
+    }
+}
+
 #[test]
 fn images_survive_stop_start_and_a_crash() {
     let scratch = Scratch::new("life");
@@ -95,7 +104,7 @@ fn images_survive_stop_start_and_a_crash() {
 
     // Stop waits for the VM to exit.
     ok(&dir, &config, &["stop"]);
-    assert!(!Path::new(&format!("/proc/{run_pid}")).exists(), "skiff run still alive after stop");
+    assert!(exited(run_pid), "skiff run still running after stop");
     let status = ok(&dir, &config, &["status"]);
     eprintln!("status after stop:\n{status}");
     assert!(status.contains("state: stopped"), "{status}");
@@ -116,7 +125,7 @@ fn images_survive_stop_start_and_a_crash() {
         unsafe { libc::kill(p, libc::SIGKILL) };
     }
     for _ in 0..100 {
-        if !Path::new(&format!("/proc/{qemu_pid}")).exists() {
+        if exited(qemu_pid) {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
