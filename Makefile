@@ -35,7 +35,7 @@ out/rootfs.stamp: $(INIT) image/build-rootfs.sh image/trixie-apt.sh $(shell find
 	image/build-rootfs.sh $(SKIFF_CACHE) $(INIT) out/rootfs
 	touch $@
 
-out/skiff.iso: out/bzImage out/rootfs.stamp image/build-iso.sh image/grub.cfg
+out/skiff.iso: out/bzImage out/rootfs.stamp image/build-iso.sh image/grub.cfg image/cmdline
 	image/build-iso.sh out/bzImage out/rootfs $@ $(INITRD_COMPRESSION)
 
 iso: deps out/skiff.iso

@@ -15,7 +15,10 @@ work=$(dirname "$iso")/iso-root
 tmp=$(dirname "$iso")/iso-tmp
 rm -rf "$work" "$tmp"; mkdir -p "$work/boot/grub" "$tmp"
 cp "$kernel" "$work/boot/vmlinuz"
-cp "$here/image/grub.cfg" "$work/boot/grub/grub.cfg"
+# The kernel command line lives in image/cmdline alone (the host CLI and the bench read it too).
+cmdline=$(cat "$here/image/cmdline")
+case $cmdline in *'|'*|*'&'*|*'\\'*) echo "iso: image/cmdline may not hold | & or \\" >&2; exit 1 ;; esac
+sed "s|@CMDLINE@|$cmdline|" "$here/image/grub.cfg" > "$work/boot/grub/grub.cfg"
 echo "Skiff boot medium" > "$work/boot/grub/skiff.id"
 
 case $comp in

@@ -1,7 +1,7 @@
 //! The ISOs a state folder boots: a copy of each ISO, named by its build id,
 //! in DIR/images (so `make iso` never rewrites the medium under a running
-//! guest), and two records, `current` and `previous`, for update and
-//! rollback.
+//! guest), its kernel and initramfs read out of it for direct kernel boot,
+//! and two records, `current` and `previous`, for update and rollback.
 
 use std::fmt;
 use std::fs;
@@ -21,6 +21,8 @@ pub enum Error {
     BadBuildId(String),
     /// Copying the ISO into the state folder failed.
     Copy(PathBuf, io::Error),
+    /// The ISO's kernel and initramfs could not be read out of it.
+    BootFiles(PathBuf),
     /// `skiff rollback` without an earlier ISO.
     NoPrevious,
 }
@@ -32,6 +34,7 @@ impl fmt::Display for Error {
             Error::NoBuildId(p) => write!(f, "{} has no /skiff/build-id; is it a Skiff ISO?", p.display()),
             Error::BadBuildId(id) => write!(f, "the ISO's build id {id:?} is not a plain name"),
             Error::Copy(p, e) => write!(f, "cannot copy the ISO into {}: {e}", p.display()),
+            Error::BootFiles(p) => write!(f, "cannot read /boot/vmlinuz and /boot/initramfs.img out of {}", p.display()),
             Error::NoPrevious => write!(f, "no previous ISO to roll back to"),
         }
     }
@@ -85,18 +88,26 @@ pub fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && !id.starts_with('.') && id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }
 
+/// Copies files out of an ISO (`(path inside, destination)` pairs) with
+/// xorriso; true if it succeeded.
+fn extract(iso: &Path, files: &[(&str, &Path)]) -> Result<bool, Error> {
+    let mut cmd = Command::new("xorriso");
+    cmd.args(["-osirrox", "on", "-indev"]).arg(iso);
+    for (inside, to) in files {
+        cmd.arg("-extract").arg(inside).arg(to);
+    }
+    let status = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status().map_err(Error::Tool)?;
+    Ok(status.success())
+}
+
 /// Reads /skiff/build-id from an ISO.
 pub fn build_id(iso: &Path, scratch: &Path) -> Result<String, Error> {
     let out = scratch.join(".build-id.tmp");
     let _ = fs::remove_file(&out);
-    let status = Command::new("xorriso")
-        .args(["-osirrox", "on", "-indev"]).arg(iso)
-        .arg("-extract").arg("/skiff/build-id").arg(&out)
-        .stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null())
-        .status().map_err(Error::Tool)?;
+    let ok = extract(iso, &[("/skiff/build-id", &out)])?;
     let text = fs::read_to_string(&out).map_err(|_| Error::NoBuildId(iso.to_path_buf()));
     let _ = fs::remove_file(&out);
-    if !status.success() {
+    if !ok {
         return Err(Error::NoBuildId(iso.to_path_buf()));
     }
     let id = text?.trim().to_string();
@@ -104,6 +115,31 @@ pub fn build_id(iso: &Path, scratch: &Path) -> Result<String, Error> {
         return Err(Error::BadBuildId(id));
     }
     Ok(id)
+}
+
+/// The kernel and initramfs of build `id`, read out of its copy once and
+/// kept next to it (`ID.vmlinuz`, `ID.initramfs.img`), so QEMU can boot the
+/// kernel directly: no firmware disk reads, no GRUB.
+pub fn boot_files(state: &StateDir, id: &str) -> Result<(PathBuf, PathBuf), Error> {
+    let dir = state.images();
+    let (kernel, initrd) = (dir.join(format!("{id}.vmlinuz")), dir.join(format!("{id}.initramfs.img")));
+    if kernel.is_file() && initrd.is_file() {
+        return Ok((kernel, initrd));
+    }
+    let iso = path_of(state, id);
+    let (tk, ti) = (dir.join(format!(".{id}.vmlinuz.tmp")), dir.join(format!(".{id}.initramfs.img.tmp")));
+    let ok = extract(&iso, &[("/boot/vmlinuz", &tk), ("/boot/initramfs.img", &ti)])?;
+    let done = ok && tk.is_file() && ti.is_file() && fs::rename(&tk, &kernel).is_ok() && fs::rename(&ti, &initrd).is_ok();
+    let _ = (fs::remove_file(&tk), fs::remove_file(&ti));
+    if !done {
+        return Err(Error::BootFiles(iso));
+    }
+    Ok((kernel, initrd))
+}
+
+/// The build id a file in DIR/images belongs to (its copy or boot files).
+fn owner(name: &str) -> Option<&str> {
+    [".iso", ".vmlinuz", ".initramfs.img"].iter().find_map(|suffix| name.strip_suffix(suffix)).filter(|id| valid_id(id))
 }
 
 /// The state folder's copy of build `id`.
@@ -128,14 +164,15 @@ pub fn install(state: &StateDir, iso: &Path) -> Result<(PathBuf, String), Error>
     Ok((copy, id))
 }
 
-/// Removes copies that are neither current nor previous; called once a
-/// build has become ready (a build on trial must not cost the fallback).
+/// Removes copies (and their boot files) that are neither current nor
+/// previous; called once a build has become ready (a build on trial must
+/// not cost the fallback).
 pub fn prune(state: &StateDir) {
     let keep = Records::load(state);
     let Ok(entries) = fs::read_dir(state.images()) else { return };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(id) = name.strip_suffix(".iso") {
+        if let Some(id) = owner(&name) {
             if keep.current.as_deref() != Some(id) && keep.previous.as_deref() != Some(id) {
                 let _ = fs::remove_file(e.path());
             }
@@ -156,6 +193,16 @@ mod tests {
         assert_eq!(r.boot("b"), r, "booting the current build changes nothing");
         let back = r.boot("a");
         assert_eq!(back, Records { current: Some("a".into()), previous: Some("b".into()) }, "rollback swaps");
+    }
+
+    #[test]
+    fn boot_files_belong_to_their_build() {
+        assert_eq!(owner("abc123.iso"), Some("abc123"));
+        assert_eq!(owner("abc123.vmlinuz"), Some("abc123"));
+        assert_eq!(owner("abc123.initramfs.img"), Some("abc123"));
+        assert_eq!(owner("current"), None);
+        assert_eq!(owner(".abc.iso.tmp"), None);
+        assert_eq!(owner(".abc.vmlinuz"), None, "a hidden name is no build id");
     }
 
     #[test]

@@ -6,10 +6,6 @@ use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-
-/// The kernel command line of the ISO's boot entry (keep in step with image/grub.cfg).
-pub const BASE_CMDLINE: &str = "console=tty0 console=ttyS0,115200 panic=10";
 
 /// Booting the ISO's kernel directly (QEMU `-kernel`), with extra parameters.
 #[derive(Debug, Clone)]
@@ -102,21 +98,14 @@ fn prefixed(prefix: &str, path: &Path) -> OsString {
     s
 }
 
-/// Copies the ISO's kernel and initramfs into `dir` (for direct kernel boot).
-pub fn extract_boot_files(iso: &Path, dir: &Path) -> io::Result<(PathBuf, PathBuf)> {
-    let kernel = dir.join("vmlinuz");
-    let initrd = dir.join("initramfs.img");
-    let status = Command::new("xorriso")
-        .args(["-osirrox", "on", "-indev"]).arg(iso)
-        .arg("-extract").arg("/boot/vmlinuz").arg(&kernel)
-        .arg("-extract").arg("/boot/initramfs.img").arg(&initrd)
-        .stdout(Stdio::null()).stderr(Stdio::null())
-        .status()
-        .map_err(|e| io::Error::other(format!("--kernel-arg needs xorriso to read the ISO: {e}")))?;
-    if !status.success() || !kernel.is_file() || !initrd.is_file() {
-        return Err(io::Error::other(format!("cannot extract the kernel and initramfs from {}", iso.display())));
-    }
-    Ok((kernel, initrd))
+/// Whether QEMU loads the ISO's kernel and initramfs itself (`-kernel`)
+/// rather than the firmware booting GRUB from the ISO: the default under
+/// BIOS from a CD (it skips the firmware's slow disk reads and GRUB), and
+/// always with extra kernel parameters. UEFI and the ISO as a disk boot
+/// through the firmware, as other hypervisors and real machines do, unless
+/// kernel parameters are given.
+pub fn boots_directly(uefi: bool, medium: Medium, kernel_args: bool, firmware_boot: bool) -> bool {
+    kernel_args || (!uefi && medium == Medium::Cd && !firmware_boot)
 }
 
 /// QEMU's `-drive` value for a data disk. The format is stated, not
@@ -140,6 +129,7 @@ pub fn disk_format(magic: &[u8]) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
 
     fn machine() -> Machine {
         Machine {
@@ -201,6 +191,15 @@ mod tests {
         m.medium = Medium::Disk;
         assert!(joined(&m).contains("-drive file=/i/skiff.iso,if=virtio,format=raw,readonly=on"));
         assert!(!joined(&m).contains("-cdrom"));
+    }
+
+    #[test]
+    fn direct_kernel_boot_only_for_bios_cd_or_kernel_parameters() {
+        assert!(boots_directly(false, Medium::Cd, false, false), "the default");
+        assert!(!boots_directly(false, Medium::Cd, false, true), "--firmware-boot");
+        assert!(!boots_directly(true, Medium::Cd, false, false), "UEFI goes through the firmware");
+        assert!(!boots_directly(false, Medium::Disk, false, false), "so does the ISO as a disk");
+        assert!(boots_directly(true, Medium::Disk, true, true), "kernel parameters need -append");
     }
 
     #[test]

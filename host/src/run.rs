@@ -21,7 +21,7 @@ use crate::lifecycle;
 use crate::guestcfg::GuestConfig;
 use crate::process::die_with_parent;
 use crate::ports::Ports;
-use crate::qemu::{self, DirectKernel, Machine, Medium, BASE_CMDLINE};
+use crate::qemu::{self, DirectKernel, Machine, Medium};
 use crate::qmp;
 use crate::secret;
 use crate::shares::{self, ShareOptions, Shares};
@@ -71,9 +71,14 @@ pub struct RunOptions {
     pub ovmf: PathBuf,
     /// Append a kernel parameter (repeat per parameter), e.g. `skiff.debug`.
     /// The ISO's kernel and initramfs are then booted directly by QEMU
-    /// (extracted with xorriso), with the ISO still attached.
+    /// (as they are by default under BIOS from a CD), with the ISO still attached.
     #[arg(long = "kernel-arg")]
     pub kernel_args: Vec<String>,
+    /// Boot through the firmware and GRUB from the ISO, as a real machine
+    /// does, instead of QEMU loading the ISO's kernel directly (the default
+    /// under BIOS from a CD; UEFI and `--medium disk` always use the firmware).
+    #[arg(long)]
+    pub firmware_boot: bool,
     /// A data disk image (qcow2 or raw) attached as a virtio disk; repeat for
     /// more. A blank one becomes the VM's persistent data disk.
     #[arg(long = "disk")]
@@ -116,12 +121,14 @@ fn catch_signals() {
 }
 
 /// Turns the options into QEMU's machine description.
-fn machine(o: &RunOptions, state: &StateDir, vsock: &VsockDevice, shares: &Shares, disks: &[PathBuf]) -> io::Result<Machine> {
-    let direct_kernel = if o.kernel_args.is_empty() {
-        None
+fn machine(o: &RunOptions, state: &StateDir, build: &str, vsock: &VsockDevice, shares: &Shares, disks: &[PathBuf]) -> io::Result<Machine> {
+    let direct_kernel = if qemu::boots_directly(o.uefi, o.medium, !o.kernel_args.is_empty(), o.firmware_boot) {
+        // From the state folder's copy of this build, which the guest mounts /usr from.
+        let (kernel, initrd) = images::boot_files(state, build)?;
+        let cmdline = [skiff_proto::KERNEL_CMDLINE.to_string()].into_iter().chain(o.kernel_args.iter().cloned()).collect::<Vec<_>>().join(" ");
+        Some(DirectKernel { kernel, initrd, cmdline })
     } else {
-        let (kernel, initrd) = qemu::extract_boot_files(&o.iso, state.path())?;
-        Some(DirectKernel { kernel, initrd, cmdline: format!("{BASE_CMDLINE} {}", o.kernel_args.join(" ")) })
+        None
     };
     let (accel, why) = accel::choose(&o.accel, accel::Host::probe());
     eprintln!("skiff: accelerator {accel} ({why})");
@@ -166,14 +173,14 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
     let _claim = lifecycle::claim(&state)?;
     let disks = data_disks(o, &state)?;
     // The state folder's copy of the ISO, so rebuilding it never touches a running guest.
-    let (iso, _) = images::install(&state, &o.iso)?;
+    let (iso, build) = images::install(&state, &o.iso)?;
     let o = &RunOptions { iso, ..o.clone() };
     catch_signals();
     let shares = Shares::start(&o.shares, &state)?;
     let mut vsock = VsockDevice::start(&state, o.cid)?;
     // Every connection to this VM (bridge, control, forwarded ports) presents it.
     vsock.target.secret = Some(secret::ensure(&state.secret())?);
-    let machine = machine(o, &state, &vsock, &shares, &disks)?;
+    let machine = machine(o, &state, &build, &vsock, &shares, &disks)?;
     let console = state.console();
     let _ = fs::remove_file(&console);
     // QEMU creates the console log; the umask keeps it private (0600).

@@ -33,6 +33,11 @@ pub fn read_line<R: Read + ?Sized>(r: &mut R, max: usize) -> io::Result<Vec<u8>>
     }
 }
 
+/// The kernel command line of the ISO's boot entry: image/cmdline, which
+/// build-iso.sh writes into grub.cfg, `skiff run` passes on a direct kernel
+/// boot and the bench's floor boot uses. Defined once, in that file.
+pub const KERNEL_CMDLINE: &str = include_str!("../../image/cmdline").trim_ascii();
+
 /// The guest's vsock port for the engine API (Docker's historic plain-text port).
 /// Override with `skiff.port=N` on the kernel command line.
 pub const DEFAULT_ENGINE_PORT: u32 = 2375;
@@ -54,5 +59,12 @@ mod tests {
         assert_eq!(read_line(&mut &b"no newline"[..], 64).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
         assert_eq!(read_line(&mut &b"123456789\n"[..], 8).unwrap_err().kind(), io::ErrorKind::InvalidData);
         assert_eq!(read_line(&mut &b"12345678\n"[..], 8).unwrap(), b"12345678");
+    }
+
+    #[test]
+    fn kernel_command_line_is_one_line_grub_can_take() {
+        // build-iso.sh puts it into grub.cfg with sed: one line, no `|`, `&` or `\`.
+        assert!(KERNEL_CMDLINE.contains("console=ttyS0"), "the init logs to the serial console: {KERNEL_CMDLINE}");
+        assert!(!KERNEL_CMDLINE.chars().any(|c| matches!(c, '\n' | '|' | '&' | '\\')), "{KERNEL_CMDLINE:?}");
     }
 }

@@ -56,8 +56,8 @@ pub fn boot(dir: &Path, kernel: &Path, initrd: &Path, iso: &Path, memory_mib: u3
         .arg("-cdrom").arg(iso)
         .arg("-kernel").arg(kernel)
         .arg("-initrd").arg(initrd)
-        // The ISO's command line (image/grub.cfg).
-        .args(["-append", "console=tty0 console=ttyS0,115200 panic=10"])
+        // The ISO's command line (image/cmdline, as GRUB and `skiff run` use it).
+        .args(["-append", skiff_proto::KERNEL_CMDLINE])
         .arg("-serial").arg(format!("file:{}", log.display()))
         .stdin(Stdio::null())
         .spawn()

@@ -2,6 +2,7 @@
 //! appliance, measured in one run, printed as a table and written as JSON.
 //! Benchmarks print; they assert only that what they measure happened.
 
+pub mod baseline;
 pub mod boot;
 pub mod console;
 pub mod cpio;

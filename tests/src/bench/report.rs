@@ -2,6 +2,7 @@
 
 use serde_json::{json, Value};
 
+use super::baseline::{Better, Figure};
 use super::console::MILESTONES;
 use super::socket::PathFigures;
 use super::stats::{median, p99};
@@ -33,7 +34,7 @@ pub fn table(r: &Results) -> Table {
     t.section("Size");
     t.row("ISO (BIOS+UEFI hybrid)", mib(s.iso));
     t.row("kernel (bzImage)", mib(s.kernel));
-    t.row("initramfs, xz", mib(s.initramfs_compressed));
+    t.row("initramfs, compressed (as on the ISO)", mib(s.initramfs_compressed));
     t.row("initramfs, uncompressed cpio", mib(s.initramfs_uncompressed));
     t.row("/usr squashfs (xz) on the ISO", mib(s.usr_squashfs));
     t.row("/usr files, uncompressed", mib(s.usr_uncompressed));
@@ -137,6 +138,38 @@ pub fn table(r: &Results) -> Table {
     let down: Vec<f64> = r.boots.iter().filter_map(|b| b.shutdown).collect();
     med_row(&mut t, "host wall time (last boot ran the workload)", &down);
     t
+}
+
+/// The figures of issue 12's table (and a few more worth watching), as
+/// compared with tests/bench-baseline.json. Missing measurements are left out.
+pub fn headline(r: &Results) -> Vec<Figure> {
+    let s = &r.sizes;
+    let mb = |b: u64| b as f64 / 1e6;
+    let mut out = vec![
+        Figure { key: "iso_mb", label: "ISO", unit: "MB", better: Better::Lower, value: mb(s.iso) },
+        Figure { key: "kernel_mb", label: "kernel", unit: "MB", better: Better::Lower, value: mb(s.kernel) },
+        Figure { key: "initramfs_mb", label: "initramfs", unit: "MB", better: Better::Lower, value: mb(s.initramfs_compressed) },
+        Figure { key: "usr_squashfs_mb", label: "/usr squashfs", unit: "MB", better: Better::Lower, value: mb(s.usr_squashfs) },
+        Figure { key: "init_binary_mib", label: "init binary", unit: "MiB", better: Better::Lower, value: s.init_binary as f64 / 1048576.0 },
+    ];
+    let mut push = |key, label, unit, better, value: Option<f64>| {
+        if let Some(value) = value {
+            out.push(Figure { key, label, unit, better, value });
+        }
+    };
+    let floor = median(&r.floors.iter().map(|f| f.init_start).collect::<Vec<_>>());
+    let ready = median(&milestone_samples(r, "engine_ready"));
+    push("floor_init_s", "floor: trivial init start", "s", Better::Lower, floor);
+    push("engine_exec_s", "engine exec (uptime)", "s", Better::Lower, median(&milestone_samples(r, "engine_exec")));
+    push("engine_ready_s", "engine ready (uptime)", "s", Better::Lower, ready);
+    push("engine_ready_past_floor_s", "engine ready past the floor", "s", Better::Lower, ready.zip(floor).map(|(a, b)| a - b));
+    push("qemu_to_ping_s", "QEMU start → first /_ping via skiff run", "s", Better::Lower, median(&r.boots.iter().filter_map(|b| b.qemu_to_ping).collect::<Vec<_>>()));
+    push("idle_used_mib", "idle guest memory (MemTotal − MemAvailable)", "MiB", Better::Lower, Some(r.memory_idle.used as f64 / 1024.0));
+    push("engine_rss_mib", "engine RSS, idle", "MiB", Better::Lower, Some(r.memory_idle.engine_rss as f64 / 1024.0));
+    push("docker_load_mib_s", "docker load", "MiB/s", Better::Higher, Some(r.load.mib_per_s()));
+    push("ping_new_conn_ms", "GET /_ping, new connection, whole path (median)", "ms", Better::Lower, find(r, "whole").and_then(|p| median(&p.pings.new)).map(|v| v * 1e3));
+    push("shutdown_s", "shutdown (power button → QEMU exit)", "s", Better::Lower, median(&r.boots.iter().filter_map(|b| b.shutdown).collect::<Vec<_>>()));
+    out
 }
 
 fn find<'a>(r: &'a Results, key: &str) -> Option<&'a PathFigures> {

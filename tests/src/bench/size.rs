@@ -20,7 +20,7 @@ pub struct Sizes {
 }
 
 fn size_of(path: &Path) -> u64 {
-    fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e} (run `make iso` first)", path.display())).len()
+    fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).len()
 }
 
 /// Every regular file under `dir` (symlinks not followed) with its size.
@@ -48,37 +48,100 @@ pub fn largest(mut files: Vec<(String, u64)>, n: usize) -> Vec<(String, u64)> {
     files
 }
 
-/// Size of the newc cpio of `rootfs` without `/usr` (which goes into the
-/// squashfs image), packed as image/build-iso.sh packs it.
-fn cpio_size(rootfs: &Path) -> u64 {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg("find . -mindepth 1 -not -path './usr/*' | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | wc -c")
-        .current_dir(rootfs)
-        .output()
-        .expect("run cpio");
-    assert!(out.status.success(), "cpio of {} failed", rootfs.display());
-    String::from_utf8_lossy(&out.stdout).trim().parse().expect("wc -c output")
+/// The tool that undoes the initramfs's compression, from its magic bytes
+/// (None: an uncompressed cpio).
+pub fn decompressor(magic: &[u8]) -> Option<&'static str> {
+    if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Some("xz")
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Some("zstd")
+    } else if magic.starts_with(&[0x1f, 0x8b]) {
+        Some("gzip")
+    } else {
+        None
+    }
 }
 
-/// Measures the build outputs under `root` (the workspace).
-pub fn measure(root: &Path) -> Sizes {
-    let boot = root.join("out/iso-root/boot");
-    let rootfs = root.join("out/rootfs");
-    let all = files(&rootfs)
+/// Regular files and their sizes from `unsquashfs -lln` output, with the
+/// listing's root (`squashfs-root`) replaced by `mount_point`.
+pub fn squashfs_files(listing: &str, mount_point: &str) -> Vec<(String, u64)> {
+    listing
+        .lines()
+        .filter(|l| l.starts_with('-'))
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let size = f.nth(2)?.parse().ok()?;
+            let path = f.nth(2)?;
+            let rel = path.strip_prefix("squashfs-root")?;
+            Some((format!("{mount_point}{rel}"), size))
+        })
+        .collect()
+}
+
+fn run(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// Measures the ISO itself (issue 13: not the build's intermediates): its
+/// kernel, initramfs and /usr squashfs are read out of it into `scratch`.
+pub fn measure(iso: &Path, scratch: &Path) -> Sizes {
+    let dir = scratch.join("iso-parts");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("create iso-parts");
+    let (kernel, initramfs, usr) = (dir.join("vmlinuz"), dir.join("initramfs.img"), dir.join("usr.squashfs"));
+    run(Command::new("xorriso").args(["-osirrox", "on", "-indev"]).arg(iso)
+        .arg("-extract").arg("/boot/vmlinuz").arg(&kernel)
+        .arg("-extract").arg("/boot/initramfs.img").arg(&initramfs)
+        .arg("-extract").arg("/skiff/usr.squashfs").arg(&usr));
+    let compressed = fs::read(&initramfs).expect("read the initramfs");
+    let cpio = match decompressor(&compressed) {
+        Some(tool) => {
+            let out = Command::new(tool).arg("-dc").arg(&initramfs).output().unwrap_or_else(|e| panic!("cannot run {tool}: {e}"));
+            assert!(out.status.success(), "{tool} -dc of the initramfs failed");
+            out.stdout
+        }
+        None => compressed.clone(),
+    };
+    let root = dir.join("root");
+    fs::create_dir_all(&root).expect("create root");
+    let mut unpack = Command::new("cpio")
+        .args(["-id", "--quiet", "--no-absolute-filenames"])
+        .current_dir(&root)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("run cpio");
+    std::io::Write::write_all(&mut unpack.stdin.take().expect("cpio stdin"), &cpio).expect("feed cpio");
+    assert!(unpack.wait().expect("wait for cpio").success(), "cpio could not unpack the initramfs");
+    let listing = String::from_utf8_lossy(&run(Command::new("unsquashfs").arg("-lln").arg(&usr))).into_owned();
+    let usr_files = squashfs_files(&listing, "/usr");
+    let mut all: Vec<(String, u64)> = files(&root)
         .into_iter()
-        .map(|(p, s)| (format!("/{}", p.strip_prefix(&rootfs).unwrap_or(&p).display()), s))
+        .map(|(p, s)| (format!("/{}", p.strip_prefix(&root).unwrap_or(&p).display()), s))
         .collect();
-    Sizes {
-        iso: size_of(&root.join("out/skiff.iso")),
-        kernel: size_of(&boot.join("vmlinuz")),
-        initramfs_compressed: size_of(&boot.join("initramfs.img")),
-        initramfs_uncompressed: cpio_size(&rootfs),
-        usr_squashfs: size_of(&root.join("out/iso-root/skiff/usr.squashfs")),
-        usr_uncompressed: files(&rootfs.join("usr")).iter().map(|(_, n)| n).sum(),
-        init_binary: size_of(&root.join("target/x86_64-unknown-linux-musl/release/skiff-init")),
+    let init_binary = all.iter().find(|(p, _)| p == "/init").map(|(_, n)| *n).expect("the initramfs has no /init");
+    let usr_uncompressed = usr_files.iter().map(|(_, n)| n).sum();
+    all.extend(usr_files);
+    let sizes = Sizes {
+        iso: size_of(iso),
+        kernel: size_of(&kernel),
+        initramfs_compressed: compressed.len() as u64,
+        initramfs_uncompressed: cpio.len() as u64,
+        usr_squashfs: size_of(&usr),
+        usr_uncompressed,
+        init_binary,
         top_files: largest(all, 10),
-    }
+    };
+    let _ = fs::remove_dir_all(&root);
+    let _ = fs::remove_file(&usr);
+    sizes
+}
+
+/// The ISO's kernel and initramfs, extracted by [`measure`] into `scratch`
+/// (the floor boots this kernel).
+pub fn kernel_in(scratch: &Path) -> PathBuf {
+    scratch.join("iso-parts/vmlinuz")
 }
 
 #[cfg(test)]
@@ -101,5 +164,24 @@ mod tests {
         let got = files(&dir);
         fs::remove_dir_all(&dir).unwrap();
         assert_eq!(got, vec![(dir.join("sub/f"), 5)]);
+    }
+
+    #[test]
+    fn compression_is_told_by_magic() {
+        assert_eq!(decompressor(&[0xfd, b'7', b'z', b'X', b'Z', 0, 1]), Some("xz"));
+        assert_eq!(decompressor(&[0x28, 0xb5, 0x2f, 0xfd, 9]), Some("zstd"));
+        assert_eq!(decompressor(b"070701"), None);
+    }
+
+    #[test]
+    fn squashfs_listing_gives_regular_files_under_the_mount_point() {
+        let listing = "\
+drwxr-xr-x 0/0                    52 2026-11-26 23:00 squashfs-root
+drwxr-xr-x 0/0                    40 2026-11-26 23:00 squashfs-root/bin
+-rwxr-xr-x 0/0              47290368 2026-11-26 23:00 squashfs-root/bin/podman
+lrwxrwxrwx 0/0                     6 2026-11-26 23:00 squashfs-root/bin/docker -> podman
+-rw-r--r-- 0/0                  1234 2026-11-26 23:00 squashfs-root/lib/x.so
+";
+        assert_eq!(squashfs_files(listing, "/usr"), vec![("/usr/bin/podman".to_string(), 47290368), ("/usr/lib/x.so".to_string(), 1234)]);
     }
 }

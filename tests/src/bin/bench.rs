@@ -1,14 +1,16 @@
 //! `make bench`: measures the appliance and prints a table; writes
 //! `out/bench.json`. See README "Performance" for what each figure means.
-//! Knobs (environment): SKIFF_BENCH_BOOTS (3), SKIFF_BENCH_IMAGE_MIB (256),
-//! SKIFF_BENCH_PINGS (200), SKIFF_BENCH_SHARE_MIB (256), SKIFF_BENCH_PORT_MIB (128).
+//! Knobs (environment): SKIFF_BENCH_BOOTS (3), SKIFF_BENCH_IMAGE_MIB (256; 64 quick),
+//! SKIFF_BENCH_PINGS (200; 100 quick), SKIFF_BENCH_SHARE_MIB (256), SKIFF_BENCH_PORT_MIB (128),
+//! SKIFF_BENCH_QUICK=1 (only issue 12's figures: no relay, port or share comparisons),
+//! SKIFF_BENCH_SAVE_BASELINE=1 (write this run's headline figures to tests/bench-baseline.json).
 
 use std::fs;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use skiff_tests::bench::http::Endpoint;
-use skiff_tests::bench::{boot, console, floor, memory, ports, report, shares, size, socket, Results};
+use skiff_tests::bench::{baseline, boot, console, floor, memory, ports, report, shares, size, socket, Results};
 use skiff_tests::{busybox_image, iso, root, skiff_bin, Scratch, Vm};
 
 const VM_MEMORY_MIB: u32 = 2048;
@@ -24,6 +26,13 @@ const GUEST_SOCAT_PORT: u32 = 2398;
 fn knob(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
+
+fn flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The committed figures of the last accepted run.
+const BASELINE: &str = "tests/bench-baseline.json";
 
 /// Engine ready, no containers: load the probe's image, let the guest settle, read.
 fn memory_figures(vm: &Vm, busybox: &std::path::Path) -> (memory::Memory, memory::Memory) {
@@ -47,18 +56,19 @@ fn main() {
     let root = root();
     let iso = iso();
     skiff_bin(); // fails early, with what to build, when the CLI is missing
+    let quick = flag("SKIFF_BENCH_QUICK");
     let boots_n = knob("SKIFF_BENCH_BOOTS", 3).max(1) as usize;
-    let image_mib = knob("SKIFF_BENCH_IMAGE_MIB", 256);
-    let pings = knob("SKIFF_BENCH_PINGS", 200).max(1) as usize;
+    let image_mib = knob("SKIFF_BENCH_IMAGE_MIB", if quick { 64 } else { 256 });
+    let pings = knob("SKIFF_BENCH_PINGS", if quick { 100 } else { 200 }).max(1) as usize;
     let scratch = Scratch::new("bench");
     let dir = &scratch.0;
 
-    eprintln!("bench: sizes");
-    let sizes = size::measure(&root);
+    eprintln!("bench: sizes (read from {})", iso.display());
+    let sizes = size::measure(&iso, dir);
 
     eprintln!("bench: floor boots");
     let floor_cpio = floor::build(dir);
-    let kernel = root.join("out/iso-root/boot/vmlinuz");
+    let kernel = size::kernel_in(dir);
     let floors: Vec<_> = (0..boots_n).map(|_| floor::boot(dir, &kernel, &floor_cpio, &iso, VM_MEMORY_MIB, VM_CPUS)).collect();
 
     let busybox = busybox_image(dir, BUSYBOX);
@@ -73,7 +83,7 @@ fn main() {
         fs::create_dir_all(&vm_dir).expect("create VM folder");
         let (vm, mut b) = boot::boot(&vm_dir, &["--memory", &mem]);
         if i + 1 == boots_n {
-            workload = Some(run_workload(&vm, &busybox, &big, &socat_tar, pings, dir));
+            workload = Some(run_workload(&vm, &busybox, &big, &socat_tar, pings, dir, quick));
         }
         b.shutdown = Some(vm.shutdown().as_secs_f64());
         let console = fs::read_to_string(vm_dir.join("console.log")).unwrap_or_default();
@@ -81,7 +91,7 @@ fn main() {
         boots.push(b);
     }
     let (memory_idle, memory_after, load, save, paths, not_compared, ports) = workload.expect("the last boot ran the workload");
-    let shares = share_figures(dir, &mem, knob("SKIFF_BENCH_SHARE_MIB", 256));
+    let shares = if quick { Vec::new() } else { share_figures(dir, &mem, knob("SKIFF_BENCH_SHARE_MIB", 256)) };
 
     let results = Results {
         vm_memory_mib: VM_MEMORY_MIB,
@@ -102,10 +112,31 @@ fn main() {
     };
     let table = report::table(&results).render();
     println!("{table}");
+    compare_with_baseline(&root.join(BASELINE), &report::headline(&results), quick);
     let out = root.join("out/bench.json");
     let text = serde_json::to_string_pretty(&report::json(&results)).expect("serialise");
     fs::write(&out, text + "\n").expect("write out/bench.json");
     println!("bench: wrote {} in {:.0} s", out.display(), began.elapsed().as_secs_f64());
+}
+
+/// Prints the headline figures against the committed baseline; writes them
+/// as the new baseline when asked to.
+fn compare_with_baseline(path: &std::path::Path, figures: &[baseline::Figure], quick: bool) {
+    let base: serde_json::Value = fs::read_to_string(path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+    let note = base.get("note").and_then(|n| n.as_str()).unwrap_or("none yet");
+    println!("\nAgainst the baseline ({}: {note})", path.display());
+    let rows = baseline::compare(figures, &base);
+    let width = rows.iter().map(|c| c.label.chars().count()).max().unwrap_or(0);
+    for c in &rows {
+        println!("  {:<width$}  {}", c.label, baseline::describe(c));
+    }
+    if flag("SKIFF_BENCH_SAVE_BASELINE") {
+        let mode = if quick { "SKIFF_BENCH_QUICK=1" } else { "full run" };
+        let note = format!("make bench ({mode}), QEMU TCG, {} vCPU, {} MiB", VM_CPUS, VM_MEMORY_MIB);
+        let text = serde_json::to_string_pretty(&baseline::document(figures, &note)).expect("serialise");
+        fs::write(path, text + "\n").expect("write the baseline");
+        println!("bench: wrote the new baseline {}", path.display());
+    }
 }
 
 /// One boot per transport, each sharing the same folder (a tree of small
@@ -128,7 +159,7 @@ fn share_figures(dir: &std::path::Path, mem: &str, big_mib: u64) -> Vec<shares::
 
 type Workload = (memory::Memory, memory::Memory, socket::Transfer, socket::Transfer, Vec<socket::PathFigures>, Vec<String>, ports::PortFigures);
 
-fn run_workload(vm: &Vm, busybox: &std::path::Path, big: &std::path::Path, socat_tar: &std::path::Path, pings: usize, dir: &std::path::Path) -> Workload {
+fn run_workload(vm: &Vm, busybox: &std::path::Path, big: &std::path::Path, socat_tar: &std::path::Path, pings: usize, dir: &std::path::Path, quick: bool) -> Workload {
     let (idle, after) = memory_figures(vm, busybox);
 
     eprintln!("bench: docker load / save");
@@ -138,6 +169,16 @@ fn run_workload(vm: &Vm, busybox: &std::path::Path, big: &std::path::Path, socat
     vm.docker_ok(&["create", "--name", container, BIG]);
 
     let sock = vm.socket();
+    let whole = ("whole", "whole path (docker.sock → bridge → vsock → forwarder → engine)", Endpoint::Unix(sock.clone()));
+    if quick {
+        let timings = socket::pings(&[whole.2.clone()], pings);
+        let (download, upload) = socket::transfers(&whole.2, container, big);
+        let pings = timings.into_iter().next().expect("one endpoint's pings");
+        let paths = vec![socket::PathFigures { key: whole.0, label: whole.1, pings, download, upload }];
+        let notes = vec!["SKIFF_BENCH_QUICK=1: no relay or guest forwarder comparison".to_string()];
+        let ports = ports::PortFigures { publish_to_answer: Vec::new(), routes: Vec::new(), notes: vec!["SKIFF_BENCH_QUICK=1: not measured".to_string()] };
+        return (idle, after, load, save, paths, notes, ports);
+    }
     let mut not_compared = vec![
         "socat in place of our host bridge on the hybrid-vsock path: not measured — socat cannot send the \
          `CONNECT <port>` line and strip the `OK <port>` reply before relaying, and without /dev/vhost-vsock \
@@ -149,7 +190,7 @@ fn run_workload(vm: &Vm, busybox: &std::path::Path, big: &std::path::Path, socat
     ];
     // Every endpoint is set up first, so pings can take turns between them.
     let mut eps: Vec<(&'static str, &'static str, Endpoint)> = vec![
-        ("whole", "whole path (docker.sock → bridge → vsock → forwarder → engine)", Endpoint::Unix(sock.clone())),
+        whole,
         ("host_ours", "host relay: ours (skiff bridge --unix) + whole path", Endpoint::Unix(dir.join("relay-ours.sock"))),
         ("host_socat", "host relay: socat + whole path", Endpoint::Unix(dir.join("relay-socat.sock"))),
     ];
