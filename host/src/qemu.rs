@@ -76,6 +76,9 @@ impl Machine {
         qmp.push(",server=on,wait=off");
         a.push(qmp);
         a.extend(["-nic".into(), OsString::from(&self.net)]);
+        // An entropy source: without one the guest kernel's random pool took
+        // ~10 s of a TCG boot to fill, and the DHCP client and the engine waited for it.
+        a.extend(RNG_DEVICE.iter().map(OsString::from));
         if let Some(fw) = &self.firmware {
             a.extend(["-bios".into(), fw.clone().into()]);
         }
@@ -91,6 +94,9 @@ impl Machine {
         a
     }
 }
+
+/// The virtio entropy device (fed from the host's getrandom).
+pub const RNG_DEVICE: [&str; 2] = ["-device", "virtio-rng-pci"];
 
 fn prefixed(prefix: &str, path: &Path) -> OsString {
     let mut s = OsString::from(prefix);
@@ -160,6 +166,7 @@ mod tests {
         assert!(line.contains("-qmp unix:/s/qmp.sock,server=on,wait=off"), "{line}");
         assert!(!line.contains("-monitor"), "{line}");
         assert!(line.contains("-serial file:/s/console.log"), "{line}");
+        assert!(line.contains("-device virtio-rng-pci"), "the guest needs an entropy source: {line}");
     }
 
     #[test]

@@ -145,8 +145,14 @@ fn machine(o: &RunOptions, state: &StateDir, build: &str, vsock: &VsockDevice, s
         qmp: state.qmp(),
         net: o.net.clone(),
         drives: disks.iter().map(|d| qemu::drive_arg(d)).collect::<io::Result<_>>()?,
-        devices: [vsock.qemu_args.clone(), shares.qemu_args.clone(), vec!["-fw_cfg".into(), guest_config(shares, &vsock.target).write(state)?]]
-            .concat(),
+        devices: [
+            vsock.qemu_args.clone(),
+            shares.qemu_args.clone(),
+            vec!["-fw_cfg".into(), guest_config(shares, &vsock.target).write(state)?],
+            // So a boot without a data disk does not wait for one to appear.
+            vec!["-fw_cfg".into(), format!("name={},string={}", skiff_proto::FW_CFG_DATA_DISKS, disks.len())],
+        ]
+        .concat(),
         extra: o.qemu_args.clone(),
     })
 }

@@ -38,6 +38,12 @@ pub fn read_line<R: Read + ?Sized>(r: &mut R, max: usize) -> io::Result<Vec<u8>>
 /// boot and the bench's floor boot uses. Defined once, in that file.
 pub const KERNEL_CMDLINE: &str = include_str!("../../image/cmdline").trim_ascii();
 
+/// QEMU fw_cfg item in which `skiff run` tells the guest how many data
+/// disks it attached (decimal text), so a boot without one (`--ephemeral`)
+/// does not wait for a late disk. The guest reads it under
+/// /sys/firmware/qemu_fw_cfg/by_name/.
+pub const FW_CFG_DATA_DISKS: &str = "opt/skiff/data-disks";
+
 /// The guest's vsock port for the engine API (Docker's historic plain-text port).
 /// Override with `skiff.port=N` on the kernel command line.
 pub const DEFAULT_ENGINE_PORT: u32 = 2375;

@@ -46,7 +46,14 @@ static MOUNTED: AtomicBool = AtomicBool::new(false);
 /// a usable disk the engine runs on the tmpfs root, and the console says so.
 pub fn setup() {
     let began = Instant::now();
-    let (names, waited) = wait_for(DISK_WAIT, DISK_POLL, disk_names);
+    let limit = match host_data_disks() {
+        Some(0) => {
+            log::info!("disk: the host attached no data disk; not waiting for one");
+            Duration::ZERO
+        }
+        _ => DISK_WAIT,
+    };
+    let (names, waited) = wait_for(limit, DISK_POLL, disk_names);
     if waited >= DISK_POLL {
         match names.len() {
             0 => log::info!("disk: no disk appeared within {}s", DISK_WAIT.as_secs()),
@@ -103,6 +110,19 @@ fn wait_for<T>(limit: Duration, every: Duration, mut look: impl FnMut() -> Vec<T
         }
         thread::sleep(every);
     }
+}
+
+/// How many data disks `skiff run` attached, if it said (fw_cfg; other
+/// hypervisors say nothing).
+fn host_data_disks() -> Option<usize> {
+    let path = format!("/sys/firmware/qemu_fw_cfg/by_name/{}/raw", skiff_proto::FW_CFG_DATA_DISKS);
+    parse_count(&fs::read(path).ok()?)
+}
+
+/// A small decimal count; anything else is None.
+fn parse_count(raw: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(raw).ok()?.trim();
+    (!text.is_empty() && text.len() <= 4).then(|| text.parse().ok())?
 }
 
 /// The candidate disks in /sys/block, sorted by name: not ignored, and
@@ -414,6 +434,15 @@ fn human(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hosts_disk_count_is_a_small_number() {
+        assert_eq!(parse_count(b"0"), Some(0));
+        assert_eq!(parse_count(b"2\n"), Some(2));
+        for bad in [&b""[..], b"x", b"-1", b"99999", b"\xff"] {
+            assert_eq!(parse_count(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn waits_for_a_late_disk_but_not_forever() {

@@ -1,6 +1,6 @@
 //! The floor: the ISO's own kernel booted with a PID 1 that prints one line
 //! and powers off at once, on the same QEMU machine as `skiff run` (q35,
-//! vCPUs, memory, virtio-net, the ISO as a CD-ROM). What a boot costs beyond
+//! vCPUs, memory, virtio-net, virtio-rng, the ISO as a CD-ROM). What a boot costs beyond
 //! this is Skiff's own work. Booted directly (-kernel), so no firmware or
 //! GRUB time is in the guest figure; the wall time includes SeaBIOS.
 
@@ -52,7 +52,7 @@ pub fn boot(dir: &Path, kernel: &Path, initrd: &Path, iso: &Path, memory_mib: u3
         .args(["-display", "none", "-no-reboot"])
         .args(["-object", &format!("memory-backend-memfd,id=mem,size={memory_mib}M,share=on")])
         .args(["-machine", "q35,memory-backend=mem"])
-        .args(["-nic", "user,model=virtio-net-pci"])
+        .args(["-nic", "user,model=virtio-net-pci", "-device", "virtio-rng-pci"])
         .arg("-cdrom").arg(iso)
         .arg("-kernel").arg(kernel)
         .arg("-initrd").arg(initrd)

@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use super::baseline::{Better, Figure};
-use super::console::MILESTONES;
+use super::console::{stage_length, MILESTONES, STAGES};
 use super::socket::PathFigures;
 use super::stats::{median, p99};
 use super::table::{kib_mib, mib, ms, secs, Table};
@@ -55,8 +55,20 @@ pub fn table(r: &Results) -> Table {
     let spawn: Vec<f64> = r.boots.iter().map(|b| b.spawn_to_docker_host).collect();
     med_row(&mut t, "host: `skiff run` → DOCKER_HOST printed", &spawn);
 
-    t.section(format!("Floor: same kernel, trivial init that powers off, direct kernel boot; median of {}", r.floors.len()));
+    t.section(format!("Boot stages: length per boot (guest uptime), median of {} [min–max]", r.boots.len()));
+    for stage in STAGES {
+        let lengths: Vec<f64> = r.boots.iter().filter_map(|b| stage_length(stage, |k| b.milestone(k))).collect();
+        med_row(&mut t, stage.label, &lengths);
+    }
     let floor_run: Vec<f64> = r.floors.iter().filter_map(|f| f.kernel_run_init).collect();
+    if let (Some(run), Some(floor)) = (median(&milestone_samples(r, "kernel_run_init")), median(&floor_run)) {
+        t.row("  kernel of which: the floor's kernel alone", format!("{floor:.2} s"));
+        t.row("  kernel of which: our initramfs (unpack, ours − floor)", format!("{:.2} s", run - floor));
+    }
+    let before: Vec<f64> = r.boots.iter().filter_map(|b| Some(b.qemu_to_ping? - b.milestone("engine_ready")?)).collect();
+    med_row(&mut t, "host: QEMU start → ping, minus guest uptime at ready (firmware, loader, ping)", &before);
+
+    t.section(format!("Floor: same kernel, trivial init that powers off, direct kernel boot; median of {}", r.floors.len()));
     med_row(&mut t, "kernel runs /init", &floor_run);
     let floor_init: Vec<f64> = r.floors.iter().map(|f| f.init_start).collect();
     med_row(&mut t, "trivial init start", &floor_init);
@@ -65,9 +77,6 @@ pub fn table(r: &Results) -> Table {
     let ready = median(&milestone_samples(r, "engine_ready"));
     if let (Some(ready), Some(floor)) = (ready, median(&floor_init)) {
         t.row("ours: engine ready − floor init start", format!("{:.2} s ({:.0}% of engine ready)", ready - floor, 100.0 * (ready - floor) / ready));
-    }
-    if let (Some(run), Some(floor)) = (median(&milestone_samples(r, "kernel_run_init")), median(&floor_run)) {
-        t.row("  of which kernel until /init (initramfs unpack)", format!("{:.2} s", run - floor));
     }
 
     let after = format!("Memory: after running and removing {} containers", r.containers_run);
