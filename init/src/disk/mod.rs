@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rustix::mount::{mount, mount_bind, mount_remount, unmount, MountFlags, UnmountFlags};
+use rustix::mount::{mount, mount_bind, mount_remount, MountFlags};
+
+use crate::supervise::sys::{Kernel, Sys};
 
 use probe::{Choice, Content, Decision, Disk, Partition};
 
@@ -298,12 +300,12 @@ fn check_and_mount(part: &str, fresh: bool) -> bool {
     MOUNTED.store(true, Ordering::SeqCst);
     if let Err(why) = layout::check(Path::new(MOUNT_POINT)) {
         log::error!("disk: {dev}: {why}; leaving its data untouched: images, containers and volumes live in RAM");
-        unmount_all();
+        unmount_all(&Kernel);
         return false;
     }
     if let Err(e) = mount_remount(MOUNT_POINT, MountFlags::NOATIME, c"commit=2") {
         log::error!("disk: cannot make {MOUNT_POINT} writable: {e}");
-        unmount_all();
+        unmount_all(&Kernel);
         return false;
     }
     let build = fs::read_to_string(crate::boot::medium::OUR_BUILD_ID).ok();
@@ -317,7 +319,7 @@ fn check_and_mount(part: &str, fresh: bool) -> bool {
             .and_then(|()| mount_bind(&source, target).map_err(io::Error::from));
         if let Err(e) = bound {
             log::error!("disk: cannot bind {} on {target}: {e}; undoing the data disk", source.display());
-            unmount_all();
+            unmount_all(&Kernel);
             return false;
         }
     }
@@ -358,7 +360,7 @@ fn run_bounded(cmd: &mut Command, limit: Duration) -> io::Result<i32> {
 /// (the engine's overlay and shm mounts), innermost first. A busy mount is
 /// retried for a few seconds; then the data filesystem is remounted
 /// read-only (so it is consistent on the disk) and detached.
-pub fn unmount_all() {
+pub fn unmount_all(sys: &impl Sys) {
     if !MOUNTED.swap(false, Ordering::SeqCst) {
         return log::info!("disk: no data disk to unmount");
     }
@@ -372,13 +374,13 @@ pub fn unmount_all() {
     if !targets.iter().any(|t| t == MOUNT_POINT) {
         targets.push(MOUNT_POINT.to_string());
     }
-    let end = Instant::now() + Duration::from_secs(5);
+    let end = sys.now() + Duration::from_secs(5);
     for target in &targets {
         let mut tries = 0;
         let result = loop {
             tries += 1;
-            match unmount(target.as_str(), UnmountFlags::empty()) {
-                Err(rustix::io::Errno::BUSY) if Instant::now() < end => thread::sleep(Duration::from_millis(100)),
+            match sys.unmount(target, false) {
+                Err(rustix::io::Errno::BUSY) if sys.now() < end => sys.sleep(Duration::from_millis(100)),
                 other => break other,
             }
         };
@@ -388,18 +390,24 @@ pub fn unmount_all() {
             Err(e) => {
                 log::warn!("disk: cannot unmount {target} after {tries} tries: {e}");
                 if target == MOUNT_POINT {
-                    match mount_remount(MOUNT_POINT, MountFlags::RDONLY, c"") {
+                    match sys.remount_read_only(MOUNT_POINT) {
                         Ok(()) => log::warn!("disk: remounted {MOUNT_POINT} read-only: its data is safe on the disk"),
                         Err(e) => log::error!("disk: cannot remount {MOUNT_POINT} read-only: {e}; the journal will be replayed at next boot"),
                     }
                 }
-                if let Err(e) = unmount(target.as_str(), UnmountFlags::DETACH) {
+                if let Err(e) = sys.unmount(target, true) {
                     log::warn!("disk: cannot detach {target}: {e}");
                 }
             }
         }
     }
     log::info!("disk: data disk unmounted ({} mounts)", targets.len());
+}
+
+/// Tells [`unmount_all`] that a data disk is mounted, as `check_and_mount` does.
+#[cfg(test)]
+pub fn pretend_mounted() {
+    MOUNTED.store(true, Ordering::SeqCst);
 }
 
 /// "8.0 GiB", "512 MiB".
