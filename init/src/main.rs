@@ -10,17 +10,11 @@
 
 #![deny(clippy::disallowed_methods)]
 
-mod boot;
-mod config;
-mod disk;
-mod net;
-mod services;
-mod supervise;
-
-use boot::{clock, logger, medium, mounts, rootfs};
-use services::{control, ports, shares, vsock};
-use supervise::sys::Kernel;
-use supervise::{children, engine, power, reaper, signals};
+use skiff_init::boot::{clock, logger, medium, mounts, rootfs};
+use skiff_init::services::{control, ports, shares, vsock};
+use skiff_init::supervise::sys::Kernel;
+use skiff_init::supervise::{children, engine, power, reaper, signals};
+use skiff_init::{config, disk, net};
 
 use std::time::Duration;
 

@@ -263,7 +263,9 @@ pub fn parse_ack(mut buf: &[u8], seq: u32) -> Ack {
         }
         if kind == NLMSG_ERROR && msg_seq == seq && len >= 20 {
             let code = i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
-            return if code == 0 { Ack::Ok } else { Ack::Err(-code) };
+            // The kernel sends a negative errno; anything else (i32::MIN has
+            // no positive) is a protocol error, never an overflow.
+            return if code == 0 { Ack::Ok } else { Ack::Err(code.checked_neg().filter(|e| *e > 0).unwrap_or(libc::EPROTO)) };
         }
         buf = &buf[len.next_multiple_of(4).min(buf.len())..];
     }
@@ -408,5 +410,10 @@ mod tests {
         assert_eq!(parse_ack(&ok[..10], 9), Ack::Missing);
         assert_eq!(parse_ack(&[0xff; 40], 9), Ack::Missing);
         assert_eq!(parse_ack(&[0; 40], 9), Ack::Missing);
+        // Found by the netlink fuzz target: an error code of i32::MIN.
+        ok[16..20].copy_from_slice(&i32::MIN.to_ne_bytes());
+        assert_eq!(parse_ack(&ok, 9), Ack::Err(libc::EPROTO));
+        ok[16..20].copy_from_slice(&5i32.to_ne_bytes());
+        assert_eq!(parse_ack(&ok, 9), Ack::Err(libc::EPROTO), "a positive code is no errno");
     }
 }
