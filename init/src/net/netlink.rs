@@ -7,44 +7,27 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-// Values from <linux/netlink.h> and <linux/rtnetlink.h> (linux-raw-sys),
-// and <linux/socket.h> and <linux/if.h> (libc), in the widths the wire uses.
+/// Defines each constant under its kernel name, from the kernel headers
+/// values (linux-raw-sys, libc), in the width the wire uses.
+macro_rules! kernel_consts {
+    ($vis:vis $ty:ty, $from:path: $($name:ident),+) => {
+        $( $vis const $name: $ty = { use $from as from; from::$name as $ty }; )+
+    };
+}
 use linux_raw_sys::netlink as sys;
-pub const RTM_NEWLINK: u16 = sys::RTM_NEWLINK as u16;
-pub const RTM_NEWADDR: u16 = sys::RTM_NEWADDR as u16;
-pub const RTM_DELADDR: u16 = sys::RTM_DELADDR as u16;
-pub const RTM_GETADDR: u16 = sys::RTM_GETADDR as u16;
-pub const RTM_NEWROUTE: u16 = sys::RTM_NEWROUTE as u16;
-pub const NLMSG_ERROR: u16 = sys::NLMSG_ERROR as u16;
-pub const NLMSG_DONE: u16 = sys::NLMSG_DONE as u16;
-pub const NLM_F_REQUEST: u16 = sys::NLM_F_REQUEST as u16;
-pub const NLM_F_ACK: u16 = sys::NLM_F_ACK as u16;
-pub const NLM_F_DUMP: u16 = sys::NLM_F_DUMP as u16;
-pub const NLM_F_REPLACE: u16 = sys::NLM_F_REPLACE as u16;
-pub const NLM_F_CREATE: u16 = sys::NLM_F_CREATE as u16;
-const IFF_UP: u32 = libc::IFF_UP as u32;
-const IFLA_MTU: u16 = sys::IFLA_MTU as u16;
-const IFA_ADDRESS: u16 = sys::IFA_ADDRESS as u16;
-const IFA_LOCAL: u16 = sys::IFA_LOCAL as u16;
-const IFA_BROADCAST: u16 = sys::IFA_BROADCAST as u16;
-const IFA_CACHEINFO: u16 = sys::IFA_CACHEINFO as u16;
-const IFA_F_PERMANENT: u8 = sys::IFA_F_PERMANENT as u8;
-const RTA_DST: u16 = sys::rtattr_type_t::RTA_DST as u16;
-const RTA_OIF: u16 = sys::rtattr_type_t::RTA_OIF as u16;
-const RTA_GATEWAY: u16 = sys::rtattr_type_t::RTA_GATEWAY as u16;
-const RTA_PRIORITY: u16 = sys::rtattr_type_t::RTA_PRIORITY as u16;
-const RT_TABLE_MAIN: u8 = sys::rt_class_t::RT_TABLE_MAIN as u8;
-pub const RTPROT_STATIC: u8 = sys::RTPROT_STATIC as u8;
-pub const RTPROT_DHCP: u8 = sys::RTPROT_DHCP as u8;
-const RT_SCOPE_UNIVERSE: u8 = sys::rt_scope_t::RT_SCOPE_UNIVERSE as u8;
-/// fe80::/10, valid on one link only.
-pub const RT_SCOPE_LINK: u8 = sys::rt_scope_t::RT_SCOPE_LINK as u8;
-/// The deprecated fec0::/10 (QEMU user-net still advertises it).
-pub const RT_SCOPE_SITE: u8 = sys::rt_scope_t::RT_SCOPE_SITE as u8;
-const RTN_UNICAST: u8 = sys::RTN_UNICAST as u8;
-const AF_UNSPEC: u8 = libc::AF_UNSPEC as u8;
-const AF_INET: u8 = libc::AF_INET as u8;
-const AF_INET6: u8 = libc::AF_INET6 as u8;
+kernel_consts!(pub u16, sys: RTM_NEWLINK, RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR, RTM_NEWROUTE, NLMSG_ERROR, NLMSG_DONE);
+kernel_consts!(pub u16, sys: NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_CREATE);
+kernel_consts!(u16, sys: IFLA_MTU, IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST, IFA_CACHEINFO);
+kernel_consts!(u16, sys::rtattr_type_t: RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY);
+kernel_consts!(u8, sys: IFA_F_PERMANENT, RTN_UNICAST);
+kernel_consts!(pub u8, sys: RTPROT_STATIC, RTPROT_DHCP);
+kernel_consts!(u8, sys::rt_class_t: RT_TABLE_MAIN);
+// RT_SCOPE_LINK: fe80::/10, valid on one link only; RT_SCOPE_SITE: the
+// deprecated fec0::/10 (QEMU user-net still advertises it).
+kernel_consts!(u8, sys::rt_scope_t: RT_SCOPE_UNIVERSE);
+kernel_consts!(pub u8, sys::rt_scope_t: RT_SCOPE_LINK, RT_SCOPE_SITE);
+kernel_consts!(u8, libc: AF_UNSPEC, AF_INET, AF_INET6);
+kernel_consts!(u32, libc: IFF_UP);
 
 /// A netlink request under construction.
 pub struct Request {
