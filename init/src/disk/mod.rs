@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use rustix::mount::{mount, mount_bind, mount_remount, MountFlags};
 
-use crate::supervise::sys::{Kernel, Sys};
+use crate::supervise::sys::{unmount_retrying, Kernel, Sys};
 
 use probe::{Choice, Content, Decision, Disk, Fsck, Partition};
 
@@ -416,14 +416,7 @@ pub fn unmount_all(sys: &impl Sys) {
     }
     let end = sys.now() + Duration::from_secs(5);
     for target in &targets {
-        let mut tries = 0;
-        let result = loop {
-            tries += 1;
-            match sys.unmount(target, false) {
-                Err(rustix::io::Errno::BUSY) if sys.now() < end => sys.sleep(Duration::from_millis(100)),
-                other => break other,
-            }
-        };
+        let (result, tries) = unmount_retrying(sys, target, end);
         match result {
             Ok(()) => log::debug!("disk: unmounted {target}"),
             Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOENT) => {} // not a mount point (any more)

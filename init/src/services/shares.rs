@@ -8,12 +8,13 @@ use std::ffi::CString;
 use std::fs::DirBuilder;
 use std::os::unix::fs::DirBuilderExt;
 use std::sync::Mutex;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rustix::mount::{mount, unmount, MountFlags, UnmountFlags};
+use rustix::mount::{mount, MountFlags};
 use skiff_proto::shares::{check_path, valid_tag, PathError, Transport};
 use toml::Value;
+
+use crate::supervise::sys::{unmount_retrying, Sys};
 
 /// One share from the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,26 +152,26 @@ fn mount_one(s: &Share) -> Result<Transport, String> {
 
 /// Unmounts the shares, innermost first; one still busy after a few
 /// seconds is detached. Runs after every process is gone.
-pub fn unmount_all() {
+pub fn unmount_all(sys: &impl Sys) {
     let paths: Vec<String> = MOUNTED.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default();
-    let end = Instant::now() + Duration::from_secs(3);
+    let end = sys.now() + Duration::from_secs(3);
     for path in paths.iter().rev() {
-        let result = loop {
-            match unmount(path.as_str(), UnmountFlags::empty()) {
-                Err(rustix::io::Errno::BUSY) if Instant::now() < end => thread::sleep(Duration::from_millis(100)),
-                other => break other,
-            }
-        };
-        match result {
+        match unmount_retrying(sys, path, end).0 {
             Ok(()) => log::info!("shares: unmounted {path}"),
             Err(e) => {
                 log::warn!("shares: cannot unmount {path}: {e}; detaching it");
-                if let Err(e) = unmount(path.as_str(), UnmountFlags::DETACH) {
+                if let Err(e) = sys.unmount(path, true) {
                     log::warn!("shares: cannot detach {path}: {e}");
                 }
             }
         }
     }
+}
+
+/// Records `path` as mounted, as [`mount_all`] does.
+#[cfg(test)]
+pub fn pretend_mounted(path: &str) {
+    MOUNTED.lock().unwrap_or_else(|e| e.into_inner()).push(path.into());
 }
 
 #[cfg(test)]

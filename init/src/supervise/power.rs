@@ -228,7 +228,8 @@ fn stop_everything<S: Sys>(sys: &S, engine: &mut engine::Engine<S>, why: &str) {
             wait_gone(sys, None, budget.take(KILL_LIMIT));
         }
     });
-    step("unmount host folders", || bounded("unmount shares", budget.take(SHARES_LIMIT), crate::services::shares::unmount_all));
+    let s = sys.clone();
+    step("unmount host folders", || bounded("unmount shares", budget.take(SHARES_LIMIT), move || crate::services::shares::unmount_all(&s)));
     step("release DHCP leases", crate::net::release_all);
     let s = sys.clone();
     step("sync", || bounded("sync", budget.take(SYNC_LIMIT), move || s.sync()));
@@ -302,6 +303,7 @@ mod tests {
             other => panic!("the engine did not start: {other:?}"),
         };
         disk::pretend_mounted();
+        crate::services::shares::pretend_mounted("/home/u");
         stop_everything(fake, &mut engine, "test");
         pid
     }
@@ -310,12 +312,13 @@ mod tests {
     fn the_log_file_is_closed_after_the_sync_and_before_the_data_disk_unmount() {
         let fake = Fake::new(&[Signal::TERM]);
         shut_down(&fake);
+        let last_kill = fake.calls().iter().rposition(|(_, c)| matches!(c, Call::Kill(..))).unwrap();
+        let share = fake.find(|c| *c == Call::Unmount("/home/u".into(), false)).expect("the host folder was never unmounted");
         let sync = fake.find(|c| *c == Call::Sync).expect("no sync");
         let close = fake.find(|c| *c == Call::CloseLog).expect("the log file was never closed");
         let unmount = fake.find(|c| *c == Call::Unmount(disk::MOUNT_POINT.into(), false)).expect("the data disk was never unmounted");
-        assert!(sync.0 < close.0 && close.0 < unmount.0, "order: sync {sync:?}, close log {close:?}, unmount {unmount:?}: {:#?}", fake.calls());
-        let last_kill = fake.calls().iter().rposition(|(_, c)| matches!(c, Call::Kill(..))).unwrap();
-        assert!(last_kill < unmount.0, "a process was signalled after the disk was unmounted");
+        let order = [last_kill, share.0, sync.0, close.0, unmount.0];
+        assert!(order.is_sorted(), "order: last signal, host folder, sync, close log, data disk: {order:?} in {:#?}", fake.calls());
     }
 
     #[test]

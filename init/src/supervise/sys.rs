@@ -45,6 +45,19 @@ pub trait Sys: Clone + Send + Sync + 'static {
     fn close_log(&self, limit: Duration) -> bool;
 }
 
+/// Unmounts `target`, retrying every 100 ms while it is busy, until
+/// `until`. Returns the last result and how many tries it took.
+pub fn unmount_retrying(sys: &impl Sys, target: &str, until: Instant) -> (Result<(), Errno>, u32) {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match sys.unmount(target, false) {
+            Err(Errno::BUSY) if sys.now() < until => sys.sleep(Duration::from_millis(100)),
+            other => return (other, tries),
+        }
+    }
+}
+
 /// The real system.
 #[derive(Clone, Copy, Default)]
 pub struct Kernel;
