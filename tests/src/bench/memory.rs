@@ -20,6 +20,14 @@ pub struct Memory {
     pub root_tmpfs_used: u64,
     pub init_rss: u64,
     pub engine_rss: u64,
+    /// The engine's anonymous memory (Go heap and stacks: what GOGC acts on);
+    /// the rest of its RSS is its binary's pages, page cache that counts as available.
+    pub engine_anon: u64,
+    /// Kernel: every process's anonymous pages, unreclaimable slab, kernel stacks, page tables.
+    pub anon_pages: u64,
+    pub slab_unreclaimable: u64,
+    pub kernel_stack: u64,
+    pub page_tables: u64,
     /// The probe container's conmon and shell.
     pub probe_rss: u64,
 }
@@ -81,6 +89,11 @@ pub fn parse(text: &str) -> Option<Memory> {
         root_tmpfs_used: df_used(s.get("df")?)?,
         init_rss: kib(s.get("init")?, "VmRSS")?,
         engine_rss: kib(s.get("engine")?, "VmRSS")?,
+        engine_anon: kib(s.get("engine")?, "RssAnon")?,
+        anon_pages: kib(meminfo, "AnonPages")?,
+        slab_unreclaimable: kib(meminfo, "SUnreclaim")?,
+        kernel_stack: kib(meminfo, "KernelStack")?,
+        page_tables: kib(meminfo, "PageTables")?,
         probe_rss: rss_sum(s.get("probe")?),
     })
 }
@@ -100,13 +113,18 @@ mod tests {
 MemTotal:        2044168 kB
 MemFree:         1923836 kB
 MemAvailable:    1914116 kB
+AnonPages:         10312 kB
 Shmem:             80048 kB
+SUnreclaim:        12868 kB
+KernelStack:        1472 kB
+PageTables:          716 kB
 == init
 Name:\tinit
 VmRSS:\t    1448 kB
 == engine
 Name:\tpodman
 VmRSS:\t   60880 kB
+RssAnon:\t   12000 kB
 == probe
 VmRSS:\t    1200 kB
 VmRSS:\t     300 kB
@@ -127,6 +145,11 @@ tmpfs                  1533128     79800   1453328   5% /host
                 root_tmpfs_used: 79800,
                 init_rss: 1448,
                 engine_rss: 60880,
+                engine_anon: 12000,
+                anon_pages: 10312,
+                slab_unreclaimable: 12868,
+                kernel_stack: 1472,
+                page_tables: 716,
                 probe_rss: 1500,
             }
         );

@@ -86,6 +86,9 @@ pub fn table(r: &Results) -> Table {
         t.row("tmpfs root used (df)", kib_mib(m.root_tmpfs_used));
         t.row("all tmpfs and shm (Shmem)", kib_mib(m.shmem));
         t.row("engine RSS (podman system service)", kib_mib(m.engine_rss));
+        t.row("  of which anonymous (heap, stacks: GOGC acts here)", kib_mib(m.engine_anon));
+        t.row("kernel: anonymous pages of all processes", kib_mib(m.anon_pages));
+        t.row("kernel: unreclaimable slab, kernel stacks, page tables", format!("{}, {}, {}", kib_mib(m.slab_unreclaimable), kib_mib(m.kernel_stack), kib_mib(m.page_tables)));
         t.row("init RSS (PID 1)", kib_mib(m.init_rss));
         t.row("probe container RSS (conmon + sh), counted in used", kib_mib(m.probe_rss));
     }
@@ -175,6 +178,7 @@ pub fn headline(r: &Results) -> Vec<Figure> {
     push("qemu_to_ping_s", "QEMU start → first /_ping via skiff run", "s", Better::Lower, median(&r.boots.iter().filter_map(|b| b.qemu_to_ping).collect::<Vec<_>>()));
     push("idle_used_mib", "idle guest memory (MemTotal − MemAvailable)", "MiB", Better::Lower, Some(r.memory_idle.used as f64 / 1024.0));
     push("engine_rss_mib", "engine RSS, idle", "MiB", Better::Lower, Some(r.memory_idle.engine_rss as f64 / 1024.0));
+    push("engine_anon_mib", "engine anonymous memory, idle", "MiB", Better::Lower, Some(r.memory_idle.engine_anon as f64 / 1024.0));
     push("docker_load_mib_s", "docker load", "MiB/s", Better::Higher, Some(r.load.mib_per_s()));
     push("ping_new_conn_ms", "GET /_ping, new connection, whole path (median)", "ms", Better::Lower, find(r, "whole").and_then(|p| median(&p.pings.new)).map(|v| v * 1e3));
     push("shutdown_s", "shutdown (power button → QEMU exit)", "s", Better::Lower, median(&r.boots.iter().filter_map(|b| b.shutdown).collect::<Vec<_>>()));
@@ -214,7 +218,8 @@ pub fn json(r: &Results) -> Value {
     let ready = median(&milestone_samples(r, "engine_ready"));
     let mem = |m: &super::memory::Memory| json!({
         "mem_total_kib": m.mem_total, "used_kib": m.used, "root_tmpfs_used_kib": m.root_tmpfs_used, "shmem_kib": m.shmem,
-        "engine_rss_kib": m.engine_rss, "init_rss_kib": m.init_rss, "probe_rss_kib": m.probe_rss,
+        "engine_rss_kib": m.engine_rss, "engine_anon_kib": m.engine_anon, "init_rss_kib": m.init_rss, "probe_rss_kib": m.probe_rss,
+        "anon_pages_kib": m.anon_pages, "slab_unreclaimable_kib": m.slab_unreclaimable, "kernel_stack_kib": m.kernel_stack, "page_tables_kib": m.page_tables,
     });
     let transfer = |t: &super::socket::Transfer| json!({ "bytes": t.bytes, "seconds": t.secs, "mib_per_s": t.mib_per_s() });
     let paths: Vec<Value> = r.paths.iter().map(|p| json!({
