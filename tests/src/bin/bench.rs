@@ -171,7 +171,7 @@ fn run_workload(vm: &Vm, busybox: &std::path::Path, big: &std::path::Path, socat
     let sock = vm.socket();
     let whole = ("whole", "whole path (docker.sock → bridge → vsock → forwarder → engine)", Endpoint::Unix(sock.clone()));
     if quick {
-        let timings = socket::pings(&[whole.2.clone()], pings);
+        let timings = socket::pings(std::slice::from_ref(&whole.2), pings);
         let (download, upload) = socket::transfers(&whole.2, container, big);
         let pings = timings.into_iter().next().expect("one endpoint's pings");
         let paths = vec![socket::PathFigures { key: whole.0, label: whole.1, pings, download, upload }];
