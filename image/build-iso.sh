@@ -30,8 +30,13 @@ usr_raw=$(du -sb "$rootfs/usr" | cut -f1)
 # The init only mounts an ISO whose squashfs matches the one it was built with.
 build_id=$(sha256sum "$work/skiff/usr.squashfs" | cut -c1-16)
 echo "$build_id" > "$work/skiff/build-id"
-mkdir -p "$rootfs/etc/skiff"; echo "$build_id" > "$rootfs/etc/skiff/build-id"
-(cd "$rootfs" && find . -mindepth 1 -not -path './usr/*' | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) > "$tmp/initramfs.cpio"
+# The initramfs: a copy of ROOTFS_DIR without /usr's contents, plus the
+# build id (ROOTFS_DIR itself is this step's input and stays unchanged).
+initramfs="$tmp/initramfs-root"
+mkdir -p "$initramfs"
+(cd "$rootfs" && find . -mindepth 1 -not -path './usr/*' | cpio -p -d -m --quiet "$initramfs")
+mkdir -p "$initramfs/etc/skiff"; echo "$build_id" > "$initramfs/etc/skiff/build-id"
+(cd "$initramfs" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) > "$tmp/initramfs.cpio"
 raw=$(stat -c %s "$tmp/initramfs.cpio")
 $compress < "$tmp/initramfs.cpio" > "$work/boot/initramfs.img"
 
