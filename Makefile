@@ -40,7 +40,7 @@ out/rootfs.stamp: $(INIT) out/netavark.stamp image/build-rootfs.sh image/trixie-
 	image/build-rootfs.sh $(SKIFF_CACHE) $(INIT) out/netavark out/rootfs
 	touch $@
 
-out/skiff.iso: out/bzImage out/rootfs.stamp image/build-iso.sh image/grub.cfg
+out/skiff.iso: out/bzImage out/rootfs.stamp image/build-iso.sh image/grub.cfg image/grub-embed.cfg
 	image/build-iso.sh out/bzImage out/rootfs $@ $(INITRD_COMPRESSION)
 
 iso: deps out/skiff.iso
