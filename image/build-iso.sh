@@ -32,9 +32,10 @@ build_id=$(sha256sum "$work/skiff/usr.squashfs" | cut -c1-16)
 echo "$build_id" > "$work/skiff/build-id"
 # The initramfs: a copy of ROOTFS_DIR without /usr's contents, plus the
 # build id (ROOTFS_DIR itself is this step's input and stays unchanged).
-initramfs="$tmp/initramfs-root"
+initramfs=$(realpath "$tmp")/initramfs-root
 mkdir -p "$initramfs"
 (cd "$rootfs" && find . -mindepth 1 -not -path './usr/*' | cpio -p -d -m --quiet "$initramfs")
+[ -x "$initramfs/init" ] || { echo "iso: $rootfs has no init" >&2; exit 1; }
 mkdir -p "$initramfs/etc/skiff"; echo "$build_id" > "$initramfs/etc/skiff/build-id"
 (cd "$initramfs" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) > "$tmp/initramfs.cpio"
 raw=$(stat -c %s "$tmp/initramfs.cpio")
