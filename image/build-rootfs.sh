@@ -10,7 +10,7 @@ cache=$1; init=$(realpath "$2"); helpers=$(realpath "$3"); out=$(realpath -m "$4
 here=$(cd "$(dirname "$0")/.." && pwd)
 apt="$here/image/trixie-apt.sh"
 
-packages="podman crun conmon netavark aardvark-dns catatonit nftables e2fsprogs ca-certificates golang-github-containers-common busybox-static"
+packages="podman crun conmon netavark aardvark-dns catatonit nftables e2fsprogs ca-certificates golang-github-containers-common busybox"
 
 # Binaries to copy from the packages, at the same path in the image.
 binaries="
@@ -108,9 +108,14 @@ cp "$stage/usr/share/containers/seccomp.json" usr/share/containers/
 find "$stage/usr/share/ca-certificates" -name '*.crt' | sort | xargs cat > etc/ssl/certs/ca-certificates.crt
 # The debug shell (`skiff shell`): busybox's sh and its usual tools, as
 # applet links only; names that a real binary already has are left alone.
-bb=usr/bin/busybox; [ -e "$stage/$bb" ] || bb=bin/busybox
-cp "$stage/$bb" usr/bin/busybox
-for applet in $("$stage/$bb" --list); do
+# Debian's dynamically linked busybox (0.8 MB; busybox-static is 2.0 MB
+# with its own copy of glibc). It needs trixie's glibc, so its applets are
+# listed through the staging tree's dynamic loader.
+copy_with_libs "$stage/usr/bin/busybox" usr/bin/busybox
+applets=$("$stage/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" --library-path "$stage/usr/lib/x86_64-linux-gnu" \
+  "$stage/usr/bin/busybox" --list)
+[ -n "$applets" ] || { echo "rootfs: busybox lists no applets" >&2; exit 1; }
+for applet in $applets; do
   case $applet in init|linuxrc|busybox) continue ;; esac
   [ -e "usr/bin/$applet" ] || [ -e "usr/sbin/$applet" ] || ln -s busybox "usr/bin/$applet"
 done
