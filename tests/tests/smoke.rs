@@ -50,6 +50,21 @@ fn docker_cli_drives_the_appliance_over_vsock() {
     eprintln!("smoke: power button to QEMU exit: {:.1}s", took.as_secs_f64());
     let console = std::fs::read_to_string(scratch.0.join("console.log")).unwrap();
     assert!(console.contains("shutdown: powering off"), "no clean shutdown in the console log");
+    // GRUB puts BOOT_IMAGE= on the kernel command line; QEMU's direct kernel boot (the default under BIOS) does not.
+    assert!(!console.contains("BOOT_IMAGE="), "skiff run should boot the ISO's kernel directly under BIOS");
+}
+
+/// Under BIOS, `--firmware-boot` goes the way a real machine does: SeaBIOS
+/// boots GRUB from the CD, and GRUB the kernel with image/cmdline.
+#[test]
+fn boots_through_bios_and_grub_from_the_cd() {
+    let scratch = Scratch::new("bios-grub");
+    let vm = Vm::boot_with(&scratch.0, &["--firmware-boot"]);
+    eprintln!("bios-grub: engine answered {:.1}s after skiff run started", vm.ready_after.as_secs_f64());
+    let console = vm.console();
+    assert!(console.contains("BOOT_IMAGE=/boot/vmlinuz"), "GRUB should have booted the kernel");
+    assert!(console.contains(skiff_proto::KERNEL_CMDLINE), "GRUB's command line is image/cmdline");
+    vm.shutdown();
 }
 
 /// The same ISO boots under UEFI firmware (OVMF), not only BIOS.
