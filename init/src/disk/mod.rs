@@ -92,6 +92,31 @@ pub fn setup() {
     }
 }
 
+/// The data filesystem's size and use as `df` counts them, while it is
+/// mounted; `None` when the engine runs in RAM.
+pub fn usage() -> Option<skiff_proto::status::DiskUse> {
+    if !MOUNTED.load(Ordering::SeqCst) {
+        return None;
+    }
+    match rustix::fs::statvfs(MOUNT_POINT) {
+        Ok(st) => Some(df(st.f_blocks, st.f_bfree, st.f_bavail, st.f_frsize)),
+        Err(e) => {
+            log::warn!("disk: cannot statvfs {MOUNT_POINT}: {e}");
+            None
+        }
+    }
+}
+
+/// `df`'s figures from statvfs fields: size, used (size − free), available
+/// to unprivileged writers.
+fn df(blocks: u64, free: u64, avail: u64, frsize: u64) -> skiff_proto::status::DiskUse {
+    skiff_proto::status::DiskUse {
+        size: blocks.saturating_mul(frsize),
+        used: blocks.saturating_sub(free).saturating_mul(frsize),
+        available: avail.saturating_mul(frsize),
+    }
+}
+
 /// Calls `look` until it finds something or `limit` has passed, every
 /// `every`. Returns what it found last and how long that took.
 fn wait_for<T>(limit: Duration, every: Duration, mut look: impl FnMut() -> Vec<T>) -> (Vec<T>, Duration) {
@@ -414,6 +439,13 @@ fn human(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn df_figures() {
+        let d = df(1000, 300, 250, 4096);
+        assert_eq!((d.size, d.used, d.available), (4_096_000, 2_867_200, 1_024_000));
+        assert_eq!(df(10, 20, 0, 1).used, 0, "never negative");
+    }
 
     #[test]
     fn waits_for_a_late_disk_but_not_forever() {
