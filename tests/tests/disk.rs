@@ -79,6 +79,15 @@ fn blank_disk_keeps_images_volumes_and_containers_across_reboots() {
     assert_clean(&disk);
 }
 
+/// A 256 MiB raw disk holding an ext4 filesystem labelled `label`, made
+/// from the files in `content`.
+fn ext4_disk(disk: &Path, label: &str, content: &Path) {
+    blank_disk(disk, 256 << 20);
+    let made = Command::new("mkfs.ext4").args(["-q", "-F", "-L", label, "-d"]).arg(content).arg(disk).status()
+        .expect("mkfs.ext4 (e2fsprogs)");
+    assert!(made.success());
+}
+
 #[test]
 fn foreign_disks_are_left_untouched() {
     let scratch = Scratch::new("disk-foreign");
@@ -86,10 +95,7 @@ fn foreign_disks_are_left_untouched() {
     std::fs::create_dir_all(&content).unwrap();
     std::fs::write(content.join("hello.txt"), "foreign data\n").unwrap();
     let disk = scratch.0.join("other.img");
-    blank_disk(&disk, 256 << 20);
-    let made = Command::new("mkfs.ext4").args(["-q", "-F", "-L", "other", "-d"]).arg(&content).arg(&disk).status()
-        .expect("mkfs.ext4 (e2fsprogs)");
-    assert!(made.success());
+    ext4_disk(&disk, "other", &content);
     let before = sha256_file(&disk);
 
     // The hybrid ISO attached as a disk too: recognised and skipped.
@@ -292,10 +298,7 @@ fn a_disk_with_a_newer_layout_is_refused_untouched() {
     std::fs::write(content.join("skiff-layout-version"), "2\n").unwrap();
     std::fs::write(content.join("containers/newer-format"), "data a newer Skiff wrote\n").unwrap();
     let disk = scratch.0.join("newer.img");
-    blank_disk(&disk, 256 << 20);
-    let made = Command::new("mkfs.ext4").args(["-q", "-F", "-L", "skiff-data", "-d"]).arg(&content).arg(&disk).status()
-        .expect("mkfs.ext4 (e2fsprogs)");
-    assert!(made.success());
+    ext4_disk(&disk, "skiff-data", &content);
     let before = sha256_file(&disk);
 
     let vm = boot_with_disk(&scratch.0, &disk);
