@@ -293,10 +293,19 @@ fn format(part: &str) -> bool {
     }
 }
 
-/// Runs `e2fsck -p` and mounts the filesystem with the bind mounts, once
-/// its layout version is one this init understands.
+/// Mounts the filesystem with the bind mounts once its layout version is
+/// one this init understands, after `e2fsck -p`. The version is read first,
+/// before anything can write: `e2fsck -p` rewrites the superblock even on a
+/// clean filesystem, and replaying the journal writes too, so a disk from a
+/// newer Skiff must be judged from a read-only mount without recovery.
 fn check_and_mount(part: &str, fresh: bool) -> bool {
     let dev = format!("/dev/{part}");
+    if !fresh {
+        if let Err(why) = peek_layout(&dev) {
+            log::error!("disk: {dev}: {why}; leaving its data untouched (not checked, not mounted): images, containers and volumes live in RAM");
+            return false;
+        }
+    }
     let t = Instant::now();
     let code = run_bounded(Command::new(FSCK).args(["-p", &dev]), FSCK_LIMIT).unwrap_or_else(|e| {
         log::error!("disk: e2fsck {dev}: {e}");
@@ -315,7 +324,8 @@ fn check_and_mount(part: &str, fresh: bool) -> bool {
     }
     // Journal commits every 2 s (default 5 s): with the writeback settings
     // below, what was written about 10 s before a power loss survives it.
-    // Read-only until the layout version is known to be ours.
+    // Read-only until the layout version is known to be ours (again: a
+    // replayed journal may have changed what the first look saw).
     if let Err(e) = mount(dev.as_str(), MOUNT_POINT, "ext4", MountFlags::NOATIME | MountFlags::RDONLY, c"commit=2") {
         log::error!("disk: cannot mount {dev} on {MOUNT_POINT}: {e}");
         return false;
@@ -355,6 +365,24 @@ fn check_and_mount(part: &str, fresh: bool) -> bool {
     }
     log::info!("disk: mounted {dev} on {MOUNT_POINT}; {} and {} live on it", BINDS[0].1, BINDS[1].1);
     true
+}
+
+/// Why the data filesystem on `dev` must not be used: its layout version,
+/// read from a read-only mount that neither replays the journal nor
+/// changes a byte (`norecovery`), is not one this init understands, or
+/// cannot be read at all.
+fn peek_layout(dev: &str) -> Result<u32, String> {
+    fs::create_dir_all(MOUNT_POINT).map_err(|e| format!("cannot create {MOUNT_POINT}: {e}"))?;
+    mount(dev, MOUNT_POINT, "ext4", MountFlags::NOATIME | MountFlags::RDONLY, c"norecovery")
+        .map_err(|e| format!("cannot mount it read-only to read its layout version: {e}"))?;
+    let verdict = layout::check(Path::new(MOUNT_POINT)).map_err(|e| e.to_string());
+    if let Err(e) = unmount(MOUNT_POINT, UnmountFlags::empty()) {
+        log::warn!("disk: cannot unmount {MOUNT_POINT} after reading the layout version: {e}; detaching it");
+        if let Err(e) = unmount(MOUNT_POINT, UnmountFlags::DETACH) {
+            return Err(format!("cannot detach {MOUNT_POINT}: {e}"));
+        }
+    }
+    verdict
 }
 
 /// Runs a helper with the console as its output, killing it after `limit`.
