@@ -3,6 +3,7 @@
 #   make test   install deps, build everything, run every test
 #   make iso    out/skiff.iso only
 #   make bench  size and speed figures (out/bench.json)
+#   make fuzz   fuzz every outside-input parser, FUZZ_SECONDS (20) each
 # Slow artefacts (kernel build, trixie packages) are cached in SKIFF_CACHE.
 
 SKIFF_CACHE ?= $(HOME)/.cache/skiff
@@ -12,7 +13,7 @@ INIT := target/$(TARGET)/release/skiff-init
 SKIFF := target/release/skiff
 export PATH := $(PATH):$(or $(CARGO_HOME),$(HOME)/.cargo)/bin
 
-.PHONY: all deps iso host run test unit smoke bench clean FORCE
+.PHONY: all deps iso host run test unit smoke bench fuzz clean FORCE
 all: iso host
 
 deps:
@@ -48,6 +49,10 @@ test: deps iso host
 
 bench: deps iso host
 	cargo run --release --locked -p skiff-tests --bin bench
+
+# Needs nightly (skipped, saying so, without it); fuzz/ is its own workspace.
+fuzz:
+	scripts/fuzz.sh
 
 clean:
 	rm -rf out
