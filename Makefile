@@ -32,11 +32,16 @@ host: $(SKIFF)
 out/bzImage: kernel-config image/build-kernel.sh image/trixie-apt.sh
 	image/build-kernel.sh $(SKIFF_CACHE) $@
 
-out/rootfs.stamp: $(INIT) image/build-rootfs.sh image/trixie-apt.sh $(shell find image/etc -type f)
-	image/build-rootfs.sh $(SKIFF_CACHE) $(INIT) out/rootfs
+# netavark and aardvark-dns from crates.io, built for size (cached).
+out/netavark.stamp: image/build-netavark.sh
+	image/build-netavark.sh $(SKIFF_CACHE) x86_64-unknown-linux-gnu out/netavark
 	touch $@
 
-out/skiff.iso: out/bzImage out/rootfs.stamp image/build-iso.sh image/grub.cfg
+out/rootfs.stamp: $(INIT) out/netavark.stamp image/build-rootfs.sh image/trixie-apt.sh $(shell find image/etc -type f)
+	image/build-rootfs.sh $(SKIFF_CACHE) $(INIT) out/netavark out/rootfs
+	touch $@
+
+out/skiff.iso: out/bzImage out/rootfs.stamp image/build-iso.sh image/grub.cfg image/grub-embed.cfg
 	image/build-iso.sh out/bzImage out/rootfs $@ $(INITRD_COMPRESSION)
 
 iso: deps out/skiff.iso

@@ -2,22 +2,22 @@
 # Assembles the appliance's root filesystem from Debian 13 (trixie) packages:
 # only the binaries the engine needs, plus the shared libraries they load
 # (found by walking ELF NEEDED entries), Skiff's /etc and the init.
-# Usage: image/build-rootfs.sh CACHE INIT_BINARY OUT_DIR
+# netavark and aardvark-dns come from HELPERS_DIR (image/build-netavark.sh
+# builds them for size) instead of Debian's packages.
+# Usage: image/build-rootfs.sh CACHE INIT_BINARY HELPERS_DIR OUT_DIR
 set -eu
-cache=$1; init=$(realpath "$2"); out=$(realpath -m "$3")
+cache=$1; init=$(realpath "$2"); helpers=$(realpath "$3"); out=$(realpath -m "$4")
 here=$(cd "$(dirname "$0")/.." && pwd)
 apt="$here/image/trixie-apt.sh"
 
-packages="podman crun conmon netavark aardvark-dns catatonit nftables e2fsprogs ca-certificates golang-github-containers-common busybox-static"
+packages="podman crun conmon netavark aardvark-dns catatonit nftables e2fsprogs ca-certificates golang-github-containers-common busybox"
 
-# Binaries to copy: path inside the packages [path in the image].
+# Binaries to copy from the packages, at the same path in the image.
 binaries="
 /usr/bin/podman
 /usr/bin/crun
 /usr/bin/conmon
 /usr/bin/catatonit
-/usr/lib/podman/netavark
-/usr/lib/podman/aardvark-dns
 /usr/sbin/nft
 /usr/sbin/mke2fs
 /usr/sbin/e2fsck
@@ -78,20 +78,24 @@ find_lib() {
   done
   return 1
 }
-# Copy a file, following symlinks, and (for ELF files) every library it needs.
-copy_with_libs() {
+# Copy FILE (a path on the build machine; symlinks followed) to DST in the
+# image, then (for ELF files) every library it needs, from the staging tree,
+# recursively. The body is a subshell, so each call keeps its own variables:
+# an error names the file that needs the missing library.
+copy_with_libs() (
   src=$1; dst=$2
-  [ -e "$out/$dst" ] && return 0
+  [ -e "$out/$dst" ] && exit 0
   mkdir -p "$out/$(dirname "$dst")"
-  cp -L "$stage/$src" "$out/$dst"
-  for lib in $(readelf -d "$stage/$src" 2>/dev/null | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
-    path=$(find_lib "$lib") || { echo "rootfs: $src needs $lib, not found" >&2; exit 1; }
-    copy_with_libs "$path" "usr/lib/x86_64-linux-gnu/$lib"
+  cp -L "$src" "$out/$dst"
+  for lib in $(readelf -d "$src" 2>/dev/null | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+    path=$(find_lib "$lib") || { echo "rootfs: /$dst needs $lib, not found" >&2; exit 1; }
+    copy_with_libs "$stage/$path" "usr/lib/x86_64-linux-gnu/$lib"
   done
-}
-for b in $binaries; do copy_with_libs "$b" "$b"; done
+)
+for b in $binaries; do copy_with_libs "$stage$b" "$b"; done
+for b in netavark aardvark-dns; do copy_with_libs "$helpers/$b" "usr/lib/podman/$b"; done
 # The dynamic loader, at the path every binary names.
-copy_with_libs usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2
+copy_with_libs "$stage/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2
 ln -sf ../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 usr/lib64/ld-linux-x86-64.so.2
 # NSS modules are loaded at run time (not NEEDED): files is built into glibc 2.41, dns too.
 ln -sf ../../bin/catatonit usr/libexec/podman/catatonit
@@ -104,9 +108,14 @@ cp "$stage/usr/share/containers/seccomp.json" usr/share/containers/
 find "$stage/usr/share/ca-certificates" -name '*.crt' | sort | xargs cat > etc/ssl/certs/ca-certificates.crt
 # The debug shell (`skiff shell`): busybox's sh and its usual tools, as
 # applet links only; names that a real binary already has are left alone.
-bb=usr/bin/busybox; [ -e "$stage/$bb" ] || bb=bin/busybox
-cp "$stage/$bb" usr/bin/busybox
-for applet in $("$stage/$bb" --list); do
+# Debian's dynamically linked busybox (0.8 MB; busybox-static is 2.0 MB
+# with its own copy of glibc). It needs trixie's glibc, so its applets are
+# listed through the staging tree's dynamic loader.
+copy_with_libs "$stage/usr/bin/busybox" usr/bin/busybox
+applets=$("$stage/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" --library-path "$stage/usr/lib/x86_64-linux-gnu" \
+  "$stage/usr/bin/busybox" --list)
+[ -n "$applets" ] || { echo "rootfs: busybox lists no applets" >&2; exit 1; }
+for applet in $applets; do
   case $applet in init|linuxrc|busybox) continue ;; esac
   [ -e "usr/bin/$applet" ] || [ -e "usr/sbin/$applet" ] || ln -s busybox "usr/bin/$applet"
 done

@@ -9,7 +9,7 @@ set -eu
 packages="qemu-system-x86 qemu-utils ovmf xorriso grub-pc-bin grub-efi-amd64-bin grub-common mtools
   squashfs-tools docker.io socat busybox-static bc bison flex libelf-dev libssl-dev cpio zstd xz-utils make
   binutils gcc dosfstools e2fsprogs debian-archive-keyring ca-certificates openssl
-  libcap-ng-dev libseccomp-dev pkg-config netcat-openbsd curl"
+  libcap-ng-dev libseccomp-dev pkg-config netcat-openbsd curl protobuf-compiler"
 sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
 
 missing_packages() {

@@ -149,6 +149,19 @@ fn dhcp_dns_and_container_traffic() {
     assert!(page.contains("published-ok"), "published port answer: {page}");
     vm.docker_ok(&["rm", "-f", "web"]);
 
+    // A user-defined network (netavark): containers on it find each other
+    // by name and other names are forwarded (aardvark-dns).
+    vm.docker_ok(&["network", "create", "skiffnet"]);
+    vm.docker_ok(&["run", "-d", "--name", "named", "--network", "skiffnet", IMAGE, "sh", "-c",
+        "mkdir /www && echo by-container-name > /www/index.html && exec httpd -f -p 80 -h /www"]);
+    let retry = |url: &str| format!("for i in $(seq 20); do wget -qO- {url} && exit 0; sleep 1; done; exit 1");
+    let by_container = vm.docker_ok(&["run", "--rm", "--network", "skiffnet", IMAGE, "sh", "-c", &retry("http://named/")]);
+    assert_eq!(by_container.trim(), "by-container-name", "container to container by name on a user-defined network");
+    let forwarded = vm.docker_ok(&["run", "--rm", "--network", "skiffnet", IMAGE, "wget", "-qO-", &format!("http://webhost.skiff.test:{port}/")]);
+    assert_eq!(forwarded.trim(), body, "container to host by name from a user-defined network");
+    vm.docker_ok(&["rm", "-f", "named"]);
+    vm.docker_ok(&["network", "rm", "skiffnet"]);
+
     // SLAAC from QEMU's router advertisements (prefix fec0::/64), reported on the console.
     let end = Instant::now() + Duration::from_secs(60);
     while !vm.console().contains("network: eth0 up:") && Instant::now() < end {

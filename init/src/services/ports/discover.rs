@@ -30,46 +30,51 @@ const MAX_INSPECT: usize = 1 << 20;
 /// Longest event line accepted.
 const MAX_EVENT: usize = 64 << 10;
 
-use serde_json::Value;
+use super::json::{self, Json};
 
 /// The ids of the running containers (`GET /containers/json` lists only
 /// those) that publish at least one port. Podman lists a port range as one
 /// entry, so the ports themselves are read from each container's inspect.
-pub fn parse_list(json: &[u8]) -> Result<Vec<String>, serde_json::Error> {
-    let listed: Vec<Value> = serde_json::from_slice(json)?;
-    let publishes = |c: &Value| {
-        c["Ports"].as_array().is_some_and(|ports| ports.iter().any(|p| p["PublicPort"].as_u64().is_some_and(|n| n != 0)))
+pub fn parse_list(text: &[u8]) -> Result<Vec<String>, json::Error> {
+    let listed = json::parse(text)?;
+    if !listed.is_array() {
+        return Err(json::Error::NotAList);
+    }
+    let publishes = |c: Json<'_>| {
+        c.get("Ports").is_some_and(|ports| ports.items().any(|p| p.get("PublicPort").and_then(Json::as_u64).is_some_and(|n| n != 0)))
     };
-    Ok(listed.iter().filter(|c| publishes(c)).filter_map(|c| Some(c["Id"].as_str()?.to_string())).collect())
+    Ok(listed.items().filter(|&c| publishes(c)).filter_map(|c| c.get("Id")?.as_str()).collect())
 }
 
 /// The address the guest dials for a container: `--network host` is the
-/// guest itself; otherwise the first network address it has.
-fn target_ip(c: &Value) -> Option<IpAddr> {
-    if c["HostConfig"]["NetworkMode"].as_str() == Some("host") {
+/// guest itself; otherwise the address of the first network (by name, as
+/// the engine lists them) that has one.
+fn target_ip(c: Json<'_>) -> Option<IpAddr> {
+    if c.get("HostConfig").and_then(|h| h.get("NetworkMode")).and_then(Json::as_str).as_deref() == Some("host") {
         return Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
     }
-    let networks = c["NetworkSettings"]["Networks"].as_object()?;
-    networks.values().filter_map(|n| n["IPAddress"].as_str()?.parse().ok()).next()
+    let networks = c.get("NetworkSettings")?.get("Networks")?;
+    let addresses = networks.members().filter_map(|(name, n)| Some((name, n.get("IPAddress")?.as_str()?.parse().ok()?)));
+    addresses.min_by(|a, b| a.0.cmp(&b.0)).map(|(_, ip)| ip)
 }
 
 /// The published ports in a container's inspect (`GET /containers/ID/json`):
 /// `NetworkSettings.Ports` maps `"8080/tcp"` to `[{"HostIp", "HostPort"}]`,
 /// one key per container port (ranges expanded), `null` when only exposed.
-pub fn parse_inspect(json: &[u8]) -> Result<BTreeSet<Published>, serde_json::Error> {
-    let c: Value = serde_json::from_slice(json)?;
+pub fn parse_inspect(text: &[u8]) -> Result<BTreeSet<Published>, json::Error> {
+    let c = json::parse(text)?;
     let mut table = BTreeSet::new();
-    let Some(target_ip) = target_ip(&c) else { return Ok(table) };
-    let Some(ports) = c["NetworkSettings"]["Ports"].as_object() else { return Ok(table) };
-    for (key, bindings) in ports {
-        let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+    let Some(target_ip) = target_ip(c) else { return Ok(table) };
+    let Some(ports) = c.get("NetworkSettings").and_then(|n| n.get("Ports")) else { return Ok(table) };
+    for (key, bindings) in ports.members() {
+        let (port, proto) = key.split_once('/').unwrap_or((&key, "tcp"));
         let (Ok(target_port), Some(proto)) = (port.parse::<u16>(), Proto::parse(proto)) else { continue };
-        for b in bindings.as_array().into_iter().flatten() {
-            let host_port = match b["HostPort"].as_str().map(str::parse::<u16>) {
+        for b in bindings.items() {
+            let host_port = match b.get("HostPort").and_then(Json::as_str).map(|p| p.parse::<u16>()) {
                 Some(Ok(port)) if port != 0 => port,
                 _ => continue,
             };
-            let host_ip = match b["HostIp"].as_str().unwrap_or("") {
+            let host_ip = match b.get("HostIp").and_then(Json::as_str).unwrap_or_default().as_str() {
                 "" => None,
                 text => match text.parse::<IpAddr>() {
                     Ok(ip) if ip.is_unspecified() => None,
@@ -85,7 +90,7 @@ pub fn parse_inspect(json: &[u8]) -> Result<BTreeSet<Published>, serde_json::Err
 
 /// The action of an event line (`start`, `die`, ...), if it is one.
 pub fn event_action(line: &[u8]) -> Option<String> {
-    Some(serde_json::from_slice::<Value>(line).ok()?["Action"].as_str()?.to_string())
+    json::parse(line).ok()?.get("Action")?.as_str()
 }
 
 /// Follows the engine in a background thread for as long as the init runs.
@@ -239,6 +244,9 @@ mod tests {
         let none = br#"{"NetworkSettings":{"Ports":{"80/tcp":[{"HostIp":"","HostPort":"8083"}]},"Networks":{}}}"#;
         assert!(parse_inspect(none).unwrap().is_empty());
         assert!(parse_inspect(b"{}").unwrap().is_empty());
+        // Several networks: the first by name that has an address.
+        let two = br#"{"NetworkSettings":{"Ports":{"80/tcp":[{"HostIp":"","HostPort":"8084"}]},"Networks":{"zeta":{"IPAddress":"10.88.0.9"},"beta":{"IPAddress":"10.89.0.2"},"alpha":{"IPAddress":""}}}}"#;
+        assert_eq!(parse_inspect(two).unwrap(), [published(None, 8084, Proto::Tcp, "10.89.0.2", 80)].into());
         // Not JSON is an error; JSON of another shape publishes nothing.
         assert!(parse_inspect(b"{").is_err());
         assert!(parse_inspect(b"42").unwrap().is_empty());
