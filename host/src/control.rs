@@ -1,4 +1,5 @@
-//! `skiff logs` and `skiff shell`: the guest's control port (vsock 2376).
+//! `skiff logs`, `skiff shell` and the guest's figures for `skiff status`:
+//! the guest's control port (vsock 2376).
 
 use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use clap::Args;
 use skiff_proto::control::{self, Request, DEFAULT_CONTROL_PORT};
 use skiff_proto::shell::{self, Msg, Start};
+use skiff_proto::status;
 
 use crate::guest::{Addr, Conn, Target};
 use crate::secret;
@@ -68,6 +70,37 @@ fn check_refusal(conn: &mut BufReader<Conn>) -> io::Result<()> {
     conn.by_ref().take(1024).read_until(b'\n', &mut line)?;
     let reason = skiff_proto::auth::parse_refusal(&line).unwrap_or_else(|| String::from_utf8_lossy(&line).trim_end().to_string());
     Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("the guest refused: {reason}")))
+}
+
+/// How long the guest may take to answer a status request, in all.
+const STATUS_LIMIT: Duration = Duration::from_secs(5);
+
+/// The guest's own figures (build, memory, data disk use, shares), read
+/// within [`STATUS_LIMIT`] and at most `status::MAX_STATUS` bytes.
+pub fn guest_status(target: &Target) -> io::Result<status::GuestStatus> {
+    let mut conn = target.connect(DEFAULT_CONTROL_PORT)?;
+    conn.write_all(control::encode(&Request::Status).as_bytes())?;
+    let end = std::time::Instant::now() + STATUS_LIMIT;
+    let mut conn = BufReader::new(conn);
+    conn.get_ref().set_read_timeout(Some(STATUS_LIMIT))?;
+    check_refusal(&mut conn)?;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "the guest did not answer the status request in time"));
+        }
+        conn.get_ref().set_read_timeout(Some(left))?;
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) if answer.len() + n > status::MAX_STATUS => return Err(io::Error::other(status::Error::TooLong)),
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    status::parse(&answer).map_err(io::Error::other)
 }
 
 /// `skiff logs`: prints the guest's log (and follows it with `follow`).

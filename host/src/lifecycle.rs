@@ -12,13 +12,18 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use skiff_proto::status::GuestStatus;
+
 use crate::context;
+use crate::control;
 use crate::datadisk;
 use crate::images::{self, Records};
 use crate::qmp;
+use crate::settings;
 use crate::state::StateDir;
 
 /// How long `skiff stop` waits for the VM to exit before killing it: as
@@ -94,10 +99,11 @@ pub struct Claim {
     state: StateDir,
 }
 
+/// `skiff run`'s exit: its runtime files go (sockets, pid files, ...),
+/// through the one function that owns them.
 impl Drop for Claim {
     fn drop(&mut self) {
-        let _ = fs::remove_file(self.state.pid_file());
-        let _ = fs::remove_file(self.state.qemu_pid_file());
+        self.state.clear_runtime();
     }
 }
 
@@ -126,14 +132,11 @@ pub fn qemu(state: &StateDir) -> Option<ProcId> {
     ProcId::decode(&fs::read_to_string(state.qemu_pid_file()).ok()?).filter(ProcId::alive)
 }
 
-/// Removes what a VM that did not stop cleanly left behind.
+/// Removes what a VM that did not stop cleanly left behind. Called only
+/// when no `skiff run` of this folder is alive; a clean exit removed
+/// everything already (its claim), so whatever is found is a leftover.
 fn clean_leftovers(state: &StateDir) {
-    let mut found = Vec::new();
-    for path in state.runtime_files() {
-        if fs::symlink_metadata(&path).is_ok() && fs::remove_file(&path).is_ok() {
-            found.push(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-        }
-    }
+    let found = state.clear_runtime();
     if !found.is_empty() {
         eprintln!("skiff: cleaned up after a VM that did not stop cleanly ({})", found.join(", "));
     }
@@ -315,7 +318,12 @@ pub fn stop(state: &StateDir) -> io::Result<()> {
     Ok(())
 }
 
-/// `skiff status`.
+/// `skiff status`: plain `key: value` lines. Running: the VM's ISO, the
+/// guest's own figures (version, build, uptime, memory, the data disk as
+/// its `df` sees it, mounted shares: `SKIFF-CONTROL/1 status`), the engine,
+/// the forwarded ports (DIR/ports) and what QEMU was given. Stopped: what
+/// the next start boots. Both: the data disk's size on the host and the
+/// remembered settings.
 pub fn status(state: &StateDir) -> io::Result<()> {
     let records = Records::load(state);
     let disk = state.data_disk();
@@ -326,6 +334,7 @@ pub fn status(state: &StateDir) -> io::Result<()> {
             println!("iso: {} (build {cur})", images::path_of(state, cur).display());
         }
         print_disk(&disk);
+        println!("settings: {}", settings::describe(&settings::load(&state.settings())));
         return Ok(());
     };
     println!("state: running (pid {})", id.pid);
@@ -340,13 +349,69 @@ pub fn status(state: &StateDir) -> io::Result<()> {
         println!("uptime: {}", uptime(&q).map(human_duration).unwrap_or_else(|| "?".into()));
         println!("memory: {} MiB, cpus: {}, accel: {}", arg("-m").unwrap_or_default(), arg("-smp").unwrap_or_default(), arg("-accel").unwrap_or_default());
     }
+    match fetch_guest_status(state) {
+        Ok(g) => print!("{}", describe_guest(&g)),
+        Err(e) => println!("guest: not answering ({e})"),
+    }
     match engine_version(&state.docker_sock()) {
         Ok(v) => println!("engine: {v}"),
         Err(e) => println!("engine: not answering ({e})"),
     }
     println!("docker host: unix://{} (docker context {})", state.docker_sock().display(), context::NAME);
     print_disk(&disk);
+    print!("{}", describe_ports(&fs::read_to_string(state.ports()).unwrap_or_default()));
+    println!("settings: {}", settings::describe(&settings::load(&state.settings())));
     Ok(())
+}
+
+/// How long `status` waits for the guest's figures (the hybrid handshake
+/// has no timeout of its own, so the request runs in a thread).
+const GUEST_STATUS_LIMIT: Duration = Duration::from_secs(8);
+
+fn fetch_guest_status(state: &StateDir) -> io::Result<GuestStatus> {
+    let target = state.target()?;
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(control::guest_status(&target));
+    });
+    rx.recv_timeout(GUEST_STATUS_LIMIT).map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer in time"))?
+}
+
+/// The guest's figures as status lines.
+fn describe_guest(g: &GuestStatus) -> String {
+    let kib = |k: u64| human_bytes(k.saturating_mul(1024));
+    let mut out = format!("guest: skiff {}, build {}, up {}\n", g.version, g.build, human_duration(Duration::from_secs(g.uptime_secs)));
+    out.push_str(&format!(
+        "guest memory: {} used of {} ({} available)\n",
+        kib(g.mem_total_kib.saturating_sub(g.mem_available_kib)),
+        kib(g.mem_total_kib),
+        kib(g.mem_available_kib)
+    ));
+    match g.disk {
+        Some(d) => out.push_str(&format!(
+            "data disk in the guest: {} used of {} ({} available)\n",
+            human_bytes(d.used),
+            human_bytes(d.size),
+            human_bytes(d.available)
+        )),
+        None => out.push_str("data disk in the guest: none (images live in RAM)\n"),
+    }
+    if g.shares.is_empty() {
+        out.push_str("shares: none\n");
+    }
+    for share in &g.shares {
+        out.push_str(&format!("share: {} ({})\n", share.path, share.fs));
+    }
+    out
+}
+
+/// The listeners of DIR/ports (`skiff ports`' listing) as status lines.
+fn describe_ports(listing: &str) -> String {
+    let lines: Vec<&str> = listing.lines().filter(|l| !l.starts_with("guest port table:") && !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return "ports: none\n".to_string();
+    }
+    lines.iter().map(|l| format!("port: {l}\n")).collect()
 }
 
 fn print_disk(disk: &Path) {
@@ -463,6 +528,43 @@ mod tests {
         drop(claim);
         assert!(!state.pid_file().exists());
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_clean_exit_leaves_nothing_to_report() {
+        let dir = std::env::temp_dir().join(format!("skiff-life-clean-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let state = StateDir::create(&dir).unwrap();
+        let claim = claim(&state).unwrap();
+        for f in [state.docker_sock(), state.qmp(), state.ports()] {
+            fs::write(f, b"").unwrap();
+        }
+        drop(claim);
+        assert!(state.clear_runtime().is_empty(), "skiff run's exit removed every runtime file; stop would report none");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn guest_figures_and_ports_read_plainly() {
+        use skiff_proto::status::{DiskUse, ShareUse};
+        let g = GuestStatus {
+            version: "0.1.0".into(),
+            build: "abc".into(),
+            uptime_secs: 125,
+            mem_total_kib: 1 << 20,
+            mem_available_kib: 768 << 10,
+            disk: Some(DiskUse { size: 64 << 30, used: 52 << 20, available: 60 << 30 }),
+            shares: vec![ShareUse { fs: "virtiofs".into(), path: "/root".into() }],
+        };
+        let text = describe_guest(&g);
+        assert!(text.contains("guest: skiff 0.1.0, build abc, up 2m05s\n"), "{text}");
+        assert!(text.contains("guest memory: 256.0 MiB used of 1.0 GiB (768.0 MiB available)\n"), "{text}");
+        assert!(text.contains("data disk in the guest: 52.0 MiB used of 64.0 GiB (60.0 GiB available)\n"), "{text}");
+        assert!(text.contains("share: /root (virtiofs)\n"), "{text}");
+        let ram = describe_guest(&GuestStatus { disk: None, shares: Vec::new(), ..g });
+        assert!(ram.contains("data disk in the guest: none") && ram.contains("shares: none"), "{ram}");
+        assert_eq!(describe_ports("guest port table: connected\n"), "ports: none\n");
+        assert_eq!(describe_ports("guest port table: connected\ntcp 127.0.0.1:8080 -> 10.88.0.2:80 listening\n"), "port: tcp 127.0.0.1:8080 -> 10.88.0.2:80 listening\n");
     }
 
     #[test]

@@ -45,11 +45,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Boot the VM in the background; returns once the engine answers.
-    /// Memory, CPUs and disk size are remembered for the next start.
+    /// Memory, CPUs, disk size and shares are remembered for the next start.
     Start(run::RunOptions),
     /// Boot the ISO headless in QEMU in the foreground and serve the engine on DIR/docker.sock.
     Run(run::RunOptions),
-    /// Whether the VM runs, its ISO, uptime, engine version and data disk.
+    /// Whether the VM runs, its ISO, uptime, engine version, forwarded
+    /// ports, shares, data disk use and guest memory.
     Status {
         /// State folder of the VM.
         #[arg(long, env = "SKIFF_DIR", default_value_os_t = state::default_dir())]
@@ -133,11 +134,20 @@ fn start(opts: &run::RunOptions, matches: Option<&ArgMatches>, rollback: bool) -
     let state = state::StateDir::create(&opts.dir)?;
     let given = |id: &str| matches.and_then(|m| m.value_source(id)).is_some_and(|s| s != ValueSource::DefaultValue);
     let stored = settings::load(&state.settings());
+    // Share paths are remembered absolute: the next start may run elsewhere.
+    let cwd = std::env::current_dir()?;
     let (merged, extra) = settings::merge(&stored, |key| {
-        given(key).then(|| match key {
-            "memory" => opts.memory.to_string(),
-            "cpus" => opts.cpus.to_string(),
-            _ => opts.disk_size.clone(),
+        let arg = match key {
+            "share" => "shares",
+            other => other,
+        };
+        given(arg).then(|| match key {
+            "memory" => vec![opts.memory.to_string()],
+            "cpus" => vec![opts.cpus.to_string()],
+            "disk_size" => vec![opts.disk_size.clone()],
+            "share" => opts.shares.shares.iter().map(|p| shares::absolute(p, &cwd).display().to_string()).collect(),
+            "no_shares" => vec!["true".to_string()],
+            _ => vec![opts.shares.share_via.clone()],
         })
     });
     // The arguments after the subcommand, passed on to `skiff run`.

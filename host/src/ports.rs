@@ -15,6 +15,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
@@ -121,6 +122,8 @@ pub struct Ports {
     guest: Target,
     all_interfaces: bool,
     status_file: Option<PathBuf>,
+    /// Set by [`Ports::close`]: the status file is no longer written.
+    closed: AtomicBool,
     state: Mutex<State>,
 }
 
@@ -135,7 +138,7 @@ struct State {
 impl Ports {
     /// Starts following the guest's port table in the background.
     pub fn spawn(guest: Target, all_interfaces: bool, status_file: Option<PathBuf>) -> Arc<Ports> {
-        let ports = Arc::new(Ports { guest, all_interfaces, status_file, state: Mutex::new(State::default()) });
+        let ports = Arc::new(Ports { guest, all_interfaces, status_file, closed: AtomicBool::new(false), state: Mutex::new(State::default()) });
         ports.write_status(&lock(&ports.state));
         let follower = Arc::clone(&ports);
         thread::spawn(move || follower.follow());
@@ -147,11 +150,11 @@ impl Ports {
         ports
     }
 
-    /// Removes the status file (the VM is gone).
-    pub fn clear_status(&self) {
-        if let Some(f) = &self.status_file {
-            let _ = fs::remove_file(f);
-        }
+    /// Stops writing the status file (the VM is gone; the state folder's
+    /// cleanup removes it): no later change can bring it back.
+    pub fn close(&self) {
+        let _st = lock(&self.state);
+        self.closed.store(true, Ordering::SeqCst);
     }
 
     /// Keeps reading the port table, reconnecting with backoff.
@@ -292,8 +295,12 @@ impl Ports {
     }
 
     /// Writes the listing `skiff ports` prints (atomically, private).
+    /// Called with the state locked (`st`), like [`Ports::close`].
     fn write_status(&self, st: &State) {
         let Some(file) = &self.status_file else { return };
+        if self.closed.load(Ordering::SeqCst) {
+            return;
+        }
         let mut text = format!("guest port table: {}\n", if st.guest_link.is_empty() { "connecting" } else { &st.guest_link });
         for (addr, slot) in &st.slots {
             let (ip, port) = *lock(slot.dest());
@@ -436,6 +443,7 @@ mod tests {
             guest: Target::new(crate::guest::Addr::Unix(dir.join("nowhere.sock"))),
             all_interfaces: false,
             status_file: Some(status.clone()),
+            closed: AtomicBool::new(false),
             state: Mutex::new(State::default()),
         });
         let table: BTreeSet<_> =

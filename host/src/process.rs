@@ -1,5 +1,17 @@
 //! Child processes of `skiff run` (QEMU and its device daemons): found on
-//! PATH or in cargo's bin folder, and killed with us.
+//! PATH or in cargo's bin folder, killed with us, and reaped by us.
+//!
+//! Zombies: `skiff start` leaves `skiff run` detached (its own session)
+//! and returns, so `skiff run` is adopted by the nearest child subreaper
+//! above it (systemd's user manager on a desktop), else by the machine's
+//! PID 1, and its exit status goes there; nothing `skiff` does can change
+//! who that is (a double fork would only make the adoption happen
+//! earlier). What `skiff run` can own is what runs below it: it makes
+//! itself a child subreaper, so a daemon's own children orphaned when the
+//! daemon is stopped (virtiofsd's sandboxed worker, which it forks and
+//! which dies with it) come to `skiff run` instead of the machine's PID 1,
+//! and reaps them before it exits ([`reap_adopted`]). On machines whose PID
+//! 1 reaps late they no longer linger as zombies of a VM long gone.
 
 use std::env;
 use std::io;
@@ -19,6 +31,35 @@ pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
             }
             Ok(())
         })
+    }
+}
+
+/// Makes this process the reaper of orphans among its descendants
+/// (`PR_SET_CHILD_SUBREAPER`); see the module comment.
+pub fn become_subreaper() -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only sets a flag on this process.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reaps every child still around, waiting up to `limit` for those still
+/// running. Call once our own children (each with its `Child`) have been
+/// waited for: what is left are adopted orphans. Returns how many were reaped.
+pub fn reap_adopted(limit: Duration) -> usize {
+    let end = Instant::now() + limit;
+    let mut reaped = 0;
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes the exit status into `status`, a valid i32.
+        match unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } {
+            pid if pid > 0 => reaped += 1,
+            // Children left, none exited yet.
+            0 if Instant::now() < end => thread::sleep(Duration::from_millis(20)),
+            // No children (ECHILD), or out of time: the rest go to our own reaper.
+            _ => return reaped,
+        }
     }
 }
 
@@ -54,4 +95,38 @@ pub fn wait_for_path(path: &Path, child: &mut Child, what: &str, limit: Duration
 pub fn stop(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orphans_of_a_child_are_adopted_and_reaped() {
+        // In a process of its own: a subreaper reaping with waitpid(-1)
+        // would take the children of tests running beside it.
+        let out = Command::new(env::current_exe().unwrap())
+            .args(["--exact", "process::tests::adopt_and_reap", "--ignored", "--test-threads=1"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && text.contains("1 passed"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    #[test]
+    #[ignore = "run alone by orphans_of_a_child_are_adopted_and_reaped"]
+    fn adopt_and_reap() {
+        become_subreaper().unwrap();
+        // A child whose own child outlives it: the grandchild is orphaned
+        // and, with us a subreaper, becomes ours.
+        let out = Command::new("sh").args(["-c", "sleep 0.3 & echo $!"]).output().unwrap();
+        let grandchild: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        let ppid = || {
+            let stat = std::fs::read_to_string(format!("/proc/{grandchild}/stat")).ok()?;
+            stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse::<u32>().ok()
+        };
+        assert_eq!(ppid(), Some(std::process::id()), "the orphan is adopted by us, not PID 1");
+        assert!(reap_adopted(Duration::from_secs(10)) >= 1);
+        assert!(!Path::new(&format!("/proc/{grandchild}")).exists(), "reaped: no zombie left");
+    }
 }

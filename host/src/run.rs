@@ -19,7 +19,7 @@ use crate::datadisk;
 use crate::images;
 use crate::lifecycle;
 use crate::guestcfg::GuestConfig;
-use crate::process::die_with_parent;
+use crate::process::{self, die_with_parent};
 use crate::ports::Ports;
 use crate::qemu::{self, DirectKernel, Machine, Medium};
 use crate::qmp;
@@ -177,6 +177,9 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
     }
     let state = StateDir::create(&o.dir)?;
     let _claim = lifecycle::claim(&state)?;
+    if let Err(e) = process::become_subreaper() {
+        eprintln!("skiff: cannot become a child subreaper ({e}); orphans of the device daemons go to PID 1");
+    }
     let disks = data_disks(o, &state)?;
     // The state folder's copy of the ISO, so rebuilding it never touches a running guest.
     let (iso, build) = images::install(&state, &o.iso)?;
@@ -219,10 +222,9 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
     }
     drop(vsock);
     drop(shares);
-    ports.clear_status();
-    state.clear_target();
-    let _ = fs::remove_file(&docker_sock);
-    let _ = fs::remove_file(state.qmp());
+    process::reap_adopted(Duration::from_secs(2));
+    ports.close();
+    // The claim, dropped last, removes the folder's runtime files.
     result
 }
 

@@ -212,13 +212,6 @@ fn open_file_limit() -> Option<u64> {
     (ok && lim.rlim_max != libc::RLIM_INFINITY).then_some(lim.rlim_max)
 }
 
-/// The pid file virtiofsd writes beside its socket.
-fn pid_file(socket: &Path) -> PathBuf {
-    let mut name = socket.as_os_str().to_owned();
-    name.push(".pid");
-    PathBuf::from(name)
-}
-
 /// QEMU's value for a path inside an option list (commas doubled).
 fn qemu_path(p: &Path) -> String {
     p.display().to_string().replace(',', ",,")
@@ -255,8 +248,9 @@ pub fn tell_guest(cfg: &mut GuestConfig, shares: &[Share], via: Transport) {
     }
 }
 
-/// The started shares: what QEMU and the guest need; the daemons stop and
-/// their sockets go when this is dropped.
+/// The started shares: what QEMU and the guest need; the daemons stop when
+/// this is dropped (their sockets and pid files are runtime files of the
+/// state folder, removed with the others by `StateDir::clear_runtime`).
 pub struct Shares {
     pub shares: Vec<Share>,
     pub via: Transport,
@@ -281,9 +275,8 @@ impl Shares {
             let ids = (uid != 0).then_some((uid, gid));
             let max_files = open_file_limit();
             for (i, share) in started.shares.clone().iter().enumerate() {
+                // No stale socket: `skiff run`'s claim cleared the folder.
                 let socket = state.share_socket(i);
-                let _ = fs::remove_file(&socket);
-                let _ = fs::remove_file(pid_file(&socket));
                 started.sockets.push(socket.clone());
                 let mut child =
                     die_with_parent(Command::new(&prog).args(virtiofsd_args(share, &socket, ids, max_files)).stdout(Stdio::null()))
@@ -311,10 +304,6 @@ impl Drop for Shares {
     fn drop(&mut self) {
         for child in &mut self.daemons {
             stop(child);
-        }
-        for socket in &self.sockets {
-            let _ = fs::remove_file(socket);
-            let _ = fs::remove_file(pid_file(socket));
         }
     }
 }

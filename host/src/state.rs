@@ -116,16 +116,49 @@ impl StateDir {
     pub fn settings(&self) -> PathBuf {
         self.root.join("settings")
     }
-    /// What a running VM leaves in the folder, removed when a crashed VM's
-    /// leftovers are cleaned up.
+    /// What a running VM keeps in the folder: its sockets (engine, QMP,
+    /// vsock device, virtiofsd's and the guest-initiated `vsock.sock_PORT`
+    /// ones), pid files, vsock address and port listing. Kept: the data
+    /// disk, ISO copies, settings, secret and the logs.
     pub fn runtime_files(&self) -> Vec<PathBuf> {
         let hybrid = self.hybrid_vsock();
-        let mut files = vec![self.docker_sock(), self.qmp(), self.vhost(), hybrid.clone(), self.target_record(), self.pid_file(), self.qemu_pid_file()];
-        let prefix = format!("{}_", hybrid.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        let ports_tmp = self.ports().with_extension("tmp");
+        let mut files = vec![
+            self.docker_sock(), self.qmp(), self.vhost(), hybrid.clone(), self.target_record(), self.pid_file(),
+            self.qemu_pid_file(), self.ports(), ports_tmp,
+        ];
+        let hybrid_prefix = format!("{}_", hybrid.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        let is_share_socket = |name: &str| {
+            let rest = name.strip_prefix("fs-").and_then(|r| r.strip_suffix(".sock").or_else(|| r.strip_suffix(".sock.pid")));
+            rest.is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        };
         if let Ok(entries) = fs::read_dir(&self.root) {
-            files.extend(entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(&prefix)).map(|e| e.path()));
+            files.extend(
+                entries
+                    .flatten()
+                    .filter(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        name.starts_with(&hybrid_prefix) || is_share_socket(&name)
+                    })
+                    .map(|e| e.path()),
+            );
         }
         files
+    }
+
+    /// Removes the [runtime files](Self::runtime_files) and returns the
+    /// names of those that were there. The one place they are removed:
+    /// `skiff run` calls it as it exits (when its claim on the folder
+    /// ends), and `start`/`stop` call it when they find no live `skiff
+    /// run`, where anything found is a crashed VM's leftover.
+    pub fn clear_runtime(&self) -> Vec<String> {
+        let mut removed = Vec::new();
+        for path in self.runtime_files() {
+            if fs::symlink_metadata(&path).is_ok() && fs::remove_file(&path).is_ok() {
+                removed.push(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+            }
+        }
+        removed
     }
     /// Where a running VM's vsock is reached, recorded by `skiff run`.
     fn target_record(&self) -> PathBuf {
@@ -136,11 +169,6 @@ impl StateDir {
     /// (the secret stays in its own file).
     pub fn record_target(&self, target: &Target) -> io::Result<()> {
         fs::write(self.target_record(), encode_target(&target.addr))
-    }
-
-    /// Forgets the running VM's address (at exit).
-    pub fn clear_target(&self) {
-        let _ = fs::remove_file(self.target_record());
     }
 
     /// How the VM started from this folder is reached, with its secret;
@@ -230,6 +258,30 @@ mod tests {
     }
 
     #[test]
+    fn runtime_files_are_cleared_and_nothing_else() {
+        let dir = scratch("runtime");
+        let s = StateDir::create(&dir).unwrap();
+        let runtime = ["docker.sock", "qmp.sock", "vhost.sock", "vsock.sock", "vsock.sock_1024", "vsock-target", "skiff.pid", "qemu.pid",
+            "ports", "ports.tmp", "fs-0.sock", "fs-0.sock.pid", "fs-12.sock"];
+        let kept = ["data.qcow2", "settings", "secret", "console.log", "skiff.log", "fs-x.sock", "fs-.sock", "vsock.socket"];
+        for name in runtime.iter().chain(&kept) {
+            fs::write(dir.join(name), b"").unwrap();
+        }
+        fs::create_dir_all(s.images()).unwrap();
+        let mut removed = s.clear_runtime();
+        removed.sort();
+        let mut want: Vec<String> = runtime.iter().map(|n| n.to_string()).collect();
+        want.sort();
+        assert_eq!(removed, want);
+        for name in kept {
+            assert!(dir.join(name).exists(), "{name} must be kept");
+        }
+        assert!(s.images().is_dir());
+        assert!(s.clear_runtime().is_empty(), "a second pass finds nothing: no leftovers reported");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn target_record_round_trips_and_is_never_guessed() {
         for t in [Addr::Cid(7), Addr::Uds(PathBuf::from("/a b/vsock.sock")), Addr::Unix(PathBuf::from("/u"))] {
             let back = decode_target(&encode_target(&t)).unwrap();
@@ -244,7 +296,7 @@ mod tests {
         assert!(matches!(s.target().unwrap(), Target { addr: Addr::Cid(9), secret: None }));
         let made = secret::ensure(&s.secret()).unwrap();
         assert_eq!(s.target().unwrap().secret, Some(made), "the secret comes with the address");
-        s.clear_target();
+        s.clear_runtime();
         assert!(s.target().is_err());
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -4,9 +4,8 @@
 //! socket in the state folder). The user-space device needs the guest's
 //! memory shared with it.
 
-use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -23,8 +22,6 @@ pub struct VsockDevice {
     /// True if QEMU must put guest memory on a shared backend.
     pub shared_memory: bool,
     daemon: Option<Child>,
-    /// The daemon's sockets, removed when it stops.
-    sockets: Vec<PathBuf>,
 }
 
 impl VsockDevice {
@@ -36,16 +33,13 @@ impl VsockDevice {
                 qemu_args: vec!["-device".into(), format!("vhost-vsock-pci,guest-cid={cid}")],
                 shared_memory: false,
                 daemon: None,
-                sockets: Vec::new(),
             });
         }
         let prog = find_program("vhost-device-vsock").ok_or_else(|| {
             io::Error::other("no /dev/vhost-vsock and no vhost-device-vsock (cargo install vhost-device-vsock)")
         })?;
+        // The folder holds no stale sockets: `skiff run`'s claim cleared them.
         let (vhost, uds) = (state.vhost(), state.hybrid_vsock());
-        for stale in [&vhost, &uds] {
-            let _ = fs::remove_file(stale);
-        }
         let mut child = die_with_parent(
             Command::new(prog)
                 .arg("--vm")
@@ -67,18 +61,16 @@ impl VsockDevice {
             ],
             shared_memory: true,
             daemon: Some(child),
-            sockets: vec![vhost, uds],
         })
     }
 }
 
+/// Stops the daemon; its sockets are runtime files of the state folder,
+/// removed with the others (`StateDir::clear_runtime`).
 impl Drop for VsockDevice {
     fn drop(&mut self) {
         if let Some(child) = &mut self.daemon {
             stop(child);
-        }
-        for socket in &self.sockets {
-            let _ = fs::remove_file(socket);
         }
     }
 }

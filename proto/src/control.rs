@@ -5,7 +5,9 @@
 //! - `SKIFF-CONTROL/1 logs follow\n`: the same, then new lines as they come;
 //! - `SKIFF-CONTROL/1 shell\n`: a debug shell, spoken in [`crate::shell`] frames;
 //! - `SKIFF-CONTROL/1 ports\n`: the published-port table, then its changes
-//!   ([`crate::ports`] lines) until the host goes away.
+//!   ([`crate::ports`] lines) until the host goes away;
+//! - `SKIFF-CONTROL/1 status\n`: the guest's figures for `skiff status`
+//!   ([`crate::status`] lines), then the guest closes.
 
 /// The guest's vsock port for control requests (logs, debug shell).
 pub const DEFAULT_CONTROL_PORT: u32 = 2376;
@@ -22,6 +24,8 @@ pub enum Request {
     Shell,
     /// The published-port table and its changes.
     Ports,
+    /// The guest's version, memory, data disk use and shares.
+    Status,
 }
 
 /// The request line for `req`, with its `\n`.
@@ -31,6 +35,7 @@ pub fn encode(req: &Request) -> String {
         Request::Logs { follow: true } => "logs follow",
         Request::Shell => "shell",
         Request::Ports => "ports",
+        Request::Status => "status",
     };
     format!("{MAGIC}{what}\n")
 }
@@ -67,6 +72,7 @@ pub fn parse(line: &[u8]) -> Result<Request, ParseError> {
         "logs follow" => Ok(Request::Logs { follow: true }),
         "shell" => Ok(Request::Shell),
         "ports" => Ok(Request::Ports),
+        "status" => Ok(Request::Status),
         other => Err(ParseError::Unknown(other.into())),
     }
 }
@@ -77,7 +83,7 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for req in [Request::Logs { follow: false }, Request::Logs { follow: true }, Request::Shell, Request::Ports] {
+        for req in [Request::Logs { follow: false }, Request::Logs { follow: true }, Request::Shell, Request::Ports, Request::Status] {
             let line = encode(&req);
             assert!(line.ends_with('\n'));
             assert_eq!(parse(line.trim_end().as_bytes()), Ok(req));

@@ -12,6 +12,7 @@ pub mod hybrid;
 pub mod shares;
 pub mod ports;
 pub mod shell;
+pub mod status;
 
 use std::io::{self, Read};
 

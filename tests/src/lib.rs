@@ -324,6 +324,33 @@ pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
     }
 }
 
+/// Makes this test process the reaper of orphans below it
+/// (`PR_SET_CHILD_SUBREAPER`): the `skiff run` that `skiff start` leaves
+/// detached is then adopted by the test, which [`reap`]s it and sees its
+/// exit status, instead of leaving it to the machine's PID 1.
+pub fn adopt_orphans() {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only sets a flag on this process.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    assert_eq!(rc, 0, "cannot become a child subreaper: {}", std::io::Error::last_os_error());
+}
+
+/// Waits up to `limit` for process `pid` (a child, or an orphan adopted
+/// after [`adopt_orphans`]) to exit, and reaps it. Its exit status, or
+/// `None` if it is still running at the limit or is not ours to wait for.
+pub fn reap(pid: i32, limit: Duration) -> Option<std::process::ExitStatus> {
+    use std::os::unix::process::ExitStatusExt;
+    let end = Instant::now() + limit;
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes the exit status into `status`, a valid i32.
+        match unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } {
+            0 if Instant::now() < end => thread::sleep(Duration::from_millis(50)),
+            p if p == pid => return Some(std::process::ExitStatus::from_raw(status)),
+            _ => return None,
+        }
+    }
+}
+
 /// The seconds in `skiff: engine ready after 12.34s; ...`.
 pub fn parse_ready_line(line: &str) -> Option<Duration> {
     let rest = line.strip_prefix("skiff: engine ready after ")?;

@@ -79,6 +79,15 @@ fn blank_disk_keeps_images_volumes_and_containers_across_reboots() {
     assert_clean(&disk);
 }
 
+/// A 256 MiB raw disk holding an ext4 filesystem labelled `label`, made
+/// from the files in `content`.
+fn ext4_disk(disk: &Path, label: &str, content: &Path) {
+    blank_disk(disk, 256 << 20);
+    let made = Command::new("mkfs.ext4").args(["-q", "-F", "-L", label, "-d"]).arg(content).arg(disk).status()
+        .expect("mkfs.ext4 (e2fsprogs)");
+    assert!(made.success());
+}
+
 #[test]
 fn foreign_disks_are_left_untouched() {
     let scratch = Scratch::new("disk-foreign");
@@ -86,10 +95,7 @@ fn foreign_disks_are_left_untouched() {
     std::fs::create_dir_all(&content).unwrap();
     std::fs::write(content.join("hello.txt"), "foreign data\n").unwrap();
     let disk = scratch.0.join("other.img");
-    blank_disk(&disk, 256 << 20);
-    let made = Command::new("mkfs.ext4").args(["-q", "-F", "-L", "other", "-d"]).arg(&content).arg(&disk).status()
-        .expect("mkfs.ext4 (e2fsprogs)");
-    assert!(made.success());
+    ext4_disk(&disk, "other", &content);
     let before = sha256_file(&disk);
 
     // The hybrid ISO attached as a disk too: recognised and skipped.
@@ -279,4 +285,36 @@ fn shutdown_with_twenty_running_containers_is_clean() {
     assert!(!console.contains("still not done after"), "a shutdown step hit its time limit:\n{console}");
     assert!(!console.contains("podman stop still running"), "the containers were not all stopped within the limit:\n{console}");
     assert_clean(&disk);
+}
+
+/// A data disk from a newer Skiff (layout version 2): the guest says so on
+/// the console, leaves it unmounted and byte-for-byte unchanged, and the
+/// engine runs in RAM; `skiff status` says so too.
+#[test]
+fn a_disk_with_a_newer_layout_is_refused_untouched() {
+    let scratch = Scratch::new("disk-layout");
+    let content = scratch.0.join("content");
+    std::fs::create_dir_all(content.join("containers")).unwrap();
+    std::fs::write(content.join("skiff-layout-version"), "2\n").unwrap();
+    std::fs::write(content.join("containers/newer-format"), "data a newer Skiff wrote\n").unwrap();
+    let disk = scratch.0.join("newer.img");
+    ext4_disk(&disk, "skiff-data", &content);
+    let before = sha256_file(&disk);
+
+    let vm = boot_with_disk(&scratch.0, &disk);
+    let console = vm.console();
+    for line in console.lines().filter(|l| l.contains("disk:")) {
+        eprintln!("layout: {line}");
+    }
+    assert!(console.contains("its data layout is version 2, this ISO understands up to 1"), "no clear message:\n{console}");
+    assert!(console.contains("leaving its data untouched"), "{console}");
+    assert!(console.contains("no data disk mounted; images, containers and volumes live in RAM"), "{console}");
+    // The engine runs anyway, in RAM.
+    assert!(vm.docker_ok(&["info", "--format", "{{.Driver}}"]).contains("overlay"));
+    let status = vm.skiff(&["status"], None);
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(status.contains("data disk in the guest: none (images live in RAM)"), "{status}");
+    shutdown_and_report_no_disk(vm);
+
+    assert_eq!(sha256_file(&disk), before, "a disk with a newer layout was modified");
 }

@@ -1,14 +1,18 @@
 //! The background lifecycle, as a user lives it: `skiff start` keeps images
 //! on the state folder's data disk across stop and start, a second start
 //! changes nothing, a killed VM's leftovers are cleaned up, `status` tells
-//! the truth, and the docker context `skiff` reaches the engine.
+//! the truth (the guest's own figures, shares, ports, settings), settings
+//! and shares are remembered, the docker context `skiff` reaches the
+//! engine, and rewriting the ISO the CLI was given does not disturb a
+//! running VM. The test process adopts the detached `skiff run` and reaps
+//! it: a clean stop must end it with status 0 and leave no zombie.
 
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use skiff_tests::{busybox_image, console_tail, docker_bin, iso, run_ok, run_with_input, skiff_bin, Scratch};
+use skiff_tests::{adopt_orphans, busybox_image, console_tail, docker_bin, iso, reap, run_ok, run_with_input, skiff_bin, Scratch};
 
 fn skiff(dir: &Path, docker_config: &Path, args: &[&str]) -> Output {
     let mut cmd = Command::new(skiff_bin());
@@ -53,8 +57,7 @@ fn pid(path: &Path) -> i32 {
     fs::read_to_string(path).unwrap().split_whitespace().next().unwrap().parse().unwrap()
 }
 
-/// True once process `pid` has exited: gone, or a zombie its parent (here
-/// whatever reaps orphans, which may be slow) has not collected yet.
+/// True once process `pid` has exited: gone, or a zombie not reaped yet.
 fn exited(pid: i32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
@@ -62,23 +65,65 @@ fn exited(pid: i32) -> bool {
     }
 }
 
+/// `skiff stop`, then the detached `skiff run` (adopted by this test, see
+/// `adopt_orphans`) must have exited cleanly: reaped here with status 0,
+/// no zombie left.
+fn stop(dir: &Path, config: &Path) {
+    let run_pid = pid(&dir.join("skiff.pid"));
+    ok(dir, config, &["stop"]);
+    let status = reap(run_pid, Duration::from_secs(10)).expect("skiff run must have exited, and be ours to reap");
+    assert!(status.success(), "skiff run exited with {status} after a clean stop; its log:\n{}", fs::read_to_string(dir.join("skiff.log")).unwrap_or_default());
+    assert!(!Path::new(&format!("/proc/{run_pid}")).exists(), "skiff run left a zombie");
+}
+
+/// Lines of `status` that start with `key: `.
+fn field<'a>(status: &'a str, key: &str) -> Vec<&'a str> {
+    status.lines().filter_map(|l| l.strip_prefix(key)?.strip_prefix(": ")).collect()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 #[test]
 fn images_survive_stop_start_and_a_crash() {
+    adopt_orphans();
     let scratch = Scratch::new("life");
     let dir = scratch.0.join("vm");
     let _guard = KillOnDrop(dir.clone());
     let config = scratch.0.join("docker-config");
+    let shared = scratch.0.join("shared");
+    fs::create_dir_all(&shared).unwrap();
+    let shared = fs::canonicalize(&shared).unwrap();
+    let shared_arg = shared.to_str().unwrap();
     let iso = iso();
     let iso_arg = iso.to_str().unwrap();
 
     // First start: creates the data disk, keeps its own copy of the ISO,
-    // remembers the memory it was given, writes the context.
-    let first = ok(&dir, &config, &["start", "--iso", iso_arg, "--memory", "1000", "--timeout", "400"]);
+    // remembers the memory and the share it was given, writes the context.
+    let first = ok(&dir, &config, &["start", "--iso", iso_arg, "--memory", "1000", "--share", shared_arg, "--timeout", "400"]);
     assert!(first.contains("export DOCKER_HOST=unix://"), "{first}");
     assert!(first.contains("docker context `skiff`"), "{first}");
+    assert!(!first.contains("cleaned up"), "a first start has nothing to clean: {first}");
     assert!(dir.join("data.qcow2").is_file(), "no data disk created");
-    assert!(fs::read_to_string(dir.join("settings")).unwrap().contains("memory=1000"));
-    let status = ok(&dir, &config, &["status"]);
+    let settings = fs::read_to_string(dir.join("settings")).unwrap();
+    assert!(settings.contains("memory=1000") && settings.contains(&format!("share={shared_arg}\n")), "{settings}");
+
+    // A published port, for status to list.
+    let archive = busybox_image(&scratch.0, "acc/busybox:latest");
+    let loaded = docker(&config, &["load", "-i", archive.to_str().unwrap()]);
+    eprintln!("load: {loaded}names: {}", docker(&config, &["images", "--format", "{{.Repository}}"]));
+    let port = free_port();
+    docker(&config, &["run", "-d", "--name", "web", "-p", &format!("127.0.0.1:{port}:8080"), "acc/busybox", "httpd", "-f", "-p", "8080"]);
+    let want_port = format!("tcp 127.0.0.1:{port} -> ");
+    let mut status = String::new();
+    for _ in 0..60 {
+        status = ok(&dir, &config, &["status"]);
+        if field(&status, "port").iter().any(|p| p.starts_with(&want_port) && p.ends_with("listening")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
     eprintln!("status while running:\n{status}");
     assert!(status.contains("state: running"), "{status}");
     let images = fs::canonicalize(&dir).unwrap().join("images");
@@ -86,14 +131,23 @@ fn images_survive_stop_start_and_a_crash() {
     assert!(status.contains("memory: 1000 MiB"), "{status}");
     assert!(status.contains("engine: 5.") || status.contains("engine: 4."), "{status}");
     assert!(status.contains("data disk:"), "{status}");
+    // The guest's own figures: its build is the ISO's, its memory is about
+    // what QEMU gave it, the data disk is mounted, the share is mounted.
+    let guest = field(&status, "guest");
+    assert!(guest.len() == 1 && guest[0].starts_with("skiff ") && guest[0].contains(&format!(", build {}, up ", build_of(&status))), "{status}");
+    let memory = field(&status, "guest memory");
+    assert!(memory.len() == 1 && memory[0].contains(" used of ") && memory[0].ends_with(" available)"), "{status}");
+    let of = memory[0].split(" used of ").nth(1).and_then(|r| r.split(" MiB").next()).and_then(|m| m.parse::<f64>().ok());
+    assert!(of.is_some_and(|m| m > 700.0 && m <= 1000.0), "guest memory total should be a little under 1000 MiB: {status}");
+    let disk = field(&status, "data disk in the guest");
+    assert!(disk.len() == 1 && disk[0].contains(" used of ") && !disk[0].starts_with("none"), "{status}");
+    assert_eq!(field(&status, "share").iter().filter(|s| **s == format!("{shared_arg} (virtiofs)")).count(), 1, "{status}");
+    assert!(field(&status, "port").iter().any(|p| p.starts_with(&want_port) && p.ends_with("listening")), "{status}");
+    assert!(field(&status, "settings").first().is_some_and(|s| s.contains("memory=1000") && s.contains(&format!("share={shared_arg}"))), "{status}");
 
     // The context reaches the engine without DOCKER_HOST.
     let version = docker(&config, &["version", "--format", "{{.Server.Version}}"]);
     assert!(!version.trim().is_empty());
-
-    let archive = busybox_image(&scratch.0, "acc/busybox:latest");
-    let loaded = docker(&config, &["load", "-i", archive.to_str().unwrap()]);
-    eprintln!("load: {loaded}names: {}", docker(&config, &["images", "--format", "{{.Repository}}"]));
 
     // A second start changes nothing.
     let run_pid = pid(&dir.join("skiff.pid"));
@@ -102,18 +156,26 @@ fn images_survive_stop_start_and_a_crash() {
     assert_eq!(pid(&dir.join("skiff.pid")), run_pid);
     assert!(fs::read_to_string(dir.join("settings")).unwrap().contains("memory=1000"), "a refused start must not change the settings");
 
-    // Stop waits for the VM to exit.
-    ok(&dir, &config, &["stop"]);
-    assert!(exited(run_pid), "skiff run still running after stop");
+    // Stop waits for the VM to exit; its own exit removed the runtime files,
+    // so there is nothing to report as a crashed VM's leftover.
+    let stopped = ok(&dir, &config, &["stop"]);
+    assert!(!stopped.contains("cleaned up"), "a clean stop is not a crash: {stopped}");
+    let status_code = reap(run_pid, Duration::from_secs(10)).expect("skiff run exited and was ours to reap");
+    assert!(status_code.success(), "skiff run exited with {status_code}");
     let status = ok(&dir, &config, &["status"]);
     eprintln!("status after stop:\n{status}");
     assert!(status.contains("state: stopped"), "{status}");
-    assert!(!dir.join("docker.sock").exists());
+    assert!(status.contains("data disk:") && field(&status, "iso").len() == 1, "{status}");
+    assert!(field(&status, "settings").first().is_some_and(|s| s.contains(&format!("share={shared_arg}"))), "{status}");
+    for gone in ["docker.sock", "qmp.sock", "vsock.sock", "vhost.sock", "skiff.pid", "qemu.pid", "ports", "vsock-target", "fs-1.sock"] {
+        assert!(!dir.join(gone).exists(), "{gone} left after a clean stop");
+    }
 
-    // Start again with no flags: same ISO copy, remembered memory, same disk.
+    // Start again with no flags: same ISO copy, remembered memory and share, same disk.
     ok(&dir, &config, &["start", "--timeout", "400"]);
     let status = ok(&dir, &config, &["status"]);
     assert!(status.contains("memory: 1000 MiB"), "{status}");
+    assert!(field(&status, "share").contains(&format!("{shared_arg} (virtiofs)").as_str()), "the remembered share is mounted again:\n{status}");
     let listed = docker(&config, &["images", "--format", "{{.Repository}}"]);
     assert!(listed.contains("acc/busybox"), "image lost across stop/start: {listed}");
 
@@ -124,20 +186,63 @@ fn images_survive_stop_start_and_a_crash() {
         // SAFETY: kill(2) on processes this test started.
         unsafe { libc::kill(p, libc::SIGKILL) };
     }
-    for _ in 0..100 {
-        if exited(qemu_pid) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    for p in [run_pid, qemu_pid] {
+        assert!(reap(p, Duration::from_secs(10)).is_some(), "killed process {p} not reaped");
     }
+    assert!(exited(qemu_pid));
     assert!(dir.join("skiff.pid").exists() && dir.join("docker.sock").exists(), "the crash should leave leftovers");
     let status = ok(&dir, &config, &["status"]);
     assert!(status.contains("state: stopped"), "a dead pid must not count as running:\n{status}");
-    let after_crash = ok(&dir, &config, &["start", "--timeout", "400"]);
+    // Changed by this start: no shares any more, and that is remembered.
+    let after_crash = ok(&dir, &config, &["start", "--no-shares", "--timeout", "400"]);
     assert!(after_crash.contains("cleaned up"), "{after_crash}");
+    let status = ok(&dir, &config, &["status"]);
+    assert_eq!(field(&status, "shares"), ["none"], "--no-shares replaces the remembered share:\n{status}");
+    let settings = fs::read_to_string(dir.join("settings")).unwrap();
+    assert!(settings.contains("no_shares=true") && !settings.contains("share=/"), "{settings}");
     let listed = docker(&config, &["images", "--format", "{{.Repository}}"]);
     assert!(listed.contains("acc/busybox"), "image lost after a crash: {listed}");
-    ok(&dir, &config, &["stop"]);
+    stop(&dir, &config);
+}
+
+/// Overwrites a file in place (same inode, same size), as a rebuild
+/// writing over the ISO the CLI was given would.
+fn scribble_over(path: &Path) {
+    use std::io::Write;
+    let len = fs::metadata(path).unwrap().len() as usize;
+    let mut f = fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all(&vec![0x5a; len]).unwrap();
+    f.sync_all().unwrap();
+}
+
+#[test]
+fn rewriting_the_iso_does_not_disturb_a_running_vm() {
+    adopt_orphans();
+    let scratch = Scratch::new("life-iso");
+    let dir = scratch.0.join("vm");
+    let _guard = KillOnDrop(dir.clone());
+    let config = scratch.0.join("docker-config");
+    // The ISO the CLI is given: a file of the test's own, as out/skiff.iso is `make iso`'s.
+    let given = scratch.0.join("given.iso");
+    fs::copy(iso(), &given).unwrap();
+    ok(&dir, &config, &["start", "--iso", given.to_str().unwrap(), "--ephemeral", "--no-shares", "--timeout", "400"]);
+    let archive = busybox_image(&scratch.0, "acc/busybox:latest");
+    docker(&config, &["load", "-i", archive.to_str().unwrap()]);
+
+    scribble_over(&given);
+    // The guest reads /usr from the ISO's squashfs on demand: with its page
+    // cache dropped, reading files goes to the medium again (mke2fs and
+    // e2fsck never ran in this VM: it has no disk, so none of them is mapped).
+    let read = ok(&dir, &config, &["shell", "-c",
+        "sync; echo 3 > /proc/sys/vm/drop_caches; for f in /usr/bin/podman /usr/sbin/mke2fs /usr/sbin/e2fsck; do echo \"$(wc -c < $f) $(stat -c %s $f)\"; done"]);
+    let pairs: Vec<(&str, &str)> = read.lines().filter_map(|l| l.trim().split_once(' ')).collect();
+    assert!(pairs.len() == 3 && pairs.iter().all(|(read, size)| read == size && size.parse::<u64>().is_ok_and(|n| n > 0)),
+        "reading /usr after the ISO was overwritten: {read}");
+    let hello = docker(&config, &["run", "--rm", "--network", "none", "acc/busybox", "echo", "still here"]);
+    assert_eq!(hello.trim(), "still here");
+    let console = fs::read_to_string(dir.join("console.log")).unwrap_or_default();
+    assert!(!console.contains("SQUASHFS error") && !console.contains("I/O error"), "medium errors on the console:\n{}", console_tail(&dir));
+    stop(&dir, &config);
 }
 
 /// Rebuilds `iso` with another build id (the ISO's /skiff/build-id and, when
@@ -186,6 +291,7 @@ fn wait_running(config: &Path, name: &str) {
 
 #[test]
 fn update_falls_back_from_a_broken_iso_and_rolls_back() {
+    adopt_orphans();
     let scratch = Scratch::new("update");
     let dir = scratch.0.join("vm");
     let _guard = KillOnDrop(dir.clone());
@@ -201,7 +307,7 @@ fn update_falls_back_from_a_broken_iso_and_rolls_back() {
     let archive = busybox_image(&scratch.0, "acc/busybox:latest");
     docker(&config, &["load", "-i", archive.to_str().unwrap()]);
     docker(&config, &["run", "-d", "--restart=always", "--network", "none", "--name", "keeper", "acc/busybox", "sleep", "100000"]);
-    ok(&dir, &config, &["stop"]);
+    stop(&dir, &config);
 
     // The update: same data disk, the container comes back.
     ok(&dir, &config, &["start", "--iso", iso_b.to_str().unwrap(), "--timeout", "400"]);
@@ -209,7 +315,7 @@ fn update_falls_back_from_a_broken_iso_and_rolls_back() {
     wait_running(&config, "keeper");
     let recorded = ok(&dir, &config, &["shell", "-c", "cat /mnt/skiff-data/skiff-last-build-id"]);
     assert!(recorded.contains(&b_id), "the data disk records the build that used it: {recorded}");
-    ok(&dir, &config, &["stop"]);
+    stop(&dir, &config);
 
     // A broken ISO: reported, and ISO B runs again with the same disk.
     let out = skiff(&dir, &config, &["start", "--iso", broken.to_str().unwrap(), "--timeout", "45"]);
@@ -221,10 +327,12 @@ fn update_falls_back_from_a_broken_iso_and_rolls_back() {
     wait_running(&config, "keeper");
 
     // Rollback by hand: ISO A with the same disk.
+    let b_run = pid(&dir.join("skiff.pid"));
     ok(&dir, &config, &["rollback"]);
+    assert!(reap(b_run, Duration::from_secs(10)).is_some_and(|s| s.success()), "rollback stops the running VM cleanly");
     assert_eq!(build_of(&ok(&dir, &config, &["status"])), a_id);
     wait_running(&config, "keeper");
-    ok(&dir, &config, &["stop"]);
+    stop(&dir, &config);
 }
 
 /// Extracts an ISO's /skiff/build-id into `work` and returns its path.

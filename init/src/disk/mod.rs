@@ -65,6 +65,10 @@ pub enum Error {
     Remount(rustix::io::Errno),
     /// The disk's layout is not one this init understands.
     Layout(String, layout::Error),
+    /// The read-only look at the layout version (no journal recovery) could not mount it.
+    Peek(String, rustix::io::Errno),
+    /// That look's mount could not be undone.
+    PeekUnmount(rustix::io::Errno),
     /// A bind mount onto the tmpfs root failed.
     Bind(String, io::Error),
 }
@@ -81,7 +85,9 @@ impl std::fmt::Display for Error {
             Error::MountPoint(e) => write!(f, "cannot create {MOUNT_POINT}: {e}"),
             Error::Mount(dev, e) => write!(f, "cannot mount {dev} on {MOUNT_POINT}: {e}"),
             Error::Remount(e) => write!(f, "cannot make {MOUNT_POINT} writable: {e}"),
-            Error::Layout(dev, why) => write!(f, "{dev}: {why}; leaving its data untouched"),
+            Error::Layout(dev, why) => write!(f, "{dev}: {why}; leaving its data untouched (not checked, not mounted)"),
+            Error::Peek(dev, e) => write!(f, "cannot mount {dev} read-only to read its layout version: {e}; leaving it untouched"),
+            Error::PeekUnmount(e) => write!(f, "cannot detach {MOUNT_POINT} after reading the layout version: {e}"),
             Error::Bind(target, e) => write!(f, "cannot bind {target} from the data disk: {e}; undid the data disk"),
         }
     }
@@ -165,6 +171,31 @@ pub fn setup() {
             log::error!("disk: {e}");
             log::warn!("disk: no data disk mounted; images, containers and volumes live in RAM and will NOT persist");
         }
+    }
+}
+
+/// The data filesystem's size and use as `df` counts them, while it is
+/// mounted; `None` when the engine runs in RAM.
+pub fn usage() -> Option<skiff_proto::status::DiskUse> {
+    if !MOUNTED.load(Ordering::SeqCst) {
+        return None;
+    }
+    match rustix::fs::statvfs(MOUNT_POINT) {
+        Ok(st) => Some(df(st.f_blocks, st.f_bfree, st.f_bavail, st.f_frsize)),
+        Err(e) => {
+            log::warn!("disk: cannot statvfs {MOUNT_POINT}: {e}");
+            None
+        }
+    }
+}
+
+/// `df`'s figures from statvfs fields: size, used (size − free), available
+/// to unprivileged writers.
+fn df(blocks: u64, free: u64, avail: u64, frsize: u64) -> skiff_proto::status::DiskUse {
+    skiff_proto::status::DiskUse {
+        size: blocks.saturating_mul(frsize),
+        used: blocks.saturating_sub(free).saturating_mul(frsize),
+        available: avail.saturating_mul(frsize),
     }
 }
 
@@ -346,10 +377,16 @@ fn format(part: &str) -> Result<(), Error> {
     }
 }
 
-/// Runs `e2fsck -p` and mounts the filesystem with the bind mounts, once
-/// its layout version is one this init understands.
+/// Mounts the filesystem with the bind mounts once its layout version is
+/// one this init understands, after `e2fsck -p`. The version is read first,
+/// before anything can write: `e2fsck -p` rewrites the superblock even on a
+/// clean filesystem, and replaying the journal writes too, so a disk from a
+/// newer Skiff must be judged from a read-only mount without recovery.
 fn check_and_mount(part: &str, fresh: bool) -> Result<(), Error> {
     let dev = format!("/dev/{part}");
+    if !fresh {
+        peek_layout(&dev)?;
+    }
     let t = Instant::now();
     let code = run_bounded(Command::new(FSCK).args(["-p", &dev]), FSCK_LIMIT).map_err(|e| Error::Helper("e2fsck", e))?;
     let note = probe::fsck_verdict(code).map_err(|why| Error::NeedsRepair(dev.clone(), why))?;
@@ -357,7 +394,8 @@ fn check_and_mount(part: &str, fresh: bool) -> Result<(), Error> {
     fs::create_dir_all(MOUNT_POINT).map_err(Error::MountPoint)?;
     // Journal commits every 2 s (default 5 s): with the writeback settings
     // below, what was written about 10 s before a power loss survives it.
-    // Read-only until the layout version is known to be ours.
+    // Read-only until the layout version is known to be ours (again: a
+    // replayed journal may have changed what the first look saw).
     mount(dev.as_str(), MOUNT_POINT, "ext4", MountFlags::NOATIME | MountFlags::RDONLY, c"commit=2").map_err(|e| Error::Mount(dev.clone(), e))?;
     MOUNTED.store(true, Ordering::SeqCst);
     if let Err(why) = layout::check(Path::new(MOUNT_POINT)) {
@@ -391,6 +429,21 @@ fn check_and_mount(part: &str, fresh: bool) -> Result<(), Error> {
     }
     log::info!("disk: mounted {dev} on {MOUNT_POINT}; {} and {} live on it", BINDS[0].1, BINDS[1].1);
     Ok(())
+}
+
+/// Why the data filesystem on `dev` must not be used: its layout version,
+/// read from a read-only mount that neither replays the journal nor
+/// changes a byte (`norecovery`), is not one this init understands, or
+/// cannot be read at all.
+fn peek_layout(dev: &str) -> Result<u32, Error> {
+    fs::create_dir_all(MOUNT_POINT).map_err(Error::MountPoint)?;
+    mount(dev, MOUNT_POINT, "ext4", MountFlags::NOATIME | MountFlags::RDONLY, c"norecovery").map_err(|e| Error::Peek(dev.to_string(), e))?;
+    let verdict = layout::check(Path::new(MOUNT_POINT)).map_err(|why| Error::Layout(dev.to_string(), why));
+    if let Err(e) = Kernel.unmount(MOUNT_POINT, false) {
+        log::warn!("disk: cannot unmount {MOUNT_POINT} after reading the layout version: {e}; detaching it");
+        Kernel.unmount(MOUNT_POINT, true).map_err(Error::PeekUnmount)?;
+    }
+    verdict
 }
 
 /// Runs a helper with the console as its output, killing it after `limit`.
@@ -483,6 +536,13 @@ mod tests {
         for bad in [&b""[..], b"x", b"-1", b"99999", b"\xff"] {
             assert_eq!(parse_count(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn df_figures() {
+        let d = df(1000, 300, 250, 4096);
+        assert_eq!((d.size, d.used, d.available), (4_096_000, 2_867_200, 1_024_000));
+        assert_eq!(df(10, 20, 0, 1).used, 0, "never negative");
     }
 
     #[test]

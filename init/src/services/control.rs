@@ -1,19 +1,22 @@
-//! The control port (vsock 2376): `skiff logs`, `skiff shell` and the
-//! published-port table from the host. Each connection names its service in one request line
+//! The control port (vsock 2376): `skiff logs`, `skiff shell`, the
+//! published-port table and `skiff status` from the host. Each connection names its service in one request line
 //! (`skiff_proto::control`).
 
+use std::fs;
 use std::io::{self, Write};
 use std::time::Duration;
 
 use skiff_proto::control::{self, Request, MAX_REQUEST};
+use skiff_proto::status::{self, GuestStatus};
 use ::vsock::VsockStream;
 
-use crate::boot::logger;
-use crate::services::{ports, shell, vsock};
+use crate::boot::{logger, medium};
+use crate::disk;
+use crate::services::{ports, shares, shell, vsock};
 
 /// Serves the control port in the background.
 pub fn spawn_listener(port: u32) {
-    vsock::serve_port(port, "control (skiff logs, skiff shell, port table)", handle);
+    vsock::serve_port(port, "control (skiff logs, skiff shell, port table, status)", handle);
 }
 
 /// Why a control connection is refused.
@@ -49,6 +52,12 @@ fn handle(mut stream: VsockStream) {
         }
         Ok(Request::Shell) => shell::serve(stream),
         Ok(Request::Ports) => ports::serve_updates(stream),
+        Ok(Request::Status) => {
+            let text = status::encode(&current_status());
+            if let Err(e) = stream.write_all(text.as_bytes()).and_then(|()| stream.shutdown(std::net::Shutdown::Write)) {
+                log::debug!("control: status connection ended: {e}");
+            }
+        }
         Err(e) => {
             log::warn!("control: bad request: {e}");
             let _ = stream.write_all(skiff_proto::auth::refusal_line(&format!("bad request: {e}")).as_bytes());
@@ -70,5 +79,49 @@ fn send_logs(mut stream: VsockStream, follow: bool) -> io::Result<()> {
         // ignores NUL bytes between lines, so one serves as a keep-alive.
         let text = if lines.is_empty() { "\0".to_string() } else { lines.concat() };
         stream.write_all(text.as_bytes())?;
+    }
+}
+
+/// What `skiff status` shows from inside the guest. A figure that cannot
+/// be read is 0 (and the build `-`), never a reason to fail the answer.
+fn current_status() -> GuestStatus {
+    let (mem_total_kib, mem_available_kib) = fs::read_to_string("/proc/meminfo").ok().and_then(|t| meminfo(&t)).unwrap_or((0, 0));
+    GuestStatus {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        build: fs::read_to_string(medium::OUR_BUILD_ID).map(|b| b.trim().to_string()).unwrap_or_default(),
+        uptime_secs: fs::read_to_string("/proc/uptime").ok().and_then(|t| uptime_secs(&t)).unwrap_or(0),
+        mem_total_kib,
+        mem_available_kib,
+        disk: disk::usage(),
+        shares: shares::mounted(),
+    }
+}
+
+/// MemTotal and MemAvailable (KiB) from /proc/meminfo's text.
+fn meminfo(text: &str) -> Option<(u64, u64)> {
+    let field = |name: &str| {
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.split_whitespace().next()?.parse::<u64>().ok())
+    };
+    Some((field("MemTotal")?, field("MemAvailable")?))
+}
+
+/// Whole seconds from /proc/uptime's text.
+fn uptime_secs(text: &str) -> Option<u64> {
+    let first = text.split_whitespace().next()?;
+    first.split('.').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_meminfo_and_uptime() {
+        let m = "MemTotal:        1015000 kB\nMemFree:          500000 kB\nMemAvailable:     812000 kB\n";
+        assert_eq!(meminfo(m), Some((1_015_000, 812_000)));
+        assert_eq!(meminfo("MemTotal: 5 kB\n"), None);
+        assert_eq!(meminfo("MemTotalX: 5 kB\nMemAvailable: 1 kB\n"), None);
+        assert_eq!(uptime_secs("123.45 200.00\n"), Some(123));
+        assert_eq!(uptime_secs(""), None);
     }
 }

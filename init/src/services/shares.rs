@@ -31,8 +31,15 @@ pub struct Share {
 /// and page-cache use only for mmap (so host edits are seen at once).
 const NINEP_OPTIONS: &str = "trans=virtio,version=9p2000.L,msize=262144,cache=mmap";
 
-/// Paths mounted by [`mount_all`], in mount order (for the shutdown).
-static MOUNTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// Shares mounted by [`mount_all`], in mount order (for the shutdown and
+/// `skiff status`): path and transport.
+static MOUNTED: Mutex<Vec<(String, Transport)>> = Mutex::new(Vec::new());
+
+/// The mounted shares, for `skiff status`.
+pub fn mounted() -> Vec<skiff_proto::status::ShareUse> {
+    let m = MOUNTED.lock().map(|m| m.clone()).unwrap_or_default();
+    m.into_iter().map(|(path, t)| skiff_proto::status::ShareUse { fs: t.name().to_string(), path }).collect()
+}
 
 /// Why a `[[shares]]` entry is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,7 +121,7 @@ fn attempts(fs: Option<Transport>) -> Vec<Transport> {
 /// Mounts every share; a failure is logged and the others go on.
 pub fn mount_all(shares: &[Share]) {
     for s in shares {
-        if MOUNTED.lock().map(|m| m.contains(&s.path)).unwrap_or(false) {
+        if MOUNTED.lock().map(|m| m.iter().any(|(p, _)| *p == s.path)).unwrap_or(false) {
             log::warn!("shares: {} is listed twice; mounting it once", s.path);
             continue;
         }
@@ -122,7 +129,7 @@ pub fn mount_all(shares: &[Share]) {
             Ok(t) => {
                 log::info!("shares: mounted host folder {} ({}, tag {})", s.path, t.name(), s.tag);
                 if let Ok(mut m) = MOUNTED.lock() {
-                    m.push(s.path.clone());
+                    m.push((s.path.clone(), t));
                 }
             }
             Err(e) => log::error!("shares: cannot mount host folder {} (tag {}): {e}; containers will see an empty folder there", s.path, s.tag),
@@ -153,7 +160,7 @@ fn mount_one(s: &Share) -> Result<Transport, String> {
 /// Unmounts the shares, innermost first; one still busy after a few
 /// seconds is detached. Runs after every process is gone.
 pub fn unmount_all(sys: &impl Sys) {
-    let paths: Vec<String> = MOUNTED.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default();
+    let paths: Vec<String> = MOUNTED.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default().into_iter().map(|(p, _)| p).collect();
     let end = sys.now() + Duration::from_secs(3);
     for path in paths.iter().rev() {
         match unmount_retrying(sys, path, end).0 {
@@ -171,7 +178,7 @@ pub fn unmount_all(sys: &impl Sys) {
 /// Records `path` as mounted, as [`mount_all`] does.
 #[cfg(test)]
 pub fn pretend_mounted(path: &str) {
-    MOUNTED.lock().unwrap_or_else(|e| e.into_inner()).push(path.into());
+    MOUNTED.lock().unwrap_or_else(|e| e.into_inner()).push((path.into(), Transport::Virtiofs));
 }
 
 #[cfg(test)]
