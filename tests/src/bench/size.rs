@@ -7,6 +7,8 @@ use std::process::Command;
 /// Sizes in bytes.
 pub struct Sizes {
     pub iso: u64,
+    /// out/skiff-aarch64.iso, when it has been built (`make iso ARCH=aarch64`).
+    pub iso_aarch64: Option<u64>,
     pub kernel: u64,
     pub initramfs_compressed: u64,
     /// The cpio archive the kernel unpacks (what the compressed one holds).
@@ -71,6 +73,7 @@ pub fn measure(root: &Path) -> Sizes {
         .collect();
     Sizes {
         iso: size_of(&root.join("out/skiff.iso")),
+        iso_aarch64: fs::metadata(root.join("out/skiff-aarch64.iso")).ok().map(|m| m.len()),
         kernel: size_of(&boot.join("vmlinuz")),
         initramfs_compressed: size_of(&boot.join("initramfs.img")),
         initramfs_uncompressed: cpio_size(&rootfs),
