@@ -10,26 +10,16 @@
 
 #![deny(clippy::disallowed_methods)]
 
-mod backoff;
-mod children;
-mod clock;
+mod boot;
 mod config;
-mod control;
 mod disk;
-mod engine;
-mod http;
-mod logger;
-mod medium;
-mod mounts;
 mod net;
-mod ports;
-mod power;
-mod reaper;
-mod rootfs;
-mod shares;
-mod shell;
-mod signals;
-mod vsock;
+mod services;
+mod supervise;
+
+use boot::{clock, logger, medium, mounts, rootfs};
+use services::{control, ports, shares, vsock};
+use supervise::{children, engine, power, reaper, signals};
 
 use std::time::Duration;
 

@@ -17,7 +17,7 @@ use skiff_tests::{busybox_root, image_tar, raise_open_files, static_test_bin, Sc
 
 const ENGINE: u32 = 2375;
 const CONTROL: u32 = 2376;
-/// The guest's per-port cap (init/src/vsock.rs MAX_CONNECTIONS).
+/// The guest's per-port cap (init/src/services/vsock.rs MAX_CONNECTIONS).
 const CAP: usize = 512;
 const FLOOD: usize = 2000;
 const PING: &[u8] = b"GET /_ping HTTP/1.0\r\nHost: skiff\r\n\r\n";

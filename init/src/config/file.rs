@@ -72,7 +72,7 @@ pub fn from_table(table: Table, source: Source) -> (Layer, Vec<Warning>) {
                 Value::Array(items) => {
                     let mut good = Vec::new();
                     for (i, item) in items.into_iter().enumerate() {
-                        match crate::shares::check(item) {
+                        match crate::services::shares::check(item) {
                             Ok(share) => good.push(share),
                             Err(why) => warnings.push(bad(&source, &key, Some(i + 1), Invalid::Share(why))),
                         }

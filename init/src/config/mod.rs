@@ -68,7 +68,7 @@ pub struct Layer {
     /// line); `Debug` does not show it.
     pub secret: Option<Secret>,
     /// `[[shares]]`, `skiff.share=TAG:PATH`: host folders to mount.
-    pub shares: Option<Vec<crate::shares::Share>>,
+    pub shares: Option<Vec<crate::services::shares::Share>>,
 }
 
 impl Layer {
@@ -126,7 +126,7 @@ pub struct Effective {
     /// The VM's secret every vsock connection must present; `None`: none.
     pub secret: Option<Secret>,
     /// Host folders to mount at the same path before the engine starts.
-    pub shares: Vec<crate::shares::Share>,
+    pub shares: Vec<crate::services::shares::Share>,
 }
 
 /// How the links come up.

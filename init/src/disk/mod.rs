@@ -306,7 +306,7 @@ fn check_and_mount(part: &str, fresh: bool) -> bool {
         unmount_all();
         return false;
     }
-    let build = fs::read_to_string(crate::medium::OUR_BUILD_ID).ok();
+    let build = fs::read_to_string(crate::boot::medium::OUR_BUILD_ID).ok();
     if let Err(e) = layout::record(Path::new(MOUNT_POINT), fresh, build.as_deref()) {
         log::warn!("disk: cannot record the layout version and build id on {dev}: {e}");
     }

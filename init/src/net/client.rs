@@ -18,7 +18,7 @@ use super::dhcp::{Action, Client, Dest, Lease, State};
 use super::dhcp_packet::{CLIENT_PORT, SERVER_PORT};
 use super::names::{self, LinkNames};
 use super::{netlink, Link, Rtnl};
-use crate::backoff;
+use crate::supervise::backoff;
 
 /// A running client, reachable from the shutdown path.
 struct Registered {
@@ -64,7 +64,7 @@ fn seed(mac: [u8; 6]) -> u64 {
     let mut bytes = [0u8; 8];
     if let Err(e) = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)) {
         log::debug!("network: no /dev/urandom ({e}); seeding DHCP from the clock");
-        bytes = crate::logger::uptime().as_nanos().to_le_bytes()[..8].try_into().unwrap_or_default();
+        bytes = crate::boot::logger::uptime().as_nanos().to_le_bytes()[..8].try_into().unwrap_or_default();
     }
     let mut m = [0u8; 8];
     m[..6].copy_from_slice(&mac);

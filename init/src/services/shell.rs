@@ -20,8 +20,8 @@ use rustix::termios::{tcsetwinsize, Winsize};
 use skiff_proto::shell::{self, Msg, Start};
 use vsock::VsockStream;
 
-use crate::children;
-use crate::vsock::{ReadBy, Slot};
+use crate::supervise::children;
+use crate::services::vsock::{ReadBy, Slot};
 
 const SH: &str = "/usr/bin/sh";
 /// Shells running at once; more are refused with a message.

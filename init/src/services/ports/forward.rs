@@ -12,7 +12,7 @@ use ::vsock::VsockStream;
 use skiff_proto::framing;
 use skiff_proto::ports::{self as wire, Forward, Proto, MAX_LINE};
 
-use crate::vsock::{self, Conn};
+use crate::services::vsock::{self, Conn};
 
 /// How long dialling a container may take (one on the guest's own bridge
 /// answers at once; a container just removed never does).

@@ -370,7 +370,7 @@ impl Conn for UnixStream {
 }
 
 fn serve(stream: VsockStream, engine: &str) {
-    if let Err(e) = forward(stream, engine, crate::engine::is_ready) {
+    if let Err(e) = forward(stream, engine, crate::supervise::engine::is_ready) {
         log::debug!("vsock: connection ended with error: {e}");
     }
 }

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use rustix::process::{getpid, kill_process, Pid, Signal, WaitOptions};
 use rustix::system::{reboot, RebootCommand};
 
-use crate::{disk, engine, reaper, vsock};
+use crate::disk;
+use crate::services::vsock;
+use crate::supervise::{engine, reaper};
 
 /// How long containers get between SIGTERM and SIGKILL (Docker's default).
 const CONTAINER_GRACE: Duration = Duration::from_secs(10);
@@ -220,12 +222,12 @@ pub fn shutdown(engine: &mut engine::Engine, why: &str) -> ! {
             wait_gone(None, budget.take(KILL_LIMIT));
         }
     });
-    step("unmount host folders", || bounded("unmount shares", budget.take(SHARES_LIMIT), crate::shares::unmount_all));
+    step("unmount host folders", || bounded("unmount shares", budget.take(SHARES_LIMIT), crate::services::shares::unmount_all));
     step("release DHCP leases", crate::net::release_all);
     step("sync", || bounded("sync", budget.take(SYNC_LIMIT), rustix::fs::sync));
     step("close log file", || {
         let limit = budget.take(LOG_CLOSE_LIMIT);
-        if !crate::logger::close_file(limit) {
+        if !crate::boot::logger::close_file(limit) {
             log::error!("shutdown: the log file writer is still not done after {}s (disk stuck?); going on", limit.as_secs());
         }
     });

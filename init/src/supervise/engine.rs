@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal};
 
-use crate::{backoff, children, logger, reaper};
+use crate::boot::logger;
+use crate::supervise::{backoff, children, reaper};
 
 /// True while the current engine process answers /_ping (vsock gives 503 otherwise).
 static READY: AtomicBool = AtomicBool::new(false);

@@ -8,7 +8,8 @@ use std::time::Duration;
 use skiff_proto::control::{self, Request, MAX_REQUEST};
 use ::vsock::VsockStream;
 
-use crate::{logger, ports, shell, vsock};
+use crate::boot::logger;
+use crate::services::{ports, shell, vsock};
 
 /// Serves the control port in the background.
 pub fn spawn_listener(port: u32) {

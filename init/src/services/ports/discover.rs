@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use skiff_proto::ports::{Proto, Published};
 
-use crate::{engine, http};
+use crate::services::http;
+use crate::supervise::engine;
 
 /// How often the table is rebuilt even without events.
 const RECONCILE_EVERY: Duration = Duration::from_secs(10);
