@@ -3,6 +3,7 @@
 #   make test   install deps, build everything, run every test
 #   make iso    out/skiff.iso only (ARCH=aarch64: out/skiff-aarch64.iso)
 #   make bench  size and speed figures (out/bench.json)
+#   make fuzz   fuzz every outside-input parser, FUZZ_SECONDS (20) each
 # Slow artefacts (kernel build, trixie packages) are cached in SKIFF_CACHE.
 
 SKIFF_CACHE ?= $(HOME)/.cache/skiff
@@ -19,7 +20,7 @@ A64 := out/aarch64
 INIT_A64 := target/aarch64-unknown-linux-musl/release/skiff-init
 export PATH := $(PATH):$(or $(CARGO_HOME),$(HOME)/.cargo)/bin
 
-.PHONY: all deps iso iso-x86_64 iso-aarch64 host run test unit smoke bench clean FORCE
+.PHONY: all deps iso iso-x86_64 iso-aarch64 host run test unit smoke bench fuzz clean FORCE
 all: iso host
 
 deps:
@@ -71,6 +72,10 @@ test: deps iso-x86_64 iso-aarch64 host
 
 bench: deps iso host
 	cargo run --release --locked -p skiff-tests --bin bench
+
+# Needs nightly (skipped, saying so, without it); fuzz/ is its own workspace.
+fuzz:
+	scripts/fuzz.sh
 
 clean:
 	rm -rf out

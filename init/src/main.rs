@@ -10,16 +10,11 @@
 
 #![deny(clippy::disallowed_methods)]
 
-mod boot;
-mod config;
-mod disk;
-mod net;
-mod services;
-mod supervise;
-
-use boot::{clock, logger, medium, mounts, rootfs};
-use services::{control, ports, shares, vsock};
-use supervise::{children, engine, power, reaper, signals};
+use skiff_init::boot::{clock, logger, medium, mounts, rootfs};
+use skiff_init::services::{control, ports, shares, vsock};
+use skiff_init::supervise::sys::Kernel;
+use skiff_init::supervise::{children, engine, power, reaper, signals};
+use skiff_init::{config, disk, net};
 
 use std::time::Duration;
 
@@ -69,7 +64,7 @@ fn boot() -> ! {
     shares::mount_all(&settings.shares);
     clock::spawn_sync();
     net::bring_up(&settings.net, settings.hostname.clone());
-    let mut engine = engine::Engine::new(settings.engine_log.as_str());
+    let mut engine = engine::Engine::new(Kernel, settings.engine_log.as_str());
     engine.start();
     vsock::set_secret(settings.secret.clone());
     vsock::spawn_listener(settings.port, engine::SOCKET);
@@ -94,7 +89,7 @@ fn raise_fd_limit() {
 }
 
 /// The main loop: reap children, restart the engine, act on signals.
-fn supervise(engine: &mut engine::Engine) -> ! {
+fn supervise(engine: &mut engine::Engine<Kernel>) -> ! {
     loop {
         let timeout = engine.tick().unwrap_or(Duration::from_secs(1)).min(Duration::from_secs(1));
         match signals::wait(timeout) {
@@ -104,7 +99,7 @@ fn supervise(engine: &mut engine::Engine) -> ! {
             Some(libc::SIGPWR) => power::shutdown(engine, "power button or SIGPWR"),
             Some(sig) => log::info!("ignoring signal {sig}"),
         }
-        for (pid, status) in reaper::reap_all() {
+        for (pid, status) in reaper::reap_all(&Kernel) {
             let text = reaper::describe(&status);
             if !engine.reaped(pid, &text) && !children::reaped(pid, status) {
                 log::debug!("reaped pid {} ({text})", pid.as_raw_nonzero());

@@ -35,16 +35,39 @@ pub fn encode(req: &Request) -> String {
     format!("{MAGIC}{what}\n")
 }
 
+/// Why a request line is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// The line is not UTF-8.
+    NotUtf8,
+    /// The line does not start with `SKIFF-CONTROL/1 ` (holds the line).
+    NotControl(String),
+    /// A service this side does not know (holds its name).
+    Unknown(String),
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParseError::NotUtf8 => write!(f, "request is not UTF-8"),
+            ParseError::NotControl(line) => write!(f, "not a skiff control request: {line:?}"),
+            ParseError::Unknown(what) => write!(f, "unknown control request {what:?}"),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
 /// Parses a request line (without its `\n`).
-pub fn parse(line: &[u8]) -> Result<Request, String> {
-    let text = std::str::from_utf8(line).map_err(|_| "request is not UTF-8".to_string())?;
-    let what = text.trim_end_matches('\r').strip_prefix(MAGIC).ok_or_else(|| format!("not a skiff control request: {text:?}"))?;
+pub fn parse(line: &[u8]) -> Result<Request, ParseError> {
+    let text = std::str::from_utf8(line).map_err(|_| ParseError::NotUtf8)?;
+    let what = text.trim_end_matches('\r').strip_prefix(MAGIC).ok_or_else(|| ParseError::NotControl(text.into()))?;
     match what {
         "logs" => Ok(Request::Logs { follow: false }),
         "logs follow" => Ok(Request::Logs { follow: true }),
         "shell" => Ok(Request::Shell),
         "ports" => Ok(Request::Ports),
-        other => Err(format!("unknown control request {other:?}")),
+        other => Err(ParseError::Unknown(other.into())),
     }
 }
 
@@ -63,9 +86,9 @@ mod tests {
 
     #[test]
     fn rejects_other_lines() {
-        assert!(parse(b"GET / HTTP/1.1").is_err());
-        assert!(parse(b"SKIFF-CONTROL/1 reboot").unwrap_err().contains("reboot"));
-        assert!(parse(b"SKIFF-CONTROL/2 logs").is_err());
-        assert!(parse(b"\xff").is_err());
+        assert_eq!(parse(b"GET / HTTP/1.1"), Err(ParseError::NotControl("GET / HTTP/1.1".into())));
+        assert_eq!(parse(b"SKIFF-CONTROL/1 reboot"), Err(ParseError::Unknown("reboot".into())));
+        assert_eq!(parse(b"SKIFF-CONTROL/2 logs"), Err(ParseError::NotControl("SKIFF-CONTROL/2 logs".into())));
+        assert_eq!(parse(b"\xff"), Err(ParseError::NotUtf8));
     }
 }

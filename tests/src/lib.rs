@@ -212,14 +212,10 @@ impl Vm {
 
     /// True if the engine answers `GET /_ping` with 200 through the bridge.
     pub fn ping(&self) -> bool {
-        use std::io::{Read, Write};
         let path = self.docker_host.trim_start_matches("unix://");
         let Ok(mut s) = std::os::unix::net::UnixStream::connect(path) else { return false };
         let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        let mut head = [0u8; 12];
-        s.write_all(b"GET /_ping HTTP/1.0\r\nHost: skiff\r\n\r\n").is_ok()
-            && s.read_exact(&mut head).is_ok()
-            && head.starts_with(b"HTTP/1.") && &head[8..12] == b" 200"
+        skiff_proto::http::ping(&mut s).unwrap_or(false)
     }
 
     /// The VM's secret (`skiff run` writes it to DIR/secret).

@@ -20,7 +20,7 @@ const CONTROL: u32 = 2376;
 /// The guest's per-port cap (init/src/services/vsock.rs MAX_CONNECTIONS).
 const CAP: usize = 512;
 const FLOOD: usize = 2000;
-const PING: &[u8] = b"GET /_ping HTTP/1.0\r\nHost: skiff\r\n\r\n";
+const PING: &[u8] = skiff_proto::http::PING_REQUEST;
 const FW_CFG_RAW: &str = "/sys/firmware/qemu_fw_cfg/by_name/opt/skiff/config/raw";
 
 /// Sends `bytes` and reads the answer to its end (or 15 s).

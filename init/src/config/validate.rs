@@ -41,7 +41,7 @@ pub enum Invalid {
     /// A kernel parameter that needs a value was given without one.
     NoValue,
     /// Not a share (`shares::check` says why).
-    Share(String),
+    Share(crate::services::shares::Invalid),
     /// A TOML value of the wrong type; `expected` says which.
     WrongType { expected: &'static str, found: &'static str },
     /// Not 64 hex digits (the value is never repeated: it is a secret).

@@ -18,9 +18,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rustix::mount::{mount, mount_bind, mount_remount, unmount, MountFlags, UnmountFlags};
+use rustix::mount::{mount, mount_bind, mount_remount, MountFlags};
 
-use probe::{Choice, Content, Decision, Disk, Partition};
+use crate::supervise::sys::{unmount_retrying, Kernel, Sys};
+
+use probe::{Choice, Content, Decision, Disk, Fsck, Partition};
 
 /// Where the data filesystem is mounted.
 pub const MOUNT_POINT: &str = "/mnt/skiff-data";
@@ -38,6 +40,70 @@ const DISK_WAIT: Duration = Duration::from_secs(5);
 const DISK_POLL: Duration = Duration::from_millis(100);
 /// `_IO(0x12, 95)`: re-read the partition table.
 const BLKRRPART: libc::Ioctl = 0x125F;
+
+/// Why the data disk could not be prepared or mounted. The caller logs it
+/// and goes on without a data disk.
+#[derive(Debug)]
+pub enum Error {
+    /// The disk has no room for a partition table.
+    TooSmall(String),
+    /// Writing or re-reading the partition table failed.
+    Partition(String, io::Error),
+    /// The new partition's device node did not appear in time.
+    NoPartitionNode(String),
+    /// mke2fs or e2fsck could not run, or was stopped at its time limit.
+    Helper(&'static str, RunError),
+    /// mke2fs exited with this code.
+    Format(String, i32),
+    /// e2fsck found what it cannot fix: the filesystem is left untouched.
+    NeedsRepair(String, Fsck),
+    /// The mount point could not be created.
+    MountPoint(io::Error),
+    /// mount(2) failed.
+    Mount(String, rustix::io::Errno),
+    /// The remount read-write (after the layout check) failed.
+    Remount(rustix::io::Errno),
+    /// The disk's layout is not one this init understands.
+    Layout(String, layout::Error),
+    /// A bind mount onto the tmpfs root failed.
+    Bind(String, io::Error),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::TooSmall(dev) => write!(f, "{dev} is too small for a partition table"),
+            Error::Partition(dev, e) => write!(f, "cannot partition {dev}: {e}"),
+            Error::NoPartitionNode(dev) => write!(f, "the new partition of {dev} did not appear within {PARTITION_NODE_LIMIT:?}"),
+            Error::Helper(what, e) => write!(f, "{what}: {e}"),
+            Error::Format(dev, code) => write!(f, "mke2fs {dev} failed (exit {code})"),
+            Error::NeedsRepair(dev, why) => write!(f, "{dev} needs repair ({why}); leaving it unmounted and untouched (it will not be formatted)"),
+            Error::MountPoint(e) => write!(f, "cannot create {MOUNT_POINT}: {e}"),
+            Error::Mount(dev, e) => write!(f, "cannot mount {dev} on {MOUNT_POINT}: {e}"),
+            Error::Remount(e) => write!(f, "cannot make {MOUNT_POINT} writable: {e}"),
+            Error::Layout(dev, why) => write!(f, "{dev}: {why}; leaving its data untouched"),
+            Error::Bind(target, e) => write!(f, "cannot bind {target} from the data disk: {e}; undid the data disk"),
+        }
+    }
+}
+
+/// Why a helper program gave no exit code.
+#[derive(Debug)]
+pub enum RunError {
+    /// It could not be started or waited for.
+    Io(io::Error),
+    /// It ran past its limit and was killed.
+    TimedOut(Duration),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Io(e) => write!(f, "{e}"),
+            RunError::TimedOut(limit) => write!(f, "did not finish within {}s; stopped it", limit.as_secs()),
+        }
+    }
+}
 
 /// Set once the data disk is mounted, so shutdown knows to unmount it.
 static MOUNTED: AtomicBool = AtomicBool::new(false);
@@ -73,22 +139,25 @@ pub fn setup() {
     let disk = &disks[i];
     // The device, and whether it was formatted just now.
     let device = match &decisions[i] {
-        Decision::Mount(dev) => Some((dev.clone(), false)),
+        Decision::Mount(dev) => Ok((dev.clone(), false)),
         Decision::FormatPartition(part) => {
             log::info!("disk: /dev/{part} is Skiff's partition but was never formatted (setup cut short?); formatting it");
-            format(part).then(|| (part.clone(), true))
+            format(part).map(|()| (part.clone(), true))
         }
         Decision::PartitionAndFormat => {
             log::info!("disk: /dev/{} ({}) is blank; making it Skiff's data disk", disk.name, human(disk.size));
-            partition(disk).filter(|part| format(part)).map(|p| (p, true))
+            partition(disk).and_then(|part| format(&part).map(|()| (part, true)))
         }
-        Decision::Skip(_) => None,
+        Decision::Skip(_) => return log::warn!("disk: no data disk mounted; images, containers and volumes live in RAM and will NOT persist"),
     };
-    match device {
-        Some((dev, fresh)) if check_and_mount(&dev, fresh) => {
+    match device.and_then(|(dev, fresh)| check_and_mount(&dev, fresh).map(|()| dev)) {
+        Ok(dev) => {
             log::info!("disk: data disk ready in {:.2}s: images, containers and volumes persist on /dev/{dev}", began.elapsed().as_secs_f64());
         }
-        _ => log::warn!("disk: no data disk mounted; images, containers and volumes live in RAM and will NOT persist"),
+        Err(e) => {
+            log::error!("disk: {e}");
+            log::warn!("disk: no data disk mounted; images, containers and volumes live in RAM and will NOT persist");
+        }
     }
 }
 
@@ -198,7 +267,7 @@ fn read_content(name: &str, size: u64) -> io::Result<Content> {
 
 /// Writes a GPT with one `skiff-data` partition and waits for its device
 /// node. Returns the partition's name.
-fn partition(disk: &Disk) -> Option<String> {
+fn partition(disk: &Disk) -> Result<String, Error> {
     let sector = read_u64(&Path::new("/sys/block").join(&disk.name).join("queue/logical_block_size")).unwrap_or(512);
     let mut random = [0u8; 32];
     if let Err(e) = File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut random)) {
@@ -208,12 +277,12 @@ fn partition(disk: &Disk) -> Option<String> {
         random[16..].copy_from_slice(&(!t).to_le_bytes());
     }
     let (a, b) = random.split_at(16);
-    let (disk_guid, part_guid) = (gpt::random_guid(a.try_into().ok()?), gpt::random_guid(b.try_into().ok()?));
-    let Some(layout) = gpt::layout(sector, disk.size / sector, disk_guid, part_guid, probe::LABEL) else {
-        log::error!("disk: /dev/{} is too small for a partition table", disk.name);
-        return None;
-    };
     let dev = format!("/dev/{}", disk.name);
+    let mut half = [[0u8; 16]; 2];
+    half[0].copy_from_slice(a);
+    half[1].copy_from_slice(b);
+    let (disk_guid, part_guid) = (gpt::random_guid(half[0]), gpt::random_guid(half[1]));
+    let layout = gpt::layout(sector, disk.size / sector, disk_guid, part_guid, probe::LABEL).ok_or_else(|| Error::TooSmall(dev.clone()))?;
     let written = OpenOptions::new().read(true).write(true).open(&dev).and_then(|f| {
         f.write_all_at(&layout.primary, 0)?;
         f.write_all_at(&layout.backup, layout.backup_offset)?;
@@ -224,21 +293,17 @@ fn partition(disk: &Disk) -> Option<String> {
         }
         Ok(())
     });
-    if let Err(e) = written {
-        log::error!("disk: cannot partition {dev}: {e}");
-        return None;
-    }
+    written.map_err(|e| Error::Partition(dev.clone(), e))?;
     log::info!("disk: wrote a GPT on {dev}: one partition, sectors {}..={}", layout.first_lba, layout.last_lba);
     let end = Instant::now() + PARTITION_NODE_LIMIT;
     loop {
         if let Some(p) = partitions(&disk.name).into_iter().find(|p| p.label.as_deref() == Some(probe::LABEL)) {
             if Path::new("/dev").join(&p.name).exists() {
-                return Some(p.name);
+                return Ok(p.name);
             }
         }
         if Instant::now() > end {
-            log::error!("disk: the new partition of {dev} did not appear within {PARTITION_NODE_LIMIT:?}");
-            return None;
+            return Err(Error::NoPartitionNode(dev));
         }
         thread::sleep(Duration::from_millis(50));
     }
@@ -247,64 +312,41 @@ fn partition(disk: &Disk) -> Option<String> {
 /// Formats a partition as ext4 labelled `skiff-data`. Never discards:
 /// mke2fs would otherwise TRIM the whole device first, and a disk judged
 /// blank from samples must not lose what lay between them.
-fn format(part: &str) -> bool {
+fn format(part: &str) -> Result<(), Error> {
     let dev = format!("/dev/{part}");
     let t = Instant::now();
     let mut cmd = Command::new(MKFS);
     cmd.args(["-q", "-F", "-t", "ext4", "-E", "nodiscard", "-L", probe::LABEL, "-m", "0", &dev]);
-    match run_bounded(&mut cmd, MKFS_LIMIT) {
-        Ok(0) => {
+    match run_bounded(&mut cmd, MKFS_LIMIT).map_err(|e| Error::Helper("mke2fs", e))? {
+        0 => {
             log::info!("disk: formatted {dev} as ext4 ({:?}) in {:.2}s", probe::LABEL, t.elapsed().as_secs_f64());
-            true
+            Ok(())
         }
-        Ok(code) => {
-            log::error!("disk: mke2fs {dev} failed (exit {code})");
-            false
-        }
-        Err(e) => {
-            log::error!("disk: mke2fs {dev}: {e}");
-            false
-        }
+        code => Err(Error::Format(dev, code)),
     }
 }
 
 /// Runs `e2fsck -p` and mounts the filesystem with the bind mounts, once
 /// its layout version is one this init understands.
-fn check_and_mount(part: &str, fresh: bool) -> bool {
+fn check_and_mount(part: &str, fresh: bool) -> Result<(), Error> {
     let dev = format!("/dev/{part}");
     let t = Instant::now();
-    let code = run_bounded(Command::new(FSCK).args(["-p", &dev]), FSCK_LIMIT).unwrap_or_else(|e| {
-        log::error!("disk: e2fsck {dev}: {e}");
-        -1
-    });
-    match probe::fsck_verdict(code) {
-        Ok(note) => log::info!("disk: checked {dev} in {:.2}s: {note}", t.elapsed().as_secs_f64()),
-        Err(why) => {
-            log::error!("disk: {dev} needs repair ({why}); leaving it unmounted and untouched (it will not be formatted)");
-            return false;
-        }
-    }
-    if let Err(e) = fs::create_dir_all(MOUNT_POINT) {
-        log::error!("disk: cannot create {MOUNT_POINT}: {e}");
-        return false;
-    }
+    let code = run_bounded(Command::new(FSCK).args(["-p", &dev]), FSCK_LIMIT).map_err(|e| Error::Helper("e2fsck", e))?;
+    let note = probe::fsck_verdict(code).map_err(|why| Error::NeedsRepair(dev.clone(), why))?;
+    log::info!("disk: checked {dev} in {:.2}s: {note}", t.elapsed().as_secs_f64());
+    fs::create_dir_all(MOUNT_POINT).map_err(Error::MountPoint)?;
     // Journal commits every 2 s (default 5 s): with the writeback settings
     // below, what was written about 10 s before a power loss survives it.
     // Read-only until the layout version is known to be ours.
-    if let Err(e) = mount(dev.as_str(), MOUNT_POINT, "ext4", MountFlags::NOATIME | MountFlags::RDONLY, c"commit=2") {
-        log::error!("disk: cannot mount {dev} on {MOUNT_POINT}: {e}");
-        return false;
-    }
+    mount(dev.as_str(), MOUNT_POINT, "ext4", MountFlags::NOATIME | MountFlags::RDONLY, c"commit=2").map_err(|e| Error::Mount(dev.clone(), e))?;
     MOUNTED.store(true, Ordering::SeqCst);
     if let Err(why) = layout::check(Path::new(MOUNT_POINT)) {
-        log::error!("disk: {dev}: {why}; leaving its data untouched: images, containers and volumes live in RAM");
-        unmount_all();
-        return false;
+        unmount_all(&Kernel);
+        return Err(Error::Layout(dev, why));
     }
     if let Err(e) = mount_remount(MOUNT_POINT, MountFlags::NOATIME, c"commit=2") {
-        log::error!("disk: cannot make {MOUNT_POINT} writable: {e}");
-        unmount_all();
-        return false;
+        unmount_all(&Kernel);
+        return Err(Error::Remount(e));
     }
     let build = fs::read_to_string(crate::boot::medium::OUR_BUILD_ID).ok();
     if let Err(e) = layout::record(Path::new(MOUNT_POINT), fresh, build.as_deref()) {
@@ -316,9 +358,8 @@ fn check_and_mount(part: &str, fresh: bool) -> bool {
             .and_then(|()| fs::create_dir_all(target))
             .and_then(|()| mount_bind(&source, target).map_err(io::Error::from));
         if let Err(e) = bound {
-            log::error!("disk: cannot bind {} on {target}: {e}; undoing the data disk", source.display());
-            unmount_all();
-            return false;
+            unmount_all(&Kernel);
+            return Err(Error::Bind(target.to_string(), e));
         }
     }
     // Write dirty data back after 3 s (default 30 s): the engine does not
@@ -329,26 +370,27 @@ fn check_and_mount(part: &str, fresh: bool) -> bool {
         }
     }
     log::info!("disk: mounted {dev} on {MOUNT_POINT}; {} and {} live on it", BINDS[0].1, BINDS[1].1);
-    true
+    Ok(())
 }
 
 /// Runs a helper with the console as its output, killing it after `limit`.
 /// Returns its exit code (-1 when killed by a signal).
-fn run_bounded(cmd: &mut Command, limit: Duration) -> io::Result<i32> {
+fn run_bounded(cmd: &mut Command, limit: Duration) -> Result<i32, RunError> {
     let mut child = cmd
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .stdin(Stdio::null())
-        .spawn()?;
+        .spawn()
+        .map_err(RunError::Io)?;
     let end = Instant::now() + limit;
     loop {
-        if let Some(status) = child.try_wait()? {
+        if let Some(status) = child.try_wait().map_err(RunError::Io)? {
             return Ok(status.code().unwrap_or(-1));
         }
         if Instant::now() > end {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(io::Error::other(format!("did not finish within {}s; stopped it", limit.as_secs())));
+            return Err(RunError::TimedOut(limit));
         }
         thread::sleep(Duration::from_millis(50));
     }
@@ -358,7 +400,7 @@ fn run_bounded(cmd: &mut Command, limit: Duration) -> io::Result<i32> {
 /// (the engine's overlay and shm mounts), innermost first. A busy mount is
 /// retried for a few seconds; then the data filesystem is remounted
 /// read-only (so it is consistent on the disk) and detached.
-pub fn unmount_all() {
+pub fn unmount_all(sys: &impl Sys) {
     if !MOUNTED.swap(false, Ordering::SeqCst) {
         return log::info!("disk: no data disk to unmount");
     }
@@ -372,34 +414,33 @@ pub fn unmount_all() {
     if !targets.iter().any(|t| t == MOUNT_POINT) {
         targets.push(MOUNT_POINT.to_string());
     }
-    let end = Instant::now() + Duration::from_secs(5);
+    let end = sys.now() + Duration::from_secs(5);
     for target in &targets {
-        let mut tries = 0;
-        let result = loop {
-            tries += 1;
-            match unmount(target.as_str(), UnmountFlags::empty()) {
-                Err(rustix::io::Errno::BUSY) if Instant::now() < end => thread::sleep(Duration::from_millis(100)),
-                other => break other,
-            }
-        };
+        let (result, tries) = unmount_retrying(sys, target, end);
         match result {
             Ok(()) => log::debug!("disk: unmounted {target}"),
             Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOENT) => {} // not a mount point (any more)
             Err(e) => {
                 log::warn!("disk: cannot unmount {target} after {tries} tries: {e}");
                 if target == MOUNT_POINT {
-                    match mount_remount(MOUNT_POINT, MountFlags::RDONLY, c"") {
+                    match sys.remount_read_only(MOUNT_POINT) {
                         Ok(()) => log::warn!("disk: remounted {MOUNT_POINT} read-only: its data is safe on the disk"),
                         Err(e) => log::error!("disk: cannot remount {MOUNT_POINT} read-only: {e}; the journal will be replayed at next boot"),
                     }
                 }
-                if let Err(e) = unmount(target.as_str(), UnmountFlags::DETACH) {
+                if let Err(e) = sys.unmount(target, true) {
                     log::warn!("disk: cannot detach {target}: {e}");
                 }
             }
         }
     }
     log::info!("disk: data disk unmounted ({} mounts)", targets.len());
+}
+
+/// Tells [`unmount_all`] that a data disk is mounted, as `check_and_mount` does.
+#[cfg(test)]
+pub fn pretend_mounted() {
+    MOUNTED.store(true, Ordering::SeqCst);
 }
 
 /// "8.0 GiB", "512 MiB".
@@ -414,6 +455,16 @@ fn human(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn helpers_give_their_exit_code_or_a_typed_failure() {
+        assert!(matches!(run_bounded(Command::new("/bin/sh").args(["-c", "exit 3"]), Duration::from_secs(10)), Ok(3)));
+        let t = Instant::now();
+        let slow = run_bounded(Command::new("/bin/sh").args(["-c", "sleep 10"]), Duration::from_millis(100));
+        assert!(matches!(slow, Err(RunError::TimedOut(_))), "{slow:?}");
+        assert!(t.elapsed() < Duration::from_secs(5));
+        assert!(matches!(run_bounded(&mut Command::new("/nonexistent/mke2fs"), Duration::from_secs(1)), Err(RunError::Io(_))));
+    }
 
     #[test]
     fn waits_for_a_late_disk_but_not_forever() {

@@ -276,17 +276,42 @@ pub fn ignored_name(name: &str) -> bool {
     ["loop", "ram", "sr", "zram", "fd", "dm-", "md", "nbd"].iter().any(|p| name.starts_with(p))
 }
 
+/// An e2fsck exit code that keeps the filesystem from being mounted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsck {
+    /// Errors left uncorrected (bit 4): run e2fsck by hand.
+    Uncorrected(i32),
+    /// e2fsck could not do its job (bit 8).
+    Operational(i32),
+    /// The check was cancelled (bit 32).
+    Cancelled(i32),
+    /// Any other code (-1: killed at its time limit).
+    Other(i32),
+}
+
+impl std::fmt::Display for Fsck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fsck::Uncorrected(c) => write!(f, "e2fsck exit {c}: errors left uncorrected; run e2fsck by hand"),
+            Fsck::Operational(c) => write!(f, "e2fsck exit {c}: operational error"),
+            Fsck::Cancelled(c) => write!(f, "e2fsck exit {c}: check cancelled"),
+            Fsck::Other(c) => write!(f, "e2fsck exit {c}"),
+        }
+    }
+}
+
 /// What e2fsck's exit code means for the mount: `Ok(note)` to mount,
 /// `Err(why)` to leave the filesystem alone. Codes are bit flags.
-pub fn fsck_verdict(code: i32) -> Result<&'static str, String> {
+pub fn fsck_verdict(code: i32) -> Result<&'static str, Fsck> {
     match code {
         0 => Ok("clean"),
         1 => Ok("errors corrected"),
         2 | 3 => Ok("errors corrected (e2fsck asks for a reboot, not needed: it was not mounted)"),
-        c if c & 4 != 0 => Err(format!("e2fsck exit {c}: errors left uncorrected; run e2fsck by hand")),
-        c if c & 8 != 0 => Err(format!("e2fsck exit {c}: operational error")),
-        c if c & 32 != 0 => Err(format!("e2fsck exit {c}: check cancelled")),
-        c => Err(format!("e2fsck exit {c}")),
+        c if c < 0 => Err(Fsck::Other(c)),
+        c if c & 4 != 0 => Err(Fsck::Uncorrected(c)),
+        c if c & 8 != 0 => Err(Fsck::Operational(c)),
+        c if c & 32 != 0 => Err(Fsck::Cancelled(c)),
+        c => Err(Fsck::Other(c)),
     }
 }
 
@@ -510,10 +535,12 @@ mod tests {
         assert!(fsck_verdict(0).is_ok());
         assert!(fsck_verdict(1).is_ok());
         assert!(fsck_verdict(2).is_ok());
-        assert!(fsck_verdict(4).is_err());
-        assert!(fsck_verdict(5).is_err());
-        assert!(fsck_verdict(8).is_err());
-        assert!(fsck_verdict(12).is_err());
-        assert!(fsck_verdict(-1).is_err(), "killed by the timeout");
+        assert_eq!(fsck_verdict(4), Err(Fsck::Uncorrected(4)));
+        assert_eq!(fsck_verdict(5), Err(Fsck::Uncorrected(5)));
+        assert_eq!(fsck_verdict(8), Err(Fsck::Operational(8)));
+        assert_eq!(fsck_verdict(12), Err(Fsck::Uncorrected(12)));
+        assert_eq!(fsck_verdict(32), Err(Fsck::Cancelled(32)));
+        assert_eq!(fsck_verdict(16), Err(Fsck::Other(16)));
+        assert_eq!(fsck_verdict(-1), Err(Fsck::Other(-1)), "killed by the timeout");
     }
 }

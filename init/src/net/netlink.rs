@@ -7,40 +7,27 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-// Values from <linux/netlink.h> and <linux/rtnetlink.h>; a test checks them
-// against linux-raw-sys.
-pub const RTM_NEWLINK: u16 = 16;
-pub const RTM_NEWADDR: u16 = 20;
-pub const RTM_DELADDR: u16 = 21;
-pub const RTM_GETADDR: u16 = 22;
-pub const RTM_NEWROUTE: u16 = 24;
-pub const NLMSG_ERROR: u16 = 2;
-pub const NLMSG_DONE: u16 = 3;
-pub const NLM_F_REQUEST: u16 = 1;
-pub const NLM_F_ACK: u16 = 4;
-pub const NLM_F_DUMP: u16 = 0x300;
-pub const NLM_F_REPLACE: u16 = 0x100;
-pub const NLM_F_CREATE: u16 = 0x400;
-const IFF_UP: u32 = 1;
-const IFLA_MTU: u16 = 4;
-const IFA_ADDRESS: u16 = 1;
-const IFA_LOCAL: u16 = 2;
-const IFA_BROADCAST: u16 = 4;
-const IFA_CACHEINFO: u16 = 6;
-const IFA_F_PERMANENT: u8 = 0x80;
-const RTA_DST: u16 = 1;
-const RTA_OIF: u16 = 4;
-const RTA_GATEWAY: u16 = 5;
-const RTA_PRIORITY: u16 = 6;
-const RT_TABLE_MAIN: u8 = 254;
-pub const RTPROT_STATIC: u8 = 4;
-pub const RTPROT_DHCP: u8 = 16;
-const RT_SCOPE_UNIVERSE: u8 = 0;
-const RT_SCOPE_LINK: u8 = 253;
-const RTN_UNICAST: u8 = 1;
-const AF_UNSPEC: u8 = 0;
-const AF_INET: u8 = 2;
-const AF_INET6: u8 = 10;
+/// Defines each constant under its kernel name, from the kernel headers
+/// values (linux-raw-sys, libc), in the width the wire uses.
+macro_rules! kernel_consts {
+    ($vis:vis $ty:ty, $from:path: $($name:ident),+) => {
+        $( $vis const $name: $ty = { use $from as from; from::$name as $ty }; )+
+    };
+}
+use linux_raw_sys::netlink as sys;
+kernel_consts!(pub u16, sys: RTM_NEWLINK, RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR, RTM_NEWROUTE, NLMSG_ERROR, NLMSG_DONE);
+kernel_consts!(pub u16, sys: NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_CREATE);
+kernel_consts!(u16, sys: IFLA_MTU, IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST, IFA_CACHEINFO);
+kernel_consts!(u16, sys::rtattr_type_t: RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY);
+kernel_consts!(u8, sys: IFA_F_PERMANENT, RTN_UNICAST);
+kernel_consts!(pub u8, sys: RTPROT_STATIC, RTPROT_DHCP);
+kernel_consts!(u8, sys::rt_class_t: RT_TABLE_MAIN);
+// RT_SCOPE_LINK: fe80::/10, valid on one link only; RT_SCOPE_SITE: the
+// deprecated fec0::/10 (QEMU user-net still advertises it).
+kernel_consts!(u8, sys::rt_scope_t: RT_SCOPE_UNIVERSE);
+kernel_consts!(pub u8, sys::rt_scope_t: RT_SCOPE_LINK, RT_SCOPE_SITE);
+kernel_consts!(u8, libc: AF_UNSPEC, AF_INET, AF_INET6);
+kernel_consts!(u32, libc: IFF_UP);
 
 /// A netlink request under construction.
 pub struct Request {
@@ -259,7 +246,9 @@ pub fn parse_ack(mut buf: &[u8], seq: u32) -> Ack {
         }
         if kind == NLMSG_ERROR && msg_seq == seq && len >= 20 {
             let code = i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
-            return if code == 0 { Ack::Ok } else { Ack::Err(-code) };
+            // The kernel sends a negative errno; anything else (i32::MIN has
+            // no positive) is a protocol error, never an overflow.
+            return if code == 0 { Ack::Ok } else { Ack::Err(code.checked_neg().filter(|e| *e > 0).unwrap_or(libc::EPROTO)) };
         }
         buf = &buf[len.next_multiple_of(4).min(buf.len())..];
     }
@@ -269,37 +258,6 @@ pub fn parse_ack(mut buf: &[u8], seq: u32) -> Ack {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use linux_raw_sys::netlink as sys;
-
-    #[test]
-    fn constants_match_the_kernel_headers() {
-        assert_eq!(u32::from(NLM_F_REQUEST), sys::NLM_F_REQUEST);
-        assert_eq!(u32::from(NLM_F_ACK), sys::NLM_F_ACK);
-        assert_eq!(u32::from(NLM_F_CREATE), sys::NLM_F_CREATE);
-        assert_eq!(u32::from(NLM_F_REPLACE), sys::NLM_F_REPLACE);
-        assert_eq!(u32::from(NLMSG_ERROR), sys::NLMSG_ERROR);
-        assert_eq!(u32::from(RTPROT_STATIC), sys::RTPROT_STATIC);
-        assert_eq!(u32::from(RTPROT_DHCP), sys::RTPROT_DHCP);
-        assert_eq!(u32::from(NLM_F_DUMP), sys::NLM_F_DUMP);
-        assert_eq!(u32::from(NLMSG_DONE), sys::NLMSG_DONE);
-        assert_eq!(RTM_DELADDR, sys::RTM_DELADDR as u16);
-        assert_eq!(RTM_GETADDR, sys::RTM_GETADDR as u16);
-        assert_eq!(IFA_BROADCAST, sys::IFA_BROADCAST as u16);
-        assert_eq!(IFA_CACHEINFO, sys::IFA_CACHEINFO as u16);
-        assert_eq!(u32::from(IFA_F_PERMANENT), sys::IFA_F_PERMANENT);
-        assert_eq!(RTA_DST, sys::rtattr_type_t::RTA_DST as u16);
-        assert_eq!(RTA_PRIORITY, sys::rtattr_type_t::RTA_PRIORITY as u16);
-        assert_eq!(u32::from(RT_SCOPE_LINK), sys::rt_scope_t::RT_SCOPE_LINK as u32);
-        assert_eq!(RTM_NEWLINK, sys::RTM_NEWLINK as u16);
-        assert_eq!(RTM_NEWADDR, sys::RTM_NEWADDR as u16);
-        assert_eq!(RTM_NEWROUTE, sys::RTM_NEWROUTE as u16);
-        assert_eq!(IFLA_MTU, sys::IFLA_MTU as u16);
-        assert_eq!(IFA_LOCAL, sys::IFA_LOCAL as u16);
-        assert_eq!(RTA_GATEWAY, sys::rtattr_type_t::RTA_GATEWAY as u16);
-        assert_eq!(RTA_OIF, sys::rtattr_type_t::RTA_OIF as u16);
-        assert_eq!(RTN_UNICAST, sys::RTN_UNICAST as u8);
-        assert_eq!(u32::from(RT_TABLE_MAIN), sys::rt_class_t::RT_TABLE_MAIN as u32);
-    }
 
     #[test]
     fn link_up_layout() {
@@ -435,5 +393,10 @@ mod tests {
         assert_eq!(parse_ack(&ok[..10], 9), Ack::Missing);
         assert_eq!(parse_ack(&[0xff; 40], 9), Ack::Missing);
         assert_eq!(parse_ack(&[0; 40], 9), Ack::Missing);
+        // Found by the netlink fuzz target: an error code of i32::MIN.
+        ok[16..20].copy_from_slice(&i32::MIN.to_ne_bytes());
+        assert_eq!(parse_ack(&ok, 9), Ack::Err(libc::EPROTO));
+        ok[16..20].copy_from_slice(&5i32.to_ne_bytes());
+        assert_eq!(parse_ack(&ok, 9), Ack::Err(libc::EPROTO), "a positive code is no errno");
     }
 }

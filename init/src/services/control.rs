@@ -16,9 +16,32 @@ pub fn spawn_listener(port: u32) {
     vsock::serve_port(port, "control (skiff logs, skiff shell, port table)", handle);
 }
 
+/// Why a control connection is refused.
+#[derive(Debug)]
+enum Error {
+    /// No request line arrived (closed, too long, too slow).
+    Read(io::Error),
+    /// The request line is not one this init serves.
+    Parse(control::ParseError),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Read(e) => write!(f, "{e}"),
+            Error::Parse(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Reads and parses the request line.
+fn request(stream: &mut VsockStream) -> Result<Request, Error> {
+    let line = vsock::read_line(stream, MAX_REQUEST).map_err(Error::Read)?;
+    control::parse(&line).map_err(Error::Parse)
+}
+
 fn handle(mut stream: VsockStream) {
-    let request = vsock::read_line(&mut stream, MAX_REQUEST).and_then(|line| control::parse(&line).map_err(io::Error::other));
-    match request {
+    match request(&mut stream) {
         Ok(Request::Logs { follow }) => {
             if let Err(e) = send_logs(stream, follow) {
                 log::debug!("control: logs connection ended: {e}");

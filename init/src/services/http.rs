@@ -295,6 +295,7 @@ impl Stream {
 
     /// The next piece of payload; `Ok(None)` at the end of the body. A read
     /// timeout comes back as an `Io` error of kind `WouldBlock`/`TimedOut`.
+    #[allow(clippy::should_implement_trait)] // fallible, so not an Iterator
     pub fn next(&mut self) -> Result<Option<Vec<u8>>, Error> {
         let mut buf = [0u8; 8192];
         while self.pending.is_empty() {

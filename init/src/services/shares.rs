@@ -8,12 +8,13 @@ use std::ffi::CString;
 use std::fs::DirBuilder;
 use std::os::unix::fs::DirBuilderExt;
 use std::sync::Mutex;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rustix::mount::{mount, unmount, MountFlags, UnmountFlags};
-use skiff_proto::shares::{check_path, valid_tag, Transport};
+use rustix::mount::{mount, MountFlags};
+use skiff_proto::shares::{check_path, valid_tag, PathError, Transport};
 use toml::Value;
+
+use crate::supervise::sys::{unmount_retrying, Sys};
 
 /// One share from the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,29 +34,62 @@ const NINEP_OPTIONS: &str = "trans=virtio,version=9p2000.L,msize=262144,cache=mm
 /// Paths mounted by [`mount_all`], in mount order (for the shutdown).
 static MOUNTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
+/// Why a `[[shares]]` entry is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalid {
+    /// Not a table (holds the TOML type found).
+    NotTable(&'static str),
+    /// A key whose value is not a string (and the type found).
+    NotString(&'static str, &'static str),
+    /// `tag` or `path` is missing.
+    Missing(&'static str),
+    /// A key other than tag, path and fs.
+    UnknownKey(String),
+    /// Not 1 to 36 letters, digits, '-', '_' or '.'.
+    Tag(String),
+    /// A path that cannot be shared.
+    Path(String, PathError),
+    /// An `fs` other than virtiofs or 9p.
+    Fs(String),
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Invalid::NotTable(found) => write!(f, "expected a table such as {{ tag = \"home\", path = \"/home/u\" }}, not {found}"),
+            Invalid::NotString(key, found) => write!(f, "`{key}` must be a string, not {found}"),
+            Invalid::Missing(key) => write!(f, "no `{key}`"),
+            Invalid::UnknownKey(k) => write!(f, "unknown key `{k}` (known: tag, path, fs)"),
+            Invalid::Tag(tag) => write!(f, "tag {tag:?} is not 1 to 36 letters, digits, '-', '_' or '.'"),
+            Invalid::Path(path, e) => write!(f, "path {path:?}: {e}"),
+            Invalid::Fs(name) => write!(f, "fs {name:?} is not virtiofs or 9p"),
+        }
+    }
+}
+
 /// Checks one `[[shares]]` entry: `tag`, `path` and optional `fs`.
-pub fn check(v: Value) -> Result<Share, String> {
+pub fn check(v: Value) -> Result<Share, Invalid> {
     let Value::Table(mut t) = v else {
-        return Err(format!("expected a table such as {{ tag = \"home\", path = \"/home/u\" }}, not {}", v.type_str()));
+        return Err(Invalid::NotTable(v.type_str()));
     };
-    let mut text = |key: &str| match t.remove(key) {
+    let mut text = |key: &'static str| match t.remove(key) {
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(format!("`{key}` must be a string, not {}", other.type_str())),
+        Some(other) => Err(Invalid::NotString(key, other.type_str())),
         None => Ok(None),
     };
-    let tag = text("tag")?.ok_or("no `tag`")?;
-    let path = text("path")?.ok_or("no `path`")?;
+    let tag = text("tag")?.ok_or(Invalid::Missing("tag"))?;
+    let path = text("path")?.ok_or(Invalid::Missing("path"))?;
     let fs = text("fs")?;
     if let Some(k) = t.keys().next() {
-        return Err(format!("unknown key `{k}` (known: tag, path, fs)"));
+        return Err(Invalid::UnknownKey(k.clone()));
     }
     if !valid_tag(&tag) {
-        return Err(format!("tag {tag:?} is not 1 to 36 letters, digits, '-', '_' or '.'"));
+        return Err(Invalid::Tag(tag));
     }
-    check_path(&path).map_err(|e| format!("path {path:?}: {e}"))?;
+    check_path(&path).map_err(|e| Invalid::Path(path.clone(), e))?;
     let fs = match fs.as_deref() {
         None => None,
-        Some(name) => Some(Transport::parse(name).ok_or_else(|| format!("fs {name:?} is not virtiofs or 9p"))?),
+        Some(name) => Some(Transport::parse(name).ok_or_else(|| Invalid::Fs(name.into()))?),
     };
     Ok(Share { tag, path, fs })
 }
@@ -118,26 +152,26 @@ fn mount_one(s: &Share) -> Result<Transport, String> {
 
 /// Unmounts the shares, innermost first; one still busy after a few
 /// seconds is detached. Runs after every process is gone.
-pub fn unmount_all() {
+pub fn unmount_all(sys: &impl Sys) {
     let paths: Vec<String> = MOUNTED.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default();
-    let end = Instant::now() + Duration::from_secs(3);
+    let end = sys.now() + Duration::from_secs(3);
     for path in paths.iter().rev() {
-        let result = loop {
-            match unmount(path.as_str(), UnmountFlags::empty()) {
-                Err(rustix::io::Errno::BUSY) if Instant::now() < end => thread::sleep(Duration::from_millis(100)),
-                other => break other,
-            }
-        };
-        match result {
+        match unmount_retrying(sys, path, end).0 {
             Ok(()) => log::info!("shares: unmounted {path}"),
             Err(e) => {
                 log::warn!("shares: cannot unmount {path}: {e}; detaching it");
-                if let Err(e) = unmount(path.as_str(), UnmountFlags::DETACH) {
+                if let Err(e) = sys.unmount(path, true) {
                     log::warn!("shares: cannot detach {path}: {e}");
                 }
             }
         }
     }
+}
+
+/// Records `path` as mounted, as [`mount_all`] does.
+#[cfg(test)]
+pub fn pretend_mounted(path: &str) {
+    MOUNTED.lock().unwrap_or_else(|e| e.into_inner()).push(path.into());
 }
 
 #[cfg(test)]
@@ -161,29 +195,29 @@ mod tests {
 
     #[test]
     fn bad_entries_say_why() {
+        let path = |p: &str, e| Invalid::Path(p.into(), e);
         for (text, why) in [
-            ("tag = \"a\"\npath = \"/etc\"", "system folder"),
-            ("tag = \"a\"\npath = \"/\"", "system folder"),
-            ("tag = \"a\"\npath = \"/usr/local/x\"", "system folder"),
-            ("tag = \"a\"\npath = \"home/u\"", "absolute"),
-            ("tag = \"a\"\npath = \"/home/../etc\"", "plain"),
-            ("tag = \"a b\"\npath = \"/home/u\"", "tag"),
-            ("path = \"/home/u\"", "no `tag`"),
-            ("tag = \"a\"", "no `path`"),
-            ("tag = 1\npath = \"/home/u\"", "must be a string"),
-            ("tag = \"a\"\npath = \"/home/u\"\nfs = \"nfs\"", "not virtiofs or 9p"),
-            ("tag = \"a\"\npath = \"/home/u\"\nmode = \"ro\"", "unknown key `mode`"),
+            ("tag = \"a\"\npath = \"/etc\"", path("/etc", PathError::System("/etc"))),
+            ("tag = \"a\"\npath = \"/\"", path("/", PathError::System("/"))),
+            ("tag = \"a\"\npath = \"/usr/local/x\"", path("/usr/local/x", PathError::System("/usr"))),
+            ("tag = \"a\"\npath = \"home/u\"", path("home/u", PathError::Relative)),
+            ("tag = \"a\"\npath = \"/home/../etc\"", path("/home/../etc", PathError::NotNormal)),
+            ("tag = \"a b\"\npath = \"/home/u\"", Invalid::Tag("a b".into())),
+            ("path = \"/home/u\"", Invalid::Missing("tag")),
+            ("tag = \"a\"", Invalid::Missing("path")),
+            ("tag = 1\npath = \"/home/u\"", Invalid::NotString("tag", "integer")),
+            ("tag = \"a\"\npath = \"/home/u\"\nfs = \"nfs\"", Invalid::Fs("nfs".into())),
+            ("tag = \"a\"\npath = \"/home/u\"\nmode = \"ro\"", Invalid::UnknownKey("mode".into())),
         ] {
-            let err = check(entry(&format!("[[shares]]\n{text}"))).unwrap_err();
-            assert!(err.contains(why), "{text}: {err}");
+            assert_eq!(check(entry(&format!("[[shares]]\n{text}"))), Err(why), "{text}");
         }
-        assert!(check(Value::String("x".into())).unwrap_err().contains("expected a table"));
+        assert_eq!(check(Value::String("x".into())), Err(Invalid::NotTable("string")));
     }
 
     #[test]
     fn kernel_option_becomes_an_entry() {
         assert_eq!(check(from_cmdline("home:/home/u")).unwrap(), Share { tag: "home".into(), path: "/home/u".into(), fs: None });
         assert_eq!(check(from_cmdline("x:/a:b")).unwrap().path, "/a:b");
-        assert!(check(from_cmdline("nopath")).is_err());
+        assert!(matches!(check(from_cmdline("nopath")), Err(Invalid::Path(_, PathError::Relative))));
     }
 }

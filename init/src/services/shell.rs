@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags};
-use rustix::process::{Pid, Signal, WaitStatus};
+use rustix::process::{Pid, Signal};
 use rustix::pty::OpenptFlags;
 use rustix::termios::{tcsetwinsize, Winsize};
 use skiff_proto::shell::{self, Msg, Start};
@@ -47,7 +47,7 @@ struct Session {
     input: Option<Box<dyn Write + Send>>,
     /// The PTY master, for window size changes (PTY sessions only).
     master: Option<Arc<OwnedFd>>,
-    exited: Receiver<WaitStatus>,
+    exited: Receiver<std::process::ExitStatus>,
     /// One message per output stream when it ends.
     outputs_done: Receiver<()>,
     outputs: usize,
@@ -100,7 +100,7 @@ fn run(mut stream: VsockStream) -> io::Result<()> {
             break;
         }
     }
-    let code = status.map_or(255, |s| shell::exit_code(s.exit_status(), s.terminating_signal()));
+    let code = status.map_or(255, |s| shell::exit_code(s.code(), std::os::unix::process::ExitStatusExt::signal(&s)));
     log::info!("shell: pid {} exited with {code}", pid.as_raw_nonzero());
     let _ = send(&writer, &Msg::Exit(code));
     let _ = writer.lock().unwrap_or_else(|e| e.into_inner()).shutdown(std::net::Shutdown::Both);

@@ -5,21 +5,23 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::process::{Child, Command};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 use std::sync::Mutex;
 
-use rustix::process::{Pid, WaitOptions, WaitStatus};
+use rustix::process::Pid;
 
-static WAITING: Mutex<Option<HashMap<i32, Sender<WaitStatus>>>> = Mutex::new(None);
+use super::sys::{Kernel, Sys};
+
+static WAITING: Mutex<Option<HashMap<i32, Sender<ExitStatus>>>> = Mutex::new(None);
 
 /// Spawns `cmd`; its exit status arrives on the returned channel. The
 /// table stays locked from spawn to registration, so a child that exits at
 /// once cannot be reaped before it is known.
 /// Never call `wait` on the returned handle (the main loop reaps); only
 /// take its pipes and drop it.
-pub fn spawn(cmd: &mut Command) -> io::Result<(Child, Receiver<WaitStatus>)> {
+pub fn spawn(cmd: &mut Command) -> io::Result<(Child, Receiver<ExitStatus>)> {
     let mut map = WAITING.lock().unwrap_or_else(|e| e.into_inner());
     let child = cmd.spawn()?;
     let pid = Pid::from_child(&child);
@@ -29,7 +31,7 @@ pub fn spawn(cmd: &mut Command) -> io::Result<(Child, Receiver<WaitStatus>)> {
 }
 
 /// Called by the main loop for each reaped child; true if someone waited for it.
-pub fn reaped(pid: Pid, status: WaitStatus) -> bool {
+pub fn reaped(pid: Pid, status: ExitStatus) -> bool {
     let mut map = WAITING.lock().unwrap_or_else(|e| e.into_inner());
     match map.as_mut().and_then(|m| m.remove(&pid.as_raw_nonzero().get())) {
         Some(tx) => {
@@ -43,7 +45,7 @@ pub fn reaped(pid: Pid, status: WaitStatus) -> bool {
 /// Waits for the child `pid` of the calling thread: its status comes from
 /// the main loop, or (should that loop not see it) from waitpid on the pid
 /// itself. `None` if `limit` passed first.
-pub fn wait(pid: Pid, status: &Receiver<WaitStatus>, limit: Duration) -> Option<WaitStatus> {
+pub fn wait(pid: Pid, status: &Receiver<ExitStatus>, limit: Duration) -> Option<ExitStatus> {
     let end = Instant::now().checked_add(limit); // None: no limit
     loop {
         match status.recv_timeout(Duration::from_millis(100)) {
@@ -51,7 +53,7 @@ pub fn wait(pid: Pid, status: &Receiver<WaitStatus>, limit: Duration) -> Option<
             Err(RecvTimeoutError::Disconnected) => return None,
             Err(RecvTimeoutError::Timeout) => {}
         }
-        if let Ok(Some((_, s))) = rustix::process::waitpid(Some(pid), WaitOptions::NOHANG) {
+        if let Ok(Some(s)) = Kernel.wait_pid(pid) {
             let mut map = WAITING.lock().unwrap_or_else(|e| e.into_inner());
             map.as_mut().map(|m| m.remove(&pid.as_raw_nonzero().get()));
             return Some(s);

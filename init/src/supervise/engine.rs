@@ -19,18 +19,36 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal};
 
 use crate::boot::logger;
+use crate::supervise::sys::Sys;
 use crate::supervise::{backoff, children, reaper};
 
-/// True while the current engine process answers /_ping (vsock gives 503 otherwise).
-static READY: AtomicBool = AtomicBool::new(false);
-/// Bumped at every start, so a stale readiness probe cannot mark a newer run ready.
-static RUN: AtomicU64 = AtomicU64::new(0);
+/// Whether the engine's current run answers /_ping.
+#[derive(Default)]
+pub struct Readiness {
+    /// True while the current engine process answers /_ping (vsock gives 503 otherwise).
+    ready: AtomicBool,
+    /// Bumped at every start, so a stale readiness probe cannot mark a newer run ready.
+    run: AtomicU64,
+}
+
+impl Readiness {
+    pub const fn new() -> Self {
+        Self { ready: AtomicBool::new(false), run: AtomicU64::new(0) }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+}
+
+/// The engine's readiness, as vsock reads it.
+static READINESS: Readiness = Readiness::new();
 /// Longest time `podman start --all` may take before it is killed.
 const RESTART_CONTAINERS_LIMIT: Duration = Duration::from_secs(120);
 
 /// True if the engine is running and has answered /_ping.
 pub fn is_ready() -> bool {
-    READY.load(Ordering::SeqCst)
+    READINESS.is_ready()
 }
 
 /// The engine's API socket inside the guest.
@@ -38,7 +56,13 @@ pub const SOCKET: &str = "/run/skiff/engine.sock";
 const PODMAN: &str = "/usr/bin/podman";
 
 /// Supervision state of the engine process.
-pub struct Engine {
+pub struct Engine<S: Sys> {
+    sys: S,
+    /// The API socket, answering /_ping once ready ([`SOCKET`]).
+    socket: &'static str,
+    readiness: &'static Readiness,
+    /// Run once each time the engine becomes ready.
+    on_ready: fn(),
     log_level: String,
     pid: Option<Pid>,
     started: Instant,
@@ -46,39 +70,48 @@ pub struct Engine {
     restart_at: Option<Instant>,
 }
 
-impl Engine {
-    pub fn new(log_level: &str) -> Self {
-        Self { log_level: log_level.into(), pid: None, started: Instant::now(), failures: 0, restart_at: None }
+impl<S: Sys> Engine<S> {
+    pub fn new(sys: S, log_level: &str) -> Self {
+        let started = sys.now();
+        Self { sys, socket: SOCKET, readiness: &READINESS, on_ready: restart_containers, log_level: log_level.into(), pid: None, started, failures: 0, restart_at: None }
+    }
+
+    /// An engine serving on `socket`, with its own readiness and nothing to run when ready.
+    #[cfg(test)]
+    pub fn for_tests(sys: S, socket: &'static str, readiness: &'static Readiness) -> Self {
+        Self { socket, readiness, on_ready: || {}, ..Self::new(sys, "info") }
     }
 
     /// Starts the engine; on failure schedules a retry with backoff.
     pub fn start(&mut self) {
         self.restart_at = None;
-        if let Some(dir) = Path::new(SOCKET).parent() {
+        if let Some(dir) = Path::new(self.socket).parent() {
             if let Err(e) = std::fs::create_dir_all(dir) {
                 log::error!("engine: cannot create {}: {e}", dir.display());
             }
         }
-        let _ = std::fs::remove_file(SOCKET);
-        READY.store(false, Ordering::SeqCst);
-        let run = RUN.fetch_add(1, Ordering::SeqCst) + 1;
-        let spawned = podman()
+        let _ = std::fs::remove_file(self.socket);
+        let readiness = self.readiness;
+        readiness.ready.store(false, Ordering::SeqCst);
+        let run = readiness.run.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut cmd = podman();
+        cmd
             .args([&format!("--log-level={}", self.log_level), "system", "service", "--time=0"])
-            .arg(format!("unix://{SOCKET}"))
-            .spawn();
-        match spawned {
-            Ok(mut child) => {
-                // PID 1 reaps every child with waitpid(-1); the Child handle is
-                // dropped without waiting so the two never race.
-                let pid = Pid::from_child(&child);
+            .arg(format!("unix://{}", self.socket));
+        // PID 1 reaps every child with waitpid(-1); no Child handle is kept,
+        // so the two never race.
+        match self.sys.spawn(&mut cmd) {
+            Ok(child) => {
+                let pid = child.pid;
                 log::info!("engine: started podman system service (pid {})", pid.as_raw_nonzero());
-                log_output(child.stdout.take(), child.stderr.take());
+                log_output(child.stdout, child.stderr);
                 self.pid = Some(pid);
-                self.started = Instant::now();
-                if let Err(e) = thread::Builder::new().name("engine-ready".into()).spawn(move || wait_ready(run)) {
+                self.started = self.sys.now();
+                let (socket, on_ready) = (self.socket, self.on_ready);
+                if let Err(e) = thread::Builder::new().name("engine-ready".into()).spawn(move || wait_ready(readiness, run, socket, on_ready)) {
                     // Never ready without its probe: stop it, supervision restarts it.
                     log::error!("engine: cannot start the readiness probe thread: {e}; stopping the engine to retry");
-                    terminate(pid);
+                    self.terminate(pid);
                 }
             }
             Err(e) => {
@@ -94,8 +127,8 @@ impl Engine {
             return false;
         }
         self.pid = None;
-        READY.store(false, Ordering::SeqCst);
-        let ran = self.started.elapsed();
+        self.readiness.ready.store(false, Ordering::SeqCst);
+        let ran = self.sys.now().saturating_duration_since(self.started);
         log::warn!("engine: exited ({status}) after {:.1}s", ran.as_secs_f64());
         self.schedule_restart(ran);
         true
@@ -105,14 +138,14 @@ impl Engine {
         self.failures = backoff::next_failures(self.failures, ran);
         let delay = backoff::delay(self.failures);
         log::info!("engine: restarting in {:.1}s (failure {})", delay.as_secs_f64(), self.failures);
-        self.restart_at = Some(Instant::now() + delay);
+        self.restart_at = Some(self.sys.now() + delay);
     }
 
     /// Restarts the engine if its backoff delay has passed; returns how long
     /// until the next restart is due, if one is pending.
     pub fn tick(&mut self) -> Option<Duration> {
         let at = self.restart_at?;
-        let now = Instant::now();
+        let now = self.sys.now();
         if now >= at {
             self.start();
             return None;
@@ -125,12 +158,12 @@ impl Engine {
         self.restart_at = None;
         self.pid.take()
     }
-}
 
-/// Sends SIGTERM to the engine, if running.
-pub fn terminate(pid: Pid) {
-    if let Err(e) = rustix::process::kill_process(pid, Signal::TERM) {
-        log::warn!("engine: cannot signal pid {}: {e}", pid.as_raw_nonzero());
+    /// Sends SIGTERM to the engine.
+    pub fn terminate(&self, pid: Pid) {
+        if let Err(e) = self.sys.kill(Some(pid), Signal::TERM) {
+            log::warn!("engine: cannot signal pid {}: {e}", pid.as_raw_nonzero());
+        }
     }
 }
 
@@ -141,7 +174,7 @@ pub fn terminate(pid: Pid) {
 /// than signalling the processes ourselves) also records exit codes,
 /// unmounts each container's root and removes `--rm` containers, so the
 /// data disk is left tidy. Skipped when no conmon runs (no containers).
-pub fn stop_containers(grace: Duration, limit: Duration) {
+pub fn stop_containers(sys: &impl Sys, grace: Duration, limit: Duration) {
     /// More containers than this are stopped in rounds (one grace period each).
     const MAX_STOP_WORKERS: usize = 256;
     let running = count_processes("conmon");
@@ -152,31 +185,30 @@ pub fn stop_containers(grace: Duration, limit: Duration) {
     // All at once: podman's default of 3 workers per CPU would stop them in
     // rounds of one grace period each, past the shutdown's time limit.
     let workers = running.clamp(1, MAX_STOP_WORKERS).to_string();
-    let spawned = Command::new(PODMAN)
-        .args(["--max-workers", &workers, "stop", "--all", "--time", &grace.as_secs().to_string()])
+    let mut cmd = Command::new(PODMAN);
+    cmd.args(["--max-workers", &workers, "stop", "--all", "--time", &grace.as_secs().to_string()])
         .env_clear()
         .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         .env("HOME", "/root")
         .env("TMPDIR", "/var/tmp")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn();
-    let mut child = match spawned {
-        Ok(c) => c,
+        .stdout(Stdio::null());
+    let pid = match sys.spawn(&mut cmd) {
+        Ok(c) => c.pid,
         Err(e) => return log::warn!("engine: cannot run podman stop: {e}; containers will be signalled directly"),
     };
-    let end = Instant::now() + limit;
+    let end = sys.now() + limit;
     loop {
-        match child.try_wait() {
+        match sys.wait_pid(pid) {
             Ok(Some(status)) if status.success() => return,
             Ok(Some(status)) => return log::warn!("engine: podman stop ended with {status}"),
-            Ok(None) if Instant::now() > end => {
+            Ok(None) if sys.now() > end => {
                 log::warn!("engine: podman stop still running after {}s; killing it", limit.as_secs());
-                let _ = child.kill();
-                let _ = child.wait();
+                let _ = sys.kill(Some(pid), Signal::KILL);
+                let _ = sys.wait_pid(pid);
                 return;
             }
-            Ok(None) => thread::sleep(Duration::from_millis(50)),
+            Ok(None) => sys.sleep(Duration::from_millis(50)),
             Err(e) => return log::warn!("engine: waiting for podman stop: {e}"),
         }
     }
@@ -242,16 +274,16 @@ fn pump_lines(r: impl Read, max: u64, mut emit: impl FnMut(&str)) {
 
 /// Marks the engine ready when it first answers, then restarts the
 /// containers that should be running.
-fn wait_ready(run: u64) {
+fn wait_ready(readiness: &Readiness, run: u64, socket: &str, on_ready: fn()) {
     let began = Instant::now();
     while began.elapsed() < Duration::from_secs(300) {
-        if RUN.load(Ordering::SeqCst) != run {
+        if readiness.run.load(Ordering::SeqCst) != run {
             return; // a newer run took over
         }
-        if let Ok(true) = ping(SOCKET) {
-            READY.store(RUN.load(Ordering::SeqCst) == run, Ordering::SeqCst);
+        if let Ok(true) = ping(socket) {
+            readiness.ready.store(readiness.run.load(Ordering::SeqCst) == run, Ordering::SeqCst);
             log::info!("engine: ready (answers /_ping after {:.2}s)", began.elapsed().as_secs_f64());
-            return restart_containers();
+            return on_ready();
         }
         thread::sleep(Duration::from_millis(50));
     }
@@ -285,8 +317,139 @@ fn restart_containers() {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // a test may panic if it cannot start a thread
 mod tests {
     use super::*;
+    use crate::supervise::fake::{Call, Fake};
+    use std::io::Write;
+    use std::os::unix::net::UnixListener;
+
+    /// A socket path of its own for each test, never created by the engine.
+    fn socket(name: &str) -> &'static str {
+        let path = std::env::temp_dir().join(format!("skiff-engine-{name}-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        Box::leak(path.to_string_lossy().into_owned().into_boxed_str())
+    }
+
+    /// The pid and fake start time of every engine started so far.
+    fn starts(fake: &Fake) -> Vec<(i32, Duration)> {
+        fake.calls().into_iter().filter_map(|(t, c)| match c {
+            Call::Spawn(pid, line) if line.contains("system service") => Some((pid, t)),
+            _ => None,
+        }).collect()
+    }
+
+    /// The main loop's part: reap what exited and tell the engine.
+    fn reap(fake: &Fake, engine: &mut Engine<Fake>) {
+        for (pid, status) in reaper::reap_all(fake) {
+            assert!(engine.reaped(pid, &reaper::describe(&status)));
+        }
+    }
+
+    #[test]
+    fn restarts_happen_at_the_backoff_delays() {
+        let fake = Fake::new(&[Signal::TERM]);
+        let mut engine = Engine::for_tests(fake.clone(), socket("backoff"), Box::leak(Box::new(Readiness::new())));
+        engine.start();
+        // How long each run lasts before the engine exits: three quick
+        // failures, then a healthy run (which resets the backoff).
+        for ran in [1.0, 0.0, 0.0, 61.0] {
+            fake.sleep(Duration::from_secs_f64(ran));
+            let (pid, _) = *starts(&fake).last().unwrap();
+            fake.exit(Pid::from_raw(pid).unwrap(), 1);
+            reap(&fake, &mut engine);
+            while let Some(wait) = engine.tick() {
+                assert!(wait > Duration::ZERO);
+                fake.sleep(wait);
+            }
+        }
+        let at: Vec<f64> = starts(&fake).iter().map(|(_, t)| t.as_secs_f64()).collect();
+        // 0.5 s after the first failure, then 1 s, 2 s; after a healthy run 0.5 s again.
+        assert_eq!(at, [0.0, 1.5, 2.5, 4.5, 66.0]);
+    }
+
+    #[test]
+    fn no_restart_is_due_before_its_delay() {
+        let fake = Fake::new(&[Signal::TERM]);
+        let mut engine = Engine::for_tests(fake.clone(), socket("early"), Box::leak(Box::new(Readiness::new())));
+        engine.start();
+        let (pid, _) = starts(&fake)[0];
+        fake.exit(Pid::from_raw(pid).unwrap(), 1);
+        reap(&fake, &mut engine);
+        fake.sleep(Duration::from_millis(400));
+        assert_eq!(engine.tick(), Some(Duration::from_millis(100)));
+        assert_eq!(starts(&fake).len(), 1, "restarted before its backoff delay");
+        assert_eq!(engine.take_for_shutdown(), None);
+        fake.sleep(Duration::from_secs(5));
+        assert_eq!(engine.tick(), None);
+        assert_eq!(starts(&fake).len(), 1, "a shutdown cancels the pending restart");
+    }
+
+    /// A stand-in engine socket answering every /_ping with 200 and anything else with its own reply.
+    fn answer_pings(path: &str) {
+        let listener = UnixListener::bind(path).unwrap();
+        thread::spawn(move || {
+            for mut s in listener.incoming().flatten() {
+                let mut buf = [0u8; 256];
+                let n = s.read(&mut buf).unwrap_or(0);
+                let reply = if buf[..n].starts_with(b"GET /_ping") { "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK" } else { "HTTP/1.1 404 x\r\n\r\n" };
+                let _ = s.write_all(reply.as_bytes());
+            }
+        });
+    }
+
+    static GATE: Readiness = Readiness::new();
+
+    /// What a vsock client of the engine gets back for a /_ping.
+    fn through_vsock(socket: &str) -> String {
+        let (mut host, guest) = UnixStream::pair().unwrap();
+        let socket = socket.to_string();
+        thread::spawn(move || crate::services::vsock::forward(guest, &socket, || GATE.is_ready()));
+        host.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        host.write_all(b"GET /_ping HTTP/1.1\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        let _ = host.read_to_string(&mut reply);
+        reply
+    }
+
+    fn wait_until(what: &str, f: impl Fn() -> bool) {
+        let end = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < end, "{what}: not within 10s");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn readiness_gates_traffic() {
+        let fake = Fake::new(&[Signal::TERM]);
+        let path = socket("ready");
+        let mut engine = Engine::for_tests(fake.clone(), path, &GATE);
+        engine.start();
+        thread::sleep(Duration::from_millis(300));
+        assert!(!GATE.is_ready(), "ready before the engine answers /_ping");
+        assert!(through_vsock(path).starts_with("HTTP/1.1 503 "), "traffic passed before readiness");
+
+        answer_pings(path);
+        wait_until("ready once /_ping answers", || GATE.is_ready());
+        assert!(through_vsock(path).starts_with("HTTP/1.1 200 "), "traffic held back once ready");
+
+        let (pid, _) = starts(&fake)[0];
+        fake.exit(Pid::from_raw(pid).unwrap(), 1);
+        reap(&fake, &mut engine);
+        assert!(!GATE.is_ready(), "still ready after the engine exited");
+        assert!(through_vsock(path).starts_with("HTTP/1.1 503 "), "traffic passed to an engine that exited");
+
+        // The restart removes the old socket; the new run is not ready until it answers.
+        while let Some(wait) = engine.tick() {
+            fake.sleep(wait);
+        }
+        assert_eq!(starts(&fake).len(), 2);
+        thread::sleep(Duration::from_millis(300));
+        assert!(!GATE.is_ready(), "a restarted engine counts as ready before it answers");
+        answer_pings(path);
+        wait_until("ready again", || GATE.is_ready());
+    }
 
     #[test]
     fn output_lines_are_bounded() {

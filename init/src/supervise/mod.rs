@@ -7,3 +7,7 @@ pub mod engine;
 pub mod power;
 pub mod reaper;
 pub mod signals;
+pub mod sys;
+
+#[cfg(test)]
+pub mod fake;

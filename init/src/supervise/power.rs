@@ -8,11 +8,12 @@ use std::io::Read;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rustix::process::{getpid, kill_process, Pid, Signal, WaitOptions};
+use rustix::process::{getpid, kill_process, Pid, Signal};
 use rustix::system::{reboot, RebootCommand};
 
 use crate::disk;
 use crate::services::vsock;
+use crate::supervise::sys::{Kernel, Sys};
 use crate::supervise::{engine, reaper};
 
 /// How long containers get between SIGTERM and SIGKILL (Docker's default).
@@ -123,27 +124,29 @@ fn step(name: &str, f: impl FnOnce()) {
 
 /// The time left of the whole shutdown: each step gets its own limit, or
 /// less when earlier steps overran theirs, so the total holds.
-struct Budget {
+struct Budget<'a, S: Sys> {
+    sys: &'a S,
     end: Instant,
 }
 
-impl Budget {
-    fn new(total: Duration) -> Self {
-        Self { end: Instant::now() + total }
+impl<'a, S: Sys> Budget<'a, S> {
+    fn new(sys: &'a S, total: Duration) -> Self {
+        Self { sys, end: sys.now() + total }
     }
 
     /// `limit`, or what is left of the budget if that is less.
     fn take(&self, limit: Duration) -> Duration {
-        limit.min(self.end.saturating_duration_since(Instant::now()))
+        limit.min(self.end.saturating_duration_since(self.sys.now()))
     }
 }
 
 /// Runs `f` in a thread and waits at most `limit` for it, so a step stuck
 /// in the kernel (a hung disk) cannot keep the machine from powering off.
-fn bounded(what: &str, limit: Duration, f: fn()) {
+fn bounded(what: &str, limit: Duration, f: impl FnOnce() + Clone + Send + 'static) {
     let (tx, rx) = std::sync::mpsc::channel();
+    let run = f.clone();
     let spawned = thread::Builder::new().name(what.into()).spawn(move || {
-        f();
+        run();
         let _ = tx.send(());
     });
     match spawned {
@@ -161,10 +164,10 @@ fn bounded(what: &str, limit: Duration, f: fn()) {
 
 /// Waits until `pid` is reaped (or, with `None`, until no children are left),
 /// at most `limit`. Returns true if that happened in time.
-fn wait_gone(pid: Option<Pid>, limit: Duration) -> bool {
-    let end = Instant::now() + limit;
+fn wait_gone(sys: &impl Sys, pid: Option<Pid>, limit: Duration) -> bool {
+    let end = sys.now() + limit;
     loop {
-        match rustix::process::wait(WaitOptions::NOHANG) { // any child (waitpid(None) is pgid-only)
+        match sys.wait_any() {
             Ok(Some((reaped, status))) => {
                 log::debug!("shutdown: reaped pid {} ({})", reaped.as_raw_nonzero(), reaper::describe(&status));
                 if Some(reaped) == pid {
@@ -176,70 +179,75 @@ fn wait_gone(pid: Option<Pid>, limit: Duration) -> bool {
             Err(rustix::io::Errno::CHILD) => return true, // nothing left at all
             Err(e) => log::warn!("shutdown: waitpid: {e}"),
         }
-        if Instant::now() >= end {
+        if sys.now() >= end {
             return false;
         }
-        thread::sleep(Duration::from_millis(20));
+        sys.sleep(Duration::from_millis(20));
     }
 }
 
 /// Signals every process but PID 1.
-fn signal_all(sig: i32) {
-    // SAFETY: kill(2) with pid -1 takes no pointers; it only sends a signal.
-    if unsafe { libc::kill(-1, sig) } != 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::ESRCH) {
-            log::warn!("shutdown: kill(-1, {sig}): {e}");
-        }
+fn signal_all(sys: &impl Sys, sig: Signal) {
+    match sys.kill(None, sig) {
+        Ok(()) | Err(rustix::io::Errno::SRCH) => {}
+        Err(e) => log::warn!("shutdown: kill(-1, {}): {e}", sig.as_raw()),
     }
 }
 
 /// The one shutdown sequence for every trigger. Never returns, and takes
 /// at most [`WORST_CASE`] (each step's limit is logged if it is hit).
-pub fn shutdown(engine: &mut engine::Engine, why: &str) -> ! {
-    let began = Instant::now();
+pub fn shutdown(engine: &mut engine::Engine<Kernel>, why: &str) -> ! {
+    stop_everything(&Kernel, engine, why);
+    power_off()
+}
+
+/// Every step of the shutdown but the power-off, in order.
+fn stop_everything<S: Sys>(sys: &S, engine: &mut engine::Engine<S>, why: &str) {
+    let began = sys.now();
     // The final sync has its own limit, inside `power_off`.
-    let budget = Budget::new(WORST_CASE.saturating_sub(FINAL_SYNC_LIMIT));
+    let budget = Budget::new(sys, WORST_CASE.saturating_sub(FINAL_SYNC_LIMIT));
     log::info!("shutdown: {why}; stopping (at most {}s)", WORST_CASE.as_secs());
     step("stop accepting vsock connections", vsock::stop_accepting);
-    step("stop containers", || engine::stop_containers(CONTAINER_GRACE, budget.take(CONTAINERS_LIMIT)));
+    step("stop containers", || engine::stop_containers(sys, CONTAINER_GRACE, budget.take(CONTAINERS_LIMIT)));
     step("stop engine", || {
         if let Some(pid) = engine.take_for_shutdown() {
-            engine::terminate(pid);
+            engine.terminate(pid);
             let limit = budget.take(ENGINE_LIMIT);
-            if !wait_gone(Some(pid), limit) {
+            if !wait_gone(sys, Some(pid), limit) {
                 log::warn!("shutdown: engine did not stop within {}s; killing it", limit.as_secs());
-                let _ = kill_process(pid, Signal::KILL);
+                let _ = sys.kill(Some(pid), Signal::KILL);
             }
         }
     });
     step("stop remaining processes", || {
-        signal_all(libc::SIGTERM);
+        signal_all(sys, Signal::TERM);
         let limit = budget.take(TERM_LIMIT);
-        if !wait_gone(None, limit) {
+        if !wait_gone(sys, None, limit) {
             log::warn!("shutdown: processes still running after {}s; sending SIGKILL", limit.as_secs());
-            signal_all(libc::SIGKILL);
-            wait_gone(None, budget.take(KILL_LIMIT));
+            signal_all(sys, Signal::KILL);
+            wait_gone(sys, None, budget.take(KILL_LIMIT));
         }
     });
-    step("unmount host folders", || bounded("unmount shares", budget.take(SHARES_LIMIT), crate::services::shares::unmount_all));
+    let s = sys.clone();
+    step("unmount host folders", || bounded("unmount shares", budget.take(SHARES_LIMIT), move || crate::services::shares::unmount_all(&s)));
     step("release DHCP leases", crate::net::release_all);
-    step("sync", || bounded("sync", budget.take(SYNC_LIMIT), rustix::fs::sync));
+    let s = sys.clone();
+    step("sync", || bounded("sync", budget.take(SYNC_LIMIT), move || s.sync()));
     step("close log file", || {
         let limit = budget.take(LOG_CLOSE_LIMIT);
-        if !crate::boot::logger::close_file(limit) {
+        if !sys.close_log(limit) {
             log::error!("shutdown: the log file writer is still not done after {}s (disk stuck?); going on", limit.as_secs());
         }
     });
-    step("unmount data disk", || bounded("unmount", budget.take(UNMOUNT_LIMIT), disk::unmount_all));
-    log::info!("shutdown: powering off after {:.2}s (limit {}s)", began.elapsed().as_secs_f64(), WORST_CASE.as_secs());
-    power_off()
+    let s = sys.clone();
+    step("unmount data disk", || bounded("unmount", budget.take(UNMOUNT_LIMIT), move || disk::unmount_all(&s)));
+    log::info!("shutdown: powering off after {:.2}s (limit {}s)", sys.now().saturating_duration_since(began).as_secs_f64(), WORST_CASE.as_secs());
 }
 
 /// Last resort for fatal errors as well: sync (for at most a moment: a
 /// stuck disk must not keep the machine on) and power off, never return.
 pub fn power_off() -> ! {
-    bounded("final sync", FINAL_SYNC_LIMIT, rustix::fs::sync);
+    bounded("final sync", FINAL_SYNC_LIMIT, || Kernel.sync());
     loop {
         if let Err(e) = reboot(RebootCommand::PowerOff) {
             log::error!("power: reboot(POWER_OFF) failed: {e}");
@@ -251,6 +259,7 @@ pub fn power_off() -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::supervise::fake::{Call, Fake};
 
     #[test]
     fn worst_case_is_what_the_host_is_told() {
@@ -270,11 +279,87 @@ mod tests {
         let steps = [CONTAINERS_LIMIT, ENGINE_LIMIT, TERM_LIMIT, KILL_LIMIT, SHARES_LIMIT, SYNC_LIMIT, LOG_CLOSE_LIMIT, UNMOUNT_LIMIT, FINAL_SYNC_LIMIT, SLACK];
         assert_eq!(WORST_CASE, steps.iter().sum::<Duration>());
         assert!(CONTAINERS_LIMIT > CONTAINER_GRACE, "podman stop needs time beyond the grace period");
-        let budget = Budget::new(Duration::from_millis(300));
+        let fake = Fake::new(&[]);
+        let budget = Budget::new(&fake, Duration::from_millis(300));
         assert_eq!(budget.take(Duration::from_millis(10)), Duration::from_millis(10));
-        assert!(budget.take(Duration::from_secs(60)) <= Duration::from_millis(300), "never more than what is left");
-        thread::sleep(Duration::from_millis(320));
+        assert_eq!(budget.take(Duration::from_secs(60)), Duration::from_millis(300), "never more than what is left");
+        fake.sleep(Duration::from_millis(320));
         assert_eq!(budget.take(Duration::from_secs(10)), Duration::ZERO, "an overrun leaves nothing for later steps");
+    }
+
+    /// Tests that run the sequence share the data disk's "mounted" flag.
+    static SEQUENCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// Starts an engine on `fake` (nothing answers its socket), then runs
+    /// the shutdown with a data disk mounted.
+    fn shut_down(fake: &Fake) -> i32 {
+        let _one = SEQUENCE.lock().unwrap_or_else(|e| e.into_inner());
+        let socket = std::env::temp_dir().join(format!("skiff-power-{}-{}.sock", std::process::id(), fake.elapsed().as_nanos()));
+        let socket: &'static str = Box::leak(socket.to_string_lossy().into_owned().into_boxed_str());
+        let mut engine = engine::Engine::for_tests(fake.clone(), socket, Box::leak(Box::new(engine::Readiness::new())));
+        engine.start();
+        let pid = match fake.calls().first() {
+            Some((_, Call::Spawn(pid, _))) => *pid,
+            other => panic!("the engine did not start: {other:?}"),
+        };
+        disk::pretend_mounted();
+        crate::services::shares::pretend_mounted("/home/u");
+        stop_everything(fake, &mut engine, "test");
+        pid
+    }
+
+    #[test]
+    fn the_log_file_is_closed_after_the_sync_and_before_the_data_disk_unmount() {
+        let fake = Fake::new(&[Signal::TERM]);
+        shut_down(&fake);
+        let last_kill = fake.calls().iter().rposition(|(_, c)| matches!(c, Call::Kill(..))).unwrap();
+        let share = fake.find(|c| *c == Call::Unmount("/home/u".into(), false)).expect("the host folder was never unmounted");
+        let sync = fake.find(|c| *c == Call::Sync).expect("no sync");
+        let close = fake.find(|c| *c == Call::CloseLog).expect("the log file was never closed");
+        let unmount = fake.find(|c| *c == Call::Unmount(disk::MOUNT_POINT.into(), false)).expect("the data disk was never unmounted");
+        let order = [last_kill, share.0, sync.0, close.0, unmount.0];
+        assert!(order.is_sorted(), "order: last signal, host folder, sync, close log, data disk: {order:?} in {:#?}", fake.calls());
+    }
+
+    #[test]
+    fn sigkill_follows_sigterm_after_the_bound() {
+        // The engine and one other process ignore SIGTERM.
+        let fake = Fake::new(&[]);
+        fake.adopt(4000, &[]);
+        let engine = shut_down(&fake);
+        let term = fake.find(|c| *c == Call::Kill(Some(engine), libc::SIGTERM)).expect("the engine got no SIGTERM");
+        let kill = fake.find(|c| *c == Call::Kill(Some(engine), libc::SIGKILL)).expect("the engine got no SIGKILL");
+        assert!(term.0 < kill.0);
+        let waited = kill.1 - term.1;
+        assert!(waited >= ENGINE_LIMIT && waited < ENGINE_LIMIT + Duration::from_millis(100), "engine SIGKILL after {waited:?}");
+
+        let term_all = fake.find(|c| *c == Call::Kill(None, libc::SIGTERM)).expect("no SIGTERM to everyone");
+        let kill_all = fake.find(|c| *c == Call::Kill(None, libc::SIGKILL)).expect("no SIGKILL to everyone");
+        assert!(kill.0 < term_all.0 && term_all.0 < kill_all.0, "{:#?}", fake.calls());
+        let waited = kill_all.1 - term_all.1;
+        assert!(waited >= TERM_LIMIT && waited < TERM_LIMIT + Duration::from_millis(100), "SIGKILL to everyone after {waited:?}");
+        assert!(fake.elapsed() <= WORST_CASE);
+    }
+
+    #[test]
+    fn processes_that_obey_sigterm_get_no_sigkill() {
+        let fake = Fake::new(&[Signal::TERM]);
+        fake.adopt(4000, &[Signal::TERM]);
+        shut_down(&fake);
+        assert!(fake.find(|c| matches!(c, Call::Kill(_, libc::SIGKILL))).is_none(), "{:#?}", fake.calls());
+        assert!(fake.elapsed() < Duration::from_secs(1), "waited {:?} for processes that were gone", fake.elapsed());
+    }
+
+    #[test]
+    fn a_busy_data_disk_is_remounted_read_only_then_detached() {
+        let fake = Fake::new(&[Signal::TERM]);
+        fake.mounts_busy();
+        shut_down(&fake);
+        let first = fake.find(|c| *c == Call::Unmount(disk::MOUNT_POINT.into(), false)).unwrap();
+        let ro = fake.find(|c| *c == Call::RemountReadOnly(disk::MOUNT_POINT.into())).expect("not remounted read-only");
+        let detach = fake.find(|c| *c == Call::Unmount(disk::MOUNT_POINT.into(), true)).expect("not detached");
+        assert!(first.0 < ro.0 && ro.0 < detach.0);
+        assert!(ro.1 - first.1 >= Duration::from_secs(5), "gave up on the busy disk after {:?}", ro.1 - first.1);
     }
 
     #[test]

@@ -20,7 +20,7 @@ fn probe(cid: u32, port: u32) -> String {
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     // An engine request on 2375, a control request elsewhere: whatever
     // would be served to the host.
-    let request: &[u8] = if port == 2375 { b"GET /_ping HTTP/1.0\r\nHost: probe\r\n\r\n" } else { b"SKIFF-CONTROL/1 logs\n" };
+    let request: &[u8] = if port == 2375 { skiff_proto::http::PING_REQUEST } else { b"SKIFF-CONTROL/1 logs\n" };
     if let Err(e) = s.write_all(request) {
         return format!("connected, write failed: {e}");
     }
