@@ -1,19 +1,26 @@
 # Skiff: build the appliance ISO and the host CLI, boot it, test it.
 #   make run    install deps, build everything, boot the ISO in QEMU
 #   make test   install deps, build everything, run every test
-#   make iso    out/skiff.iso only
+#   make iso    out/skiff.iso only (ARCH=aarch64: out/skiff-aarch64.iso)
 #   make bench  size and speed figures (out/bench.json)
 #   make fuzz   fuzz every outside-input parser, FUZZ_SECONDS (20) each
 # Slow artefacts (kernel build, trixie packages) are cached in SKIFF_CACHE.
 
 SKIFF_CACHE ?= $(HOME)/.cache/skiff
 INITRD_COMPRESSION ?= xz
+# The ISO `make iso` and `make run` build and boot: x86_64 or aarch64.
+ARCH ?= x86_64
 TARGET := x86_64-unknown-linux-musl
 INIT := target/$(TARGET)/release/skiff-init
 SKIFF := target/release/skiff
+ISO_x86_64 := out/skiff.iso
+ISO_aarch64 := out/skiff-aarch64.iso
+# aarch64: cross-built init (linker in .cargo/config.toml), parts under out/aarch64.
+A64 := out/aarch64
+INIT_A64 := target/aarch64-unknown-linux-musl/release/skiff-init
 export PATH := $(PATH):$(or $(CARGO_HOME),$(HOME)/.cargo)/bin
 
-.PHONY: all deps iso host run test unit smoke bench fuzz clean FORCE
+.PHONY: all deps iso iso-x86_64 iso-aarch64 host run test unit smoke bench fuzz clean FORCE
 all: iso host
 
 deps:
@@ -24,13 +31,16 @@ deps:
 $(INIT): FORCE
 	cargo build --release --locked -p skiff-init --target $(TARGET)
 
+$(INIT_A64): FORCE
+	cargo build --release --locked -p skiff-init --target aarch64-unknown-linux-musl
+
 $(SKIFF): FORCE
 	cargo build --release --locked -p skiff
 
 host: $(SKIFF)
 
-out/bzImage: kernel-config image/build-kernel.sh image/trixie-apt.sh
-	image/build-kernel.sh $(SKIFF_CACHE) $@
+out/bzImage: kernel-config kernel-config.x86_64 image/build-kernel.sh image/trixie-apt.sh
+	image/build-kernel.sh $(SKIFF_CACHE) $@ x86_64
 
 # netavark and aardvark-dns from crates.io, built for size (cached).
 out/netavark.stamp: image/build-netavark.sh
@@ -38,18 +48,31 @@ out/netavark.stamp: image/build-netavark.sh
 	touch $@
 
 out/rootfs.stamp: $(INIT) out/netavark.stamp image/build-rootfs.sh image/trixie-apt.sh $(shell find image/etc -type f)
-	image/build-rootfs.sh $(SKIFF_CACHE) $(INIT) out/netavark out/rootfs
+	image/build-rootfs.sh $(SKIFF_CACHE) $(INIT) out/rootfs x86_64 out/netavark
 	touch $@
 
 out/skiff.iso: out/bzImage out/rootfs.stamp image/build-iso.sh image/grub.cfg image/grub-embed.cfg image/cmdline
 	image/build-iso.sh out/bzImage out/rootfs $@ $(INITRD_COMPRESSION)
 
-iso: deps out/skiff.iso
+$(A64)/Image.gz: kernel-config kernel-config.aarch64 image/build-kernel.sh image/trixie-apt.sh
+	image/build-kernel.sh $(SKIFF_CACHE) $@ aarch64
+
+$(A64)/rootfs.stamp: $(INIT_A64) image/build-rootfs.sh image/trixie-apt.sh $(shell find image/etc -type f)
+	image/build-rootfs.sh $(SKIFF_CACHE) $(INIT_A64) $(A64)/rootfs aarch64
+	touch $@
+
+$(ISO_aarch64): $(A64)/Image.gz $(A64)/rootfs.stamp image/build-iso.sh image/grub.cfg image/grub-embed.cfg image/cmdline.aarch64 image/fetch-grub.sh
+	image/build-iso.sh $(A64)/Image.gz $(A64)/rootfs $@ $(INITRD_COMPRESSION) aarch64 "$$(image/fetch-grub.sh $(SKIFF_CACHE))"
+
+iso: deps iso-$(ARCH)
+iso-x86_64: $(ISO_x86_64)
+iso-aarch64: $(ISO_aarch64)
 
 run: deps iso host
-	$(SKIFF) run --iso out/skiff.iso
+	$(SKIFF) run --iso $(ISO_$(ARCH))
 
-test: deps iso host
+# Both ISOs: the suites boot the aarch64 one too (tests/tests/aarch64.rs).
+test: deps iso-x86_64 iso-aarch64 host
 	cargo test --workspace --locked -- --nocapture --test-threads=1
 
 bench: deps iso host

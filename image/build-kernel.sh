@@ -1,11 +1,20 @@
 #!/bin/sh
-# Builds the Skiff kernel (bzImage) from Debian 13's linux-source-6.12 with
-# `make tinyconfig` + ./kernel-config, and caches it under CACHE keyed by the
-# config, this script and the source package version: a rebuild takes minutes.
-# Usage: image/build-kernel.sh CACHE OUT_BZIMAGE
+# Builds the Skiff kernel from Debian 13's linux-source-6.12 with
+# `make tinyconfig` + ./kernel-config + ./kernel-config.ARCH, and caches it
+# under CACHE keyed by the configs, this script and the source package
+# version: a rebuild takes minutes. x86_64 gives a bzImage (xz inside);
+# aarch64 is cross-built with aarch64-linux-gnu-gcc and gives Image.gz, which
+# GRUB decompresses while loading it (an arm64 Image carries no decompressor).
+# Usage: image/build-kernel.sh CACHE OUT_KERNEL [x86_64|aarch64]
 set -eu
-cache=$1; out=$2
+cache=$1; out=$2; arch=${3:-x86_64}
 here=$(cd "$(dirname "$0")/.." && pwd)
+case $arch in
+  x86_64) kmake="ARCH=x86"; target=bzImage; image=arch/x86/boot/bzImage ;;
+  aarch64) kmake="ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-"; target=Image.gz; image=arch/arm64/boot/Image.gz ;;
+  *) echo "kernel: unknown architecture $arch (x86_64 or aarch64)" >&2; exit 1 ;;
+esac
+fragments="$here/kernel-config $here/kernel-config.$arch"
 apt="$here/image/trixie-apt.sh"
 kdir="$cache/kernel"
 mkdir -p "$kdir"
@@ -18,8 +27,9 @@ if [ -z "$version" ]; then
   "$apt" "$cache" apt-get update >/dev/null
   version=$("$apt" "$cache" apt-cache show --no-all-versions linux-source-6.12 | sed -n 's/^Version: //p' | head -n1)
 fi
-key=$(cat "$here/kernel-config" "$0" | sha256sum | cut -c1-16)-$version
-cached="$kdir/bzImage-$key"
+# shellcheck disable=SC2086
+key=$arch-$(cat $fragments "$0" | sha256sum | cut -c1-16)-$version
+cached="$kdir/$target-$key"
 if [ -f "$cached" ]; then
   echo "kernel: cached $cached"
   mkdir -p "$(dirname "$out")"; cp "$cached" "$out"; exit 0
@@ -39,17 +49,25 @@ fi
 
 build="$kdir/build-$key"
 rm -rf "$build"; mkdir -p "$build"
-echo "kernel: configuring (tinyconfig + kernel-config)"
-make -s -C "$src" O="$build" tinyconfig
-"$src/scripts/kconfig/merge_config.sh" -m -O "$build" "$build/.config" "$here/kernel-config" >/dev/null
-make -s -C "$src" O="$build" olddefconfig
-# Report options of the fragment that Kconfig dropped (a missing dependency).
-grep -E '^CONFIG_[A-Z0-9_]+=y' "$here/kernel-config" | while read -r line; do
+echo "kernel: configuring $arch (tinyconfig + kernel-config + kernel-config.$arch)"
+# ARCH is given on make's command line (x86, not x86_64: the x86_64 tinyconfig
+# differs from the 32-bit one the fragment grew from): `make iso ARCH=aarch64` puts
+# ARCH=aarch64 in the environment, which the kernel does not know.
+# shellcheck disable=SC2086
+make -s -C "$src" $kmake O="$build" tinyconfig
+# shellcheck disable=SC2086
+"$src/scripts/kconfig/merge_config.sh" -m -O "$build" "$build/.config" $fragments >/dev/null
+# shellcheck disable=SC2086
+make -s -C "$src" $kmake O="$build" olddefconfig
+# Report options of the fragments that Kconfig dropped (a missing dependency).
+# shellcheck disable=SC2086
+grep -hE '^CONFIG_[A-Z0-9_]+=y' $fragments | while read -r line; do
   grep -qx "$line" "$build/.config" || { echo "kernel: warning: $line did not stick"; }
 done
-echo "kernel: building bzImage with $(nproc) jobs"
-make -s -C "$src" O="$build" -j"$(nproc)" bzImage
-cp "$build/arch/x86/boot/bzImage" "$cached.tmp" && mv "$cached.tmp" "$cached"
+echo "kernel: building $arch $target with $(nproc) jobs"
+# shellcheck disable=SC2086
+make -s -C "$src" $kmake O="$build" -j"$(nproc)" $target
+cp "$build/$image" "$cached.tmp" && mv "$cached.tmp" "$cached"
 cp "$build/.config" "$kdir/config-$key"
 rm -rf "$build"
 mkdir -p "$(dirname "$out")"; cp "$cached" "$out"

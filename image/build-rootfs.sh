@@ -3,12 +3,23 @@
 # only the binaries the engine needs, plus the shared libraries they load
 # (found by walking ELF NEEDED entries), Skiff's /etc and the init.
 # netavark and aardvark-dns come from HELPERS_DIR (image/build-netavark.sh
-# builds them for size) instead of Debian's packages.
-# Usage: image/build-rootfs.sh CACHE INIT_BINARY HELPERS_DIR OUT_DIR
+# builds them for size) when it is given, else from Debian's packages.
+# ARCH aarch64 takes Debian's arm64 packages (their .debs and staging trees
+# under CACHE/arm64).
+# Usage: image/build-rootfs.sh CACHE INIT_BINARY OUT_DIR [x86_64|aarch64 [HELPERS_DIR]]
 set -eu
-cache=$1; init=$(realpath "$2"); helpers=$(realpath "$3"); out=$(realpath -m "$4")
+cache=$1; init=$(realpath "$2"); out=$(realpath -m "$3"); arch=${4:-x86_64}; helpers=${5:+$(realpath "$5")}
 here=$(cd "$(dirname "$0")/.." && pwd)
 apt="$here/image/trixie-apt.sh"
+# Debian's name for the architecture, its library folder, and the dynamic
+# loader with the path every binary names (made a link to the real file).
+case $arch in
+  x86_64) deb_arch=amd64; store=$cache; loader=ld-linux-x86-64.so.2; loader_link=usr/lib64/ld-linux-x86-64.so.2 ;;
+  aarch64) deb_arch=arm64; store=$cache/arm64; loader=ld-linux-aarch64.so.1; loader_link=usr/lib/ld-linux-aarch64.so.1 ;;
+  *) echo "rootfs: unknown architecture $arch (x86_64 or aarch64)" >&2; exit 1 ;;
+esac
+triplet=$arch-linux-gnu
+export SKIFF_DEB_ARCH=$deb_arch
 
 packages="podman crun conmon netavark aardvark-dns catatonit nftables e2fsprogs ca-certificates golang-github-containers-common busybox"
 
@@ -25,7 +36,7 @@ binaries="
 
 # The shared cache is one build's at a time from here on: the package
 # lists, the .debs and the staging trees (pruned below) are all in it.
-debs="$cache/debs"
+debs="$store/debs"
 mkdir -p "$debs"
 lock="$cache/apt.lock"
 exec 9>"$lock"
@@ -53,8 +64,8 @@ done
 # Unpack the resolved packages once into a staging tree keyed by their set;
 # older staging trees are removed.
 key=$(sha256sum < "$resolve/wanted" | cut -c1-16)
-stage="$cache/stage-$key"
-for old in "$cache"/stage-*; do
+stage="$store/stage-$key"
+for old in "$store"/stage-*; do
   [ "$old" = "$stage" ] || [ ! -e "$old" ] || rm -rf "$old"
 done
 if [ ! -d "$stage" ]; then
@@ -66,14 +77,14 @@ echo "rootfs: $(wc -l < "$resolve/wanted") packages (newest resolved versions), 
 
 rm -rf "$out"; mkdir -p "$out"
 cd "$out"
-mkdir -p usr/bin usr/sbin usr/lib/x86_64-linux-gnu usr/lib64 usr/lib/podman usr/libexec/podman \
+mkdir -p usr/bin usr/sbin "usr/lib/$triplet" usr/lib64 usr/lib/podman usr/libexec/podman \
   etc/containers etc/ssl/certs proc sys dev run tmp var/tmp var/lib/containers var/lib/skiff mnt root usr/share/containers
 ln -s usr/bin bin; ln -s usr/sbin sbin; ln -s usr/lib lib; ln -s usr/lib64 lib64
 chmod 1777 tmp var/tmp; chmod 0700 root
 
 # Resolve a library name to a real file in the staging tree.
 find_lib() {
-  for dir in usr/lib/x86_64-linux-gnu lib/x86_64-linux-gnu usr/lib lib; do
+  for dir in "usr/lib/$triplet" "lib/$triplet" usr/lib lib; do
     if [ -e "$stage/$dir/$1" ]; then echo "$dir/$1"; return 0; fi
   done
   return 1
@@ -89,14 +100,17 @@ copy_with_libs() (
   cp -L "$src" "$out/$dst"
   for lib in $(readelf -d "$src" 2>/dev/null | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
     path=$(find_lib "$lib") || { echo "rootfs: /$dst needs $lib, not found" >&2; exit 1; }
-    copy_with_libs "$stage/$path" "usr/lib/x86_64-linux-gnu/$lib"
+    copy_with_libs "$stage/$path" "usr/lib/$triplet/$lib"
   done
 )
 for b in $binaries; do copy_with_libs "$stage$b" "$b"; done
-for b in netavark aardvark-dns; do copy_with_libs "$helpers/$b" "usr/lib/podman/$b"; done
+for b in netavark aardvark-dns; do
+  if [ -n "$helpers" ]; then copy_with_libs "$helpers/$b" "usr/lib/podman/$b"
+  else copy_with_libs "$stage/usr/lib/podman/$b" "usr/lib/podman/$b"; fi
+done
 # The dynamic loader, at the path every binary names.
-copy_with_libs "$stage/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2
-ln -sf ../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 usr/lib64/ld-linux-x86-64.so.2
+copy_with_libs "$stage/usr/lib/$triplet/$loader" "usr/lib/$triplet/$loader"
+ln -sf "$(realpath -m --relative-to="$(dirname "$out/$loader_link")" "$out/usr/lib/$triplet/$loader")" "$loader_link"
 # NSS modules are loaded at run time (not NEEDED): files is built into glibc 2.41, dns too.
 ln -sf ../../bin/catatonit usr/libexec/podman/catatonit
 ln -sf mke2fs usr/sbin/mkfs.ext4
@@ -110,10 +124,14 @@ find "$stage/usr/share/ca-certificates" -name '*.crt' | sort | xargs cat > etc/s
 # applet links only; names that a real binary already has are left alone.
 # Debian's dynamically linked busybox (0.8 MB; busybox-static is 2.0 MB
 # with its own copy of glibc). It needs trixie's glibc, so its applets are
-# listed through the staging tree's dynamic loader.
+# listed through the staging tree's dynamic loader; a foreign
+# architecture's busybox cannot run here, so the build machine's lists them.
 copy_with_libs "$stage/usr/bin/busybox" usr/bin/busybox
-applets=$("$stage/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" --library-path "$stage/usr/lib/x86_64-linux-gnu" \
-  "$stage/usr/bin/busybox" --list)
+if [ "$arch" = "$(uname -m)" ]; then
+  applets=$("$stage/usr/lib/$triplet/$loader" --library-path "$stage/usr/lib/$triplet" "$stage/usr/bin/busybox" --list)
+else
+  applets=$(busybox --list)
+fi
 [ -n "$applets" ] || { echo "rootfs: busybox lists no applets" >&2; exit 1; }
 for applet in $applets; do
   case $applet in init|linuxrc|busybox) continue ;; esac

@@ -5,16 +5,18 @@
 # build picks up the day's security updates. Builds from several checkouts
 # share CACHE: each call holds $CACHE/apt.lock, unless its caller holds it
 # already (SKIFF_APT_LOCKED names it; build-rootfs.sh does, around its apt
-# steps and staging).
-# Usage: image/trixie-apt.sh CACHE apt-get|apt-cache ARGS...
+# steps and staging). SKIFF_DEB_ARCH=arm64 works on Debian's arm64 packages
+# instead (its own package lists and state under $CACHE/apt-arm64).
+# Usage: [SKIFF_DEB_ARCH=amd64|arm64] image/trixie-apt.sh CACHE apt-get|apt-cache ARGS...
 set -eu
 cache=$1; tool=$2; shift 2
+arch=${SKIFF_DEB_ARCH:-amd64}
 lock="$cache/apt.lock"
 if [ "${SKIFF_APT_LOCKED:-}" != "$lock" ]; then
   mkdir -p "$cache"
   SKIFF_APT_LOCKED=$lock exec flock "$lock" "$0" "$cache" "$tool" "$@"
 fi
-root="$cache/apt"
+root="$cache/apt"; [ "$arch" = amd64 ] || root="$cache/apt-$arch"
 mkdir -p "$root/state/lists/partial" "$root/cache/archives/partial" "$root/etc/preferences.d" "$root/etc/apt.conf.d"
 [ -f "$root/status" ] || : > "$root/status"
 cat > "$root/etc/sources.list" <<LIST
@@ -33,6 +35,8 @@ run() {
     -o Dir::Etc::Preferences="$root/etc/preferences" \
     -o Dir::Etc::PreferencesParts="$root/etc/preferences.d" \
     -o Dir::Etc::Parts="$root/etc/apt.conf.d" \
+    -o APT::Architecture="$arch" \
+    -o APT::Architectures="$arch" \
     -o APT::Install-Recommends=false \
     -o APT::Get::Assume-Yes=true \
     -o Debug::NoLocking=true \

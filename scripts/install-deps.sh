@@ -6,7 +6,7 @@
 # apt may remove a package to satisfy another (a newer qemu-utils from
 # backports conflicts with Debian 12's qemu-system-x86).
 set -eu
-packages="qemu-system-x86 qemu-utils ovmf xorriso grub-pc-bin grub-efi-amd64-bin grub-common mtools
+packages="qemu-system-x86 qemu-utils ovmf qemu-system-arm qemu-efi-aarch64 gcc-aarch64-linux-gnu xorriso grub-pc-bin grub-efi-amd64-bin grub-common mtools
   squashfs-tools docker.io socat busybox-static bc bison flex libelf-dev libssl-dev cpio zstd xz-utils make
   binutils gcc dosfstools e2fsprogs debian-archive-keyring ca-certificates openssl
   libcap-ng-dev libseccomp-dev pkg-config netcat-openbsd curl protobuf-compiler"
@@ -17,16 +17,16 @@ missing_packages() {
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || printf ' %s' "$p"
   done
 }
-# qemu-utils must match qemu-system-x86's version, or apt removes one of them:
-# when either is missing, ask for both, with qemu-utils pinned.
+# qemu-utils and qemu-system-arm must match qemu-system-x86's version, or apt
+# removes one of them: when one is missing, ask for all, with versions pinned.
 install_list() {
   qemu=""
   for p in "$@"; do
-    case $p in qemu-system-x86|qemu-utils) qemu=1 ;; *) printf ' %s' "$p" ;; esac
+    case $p in qemu-system-x86|qemu-utils|qemu-system-arm) qemu=1 ;; *) printf ' %s' "$p" ;; esac
   done
   if [ -n "$qemu" ]; then
     v=$(apt-cache policy qemu-system-x86 | sed -n 's/^ *Candidate: //p')
-    printf ' qemu-system-x86=%s qemu-utils=%s' "$v" "$v"
+    printf ' qemu-system-x86=%s qemu-utils=%s qemu-system-arm=%s' "$v" "$v" "$v"
   fi
 }
 
@@ -44,11 +44,13 @@ if [ -n "$missing" ]; then
   fi
 fi
 
-# The init is a static musl binary.
-if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
-  echo "deps: rustup target add x86_64-unknown-linux-musl"
-  rustup target add x86_64-unknown-linux-musl
-fi
+# The init is a static musl binary, for each architecture.
+for target in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+  if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+    echo "deps: rustup target add $target"
+    rustup target add "$target"
+  fi
+done
 
 # Tools from crates.io, each at a fixed version.
 cargo_tool() { # binary crate version

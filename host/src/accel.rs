@@ -25,10 +25,14 @@ impl Host {
 }
 
 /// The accelerator for `requested` (`auto`, `kvm`, `tcg` or any QEMU
-/// `-accel` value) and why, for the user.
-pub fn choose(requested: &str, host: Host) -> (String, &'static str) {
+/// `-accel` value) and why, for the user. `native`: the guest has the
+/// host's architecture (KVM cannot run another one).
+pub fn choose(requested: &str, host: Host, native: bool) -> (String, &'static str) {
     if requested != "auto" {
         return (requested.to_string(), "as asked");
+    }
+    if !native {
+        return ("tcg".into(), "the guest's architecture is not the host's");
     }
     match (host.kvm_usable, host.pvm) {
         (true, false) => ("kvm".into(), "/dev/kvm is usable"),
@@ -44,10 +48,11 @@ mod tests {
     #[test]
     fn auto_picks_kvm_only_where_a_stock_kernel_runs() {
         let h = |kvm_usable, pvm| Host { kvm_usable, pvm };
-        assert_eq!(choose("auto", h(true, false)).0, "kvm");
-        assert_eq!(choose("auto", h(true, true)).0, "tcg");
-        assert_eq!(choose("auto", h(false, false)).0, "tcg");
-        assert_eq!(choose("kvm", h(false, true)).0, "kvm", "an explicit choice is kept");
-        assert_eq!(choose("tcg", h(true, false)).0, "tcg");
+        assert_eq!(choose("auto", h(true, false), true).0, "kvm");
+        assert_eq!(choose("auto", h(true, true), true).0, "tcg");
+        assert_eq!(choose("auto", h(false, false), true).0, "tcg");
+        assert_eq!(choose("kvm", h(false, true), true).0, "kvm", "an explicit choice is kept");
+        assert_eq!(choose("tcg", h(true, false), true).0, "tcg");
+        assert_eq!(choose("auto", h(true, false), false).0, "tcg", "KVM runs only the host's architecture");
     }
 }

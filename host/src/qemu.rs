@@ -7,6 +7,63 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+/// The guest's architecture: which QEMU, machine, firmware and kernel
+/// console go with an ISO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Arch {
+    #[value(name = "x86_64")]
+    X86_64,
+    Aarch64,
+}
+
+/// The volume id build-iso.sh gives each architecture's ISO (ISO 9660
+/// d-characters only); older x86_64 ISOs say just `SKIFF`.
+pub const VOLUME_ID_AARCH64: &str = "SKIFF_AARCH64";
+
+impl Arch {
+    /// The architecture of the machine running `skiff`.
+    pub fn host() -> Arch {
+        if cfg!(target_arch = "aarch64") { Arch::Aarch64 } else { Arch::X86_64 }
+    }
+
+    /// The QEMU system emulator for this guest.
+    pub fn qemu_binary(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "qemu-system-x86_64",
+            Arch::Aarch64 => "qemu-system-aarch64",
+        }
+    }
+
+    /// The kernel command line of the ISO's boot entry (image/cmdline and
+    /// image/cmdline.aarch64, which build-iso.sh puts in grub.cfg).
+    pub fn base_cmdline(self) -> &'static str {
+        match self {
+            Arch::X86_64 => skiff_proto::KERNEL_CMDLINE,
+            Arch::Aarch64 => skiff_proto::KERNEL_CMDLINE_AARCH64,
+        }
+    }
+
+    /// The architecture an ISO was built for, from the volume id in its
+    /// primary volume descriptor (`pvd`: the 2048 bytes at 0x8000).
+    pub fn from_volume_descriptor(pvd: &[u8]) -> Option<Arch> {
+        if pvd.len() < 72 || pvd[0] != 1 || &pvd[1..6] != b"CD001" {
+            return None;
+        }
+        let id = String::from_utf8_lossy(&pvd[40..72]);
+        Some(if id.trim_end() == VOLUME_ID_AARCH64 { Arch::Aarch64 } else { Arch::X86_64 })
+    }
+
+    /// The architecture of the ISO file at `iso`.
+    pub fn of_iso(iso: &Path) -> io::Result<Arch> {
+        let mut pvd = [0u8; 72];
+        fs::File::open(iso)
+            .and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut pvd, 0x8000))
+            .map_err(|e| io::Error::other(format!("cannot read {}: {e}", iso.display())))?;
+        Arch::from_volume_descriptor(&pvd)
+            .ok_or_else(|| io::Error::other(format!("{} is not an ISO 9660 image", iso.display())))
+    }
+}
+
 /// Booting the ISO's kernel directly (QEMU `-kernel`), with extra parameters.
 #[derive(Debug, Clone)]
 pub struct DirectKernel {
@@ -15,19 +72,21 @@ pub struct DirectKernel {
     pub cmdline: String,
 }
 
-/// How the ISO is attached: as a CD, or as a disk (as Apple's
-/// Virtualization.framework presents it). A USB stick is not offered: the
-/// kernel has no USB host or storage drivers yet.
+/// How the ISO is attached: as a CD, as a disk (as Apple's
+/// Virtualization.framework presents it), or as a USB stick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Medium {
     Cd,
     /// A virtio disk.
     Disk,
+    /// A USB mass-storage device on an xHCI controller.
+    Usb,
 }
 
 /// Everything QEMU is told.
 #[derive(Debug, Clone)]
 pub struct Machine {
+    pub arch: Arch,
     pub accel: String,
     pub memory_mib: u32,
     pub cpus: u32,
@@ -56,18 +115,40 @@ impl Machine {
         let mut a: Vec<OsString> = Vec::new();
         let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
         push(&["-accel", &self.accel, "-m", &self.memory_mib.to_string(), "-smp", &self.cpus.to_string()]);
-        let boot = if self.medium == Medium::Cd { "d" } else { "c" };
-        push(&["-display", "none", "-no-reboot", "-boot", boot]);
+        push(&["-display", "none", "-no-reboot"]);
+        let machine = match self.arch {
+            Arch::X86_64 => {
+                push(&["-boot", if self.medium == Medium::Cd { "d" } else { "c" }]);
+                "q35"
+            }
+            // UEFI only; TCG emulates the newest CPU it knows.
+            Arch::Aarch64 => {
+                push(&["-cpu", if self.accel == "tcg" { "max" } else { "host" }]);
+                "virt"
+            }
+        };
         if self.shared_memory {
             push(&["-object", &format!("memory-backend-memfd,id=mem,size={}M,share=on", self.memory_mib)]);
-            push(&["-machine", "q35,memory-backend=mem"]);
+            push(&["-machine", &format!("{machine},memory-backend=mem")]);
         } else {
-            push(&["-machine", "q35"]);
+            push(&["-machine", machine]);
         }
         let iso = self.iso.display().to_string().replace(',', ",,");
-        match self.medium {
-            Medium::Cd => a.extend(["-cdrom".into(), self.iso.clone().into()]),
-            Medium::Disk => push(&["-drive", &format!("file={iso},if=virtio,format=raw,readonly=on")]),
+        match (self.medium, self.arch) {
+            (Medium::Cd, Arch::X86_64) => a.extend(["-cdrom".into(), self.iso.clone().into()]),
+            // The virt machine has no IDE: a CD on virtio-scsi.
+            (Medium::Cd, Arch::Aarch64) => push(&[
+                "-device", "virtio-scsi-pci,id=scsi",
+                "-drive", &format!("file={iso},if=none,id=medium,media=cdrom,format=raw,readonly=on"),
+                "-device", "scsi-cd,bus=scsi.0,drive=medium,bootindex=1",
+            ]),
+            (Medium::Disk, _) => push(&["-drive", &format!("file={iso},if=virtio,format=raw,readonly=on")]),
+            // bootindex: the firmware tries the medium before a blank data disk.
+            (Medium::Usb, _) => push(&[
+                "-device", "qemu-xhci,id=xhci",
+                "-drive", &format!("file={iso},if=none,id=medium,format=raw,readonly=on"),
+                "-device", "usb-storage,bus=xhci.0,drive=medium,bootindex=1",
+            ]),
         }
         a.push("-serial".into());
         a.push(prefixed("file:", &self.console));
@@ -139,6 +220,7 @@ mod tests {
 
     fn machine() -> Machine {
         Machine {
+            arch: Arch::X86_64,
             accel: "tcg".into(),
             memory_mib: 1024,
             cpus: 2,
@@ -207,6 +289,48 @@ mod tests {
         assert!(!boots_directly(true, Medium::Cd, false, false), "UEFI goes through the firmware");
         assert!(!boots_directly(false, Medium::Disk, false, false), "so does the ISO as a disk");
         assert!(boots_directly(true, Medium::Disk, true, true), "kernel parameters need -append");
+    }
+
+    #[test]
+    fn the_iso_as_a_usb_stick() {
+        let mut m = machine();
+        m.medium = Medium::Usb;
+        let line = joined(&m);
+        assert!(line.contains("-boot c"), "{line}");
+        assert!(line.contains("-device qemu-xhci,id=xhci -drive file=/i/skiff.iso,if=none,id=medium,format=raw,readonly=on -device usb-storage,bus=xhci.0,drive=medium,bootindex=1"), "{line}");
+        assert!(!line.contains("-cdrom"), "{line}");
+    }
+
+    #[test]
+    fn aarch64_uses_the_virt_machine_and_a_scsi_cd() {
+        let mut m = machine();
+        m.arch = Arch::Aarch64;
+        m.shared_memory = true;
+        let line = joined(&m);
+        assert!(line.contains("-cpu max"), "{line}");
+        assert!(line.contains("-machine virt,memory-backend=mem"), "{line}");
+        assert!(line.contains("-device virtio-scsi-pci,id=scsi"), "{line}");
+        assert!(line.contains("-device scsi-cd,bus=scsi.0,drive=medium,bootindex=1"), "{line}");
+        assert!(!line.contains("-cdrom") && !line.contains("q35") && !line.contains("-boot"), "{line}");
+        m.accel = "kvm".into();
+        assert!(joined(&m).contains("-cpu host"));
+    }
+
+    #[test]
+    fn arch_from_the_volume_id() {
+        let pvd = |id: &str| {
+            let mut b = vec![0u8; 2048];
+            b[0] = 1;
+            b[1..6].copy_from_slice(b"CD001");
+            b[40..72].fill(b' ');
+            b[40..40 + id.len()].copy_from_slice(id.as_bytes());
+            b
+        };
+        assert_eq!(Arch::from_volume_descriptor(&pvd("SKIFF")), Some(Arch::X86_64));
+        assert_eq!(Arch::from_volume_descriptor(&pvd(VOLUME_ID_AARCH64)), Some(Arch::Aarch64));
+        assert_eq!(Arch::from_volume_descriptor(&pvd("SKIFF_AARCH64X")), Some(Arch::X86_64));
+        assert_eq!(Arch::from_volume_descriptor(&[0u8; 2048]), None);
+        assert_eq!(Arch::from_volume_descriptor(b"\x01CD001"), None, "too short");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::lifecycle;
 use crate::guestcfg::GuestConfig;
 use crate::process::{self, die_with_parent};
 use crate::ports::Ports;
-use crate::qemu::{self, DirectKernel, Machine, Medium};
+use crate::qemu::{self, Arch, DirectKernel, Machine, Medium};
 use crate::qmp;
 use crate::secret;
 use crate::shares::{self, ShareOptions, Shares};
@@ -60,15 +60,23 @@ pub struct RunOptions {
     /// Seconds to wait for the engine to answer before giving up.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
-    /// How the ISO is attached: cd, or disk (virtio).
+    /// How the ISO is attached: cd, disk (virtio) or usb (a USB stick).
     #[arg(long, value_enum, default_value = "cd")]
     pub medium: Medium,
-    /// Boot with UEFI firmware (OVMF) instead of BIOS.
+    /// The guest's architecture (x86_64 or aarch64); by default the ISO's
+    /// (build-iso.sh marks it in the volume id).
+    #[arg(long, value_enum)]
+    pub arch: Option<Arch>,
+    /// Boot with UEFI firmware (OVMF) instead of BIOS (x86_64; aarch64
+    /// always boots UEFI).
     #[arg(long)]
     pub uefi: bool,
     /// UEFI firmware image used with --uefi.
     #[arg(long, default_value = "/usr/share/ovmf/OVMF.fd")]
     pub ovmf: PathBuf,
+    /// UEFI firmware image for aarch64 guests (edk2, Debian's qemu-efi-aarch64).
+    #[arg(long, default_value = "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd")]
+    pub aavmf: PathBuf,
     /// Append a kernel parameter (repeat per parameter), e.g. `skiff.debug`.
     /// The ISO's kernel and initramfs are then booted directly by QEMU
     /// (as they are by default under BIOS from a CD), with the ISO still attached.
@@ -121,23 +129,33 @@ fn catch_signals() {
 }
 
 /// Turns the options into QEMU's machine description.
-fn machine(o: &RunOptions, state: &StateDir, build: &str, vsock: &VsockDevice, shares: &Shares, disks: &[PathBuf]) -> io::Result<Machine> {
-    let direct_kernel = if qemu::boots_directly(o.uefi, o.medium, !o.kernel_args.is_empty(), o.firmware_boot) {
+fn machine(o: &RunOptions, arch: Arch, state: &StateDir, build: &str, vsock: &VsockDevice, shares: &Shares, disks: &[PathBuf]) -> io::Result<Machine> {
+    // aarch64 always boots through its UEFI firmware (unless kernel parameters need -append).
+    let uefi = o.uefi || arch == Arch::Aarch64;
+    let direct_kernel = if qemu::boots_directly(uefi, o.medium, !o.kernel_args.is_empty(), o.firmware_boot) {
         // From the state folder's copy of this build, which the guest mounts /usr from.
         let (kernel, initrd) = images::boot_files(state, build)?;
-        let cmdline = [skiff_proto::KERNEL_CMDLINE.to_string()].into_iter().chain(o.kernel_args.iter().cloned()).collect::<Vec<_>>().join(" ");
+        let cmdline = [arch.base_cmdline().to_string()].into_iter().chain(o.kernel_args.iter().cloned()).collect::<Vec<_>>().join(" ");
         Some(DirectKernel { kernel, initrd, cmdline })
     } else {
         None
     };
-    let (accel, why) = accel::choose(&o.accel, accel::Host::probe());
+    let (accel, why) = accel::choose(&o.accel, accel::Host::probe(), arch == Arch::host());
     eprintln!("skiff: accelerator {accel} ({why})");
+    let firmware = match arch {
+        Arch::X86_64 => o.uefi.then(|| o.ovmf.clone()),
+        Arch::Aarch64 => Some(o.aavmf.clone()),
+    };
+    if let Some(fw) = firmware.as_ref().filter(|fw| !fw.is_file()) {
+        return Err(io::Error::other(format!("no UEFI firmware at {} (Debian: ovmf, qemu-efi-aarch64)", fw.display())));
+    }
     Ok(Machine {
+        arch,
         accel,
         memory_mib: o.memory,
         cpus: o.cpus,
         shared_memory: vsock.shared_memory || shares.shared_memory(),
-        firmware: o.uefi.then(|| o.ovmf.clone()),
+        firmware,
         iso: o.iso.clone(),
         medium: o.medium,
         direct_kernel,
@@ -189,13 +207,20 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
     let mut vsock = VsockDevice::start(&state, o.cid)?;
     // Every connection to this VM (bridge, control, forwarded ports) presents it.
     vsock.target.secret = Some(secret::ensure(&state.secret())?);
-    let machine = machine(o, &state, &build, &vsock, &shares, &disks)?;
+    let arch = match o.arch {
+        Some(a) => a,
+        None => Arch::of_iso(&o.iso)?,
+    };
+    let machine = machine(o, arch, &state, &build, &vsock, &shares, &disks)?;
     let console = state.console();
     let _ = fs::remove_file(&console);
     // QEMU creates the console log; the umask keeps it private (0600).
-    eprintln!("skiff: booting {} (serial console: {})", o.iso.display(), console.display());
+    eprintln!("skiff: booting {} ({arch:?}; serial console: {})", o.iso.display(), console.display());
     let started = Instant::now();
-    let mut vm = die_with_parent(Command::new("qemu-system-x86_64").args(machine.args())).stdin(Stdio::null()).spawn()?;
+    let mut vm = die_with_parent(Command::new(arch.qemu_binary()).args(machine.args()))
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| io::Error::other(format!("cannot start {}: {e}", arch.qemu_binary())))?;
     state.record_target(&vsock.target)?;
     lifecycle::record_qemu(&state, vm.id())?;
 

@@ -39,6 +39,11 @@ pub fn read_line<R: Read + ?Sized>(r: &mut R, max: usize) -> io::Result<Vec<u8>>
 /// boot and the bench's floor boot uses. Defined once, in that file.
 pub const KERNEL_CMDLINE: &str = include_str!("../../image/cmdline").trim_ascii();
 
+/// The aarch64 ISO's kernel command line (image/cmdline.aarch64): hvc0 for
+/// hypervisors without a PL011 (Apple's); the last console, the PL011, is
+/// /dev/console where it exists.
+pub const KERNEL_CMDLINE_AARCH64: &str = include_str!("../../image/cmdline.aarch64").trim_ascii();
+
 /// QEMU fw_cfg item in which `skiff run` tells the guest how many data
 /// disks it attached (decimal text), so a boot without one (`--ephemeral`)
 /// does not wait for a late disk. The guest reads it under
@@ -72,6 +77,9 @@ mod tests {
     fn kernel_command_line_is_one_line_grub_can_take() {
         // build-iso.sh puts it into grub.cfg with sed: one line, no `|`, `&` or `\`.
         assert!(KERNEL_CMDLINE.contains("console=ttyS0"), "the init logs to the serial console: {KERNEL_CMDLINE}");
-        assert!(!KERNEL_CMDLINE.chars().any(|c| matches!(c, '\n' | '|' | '&' | '\\')), "{KERNEL_CMDLINE:?}");
+        assert!(KERNEL_CMDLINE_AARCH64.ends_with("console=ttyAMA0,115200 panic=10"), "{KERNEL_CMDLINE_AARCH64}");
+        for line in [KERNEL_CMDLINE, KERNEL_CMDLINE_AARCH64] {
+            assert!(!line.chars().any(|c| matches!(c, '\n' | '|' | '&' | '\\')), "{line:?}");
+        }
     }
 }

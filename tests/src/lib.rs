@@ -26,6 +26,13 @@ pub fn iso() -> PathBuf {
     iso
 }
 
+/// The aarch64 ISO under test: `SKIFF_ISO_AARCH64` or `out/skiff-aarch64.iso`.
+pub fn iso_aarch64() -> PathBuf {
+    let iso = std::env::var_os("SKIFF_ISO_AARCH64").map(PathBuf::from).unwrap_or_else(|| root().join("out/skiff-aarch64.iso"));
+    assert!(iso.is_file(), "no ISO at {}: run `make iso ARCH=aarch64` (or `make test`)", iso.display());
+    iso
+}
+
 /// The release `skiff` binary.
 pub fn skiff_bin() -> PathBuf {
     let bin = root().join("target/release/skiff");
@@ -88,11 +95,16 @@ impl Vm {
     /// Like [`Vm::boot_with`], with `skiff run` started through `wrapper`
     /// (a command and its arguments, e.g. `unshare -m ...`; empty for none).
     pub fn boot_wrapped(dir: &Path, wrapper: &[&str], extra: &[&str]) -> Vm {
+        Self::boot_iso(dir, &iso(), wrapper, extra)
+    }
+
+    /// Like [`Vm::boot_wrapped`], booting the ISO at `iso` (e.g. [`iso_aarch64`]).
+    pub fn boot_iso(dir: &Path, iso: &Path, wrapper: &[&str], extra: &[&str]) -> Vm {
         let started = Instant::now();
         let mut cmd = skiff_wrapped(wrapper);
         let mut run = die_with_parent(&mut cmd)
             .arg("run")
-            .arg("--iso").arg(iso())
+            .arg("--iso").arg(iso)
             .arg("--dir").arg(dir)
             .arg("--timeout").arg("400")
             // These tests start from RAM (or the --disk they give); the
@@ -275,6 +287,92 @@ impl Vm {
     }
 }
 
+/// The smoke story, for any architecture: the engine is Podman 5 on
+/// overlay; `image` (a `docker load` archive tagged `skiff-test/busybox`)
+/// loads; containers run, return their exit code, read stdin to its EOF
+/// (half-close through the bridge), keep slow output, and are listed,
+/// logged and removed.
+pub fn smoke_story(vm: &Vm, image: &Path) {
+    let version = vm.docker_ok(&["version", "--format", "{{.Server.Version}}"]);
+    assert!(version.trim().starts_with('5'), "server should be podman 5.x, got {version:?}");
+    let info = vm.docker_ok(&["info", "--format", "{{.OperatingSystem}} {{.Driver}}"]);
+    eprintln!("smoke: docker info: {}", info.trim());
+    assert!(info.contains("overlay"), "storage driver should be overlay: {info}");
+
+    let loaded = vm.docker_ok(&["load", "-i", image.to_str().unwrap()]);
+    assert!(loaded.contains("skiff-test/busybox"), "load output: {loaded}");
+    assert!(vm.docker_ok(&["images"]).contains("skiff-test/busybox"));
+
+    // Output of a container started without -i: the CLI half-closes its
+    // request side at once and must still receive everything.
+    let hello = vm.docker_ok(&["run", "--rm", "skiff-test/busybox", "echo", "hello"]);
+    assert_eq!(hello.trim(), "hello");
+
+    // A container's exit code comes back as the CLI's.
+    let failed = vm.docker(&["run", "--rm", "skiff-test/busybox", "sh", "-c", "exit 3"]);
+    assert_eq!(failed.status.code(), Some(3), "stderr: {}", String::from_utf8_lossy(&failed.stderr));
+
+    // stdin's EOF must reach the container through the bridge (half-close).
+    let echoed = vm.docker_with_input(&["run", "--rm", "-i", "skiff-test/busybox", "cat"], Some(b"x\n"));
+    assert!(echoed.status.success(), "docker run -i failed: {}", String::from_utf8_lossy(&echoed.stderr));
+    assert_eq!(String::from_utf8_lossy(&echoed.stdout), "x\n");
+
+    // A slow container's output is not cut off.
+    let slow = vm.docker_ok(&["run", "--rm", "skiff-test/busybox", "sh", "-c", "sleep 1; echo late"]);
+    assert_eq!(slow.trim(), "late");
+
+    vm.docker_ok(&["run", "--name", "kept", "skiff-test/busybox", "echo", "kept output"]);
+    assert!(vm.docker_ok(&["ps", "-a"]).contains("kept"));
+    assert_eq!(vm.docker_ok(&["logs", "kept"]).trim(), "kept output");
+    vm.docker_ok(&["rm", "kept"]);
+    assert!(!vm.docker_ok(&["ps", "-a"]).contains("kept"));
+}
+
+/// The end of the smoke story: the console logged the engine's readiness,
+/// and the power button (`skiff stop`) shuts the guest down cleanly.
+pub fn power_button_story(vm: Vm) {
+    assert!(vm.console().contains("skiff: engine: ready"), "console lacks the readiness line");
+    let console_log = vm.dir.join("console.log");
+    let took = vm.shutdown();
+    eprintln!("smoke: power button to QEMU exit: {:.1}s", took.as_secs_f64());
+    let console = fs::read_to_string(console_log).unwrap_or_default();
+    assert!(console.contains("shutdown: powering off"), "no clean shutdown in the console log");
+}
+
+/// The device name the guest gives the ISO on each medium of `skiff run
+/// --medium`: a CD (IDE or virtio-scsi), a virtio disk, a USB stick (SCSI disk).
+pub fn medium_device_prefix(medium: &str) -> &'static str {
+    match medium {
+        "cd" => "/dev/sr",
+        "disk" => "/dev/vd",
+        "usb" => "/dev/sd",
+        other => panic!("unknown medium {other}"),
+    }
+}
+
+/// One cell of the boot matrix: boots `iso` from `medium` (cd, disk, usb)
+/// with the firmware arguments `firmware` (none: BIOS), and checks that the
+/// engine answers `/_ping` over vsock, that the kernel came up under the
+/// expected firmware and that the init found /usr on that medium. The VM is
+/// then killed (clean shutdown is the smoke tests' business).
+pub fn boot_cell(iso: &Path, medium: &str, firmware: &[&str], uefi: bool) {
+    let name = format!("boot-{}-{medium}", if uefi { "uefi" } else { "bios" });
+    let scratch = Scratch::new(&name);
+    // Through the firmware and GRUB, as a real machine boots (not QEMU's
+    // direct kernel boot, skiff run's default under BIOS from a CD).
+    let mut args = vec!["--medium", medium, "--firmware-boot"];
+    args.extend_from_slice(firmware);
+    let vm = Vm::boot_iso(&scratch.0, iso, &[], &args);
+    eprintln!("{name}: engine answered {:.1}s after skiff run started", vm.ready_after.as_secs_f64());
+    assert!(vm.ping(), "{name}: no answer to GET /_ping over vsock");
+    let console = vm.console();
+    assert_eq!(console.contains("efi: EFI v"), uefi, "{name}: the kernel should report (only) an EFI boot");
+    assert!(console.contains("BOOT_IMAGE=/boot/vmlinuz"), "{name}: GRUB should have booted the kernel");
+    let mounted = console.lines().find(|l| l.contains("medium: /usr mounted")).unwrap_or_else(|| panic!("{name}: no /usr mount line"));
+    let wanted = format!(" on {}", medium_device_prefix(medium));
+    assert!(mounted.contains(&wanted), "{name}: /usr should come from the {medium} ({wanted}...): {mounted}");
+}
+
 /// The per-step lines of the guest's shutdown log (`shutdown: ... done in Ns`).
 pub fn shutdown_steps(console: &str) -> Vec<String> {
     console
@@ -451,9 +549,15 @@ pub fn busybox_image_with_payload(dir: &Path, tag: &str, payload_mib: usize) -> 
 
 /// Fills `rootfs` (made anew) with Debian's static busybox and its usual applet links.
 pub fn busybox_root(rootfs: &Path) {
-    let _ = fs::remove_dir_all(rootfs);
     let busybox = Path::new("/bin/busybox");
     assert!(busybox.is_file(), "no /bin/busybox: install Debian's busybox-static (make deps does)");
+    busybox_root_from(rootfs, busybox);
+}
+
+/// Like [`busybox_root`], with the static busybox binary at `busybox`
+/// (another architecture's, for instance).
+pub fn busybox_root_from(rootfs: &Path, busybox: &Path) {
+    let _ = fs::remove_dir_all(rootfs);
     fs::create_dir_all(rootfs.join("bin")).unwrap();
     fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
     for applet in [
@@ -469,6 +573,11 @@ pub fn busybox_root(rootfs: &Path) {
 /// image's run config (e.g. `"Env":[...],"Cmd":[...]`). Returns the tar's path,
 /// `DIR/<last part of the tag's name>.tar`; `DIR/image` is its scratch folder.
 pub fn image_tar(dir: &Path, rootfs: &Path, tag: &str, config: &str) -> PathBuf {
+    image_tar_for("amd64", dir, rootfs, tag, config)
+}
+
+/// Like [`image_tar`], for the image architecture `arch` (OCI names: amd64, arm64).
+pub fn image_tar_for(arch: &str, dir: &Path, rootfs: &Path, tag: &str, config: &str) -> PathBuf {
     let image = dir.join("image");
     let _ = fs::remove_dir_all(&image);
     fs::create_dir_all(image.join("layer")).unwrap();
@@ -476,7 +585,7 @@ pub fn image_tar(dir: &Path, rootfs: &Path, tag: &str, config: &str) -> PathBuf 
     run_ok(Command::new("tar").arg("-C").arg(rootfs).arg("--owner=0").arg("--group=0").arg("-cf").arg(&layer).arg("."));
     let diff_id = sha256(&layer);
     let config = format!(
-        r#"{{"architecture":"amd64","os":"linux","config":{{{config}}},"rootfs":{{"type":"layers","diff_ids":["sha256:{diff_id}"]}}}}"#
+        r#"{{"architecture":"{arch}","os":"linux","config":{{{config}}},"rootfs":{{"type":"layers","diff_ids":["sha256:{diff_id}"]}}}}"#
     );
     let config_path = image.join("config.json");
     fs::write(&config_path, &config).unwrap();

@@ -2,7 +2,9 @@
 //! libraries, ~75 MB) as a squashfs image beside the kernel, so it is read
 //! and decompressed on demand instead of being unpacked into RAM at boot:
 //! boot is seconds faster and the page cache can drop what is not in use.
-//! The ISO may be attached as a CD or written to a disk (it is hybrid).
+//! The ISO may be attached as a CD or written to a disk or USB stick (it is
+//! hybrid). USB storage appears seconds after the kernel starts (controller
+//! reset, enumeration, the SCSI scan), so the search waits, bounded.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -44,6 +46,10 @@ fn probe(dev: &Path) -> bool {
     File::open(dev).and_then(|f| f.read_exact_at(&mut buf, 0x8000)).is_ok() && is_iso9660(&buf)
 }
 
+/// After this long without the medium, the console says the init is still
+/// waiting (a USB stick under emulation takes a few seconds to appear).
+const SAY_WAITING_AFTER: Duration = Duration::from_secs(3);
+
 /// Finds the ISO whose build id matches ours and mounts its `/usr` image,
 /// waiting up to `limit` for the device to appear. Returns the device.
 pub fn mount_usr(limit: Duration) -> io::Result<PathBuf> {
@@ -53,6 +59,7 @@ pub fn mount_usr(limit: Duration) -> io::Result<PathBuf> {
     fs::create_dir_all(MOUNT)?;
     let began = Instant::now();
     let mut reported = Vec::new();
+    let mut said_waiting = false;
     loop {
         for name in candidates() {
             let dev = PathBuf::from(format!("/dev/{name}"));
@@ -68,6 +75,10 @@ pub fn mount_usr(limit: Duration) -> io::Result<PathBuf> {
                 }
                 Err(_) => {}
             }
+        }
+        if !said_waiting && began.elapsed() >= SAY_WAITING_AFTER {
+            log::info!("medium: waiting for the boot medium (up to {}s; USB storage takes seconds to appear)", limit.as_secs());
+            said_waiting = true;
         }
         if began.elapsed() >= limit {
             return Err(io::Error::other(format!(
