@@ -61,8 +61,13 @@ $(A64)/rootfs.stamp: $(INIT_A64) image/build-rootfs.sh image/trixie-apt.sh $(she
 	image/build-rootfs.sh $(SKIFF_CACHE) $(INIT_A64) $(A64)/rootfs aarch64
 	touch $@
 
-$(ISO_aarch64): $(A64)/Image.gz $(A64)/rootfs.stamp image/build-iso.sh image/grub.cfg image/grub-embed.cfg image/cmdline.aarch64 image/fetch-grub.sh
-	image/build-iso.sh $(A64)/Image.gz $(A64)/rootfs $@ $(INITRD_COMPRESSION) aarch64 "$$(image/fetch-grub.sh $(SKIFF_CACHE))"
+$(ISO_aarch64): $(A64)/Image.gz $(A64)/rootfs.stamp image/build-iso.sh image/grub.cfg image/grub-embed.cfg image/cmdline.aarch64 image/fetch-arm64.sh
+	image/build-iso.sh $(A64)/Image.gz $(A64)/rootfs $@ $(INITRD_COMPRESSION) aarch64 "$$(image/fetch-arm64.sh $(SKIFF_CACHE) grub-efi-arm64-bin)/usr/lib/grub/arm64-efi"
+
+# Debian's arm64 busybox-static, for the aarch64 tests' container image.
+$(A64)/busybox-static: image/fetch-arm64.sh
+	d=$$(image/fetch-arm64.sh $(SKIFF_CACHE) busybox-static) && \
+	  if [ -f "$$d/usr/bin/busybox" ]; then cp "$$d/usr/bin/busybox" $@; else cp "$$d/bin/busybox" $@; fi
 
 iso: deps iso-$(ARCH)
 iso-x86_64: $(ISO_x86_64)
@@ -72,7 +77,7 @@ run: deps iso host
 	$(SKIFF) run --iso $(ISO_$(ARCH))
 
 # Both ISOs: the suites boot the aarch64 one too (tests/tests/aarch64.rs).
-test: deps iso-x86_64 iso-aarch64 host
+test: deps iso-x86_64 iso-aarch64 $(A64)/busybox-static host
 	cargo test --workspace --locked -- --nocapture --test-threads=1
 
 bench: deps iso host

@@ -6,7 +6,7 @@
 # module and the boot entry built in (no module folders on the medium) and
 # the EFI system partition is just big enough for BOOTX64.EFI (BOOTAA64.EFI).
 # Fails past the 30 MB budget and prints the size of each part. For aarch64,
-# GRUB_DIR is the arm64-efi module folder (image/fetch-grub.sh) for the
+# GRUB_DIR is the arm64-efi module folder (image/fetch-arm64.sh grub-efi-arm64-bin) for the
 # host's grub-mkimage.
 # Usage: image/build-iso.sh KERNEL ROOTFS_DIR OUT_ISO [xz|zstd] [x86_64|aarch64 GRUB_DIR]
 set -eu
