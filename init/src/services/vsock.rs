@@ -333,41 +333,23 @@ pub trait Conn: Read + Write + AsFd + Send + Sized + 'static {
     fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()>;
 }
 
-impl Conn for VsockStream {
-    fn try_clone(&self) -> io::Result<Self> {
-        VsockStream::try_clone(self)
-    }
-    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        VsockStream::shutdown(self, how)
-    }
-    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        VsockStream::set_read_timeout(self, t)
-    }
+/// Each stream type's own methods, which already have `Conn`'s signatures.
+macro_rules! impl_conn {
+    ($($t:ty),*) => {$(
+        impl Conn for $t {
+            fn try_clone(&self) -> io::Result<Self> {
+                <$t>::try_clone(self)
+            }
+            fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+                <$t>::shutdown(self, how)
+            }
+            fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+                <$t>::set_read_timeout(self, t)
+            }
+        }
+    )*};
 }
-
-impl Conn for TcpStream {
-    fn try_clone(&self) -> io::Result<Self> {
-        TcpStream::try_clone(self)
-    }
-    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        TcpStream::shutdown(self, how)
-    }
-    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        TcpStream::set_read_timeout(self, t)
-    }
-}
-
-impl Conn for UnixStream {
-    fn try_clone(&self) -> io::Result<Self> {
-        UnixStream::try_clone(self)
-    }
-    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        UnixStream::shutdown(self, how)
-    }
-    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        UnixStream::set_read_timeout(self, t)
-    }
-}
+impl_conn!(VsockStream, TcpStream, UnixStream);
 
 fn serve(stream: VsockStream, engine: &str) {
     if let Err(e) = forward(stream, engine, crate::supervise::engine::is_ready) {
