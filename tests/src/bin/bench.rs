@@ -69,7 +69,7 @@ fn main() {
 
     eprintln!("bench: floor boots");
     let floor_cpio = floor::build(dir);
-    let kernel = size::kernel_in(dir);
+    let kernel = floor::kernel_as_booted(dir, &size::kernel_in(dir));
     let floors: Vec<_> = (0..boots_n).map(|_| floor::boot(dir, &kernel, &floor_cpio, &iso, VM_MEMORY_MIB, VM_CPUS)).collect();
 
     let busybox = busybox_image(dir, BUSYBOX);
