@@ -73,8 +73,10 @@ done
 echo "kernel: building $arch $target with $(nproc) jobs"
 # shellcheck disable=SC2086
 make -s -C "$src" $kmake O="$build" -j"$(nproc)" $target
-cp "$build/$image" "$cached.tmp" && mv "$cached.tmp" "$cached"
 cp "$build/.config" "$kdir/config-$key"
+# The kernel has no symbol table (kernel-config): this names a panic's addresses.
+cp "$build/System.map" "$kdir/System.map-$key"
+cp "$build/$image" "$cached.tmp" && mv "$cached.tmp" "$cached"
 rm -rf "$build"
 mkdir -p "$(dirname "$out")"; cp "$cached" "$out"
-echo "kernel: built $cached ($(stat -c %s "$cached") bytes)"
+echo "kernel: built $cached ($(stat -c %s "$cached") bytes; symbols: $kdir/System.map-$key)"
