@@ -80,7 +80,7 @@ run: deps iso host
 test: deps iso-x86_64 iso-aarch64 $(A64)/busybox-static host
 	cargo test --workspace --locked -- --nocapture --test-threads=1
 
-bench: deps iso host
+bench: deps iso host $(if $(filter 1,$(SKIFF_BENCH_AARCH64)),iso-aarch64)
 	cargo run --release --locked -p skiff-tests --bin bench
 
 # Needs nightly (skipped, saying so, without it); fuzz/ is its own workspace.

@@ -118,8 +118,9 @@ pub fn build_id(iso: &Path, scratch: &Path) -> Result<String, Error> {
 }
 
 /// The kernel and initramfs of build `id`, read out of its copy once and
-/// kept next to it (`ID.vmlinuz`, `ID.initramfs.img`), so QEMU can boot the
-/// kernel directly: no firmware disk reads, no GRUB.
+/// kept next to it (`ID.vmlinuz`, `ID.initramfs.img`; `ID.vmlinux` is made
+/// from the first by `pvh`), so QEMU can boot the kernel directly: no
+/// firmware disk reads, no GRUB.
 pub fn boot_files(state: &StateDir, id: &str) -> Result<(PathBuf, PathBuf), Error> {
     let dir = state.images();
     let (kernel, initrd) = (dir.join(format!("{id}.vmlinuz")), dir.join(format!("{id}.initramfs.img")));
@@ -139,7 +140,7 @@ pub fn boot_files(state: &StateDir, id: &str) -> Result<(PathBuf, PathBuf), Erro
 
 /// The build id a file in DIR/images belongs to (its copy or boot files).
 fn owner(name: &str) -> Option<&str> {
-    [".iso", ".vmlinuz", ".initramfs.img"].iter().find_map(|suffix| name.strip_suffix(suffix)).filter(|id| valid_id(id))
+    [".iso", ".vmlinuz", ".vmlinux", ".initramfs.img"].iter().find_map(|suffix| name.strip_suffix(suffix)).filter(|id| valid_id(id))
 }
 
 /// The state folder's copy of build `id`.

@@ -19,6 +19,7 @@ mod images;
 mod lifecycle;
 mod ports;
 mod process;
+mod pvh;
 mod qemu;
 mod qmp;
 mod run;

@@ -21,6 +21,7 @@ use crate::lifecycle;
 use crate::guestcfg::GuestConfig;
 use crate::process::{self, die_with_parent};
 use crate::ports::Ports;
+use crate::pvh;
 use crate::qemu::{self, Arch, DirectKernel, Machine, Medium};
 use crate::qmp;
 use crate::secret;
@@ -134,7 +135,15 @@ fn machine(o: &RunOptions, arch: Arch, state: &StateDir, build: &str, vsock: &Vs
     let uefi = o.uefi || arch == Arch::Aarch64;
     let direct_kernel = if qemu::boots_directly(uefi, o.medium, !o.kernel_args.is_empty(), o.firmware_boot) {
         // From the state folder's copy of this build, which the guest mounts /usr from.
-        let (kernel, initrd) = images::boot_files(state, build)?;
+        let (bzimage, initrd) = images::boot_files(state, build)?;
+        // x86_64: the plain ELF kernel through PVH when the kernel has the entry.
+        let kernel = match arch {
+            Arch::X86_64 => pvh::vmlinux(&bzimage).unwrap_or_else(|e| {
+                eprintln!("skiff: booting the compressed kernel (no PVH vmlinux: {e})");
+                bzimage
+            }),
+            Arch::Aarch64 => bzimage,
+        };
         let cmdline = [arch.base_cmdline().to_string()].into_iter().chain(o.kernel_args.iter().cloned()).collect::<Vec<_>>().join(" ");
         Some(DirectKernel { kernel, initrd, cmdline })
     } else {

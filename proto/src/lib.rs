@@ -1,9 +1,11 @@
 //! Wire formats that the Skiff guest init and the host CLI both speak.
 //!
 //! Pure code only (bytes in, values out), so both sides share one tested
-//! implementation instead of two copies.
+//! implementation instead of two copies; one exception, `bzimage`, runs the
+//! `xz` tool (host side only).
 
 pub mod auth;
+pub mod bzimage;
 pub mod control;
 pub mod copy;
 pub mod framing;

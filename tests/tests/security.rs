@@ -110,7 +110,7 @@ fn fate(s: &mut UnixStream) -> (Fate, String) {
 /// of the framing preamble, so each is held by the guest's forwarder (until
 /// its 10 s handshake deadline), with `threads` openers; returns them and
 /// the failures.
-fn flood(vm: &Vm, secret: &Secret, n: usize, threads: usize) -> (Vec<UnixStream>, Vec<String>) {
+fn flood(vm: &Vm, secret: &Secret, n: usize, threads: usize) -> (Vec<UnixStream>, Vec<std::io::Error>) {
     let conns = Arc::new(Mutex::new(Vec::new()));
     let errors = Arc::new(Mutex::new(Vec::new()));
     thread::scope(|scope| {
@@ -124,7 +124,7 @@ fn flood(vm: &Vm, secret: &Secret, n: usize, threads: usize) -> (Vec<UnixStream>
                     });
                     match opened {
                         Ok(s) => conns.lock().unwrap().push(s),
-                        Err(e) => errors.lock().unwrap().push(e.to_string()),
+                        Err(e) => errors.lock().unwrap().push(e),
                     }
                 }
             });
@@ -133,6 +133,27 @@ fn flood(vm: &Vm, secret: &Secret, n: usize, threads: usize) -> (Vec<UnixStream>
     let conns = std::mem::take(&mut *conns.lock().unwrap());
     let errors = std::mem::take(&mut *errors.lock().unwrap());
     (conns, errors)
+}
+
+/// A connection the vsock transport turned away before PID 1 saw it: closed
+/// during the hybrid handshake (reported as refused), reset, or a broken pipe
+/// while the handshake was being written.
+fn transport_refusal(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(e.kind(), ConnectionRefused | ConnectionReset | ConnectionAborted | BrokenPipe)
+}
+
+/// "N× message" for each distinct error, so a failed run shows every kind.
+fn tally(errors: &[std::io::Error]) -> String {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for e in errors {
+        let text = format!("{:?}: {e}", e.kind());
+        match counts.iter_mut().find(|(t, _)| *t == text) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((text, 1)),
+        }
+    }
+    counts.iter().map(|(t, n)| format!("{n}× {t}")).collect::<Vec<_>>().join("; ")
 }
 
 #[test]
@@ -223,8 +244,8 @@ fn only_the_host_with_the_secret_gets_in_and_pid1_cannot_be_exhausted() {
     let began = Instant::now();
     let (mut conns, errors) = flood(&vm, &secret, FLOOD, 8);
     let opened_in = began.elapsed();
-    eprintln!("security: opened {} connections in {:.1}s ({} failed: {:?})", conns.len(), opened_in.as_secs_f64(),
-        errors.len(), errors.iter().take(3).collect::<Vec<_>>());
+    eprintln!("security: opened {} connections in {:.1}s ({} failed: {})", conns.len(), opened_in.as_secs_f64(),
+        errors.len(), tally(&errors));
     thread::sleep(Duration::from_secs(1)); // the last refusals are on their way
     let count = |fates: &[(Fate, String)], f: Fate| fates.iter().filter(|x| x.0 == f).count();
     let fates: Vec<(Fate, String)> = conns.iter_mut().map(fate).collect();
@@ -253,10 +274,12 @@ fn only_the_host_with_the_secret_gets_in_and_pid1_cannot_be_exhausted() {
         assert!(busy >= conns.len().saturating_sub(CAP + closed), "not every connection beyond the cap was clearly refused");
         assert!(busy > 0, "the flood did not reach the cap");
     }
-    // Past about 700 connections in flight, the vsock transport itself
-    // (guest kernel / vhost-device-vsock) resets new ones before the
-    // handshake completes: not served either, and PID 1 never sees them.
-    assert!(errors.iter().all(|e| e.contains("closed the connection")), "unexpected connect errors: {errors:?}");
+    // Past a few hundred connections in flight, the vsock transport itself
+    // (guest kernel / vhost-device-vsock) closes or resets new ones before
+    // the hybrid handshake completes: not served either, and PID 1 never
+    // sees them. Any other failure (a timeout, a garbled reply) is a fault.
+    let unexpected: Vec<&std::io::Error> = errors.iter().filter(|e| !transport_refusal(e)).collect();
+    assert!(unexpected.is_empty(), "unexpected connect errors: {unexpected:?}");
     // The held ones are cut by the handshake deadline: the slots come back.
     thread::sleep(Duration::from_secs(11));
     let fates: Vec<(Fate, String)> = conns.iter_mut().map(fate).collect();

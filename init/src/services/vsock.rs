@@ -31,6 +31,14 @@ static SECRET: OnceLock<Option<Secret>> = OnceLock::new();
 /// Connections served at once per port; more are turned away with a
 /// message (each costs PID 1 two threads and two descriptors).
 pub const MAX_CONNECTIONS: usize = 512;
+
+/// The accept queue of every listener. The vsock crate listens with 128,
+/// and the guest kernel resets connections past the queue: a burst of
+/// clients (compose starting many services, a flood) arriving faster than
+/// the accept loop spawns threads was reset before it could be served or
+/// clearly turned away. A listening socket's queue is re-sized by calling
+/// listen(2) again.
+const ACCEPT_QUEUE: i32 = 1024;
 /// Time from accept for the whole auth line.
 pub const AUTH_DEADLINE: Duration = Duration::from_secs(5);
 /// Time from accept for the first bytes of an engine request (framing sniff).
@@ -102,6 +110,9 @@ fn listen(port: u32, what: &'static str, answer: Answer, handle: impl Fn(VsockSt
                 }
             }
         };
+        if let Err(e) = rustix::net::listen(listener.as_fd(), ACCEPT_QUEUE) {
+            log::warn!("vsock: port {port}: cannot grow the accept queue to {ACCEPT_QUEUE}: {e}; bursts may be reset");
+        }
         log::info!("vsock: {what} on vsock port {port}");
         // One counter per port, alive as long as the listener (forever).
         let open: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));

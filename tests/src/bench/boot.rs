@@ -29,7 +29,16 @@ impl Boot {
 
 /// Boots the ISO in `dir` and reads the boot figures; the VM stays up.
 pub fn boot(dir: &Path, extra: &[&str]) -> (Vm, Boot) {
-    let vm = Vm::boot_with(dir, extra);
+    figures(Vm::boot_with(dir, extra))
+}
+
+/// Like [`boot`], for another ISO (the aarch64 one: `skiff run` picks the
+/// architecture from its volume id).
+pub fn boot_iso(dir: &Path, iso: &Path, extra: &[&str]) -> (Vm, Boot) {
+    figures(Vm::boot_iso(dir, iso, &[], extra))
+}
+
+fn figures(vm: Vm) -> (Vm, Boot) {
     // The engine answered through the bridge; check it really is the engine.
     let version = vm.docker_ok(&["version", "--format", "{{.Server.Version}}"]);
     assert!(!version.trim().is_empty(), "the engine did not report a version");

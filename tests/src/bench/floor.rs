@@ -1,8 +1,10 @@
 //! The floor: the ISO's own kernel booted with a PID 1 that prints one line
 //! and powers off at once, on the same QEMU machine as `skiff run` (q35,
 //! vCPUs, memory, virtio-net, virtio-rng, the ISO as a CD-ROM). What a boot costs beyond
-//! this is Skiff's own work. Booted directly (-kernel), so no firmware or
-//! GRUB time is in the guest figure; the wall time includes SeaBIOS.
+//! this is Skiff's own work. Booted directly (-kernel) as `skiff run` does:
+//! the plain vmlinux through PVH when the kernel has that entry, else the
+//! bzImage; so no firmware or GRUB time is in the guest figure; the wall time
+//! includes SeaBIOS (and, for a bzImage, its decompressor).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -40,6 +42,23 @@ pub fn build(dir: &Path) -> PathBuf {
     let path = dir.join("floor.cpio");
     fs::write(&path, archive).expect("write floor.cpio");
     path
+}
+
+/// The kernel `skiff run` would boot for bzImage `kernel`: its PVH vmlinux
+/// (written into `dir`) when it has one.
+pub fn kernel_as_booted(dir: &Path, kernel: &Path) -> PathBuf {
+    let bz = fs::read(kernel).expect("read the ISO's kernel");
+    match skiff_proto::bzimage::pvh_vmlinux(&bz) {
+        Ok(elf) => {
+            let path = dir.join("floor-vmlinux");
+            fs::write(&path, elf).expect("write floor-vmlinux");
+            path
+        }
+        Err(e) => {
+            eprintln!("bench: floor boots the bzImage ({e})");
+            kernel.to_path_buf()
+        }
+    }
 }
 
 /// Boots the floor once with the same machine options as `skiff run`.

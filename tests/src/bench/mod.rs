@@ -34,4 +34,13 @@ pub struct Results {
     pub not_compared: Vec<String>,
     pub shares: Vec<shares::ShareFigures>,
     pub ports: ports::PortFigures,
+    /// The aarch64 ISO, when measured (`SKIFF_BENCH_AARCH64=1`).
+    pub aarch64: Option<Aarch64>,
+}
+
+/// The aarch64 ISO's sizes and one boot's milestones (qemu-system-aarch64,
+/// TCG, edk2): beside x86_64's, as issue 14 asks.
+pub struct Aarch64 {
+    pub sizes: size::Sizes,
+    pub boot: boot::Boot,
 }

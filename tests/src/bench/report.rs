@@ -149,10 +149,38 @@ pub fn table(r: &Results) -> Table {
         t.note(n.clone());
     }
 
+    match &r.aarch64 {
+        Some(a) => aarch64_rows(&mut t, r, a),
+        None => t.note("aarch64: not measured (SKIFF_BENCH_AARCH64=1 make bench builds the aarch64 ISO and boots it once)".to_string()),
+    }
+
     t.section(format!("Shutdown: power button (skiff stop) → QEMU exit, median of {}", r.boots.len()));
     let down: Vec<f64> = r.boots.iter().filter_map(|b| b.shutdown).collect();
     med_row(&mut t, "host wall time (last boot ran the workload)", &down);
     t
+}
+
+/// The aarch64 ISO beside x86_64's figures: "x86_64 | aarch64".
+fn aarch64_rows(t: &mut Table, r: &Results, a: &super::Aarch64) {
+    t.section("aarch64 beside x86_64: sizes, and guest uptime (x86_64: median of the boots above; aarch64: one boot, qemu-system-aarch64 TCG, UEFI)");
+    let (x, y) = (&r.sizes, &a.sizes);
+    for (label, x, y) in [
+        ("ISO", x.iso, y.iso),
+        ("kernel (bzImage | Image.gz)", x.kernel, y.kernel),
+        ("initramfs, compressed", x.initramfs_compressed, y.initramfs_compressed),
+        ("/usr squashfs", x.usr_squashfs, y.usr_squashfs),
+        ("/usr files, uncompressed", x.usr_uncompressed, y.usr_uncompressed),
+        ("init binary", x.init_binary, y.init_binary),
+    ] {
+        t.row(label, format!("{} | {}", mib(x), mib(y)));
+    }
+    for m in MILESTONES {
+        t.row(m.label, format!("{} | {}", secs(median(&milestone_samples(r, m.key))), secs(a.boot.milestone(m.key))));
+    }
+    let ping: Vec<f64> = r.boots.iter().filter_map(|b| b.qemu_to_ping).collect();
+    t.row("host: QEMU start → first /_ping via bridge", format!("{} | {}", secs(median(&ping)), secs(a.boot.qemu_to_ping)));
+    t.row("host: `skiff run` → DOCKER_HOST printed", format!("{} | {}", secs(median(&r.boots.iter().map(|b| b.spawn_to_docker_host).collect::<Vec<_>>())), secs(Some(a.boot.spawn_to_docker_host))));
+    t.row("shutdown: power button → QEMU exit", format!("{} | {}", secs(median(&r.boots.iter().filter_map(|b| b.shutdown).collect::<Vec<_>>())), secs(a.boot.shutdown)));
 }
 
 /// The figures of issue 12's table (and a few more worth watching), as
@@ -266,6 +294,15 @@ pub fn json(r: &Results) -> Value {
             "notes": r.ports.notes,
         },
         "shutdown_s": stat(&shutdown),
+        "aarch64": r.aarch64.as_ref().map(|a| {
+            let m: serde_json::Map<String, Value> = a.boot.milestones.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+            json!({
+                "size_bytes": { "iso": a.sizes.iso, "kernel": a.sizes.kernel, "initramfs_xz": a.sizes.initramfs_compressed,
+                    "init_binary": a.sizes.init_binary, "usr_squashfs": a.sizes.usr_squashfs, "usr_files": a.sizes.usr_uncompressed },
+                "boot": { "guest_uptime_s": m, "host_qemu_to_ping_s": a.boot.qemu_to_ping,
+                    "host_spawn_to_docker_host_s": a.boot.spawn_to_docker_host, "shutdown_s": a.boot.shutdown },
+            })
+        }),
         "shares": r.shares.iter().map(|f| json!({
             "via": f.via, "tree_files": super::shares::TREE_FILES, "find_cold_s": f.find_cold, "find_warm_s": stat(&f.find_warm),
             "big_mib": f.big_mib, "write_s": f.write, "read_s": f.read, "write_mib_per_s": f.write_mib_s(), "read_mib_per_s": f.read_mib_s(),

@@ -3,15 +3,16 @@
 //! Knobs (environment): SKIFF_BENCH_BOOTS (3), SKIFF_BENCH_IMAGE_MIB (256; 64 quick),
 //! SKIFF_BENCH_PINGS (200; 100 quick), SKIFF_BENCH_SHARE_MIB (256), SKIFF_BENCH_PORT_MIB (128),
 //! SKIFF_BENCH_QUICK=1 (only issue 12's figures: no relay, port or share comparisons),
-//! SKIFF_BENCH_SAVE_BASELINE=1 (write this run's headline figures to tests/bench-baseline.json).
+//! SKIFF_BENCH_SAVE_BASELINE=1 (write this run's headline figures to tests/bench-baseline.json),
+//! SKIFF_BENCH_AARCH64=1 (also the aarch64 ISO: sizes and one boot; the Makefile builds it).
 
 use std::fs;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use skiff_tests::bench::http::Endpoint;
-use skiff_tests::bench::{baseline, boot, console, floor, memory, ports, report, shares, size, socket, Results};
-use skiff_tests::{busybox_image, iso, root, skiff_bin, Scratch, Vm};
+use skiff_tests::bench::{baseline, boot, console, floor, memory, ports, report, shares, size, socket, Aarch64, Results};
+use skiff_tests::{busybox_image, iso, iso_aarch64, root, skiff_bin, Scratch, Vm};
 
 const VM_MEMORY_MIB: u32 = 2048;
 /// `skiff run`'s default.
@@ -68,7 +69,7 @@ fn main() {
 
     eprintln!("bench: floor boots");
     let floor_cpio = floor::build(dir);
-    let kernel = size::kernel_in(dir);
+    let kernel = floor::kernel_as_booted(dir, &size::kernel_in(dir));
     let floors: Vec<_> = (0..boots_n).map(|_| floor::boot(dir, &kernel, &floor_cpio, &iso, VM_MEMORY_MIB, VM_CPUS)).collect();
 
     let busybox = busybox_image(dir, BUSYBOX);
@@ -92,6 +93,7 @@ fn main() {
     }
     let (memory_idle, memory_after, load, save, paths, not_compared, ports) = workload.expect("the last boot ran the workload");
     let shares = if quick { Vec::new() } else { share_figures(dir, &mem, knob("SKIFF_BENCH_SHARE_MIB", 256)) };
+    let aarch64 = flag("SKIFF_BENCH_AARCH64").then(|| aarch64_figures(dir, &mem));
 
     let results = Results {
         vm_memory_mib: VM_MEMORY_MIB,
@@ -109,6 +111,7 @@ fn main() {
         not_compared,
         shares,
         ports,
+        aarch64,
     };
     let table = report::table(&results).render();
     println!("{table}");
@@ -117,6 +120,20 @@ fn main() {
     let text = serde_json::to_string_pretty(&report::json(&results)).expect("serialise");
     fs::write(&out, text + "\n").expect("write out/bench.json");
     println!("bench: wrote {} in {:.0} s", out.display(), began.elapsed().as_secs_f64());
+}
+
+/// The aarch64 ISO: its sizes and one boot (TCG emulates a foreign
+/// architecture more slowly, so one boot, not the x86_64 count).
+fn aarch64_figures(dir: &std::path::Path, mem: &str) -> Aarch64 {
+    let iso = iso_aarch64();
+    eprintln!("bench: aarch64 sizes (read from {})", iso.display());
+    let a64 = dir.join("aarch64");
+    fs::create_dir_all(a64.join("vm")).expect("create aarch64 folder");
+    let sizes = size::measure(&iso, &a64);
+    eprintln!("bench: aarch64 boot");
+    let (vm, mut b) = boot::boot_iso(&a64.join("vm"), &iso, &["--memory", mem]);
+    b.shutdown = Some(vm.shutdown().as_secs_f64());
+    Aarch64 { sizes, boot: b }
 }
 
 /// Prints the headline figures against the committed baseline; writes them
