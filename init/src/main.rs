@@ -50,7 +50,7 @@ fn boot() -> ! {
         power::power_off();
     }
     match medium::mount_usr(Duration::from_secs(30)) {
-        Ok(_) => medium::prefetch(),
+        Ok(_) => medium::prefetch(engine::is_ready),
         Err(e) => log::error!("medium: {e}; the engine cannot start without /usr"),
     }
     signals::catch_ctrl_alt_del();

@@ -126,7 +126,7 @@ fn try_device(dev: &Path, ours: &str) -> io::Result<bool> {
 /// squashfs blocks on every CPU in parallel), while the init waits for the
 /// disk and the network.
 const PREFETCH_ENGINE: &str = "/usr/bin/podman";
-/// Needed by the first container, not by the engine's start: read after it.
+/// Needed by the first container, not by the engine's start: read once it is ready.
 const PREFETCH_LATER: [&str; 3] = ["/usr/bin/conmon", "/usr/bin/crun", "/usr/lib/podman/netavark"];
 /// At most this many reader threads.
 const MAX_READERS: usize = 4;
@@ -171,13 +171,22 @@ fn read_parallel(path: &str, readers: usize) -> u64 {
     })
 }
 
+/// Longest wait for the engine's readiness before the container tools are read anyway.
+const LATER_WAIT: Duration = Duration::from_secs(60);
+
 /// Starts reading the engine's files into the page cache in the background.
-pub fn prefetch() {
-    let spawned = thread::Builder::new().name("prefetch".into()).spawn(|| {
+/// The container tools wait until `engine_ready()` (or [`LATER_WAIT`]): read
+/// earlier, they took CPU time (decompression) from the engine's own start.
+pub fn prefetch(engine_ready: fn() -> bool) {
+    let spawned = thread::Builder::new().name("prefetch".into()).spawn(move || {
         let began = Instant::now();
         let readers = thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_READERS);
         let engine = read_parallel(PREFETCH_ENGINE, readers);
         log::info!("medium: read {PREFETCH_ENGINE} ({} MiB) in {:.2}s with {readers} thread(s)", engine >> 20, began.elapsed().as_secs_f64());
+        let waited = Instant::now();
+        while !engine_ready() && waited.elapsed() < LATER_WAIT {
+            thread::sleep(Duration::from_millis(100));
+        }
         let later: u64 = PREFETCH_LATER.iter().map(|p| read_parallel(p, 1)).sum();
         log::debug!("medium: read the container tools ({} MiB) by {:.2}s", later >> 20, began.elapsed().as_secs_f64());
     });

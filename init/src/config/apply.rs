@@ -124,9 +124,19 @@ pub fn registries_conf(mirrors: &[String], insecure: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use toml::Table;
+    use toml::de::{DeTable, DeValue};
 
     use super::*;
+
+    /// `t[key]`, as a value.
+    fn at<'a>(t: &'a DeValue<'a>, key: &str) -> &'a DeValue<'a> {
+        t.get(key).map(|v| v.get_ref()).unwrap_or_else(|| panic!("no {key}"))
+    }
+
+    /// `v[i]` of an array.
+    fn item<'a>(v: &'a DeValue<'a>, i: usize) -> &'a DeValue<'a> {
+        v.as_array().unwrap()[i].get_ref()
+    }
 
     #[test]
     fn registries_conf_has_mirrors_and_insecure_registries() {
@@ -134,18 +144,18 @@ mod tests {
             &["https://mirror.gcr.io/".into(), "http://10.0.2.2:5000".into()],
             &["registry.lan:5000".into(), "docker.io".into()],
         );
-        let table: Table = conf.parse().expect("valid TOML");
-        let regs = table["registry"].as_array().unwrap();
-        assert_eq!(regs.len(), 2);
-        assert_eq!(regs[0]["location"].as_str(), Some("docker.io"));
-        assert_eq!(regs[0]["insecure"].as_bool(), Some(true));
-        let mirrors = regs[0]["mirror"].as_array().unwrap();
-        assert_eq!(mirrors[0]["location"].as_str(), Some("mirror.gcr.io"));
-        assert_eq!(mirrors[0].get("insecure"), None);
-        assert_eq!(mirrors[1]["location"].as_str(), Some("10.0.2.2:5000"));
-        assert_eq!(mirrors[1]["insecure"].as_bool(), Some(true));
-        assert_eq!(regs[1]["location"].as_str(), Some("registry.lan:5000"));
-        assert_eq!(table["unqualified-search-registries"].as_array().unwrap()[0].as_str(), Some("docker.io"));
+        let table = DeValue::Table(DeTable::parse(&conf).expect("valid TOML").into_inner());
+        let regs = at(&table, "registry");
+        assert_eq!(regs.as_array().unwrap().len(), 2);
+        assert_eq!(at(item(regs, 0), "location").as_str(), Some("docker.io"));
+        assert_eq!(at(item(regs, 0), "insecure").as_bool(), Some(true));
+        let mirrors = at(item(regs, 0), "mirror");
+        assert_eq!(at(item(mirrors, 0), "location").as_str(), Some("mirror.gcr.io"));
+        assert!(item(mirrors, 0).get("insecure").is_none());
+        assert_eq!(at(item(mirrors, 1), "location").as_str(), Some("10.0.2.2:5000"));
+        assert_eq!(at(item(mirrors, 1), "insecure").as_bool(), Some(true));
+        assert_eq!(at(item(regs, 1), "location").as_str(), Some("registry.lan:5000"));
+        assert_eq!(item(at(&table, "unqualified-search-registries"), 0).as_str(), Some("docker.io"));
         assert!(!registries_conf(&[], &[]).contains("[[registry]]"));
     }
 }

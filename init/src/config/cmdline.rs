@@ -69,7 +69,7 @@ pub fn parse(cmdline: &str) -> (Layer, Vec<Warning>) {
                 "tz" => validate::timezone(v).map(|t| l.timezone = Some(t)),
                 "mirror" => add_list(&mut l.registry_mirrors, v, validate::mirror, word, &mut warnings),
                 "insecure" => add_list(&mut l.insecure_registries, v, validate::registry, word, &mut warnings),
-                "share" => crate::services::shares::check(crate::services::shares::from_cmdline(v))
+                "share" => crate::services::shares::from_cmdline(v)
                     .map(|s| l.shares.get_or_insert_with(Vec::new).push(s))
                     .map_err(Invalid::Share),
                 _ => match sysctl {

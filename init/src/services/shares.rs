@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use rustix::mount::{mount, MountFlags};
 use skiff_proto::shares::{check_path, valid_tag, PathError, Transport};
-use toml::Value;
+use toml::de::DeValue;
 
 use crate::supervise::sys::{unmount_retrying, Sys};
 
@@ -75,12 +75,12 @@ impl std::fmt::Display for Invalid {
 }
 
 /// Checks one `[[shares]]` entry: `tag`, `path` and optional `fs`.
-pub fn check(v: Value) -> Result<Share, Invalid> {
-    let Value::Table(mut t) = v else {
+pub fn check(v: DeValue<'_>) -> Result<Share, Invalid> {
+    let DeValue::Table(mut t) = v else {
         return Err(Invalid::NotTable(v.type_str()));
     };
-    let mut text = |key: &'static str| match t.remove(key) {
-        Some(Value::String(s)) => Ok(Some(s)),
+    let mut text = |key: &'static str| match t.remove(key).map(|v| v.into_inner()) {
+        Some(DeValue::String(s)) => Ok(Some(s.into_owned())),
         Some(other) => Err(Invalid::NotString(key, other.type_str())),
         None => Ok(None),
     };
@@ -88,26 +88,28 @@ pub fn check(v: Value) -> Result<Share, Invalid> {
     let path = text("path")?.ok_or(Invalid::Missing("path"))?;
     let fs = text("fs")?;
     if let Some(k) = t.keys().next() {
-        return Err(Invalid::UnknownKey(k.clone()));
+        return Err(Invalid::UnknownKey(k.get_ref().to_string()));
     }
+    share(tag, path, fs.as_deref())
+}
+
+/// `skiff.share=TAG:PATH`, checked like a `[[shares]]` entry.
+pub fn from_cmdline(value: &str) -> Result<Share, Invalid> {
+    let (tag, path) = value.split_once(':').unwrap_or((value, ""));
+    share(tag.into(), path.into(), None)
+}
+
+/// Checks a share's tag, path and transport name.
+fn share(tag: String, path: String, fs: Option<&str>) -> Result<Share, Invalid> {
     if !valid_tag(&tag) {
         return Err(Invalid::Tag(tag));
     }
     check_path(&path).map_err(|e| Invalid::Path(path.clone(), e))?;
-    let fs = match fs.as_deref() {
+    let fs = match fs {
         None => None,
         Some(name) => Some(Transport::parse(name).ok_or_else(|| Invalid::Fs(name.into()))?),
     };
     Ok(Share { tag, path, fs })
-}
-
-/// `skiff.share=TAG:PATH` as a `[[shares]]` entry (checked like the file's).
-pub fn from_cmdline(value: &str) -> Value {
-    let mut t = toml::Table::new();
-    let (tag, path) = value.split_once(':').unwrap_or((value, ""));
-    t.insert("tag".into(), Value::String(tag.into()));
-    t.insert("path".into(), Value::String(path.into()));
-    Value::Table(t)
 }
 
 /// The transports to try for a share, in order.
@@ -185,9 +187,9 @@ pub fn pretend_mounted(path: &str) {
 mod tests {
     use super::*;
 
-    fn entry(text: &str) -> Value {
-        let t: toml::Table = text.parse().unwrap();
-        t["shares"].as_array().unwrap()[0].clone()
+    fn entry(text: &str) -> DeValue<'_> {
+        let t = toml::de::DeTable::parse(text).unwrap().into_inner();
+        t["shares"].get_ref().as_array().unwrap()[0].get_ref().clone()
     }
 
     #[test]
@@ -218,13 +220,14 @@ mod tests {
         ] {
             assert_eq!(check(entry(&format!("[[shares]]\n{text}"))), Err(why), "{text}");
         }
-        assert_eq!(check(Value::String("x".into())), Err(Invalid::NotTable("string")));
+        assert_eq!(check(DeValue::String("x".into())), Err(Invalid::NotTable("string")));
     }
 
     #[test]
     fn kernel_option_becomes_an_entry() {
-        assert_eq!(check(from_cmdline("home:/home/u")).unwrap(), Share { tag: "home".into(), path: "/home/u".into(), fs: None });
-        assert_eq!(check(from_cmdline("x:/a:b")).unwrap().path, "/a:b");
-        assert!(matches!(check(from_cmdline("nopath")), Err(Invalid::Path(_, PathError::Relative))));
+        assert_eq!(from_cmdline("home:/home/u").unwrap(), Share { tag: "home".into(), path: "/home/u".into(), fs: None });
+        assert_eq!(from_cmdline("x:/a:b").unwrap().path, "/a:b");
+        assert!(matches!(from_cmdline("nopath"), Err(Invalid::Path(_, PathError::Relative))));
+        assert_eq!(from_cmdline("a b:/home/u"), Err(Invalid::Tag("a b".into())));
     }
 }
