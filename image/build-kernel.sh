@@ -18,9 +18,6 @@ fragments="$here/kernel-config $here/kernel-config.$arch"
 apt="$here/image/trixie-apt.sh"
 kdir="$cache/kernel"
 mkdir -p "$kdir"
-# One build at a time (parallel checkouts share the cache).
-exec 9>"$kdir/.lock"
-flock 9
 
 version=$("$apt" "$cache" apt-cache show --no-all-versions linux-source-6.12 2>/dev/null | sed -n 's/^Version: //p' | head -n1)
 if [ -z "$version" ]; then
@@ -30,10 +27,19 @@ fi
 # shellcheck disable=SC2086
 key=$arch-$(cat $fragments "$0" | sha256sum | cut -c1-16)-$version
 cached="$kdir/$target-$key"
-if [ -f "$cached" ]; then
+# A cached kernel is written whole (rename), so it can be taken without the
+# lock: a checkout whose kernel is cached never waits behind another's build.
+use_cached() {
+  [ -f "$cached" ] || return 1
   echo "kernel: cached $cached"
-  mkdir -p "$(dirname "$out")"; cp "$cached" "$out"; exit 0
-fi
+  mkdir -p "$(dirname "$out")"; cp "$cached" "$out"
+}
+use_cached && exit 0
+# One build at a time (parallel checkouts share the cache); the build we
+# waited for may have been this very kernel: look again under the lock.
+exec 9>"$kdir/.lock"
+flock 9
+use_cached && exit 0
 
 deb="$kdir/linux-source-6.12_${version}_all.deb"
 if [ ! -f "$deb" ]; then
@@ -67,8 +73,10 @@ done
 echo "kernel: building $arch $target with $(nproc) jobs"
 # shellcheck disable=SC2086
 make -s -C "$src" $kmake O="$build" -j"$(nproc)" $target
-cp "$build/$image" "$cached.tmp" && mv "$cached.tmp" "$cached"
 cp "$build/.config" "$kdir/config-$key"
+# The kernel has no symbol table (kernel-config): this names a panic's addresses.
+cp "$build/System.map" "$kdir/System.map-$key"
+cp "$build/$image" "$cached.tmp" && mv "$cached.tmp" "$cached"
 rm -rf "$build"
 mkdir -p "$(dirname "$out")"; cp "$cached" "$out"
-echo "kernel: built $cached ($(stat -c %s "$cached") bytes)"
+echo "kernel: built $cached ($(stat -c %s "$cached") bytes; symbols: $kdir/System.map-$key)"
