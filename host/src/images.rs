@@ -9,6 +9,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use skiff_proto::bzimage;
+
 use crate::state::StateDir;
 
 #[derive(Debug)]
@@ -119,8 +121,8 @@ pub fn build_id(iso: &Path, scratch: &Path) -> Result<String, Error> {
 
 /// The kernel and initramfs of build `id`, read out of its copy once and
 /// kept next to it (`ID.vmlinuz`, `ID.initramfs.img`; `ID.vmlinux` is made
-/// from the first by `pvh`), so QEMU can boot the kernel directly: no
-/// firmware disk reads, no GRUB.
+/// from the first by [`pvh_kernel`]), so QEMU can boot the kernel directly:
+/// no firmware disk reads, no GRUB.
 pub fn boot_files(state: &StateDir, id: &str) -> Result<(PathBuf, PathBuf), Error> {
     let dir = state.images();
     let (kernel, initrd) = (dir.join(format!("{id}.vmlinuz")), dir.join(format!("{id}.initramfs.img")));
@@ -136,6 +138,26 @@ pub fn boot_files(state: &StateDir, id: &str) -> Result<(PathBuf, PathBuf), Erro
         return Err(Error::BootFiles(iso));
     }
     Ok((kernel, initrd))
+}
+
+/// `ID.vmlinux`: build `id`'s kernel as the plain ELF QEMU boots through its
+/// PVH entry, skipping the bzImage's in-guest decompressor (seconds under
+/// TCG). Made once from `bzimage` (see `skiff_proto::bzimage`); an error
+/// means "boot the bzImage".
+pub fn pvh_kernel(state: &StateDir, id: &str, bzimage: &Path) -> Result<PathBuf, String> {
+    let dir = state.images();
+    let out = dir.join(format!("{id}.vmlinux"));
+    if out.is_file() {
+        return Ok(out);
+    }
+    let bz = fs::read(bzimage).map_err(|e| format!("cannot read {}: {e}", bzimage.display()))?;
+    let elf = bzimage::pvh_vmlinux(&bz).map_err(|e| e.to_string())?;
+    let tmp = dir.join(format!(".{id}.vmlinux.tmp"));
+    fs::write(&tmp, &elf).and_then(|_| fs::rename(&tmp, &out)).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        format!("cannot write {}: {e}", out.display())
+    })?;
+    Ok(out)
 }
 
 /// The build id a file in DIR/images belongs to (its copy or boot files).
@@ -200,6 +222,7 @@ mod tests {
     fn boot_files_belong_to_their_build() {
         assert_eq!(owner("abc123.iso"), Some("abc123"));
         assert_eq!(owner("abc123.vmlinuz"), Some("abc123"));
+        assert_eq!(owner("abc123.vmlinux"), Some("abc123"));
         assert_eq!(owner("abc123.initramfs.img"), Some("abc123"));
         assert_eq!(owner("current"), None);
         assert_eq!(owner(".abc.iso.tmp"), None);

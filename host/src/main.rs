@@ -19,7 +19,6 @@ mod images;
 mod lifecycle;
 mod ports;
 mod process;
-mod pvh;
 mod qemu;
 mod qmp;
 mod run;

@@ -21,7 +21,6 @@ use crate::lifecycle;
 use crate::guestcfg::GuestConfig;
 use crate::process::{self, die_with_parent};
 use crate::ports::Ports;
-use crate::pvh;
 use crate::qemu::{self, Arch, DirectKernel, Machine, Medium};
 use crate::qmp;
 use crate::secret;
@@ -138,7 +137,7 @@ fn machine(o: &RunOptions, arch: Arch, state: &StateDir, build: &str, vsock: &Vs
         let (bzimage, initrd) = images::boot_files(state, build)?;
         // x86_64: the plain ELF kernel through PVH when the kernel has the entry.
         let kernel = match arch {
-            Arch::X86_64 => pvh::vmlinux(&bzimage).unwrap_or_else(|e| {
+            Arch::X86_64 => images::pvh_kernel(state, build, &bzimage).unwrap_or_else(|e| {
                 eprintln!("skiff: booting the compressed kernel (no PVH vmlinux: {e})");
                 bzimage
             }),
