@@ -35,6 +35,9 @@ impl fmt::Display for Invalid {
     }
 }
 
+/// The first bytes of an xz stream.
+pub const XZ_MAGIC: [u8; 6] = [0xfd, b'7', b'z', b'X', b'Z', 0];
+
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_le_bytes(b.get(at..at.checked_add(2)?)?.try_into().ok()?))
 }
@@ -66,7 +69,7 @@ pub fn payload(bz: &[u8]) -> Result<&[u8], Invalid> {
     let (Some(offset), Some(length)) = (offset, length) else { return Err(Invalid::PayloadOutside) };
     let start = (setup_sects + 1) * 512 + offset as usize;
     let data = bz.get(start..start.checked_add(length as usize).ok_or(Invalid::PayloadOutside)?).ok_or(Invalid::PayloadOutside)?;
-    if !data.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+    if !data.starts_with(&XZ_MAGIC) {
         return Err(Invalid::NotXz);
     }
     Ok(data)
@@ -148,11 +151,15 @@ fn decompress(xz: &[u8]) -> Result<Vec<u8>, NoVmlinux> {
         .spawn()
         .map_err(|e| NoVmlinux::Xz(format!("cannot run it: {e}")))?;
     let mut stdin = child.stdin.take().ok_or_else(|| NoVmlinux::Xz("no stdin".into()))?;
-    let input = xz.to_vec();
-    // Fed from a thread: xz's output would fill the pipe while we write.
-    let feeder = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output().map_err(|e| NoVmlinux::Xz(e.to_string()))?;
-    let fed = feeder.join().map_err(|_| NoVmlinux::Xz("feeding thread failed".into()))?;
+    // Fed from a second thread: xz's output would fill the pipe while we write.
+    let (fed, out) = std::thread::scope(|scope| {
+        let feeder = scope.spawn(move || stdin.write_all(xz));
+        // Read xz's output before joining the feeder, or both would wait.
+        let out = child.wait_with_output();
+        (feeder.join(), out)
+    });
+    let out = out.map_err(|e| NoVmlinux::Xz(e.to_string()))?;
+    let fed = fed.map_err(|_| NoVmlinux::Xz("feeding thread failed".into()))?;
     if !out.status.success() {
         return Err(NoVmlinux::Xz(format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim())));
     }
@@ -248,5 +255,28 @@ mod tests {
         let mut far = elf(&[]);
         far[0x20..0x28].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(!has_pvh_note(&far));
+    }
+
+    /// The whole path through the real `xz` tool, with a kernel bigger than
+    /// a pipe's buffer (feeding and reading must overlap) and the 4-byte
+    /// size the kernel's build appends after the stream.
+    #[test]
+    fn pvh_vmlinux_decompresses_a_real_xz_payload() {
+        let mut kernel = elf(&note(b"Xen\0", PHYS32_ENTRY, &[0; 4]));
+        kernel.extend((0..1_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8));
+        let mut xz = Command::new("xz")
+            .args(["-c", "--check=crc32", "-0"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the xz tool (scripts/install-deps.sh installs xz-utils)");
+        let mut stdin = xz.stdin.take().unwrap();
+        let input = kernel.clone();
+        let feeder = std::thread::spawn(move || stdin.write_all(&input));
+        let mut payload = xz.wait_with_output().unwrap().stdout;
+        feeder.join().unwrap().unwrap();
+        payload.extend_from_slice(&(kernel.len() as u32).to_le_bytes());
+        assert_eq!(pvh_vmlinux(&bz(27, 0x20f, 0x3a0, &payload)).unwrap(), kernel);
+        assert!(matches!(pvh_vmlinux(&bz(27, 0x20f, 0, &payload[..payload.len() / 2])), Err(NoVmlinux::Xz(_))));
     }
 }

@@ -53,7 +53,7 @@ pub fn largest(mut files: Vec<(String, u64)>, n: usize) -> Vec<(String, u64)> {
 /// The tool that undoes the initramfs's compression, from its magic bytes
 /// (None: an uncompressed cpio).
 pub fn decompressor(magic: &[u8]) -> Option<&'static str> {
-    if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+    if magic.starts_with(&skiff_proto::bzimage::XZ_MAGIC) {
         Some("xz")
     } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Some("zstd")
