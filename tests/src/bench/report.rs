@@ -33,8 +33,8 @@ pub fn table(r: &Results) -> Table {
     let s = &r.sizes;
     t.section("Size");
     t.row("ISO (BIOS+UEFI hybrid)", mib(s.iso));
-    if let Some(a64) = s.iso_aarch64 {
-        t.row("aarch64 ISO (UEFI)", mib(a64));
+    if let Some(a) = &r.aarch64 {
+        t.row("aarch64 ISO (UEFI)", mib(a.sizes.iso));
     }
     t.row("kernel (bzImage)", mib(s.kernel));
     t.row("initramfs, compressed (as on the ISO)", mib(s.initramfs_compressed));
@@ -263,7 +263,7 @@ pub fn json(r: &Results) -> Value {
     json!({
         "vm": { "accel": "tcg", "cpus": r.vm_cpus, "memory_mib": r.vm_memory_mib },
         "size_bytes": {
-            "iso": s.iso, "iso_aarch64": s.iso_aarch64, "kernel": s.kernel, "initramfs_xz": s.initramfs_compressed,
+            "iso": s.iso, "iso_aarch64": r.aarch64.as_ref().map(|a| a.sizes.iso), "kernel": s.kernel, "initramfs_xz": s.initramfs_compressed,
             "initramfs_cpio": s.initramfs_uncompressed, "init_binary": s.init_binary,
             "usr_squashfs": s.usr_squashfs, "usr_files": s.usr_uncompressed,
             "top_files": s.top_files.iter().map(|(p, n)| json!({ "path": p, "bytes": n })).collect::<Vec<_>>(),

@@ -7,8 +7,6 @@ use std::process::Command;
 /// Sizes in bytes.
 pub struct Sizes {
     pub iso: u64,
-    /// out/skiff-aarch64.iso, when it has been built (`make iso ARCH=aarch64`).
-    pub iso_aarch64: Option<u64>,
     pub kernel: u64,
     pub initramfs_compressed: u64,
     /// The cpio archive the kernel unpacks (what the compressed one holds).
@@ -127,8 +125,6 @@ pub fn measure(iso: &Path, scratch: &Path) -> Sizes {
     all.extend(usr_files);
     let sizes = Sizes {
         iso: size_of(iso),
-        // The aarch64 ISO beside it, when it has been built (`make iso ARCH=aarch64`).
-        iso_aarch64: fs::metadata(iso.with_file_name("skiff-aarch64.iso")).ok().map(|m| m.len()),
         kernel: size_of(&kernel),
         initramfs_compressed: compressed.len() as u64,
         initramfs_uncompressed: cpio.len() as u64,
