@@ -13,6 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::thread;
 
 use skiff_proto::copy::copy;
@@ -23,6 +24,15 @@ pub use crate::guest::{Addr, Conn, Target};
 /// While set, failed guest connections are not reported (`skiff run` polls
 /// the engine through the bridge while the guest is still booting).
 pub static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// The last guest connection error kept back while [`QUIET`], so a start
+/// that times out can say why the engine could not be reached.
+static QUIET_ERROR: Mutex<Option<String>> = Mutex::new(None);
+
+/// Takes the last error kept back while [`QUIET`].
+pub fn take_quiet_error() -> Option<String> {
+    QUIET_ERROR.lock().unwrap_or_else(|e| e.into_inner()).take()
+}
 
 /// Binds `listen` (replacing a stale socket file), owner-only.
 pub fn bind(listen: &Path) -> io::Result<UnixListener> {
@@ -50,10 +60,12 @@ pub fn serve(listener: UnixListener, target: Target, port: u32) -> io::Result<()
             if let Err(e) = handle(client, &target, port) {
                 // A reset or broken pipe is how either side hangs up early.
                 let teardown = matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe);
-                if teardown || QUIET.load(Ordering::Relaxed) {
-                    return;
+                let what = format!("{}: {e}", target.describe(port));
+                if QUIET.load(Ordering::Relaxed) {
+                    *QUIET_ERROR.lock().unwrap_or_else(|e| e.into_inner()) = Some(what);
+                } else if !teardown {
+                    eprintln!("skiff: {what}");
                 }
-                eprintln!("skiff: {}: {e}", target.describe(port));
             }
         });
     }

@@ -6,12 +6,17 @@
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use skiff_proto::auth::Secret;
 use skiff_proto::hybrid;
 use vsock::VsockStream;
+
+/// How long a hybrid-vsock backend may take to answer `CONNECT`: it
+/// answers at once when the guest accepts or refuses, so only a wedged
+/// backend (or guest) takes this long.
+const HANDSHAKE_LIMIT: Duration = Duration::from_secs(15);
 
 /// Where the guest's port is reached.
 #[derive(Clone, Debug)]
@@ -54,12 +59,7 @@ impl Target {
     pub fn connect(&self, port: u32) -> io::Result<Conn> {
         let mut conn = match &self.addr {
             Addr::Cid(cid) => Conn::Vsock(VsockStream::connect_with_cid_port(*cid, port)?),
-            Addr::Uds(path) => {
-                let mut s = UnixStream::connect(path)
-                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e} (is the VM running?)", path.display())))?;
-                hybrid::handshake(&mut s, port)?;
-                Conn::Unix(s)
-            }
+            Addr::Uds(path) => Conn::Unix(connect_hybrid(path, port, HANDSHAKE_LIMIT)?),
             Addr::Unix(path) => return Ok(Conn::Unix(UnixStream::connect(path)?)),
         };
         if let Some(secret) = &self.secret {
@@ -73,6 +73,24 @@ impl Target {
     pub fn needs_framing(&self) -> bool {
         matches!(self.addr, Addr::Uds(_))
     }
+}
+
+/// Connects to a hybrid-vsock socket and does the handshake. A backend
+/// that accepted but never answers must not hold the connection (and its
+/// caller) forever: after `limit` it is a timeout.
+fn connect_hybrid(path: &Path, port: u32, limit: Duration) -> io::Result<UnixStream> {
+    let mut s = UnixStream::connect(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e} (is the VM running?)", path.display())))?;
+    s.set_read_timeout(Some(limit))?;
+    hybrid::handshake(&mut s, port).map_err(|e| match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("{}: no answer to CONNECT {port} within {limit:?}", path.display()),
+        ),
+        _ => e,
+    })?;
+    s.set_read_timeout(None)?;
+    Ok(s)
 }
 
 /// A bidirectional byte stream to the guest.
@@ -124,5 +142,45 @@ impl Conn {
             Conn::Vsock(s) => s.set_read_timeout(t),
             Conn::Unix(s) => s.set_read_timeout(t),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn a_backend_that_never_answers_times_out() {
+        let dir = std::env::temp_dir().join(format!("skiff-guest-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("hv.sock");
+        let _ = std::fs::remove_file(&path);
+        // Accepted by the kernel's backlog, never answered.
+        let _listener = UnixListener::bind(&path).unwrap();
+        let e = connect_hybrid(&path, 2375, Duration::from_millis(200)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        assert!(e.to_string().contains("no answer to CONNECT 2375"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_handshake_clears_its_timeout() {
+        let dir = std::env::temp_dir().join(format!("skiff-guest-test2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("hv.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let backend = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut req = [0u8; 13];
+            s.read_exact(&mut req).unwrap();
+            s.write_all(b"OK 1024\n").unwrap();
+            s
+        });
+        let s = connect_hybrid(&path, 2375, Duration::from_millis(200)).unwrap();
+        assert_eq!(s.read_timeout().unwrap(), None);
+        drop(backend.join().unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -274,6 +274,7 @@ fn data_disks(o: &RunOptions, state: &StateDir) -> io::Result<Vec<PathBuf>> {
 
 fn wait_ready(o: &RunOptions, sock: &Path, vm: &mut Child, started: Instant) -> io::Result<()> {
     let limit = Duration::from_secs(o.timeout);
+    bridge::take_quiet_error();
     loop {
         if let Some(status) = vm.try_wait()? {
             return Err(io::Error::other(format!("QEMU exited before the engine answered ({status}); see the console log")));
@@ -281,11 +282,18 @@ fn wait_ready(o: &RunOptions, sock: &Path, vm: &mut Child, started: Instant) -> 
         if STOP.load(Ordering::SeqCst) {
             return Err(io::Error::other("interrupted"));
         }
-        if let Ok(true) = bridge::ping(sock) {
-            return Ok(());
-        }
+        // What this attempt ran into, for the message if none succeeds.
+        let last = match bridge::ping(sock) {
+            Ok(true) => return Ok(()),
+            Ok(false) => "the guest answered, but not yet with 200 OK (engine starting)".to_string(),
+            Err(e) => format!("the ping failed: {e}"),
+        };
+        let last = bridge::take_quiet_error().unwrap_or(last);
         if started.elapsed() > limit {
-            return Err(io::Error::other(format!("the engine did not answer within {}s; see the console log", o.timeout)));
+            return Err(io::Error::other(format!(
+                "the engine did not answer within {}s (last attempt: {last}); see the console log",
+                o.timeout
+            )));
         }
         thread::sleep(Duration::from_millis(100));
     }
