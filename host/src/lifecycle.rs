@@ -151,6 +151,17 @@ const MILESTONES: [(&str, &str); 5] = [
     ("skiff: engine", "engine"),
 ];
 
+/// True once the guest's console says its engine answers (init's
+/// `engine: ready` line).
+pub fn engine_ready_on_console(console: &str) -> bool {
+    console.contains("skiff: engine: ready")
+}
+
+/// True once the guest's console says it powers off (init's last line).
+pub fn powered_off_on_console(console: &str) -> bool {
+    console.contains("skiff: shutdown: powering off")
+}
+
 /// The milestones reached so far in a console text, in boot order.
 pub fn milestones(console: &str) -> Vec<&'static str> {
     MILESTONES.iter().filter(|(needle, _)| console.contains(needle)).map(|(_, name)| *name).collect()
@@ -199,7 +210,7 @@ pub fn start(state: &StateDir, plan: &StartPlan) -> io::Result<()> {
         (None, Some(id)) if images::path_of(state, id).is_file() => images::path_of(state, id),
         (None, _) => plan.default_iso.clone(),
     };
-    match boot(state, &plan.args, &iso) {
+    match boot_retrying_transport(state, &plan.args, &iso) {
         Ok(()) => finish(state),
         Err(e) => {
             let after = Records::load(state);
@@ -236,6 +247,23 @@ fn finish(state: &StateDir) -> io::Result<()> {
         Err(e) => eprintln!("skiff: cannot write the docker context `{}`: {e}", context::NAME),
     }
     Ok(())
+}
+
+/// [`boot`], once more when the engine came up in the guest but the host
+/// could not reach it: a transport fault, not the ISO's (a rollback would
+/// be wrong), and a fresh VM and vsock device have got past it.
+fn boot_retrying_transport(state: &StateDir, args: &[OsString], iso: &Path) -> io::Result<()> {
+    match boot(state, args, iso) {
+        Err(e) if e.to_string().contains(crate::run::UNREACHABLE) => {
+            let logs = state.first_attempt_logs();
+            for (now, kept) in &logs {
+                let _ = fs::rename(now, kept);
+            }
+            eprintln!("skiff: {e}\nskiff: booting once more (the first attempt's log: {})", logs[0].1.display());
+            boot(state, args, iso)
+        }
+        other => other,
+    }
 }
 
 /// Starts `skiff run` detached and follows it until the engine answers or it exits.

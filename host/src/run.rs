@@ -32,6 +32,9 @@ use crate::vsockdev::VsockDevice;
 /// QEMU is killed: its own worst case plus a margin for a slow host.
 pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(skiff_proto::GUEST_SHUTDOWN_WORST_CASE_SECS + 23);
 
+/// How long QEMU may take to exit once the guest said it powers off.
+const POWERED_OFF_GRACE: Duration = Duration::from_secs(5);
+
 /// Options of `skiff run`.
 #[derive(Args, Debug, Clone)]
 pub struct RunOptions {
@@ -239,7 +242,7 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
     let ports = Ports::spawn(vsock.target.clone(), o.ports_all_interfaces, Some(state.ports()));
 
     bridge::QUIET.store(true, Ordering::Relaxed);
-    let ready = wait_ready(o, &docker_sock, &mut vm, started);
+    let ready = wait_ready(o, &docker_sock, &console, &mut vm, started);
     let ready_after = started.elapsed();
     bridge::QUIET.store(false, Ordering::Relaxed);
     let result = ready.and_then(|()| {
@@ -247,11 +250,12 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
         println!("export DOCKER_HOST=unix://{}", docker_sock.display());
         io::stdout().flush()?;
         eprintln!("skiff: engine ready after {:.2}s; Ctrl-C or `skiff stop` shuts the VM down", ready_after.as_secs_f64());
-        wait_exit(&state.qmp(), &mut vm)
+        wait_exit(&state.qmp(), &console, &mut vm)
     });
     if result.is_err() {
-        let _ = vm.kill();
-        let _ = vm.wait();
+        // A guest that runs (its engine up but unreachable) gets the power
+        // button first, so its data disk is left clean.
+        shut_down(&state.qmp(), &console, &mut vm);
     }
     drop(vsock);
     drop(shares);
@@ -272,9 +276,19 @@ fn data_disks(o: &RunOptions, state: &StateDir) -> io::Result<Vec<PathBuf>> {
     Ok(disks)
 }
 
-fn wait_ready(o: &RunOptions, sock: &Path, vm: &mut Child, started: Instant) -> io::Result<()> {
+/// Words of the error when the guest's engine is up but the host cannot
+/// reach it; `skiff start` boots once more on it (lifecycle.rs).
+pub const UNREACHABLE: &str = "but the host cannot reach it";
+
+/// How long the host keeps trying after the guest reports its engine ready.
+const UNREACHABLE_LIMIT: Duration = Duration::from_secs(30);
+
+fn wait_ready(o: &RunOptions, sock: &Path, console: &Path, vm: &mut Child, started: Instant) -> io::Result<()> {
     let limit = Duration::from_secs(o.timeout);
     bridge::take_quiet_error();
+    // When the guest's console first said its engine answers.
+    let mut guest_ready: Option<Instant> = None;
+    let mut checked = Instant::now();
     loop {
         if let Some(status) = vm.try_wait()? {
             return Err(io::Error::other(format!("QEMU exited before the engine answered ({status}); see the console log")));
@@ -289,6 +303,20 @@ fn wait_ready(o: &RunOptions, sock: &Path, vm: &mut Child, started: Instant) -> 
             Err(e) => format!("the ping failed: {e}"),
         };
         let last = bridge::take_quiet_error().unwrap_or(last);
+        if guest_ready.is_none() && checked.elapsed() > Duration::from_secs(1) {
+            checked = Instant::now();
+            if fs::read(console).is_ok_and(|c| lifecycle::engine_ready_on_console(&String::from_utf8_lossy(&c))) {
+                guest_ready = Some(Instant::now());
+            }
+        }
+        // A transport that lost its way (seen rarely with vhost-device-vsock
+        // on hybrid vsock) fails fast and clearly instead of at the limit.
+        if guest_ready.is_some_and(|t| t.elapsed() > UNREACHABLE_LIMIT) {
+            return Err(io::Error::other(format!(
+                "the guest reports its engine ready, {UNREACHABLE} for {}s (last attempt: {last}); see the console log",
+                UNREACHABLE_LIMIT.as_secs()
+            )));
+        }
         if started.elapsed() > limit {
             return Err(io::Error::other(format!(
                 "the engine did not answer within {}s (last attempt: {last}); see the console log",
@@ -299,27 +327,69 @@ fn wait_ready(o: &RunOptions, sock: &Path, vm: &mut Child, started: Instant) -> 
     }
 }
 
+/// Stops a VM that is being given up on: the power button, then a kill
+/// once [`Shutdown`] says it is overdue.
+fn shut_down(qmp_sock: &Path, console: &Path, vm: &mut Child) {
+    if matches!(vm.try_wait(), Ok(None)) && qmp::powerdown(qmp_sock).is_ok() {
+        let mut shutdown = Shutdown::new(console);
+        while !shutdown.overdue() {
+            if !matches!(vm.try_wait(), Ok(None)) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("skiff: the VM did not exit after its shutdown; killing it");
+    }
+    let _ = vm.kill();
+    let _ = vm.wait();
+}
+
 /// Waits for QEMU to exit; on a signal, presses the power button first and
-/// gives the guest [`SHUTDOWN_LIMIT`] to shut down cleanly.
-fn wait_exit(qmp_sock: &Path, vm: &mut Child) -> io::Result<()> {
-    let mut deadline: Option<Instant> = None;
+/// kills QEMU once [`Shutdown`] says it is overdue.
+fn wait_exit(qmp_sock: &Path, console: &Path, vm: &mut Child) -> io::Result<()> {
+    let mut shutdown: Option<Shutdown> = None;
     loop {
         if let Some(status) = vm.try_wait()? {
             eprintln!("skiff: VM exited ({status})");
             return Ok(());
         }
-        if deadline.is_none() && STOP.load(Ordering::SeqCst) {
+        if shutdown.is_none() && STOP.load(Ordering::SeqCst) {
             eprintln!("skiff: shutting the VM down");
             if let Err(e) = qmp::powerdown(qmp_sock) {
                 eprintln!("skiff: cannot press the power button: {e}");
             }
-            deadline = Some(Instant::now() + SHUTDOWN_LIMIT);
+            shutdown = Some(Shutdown::new(console));
         }
-        if deadline.is_some_and(|d| Instant::now() > d) {
-            eprintln!("skiff: the VM did not shut down within {}s; killing it", SHUTDOWN_LIMIT.as_secs());
+        if shutdown.as_mut().is_some_and(Shutdown::overdue) {
+            eprintln!("skiff: the VM did not exit after its shutdown; killing it");
             vm.kill()?;
         }
         thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A shutdown after the power button: QEMU is overdue after
+/// [`SHUTDOWN_LIMIT`], or [`POWERED_OFF_GRACE`] after the guest's console
+/// said it powers off (its disks are unmounted by then; a QEMU still
+/// waiting on a stuck device backend has nothing left to save).
+struct Shutdown<'a> {
+    console: &'a Path,
+    pressed: Instant,
+    off: Option<Instant>,
+}
+
+impl<'a> Shutdown<'a> {
+    fn new(console: &'a Path) -> Self {
+        Shutdown { console, pressed: Instant::now(), off: None }
+    }
+
+    fn overdue(&mut self) -> bool {
+        if self.off.is_none()
+            && fs::read(self.console).is_ok_and(|c| lifecycle::powered_off_on_console(&String::from_utf8_lossy(&c)))
+        {
+            self.off = Some(Instant::now());
+        }
+        self.pressed.elapsed() > SHUTDOWN_LIMIT || self.off.is_some_and(|t| t.elapsed() > POWERED_OFF_GRACE)
     }
 }
 

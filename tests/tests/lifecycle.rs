@@ -341,3 +341,68 @@ fn extract_build_id(iso: &Path, work: &Path) -> std::path::PathBuf {
     run_ok(Command::new("xorriso").args(["-osirrox", "on", "-indev"]).arg(iso).arg("-extract").arg("/skiff/build-id").arg(&out));
     out
 }
+
+/// The pid of the vhost-device-vsock serving the VM of state folder `dir`,
+/// if it runs one (hybrid vsock: no /dev/vhost-vsock).
+fn vsock_daemon_of(dir: &Path) -> Option<i32> {
+    let socket = format!("socket={}", dir.join("vhost.sock").display());
+    fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = fs::read(e.path().join("cmdline")).ok()?;
+        let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        let daemon = args.first().is_some_and(|a| a.ends_with("vhost-device-vsock"));
+        (daemon && args.iter().any(|a| a.contains(&socket))).then_some(pid)
+    })
+}
+
+/// A transport that stops carrying connections once the guest's engine is up
+/// (the vsock device frozen with SIGSTOP, as a wedged device would behave) is
+/// reported as such, and `skiff start` boots once more instead of waiting out
+/// its time limit; the first attempt's logs are kept.
+#[test]
+fn a_start_whose_vsock_device_wedges_boots_once_more() {
+    if Path::new("/dev/vhost-vsock").exists() {
+        eprintln!("SKIPPED: the kernel's vhost-vsock is used here; this test freezes the user-space vsock device");
+        return;
+    }
+    adopt_orphans();
+    let scratch = Scratch::new("life-wedge");
+    let dir = scratch.0.join("vm");
+    let _guard = KillOnDrop(dir.clone());
+    let config = scratch.0.join("docker-config");
+    let iso = iso();
+    let (dir2, config2) = (dir.clone(), config.clone());
+    let start = std::thread::spawn(move || {
+        skiff(&dir2, &config2, &["start", "--iso", iso.to_str().unwrap(), "--ephemeral", "--no-shares", "--timeout", "400"])
+    });
+    // Freeze the device once the guest has started its engine: the guest's
+    // own readiness check does not use vsock, so it still reports ready.
+    let mut frozen = None;
+    for _ in 0..3000 {
+        let console = fs::read_to_string(dir.join("console.log")).unwrap_or_default();
+        if console.contains("engine: started") {
+            if let Some(pid) = vsock_daemon_of(&dir) {
+                // SAFETY: kill(2) on the vsock device of this test's VM.
+                assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+                frozen = Some(pid);
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = start.join().unwrap();
+    let said = text(&out);
+    eprintln!("start with a frozen vsock device:\n{said}");
+    assert!(frozen.is_some(), "the guest never started its engine, or no vsock device was found:\n{said}\n{}", console_tail(&dir));
+    assert!(out.status.success(), "the second boot must succeed:\n{said}\n{}", console_tail(&dir));
+    assert!(said.contains("the guest reports its engine ready, but the host cannot reach it"), "{said}");
+    assert!(said.contains("booting once more"), "{said}");
+    assert!(!Path::new(&format!("/proc/{}", frozen.unwrap())).exists(), "the frozen vsock device was left behind");
+    for kept in ["skiff.log.1", "console.log.1"] {
+        assert!(dir.join(kept).is_file(), "the first attempt's {kept} is kept");
+    }
+    assert!(fs::read_to_string(dir.join("console.log.1")).unwrap().contains("skiff: engine: ready"));
+    let hello = docker(&config, &["version", "--format", "{{.Server.Version}}"]);
+    assert!(!hello.trim().is_empty());
+    stop(&dir, &config);
+}
