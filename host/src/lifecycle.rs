@@ -210,7 +210,7 @@ pub fn start(state: &StateDir, plan: &StartPlan) -> io::Result<()> {
         (None, Some(id)) if images::path_of(state, id).is_file() => images::path_of(state, id),
         (None, _) => plan.default_iso.clone(),
     };
-    match boot_retrying_transport(state, &plan.args, &iso) {
+    match boot(state, &plan.args, &iso) {
         Ok(()) => finish(state),
         Err(e) => {
             let after = Records::load(state);
@@ -249,23 +249,6 @@ fn finish(state: &StateDir) -> io::Result<()> {
     Ok(())
 }
 
-/// [`boot`], once more when the engine came up in the guest but the host
-/// could not reach it: a transport fault, not the ISO's (a rollback would
-/// be wrong), and a fresh VM and vsock device have got past it.
-fn boot_retrying_transport(state: &StateDir, args: &[OsString], iso: &Path) -> io::Result<()> {
-    match boot(state, args, iso) {
-        Err(e) if e.to_string().contains(crate::run::UNREACHABLE) => {
-            let logs = state.first_attempt_logs();
-            for (now, kept) in &logs {
-                let _ = fs::rename(now, kept);
-            }
-            eprintln!("skiff: {e}\nskiff: booting once more (the first attempt's log: {})", logs[0].1.display());
-            boot(state, args, iso)
-        }
-        other => other,
-    }
-}
-
 /// Starts `skiff run` detached and follows it until the engine answers or it exits.
 fn boot(state: &StateDir, args: &[OsString], iso: &Path) -> io::Result<()> {
     let log = state.run_log();
@@ -288,6 +271,7 @@ fn boot(state: &StateDir, args: &[OsString], iso: &Path) -> io::Result<()> {
     let mut child = cmd.spawn()?;
     let tty = io::stderr().is_terminal();
     let mut shown = 0;
+    let mut retold = false;
     let started = Instant::now();
     loop {
         let console = fs::read(state.console()).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
@@ -303,6 +287,15 @@ fn boot(state: &StateDir, args: &[OsString], iso: &Path) -> io::Result<()> {
             shown = reached.len();
         }
         let text = fs::read_to_string(&log).unwrap_or_default();
+        // `skiff run` gave up on a boot and boots once more: the user hears why.
+        if !retold && text.contains(crate::run::BOOTING_AGAIN) {
+            retold = true;
+            if tty {
+                eprintln!();
+            }
+            text.lines().filter(|l| l.contains(crate::run::UNREACHABLE) || l.starts_with(crate::run::BOOTING_AGAIN)).for_each(|l| eprintln!("{l}"));
+            shown = 0;
+        }
         if text.contains("export DOCKER_HOST=") {
             if tty {
                 eprintln!();

@@ -200,10 +200,29 @@ fn guest_config(shares: &Shares, target: &crate::guest::Target) -> GuestConfig {
 
 /// Boots the ISO, bridges the engine socket, prints DOCKER_HOST once the
 /// engine answers, and runs until QEMU exits or we are told to stop.
+/// A boot whose engine the host cannot reach though the guest reports it
+/// ready (a transport fault, see [`UNREACHABLE`]) is booted once more, with
+/// the first console kept as console.log.1.
 pub fn run(o: &RunOptions) -> io::Result<()> {
     if !o.iso.is_file() {
         return Err(io::Error::other(format!("no ISO at {} (build it with `make iso`)", o.iso.display())));
     }
+    match run_once(o) {
+        Err(e) if e.to_string().contains(UNREACHABLE) && !STOP.load(Ordering::SeqCst) => {
+            let state = StateDir::create(&o.dir)?;
+            let kept = state.first_console();
+            let _ = fs::rename(state.console(), &kept);
+            eprintln!("skiff: {e}\n{BOOTING_AGAIN} (the first console: {})", kept.display());
+            run_once(o)
+        }
+        other => other,
+    }
+}
+
+/// What `skiff run` says when it boots once more (`skiff start` passes it on).
+pub const BOOTING_AGAIN: &str = "skiff: booting once more";
+
+fn run_once(o: &RunOptions) -> io::Result<()> {
     let state = StateDir::create(&o.dir)?;
     let _claim = lifecycle::claim(&state)?;
     if let Err(e) = process::become_subreaper() {
@@ -277,7 +296,7 @@ fn data_disks(o: &RunOptions, state: &StateDir) -> io::Result<Vec<PathBuf>> {
 }
 
 /// Words of the error when the guest's engine is up but the host cannot
-/// reach it; `skiff start` boots once more on it (lifecycle.rs).
+/// reach it; [`run`] boots once more on it.
 pub const UNREACHABLE: &str = "but the host cannot reach it";
 
 /// How long the host keeps trying after the guest reports its engine ready.

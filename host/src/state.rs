@@ -112,13 +112,10 @@ impl StateDir {
     pub fn run_log(&self) -> PathBuf {
         self.root.join("skiff.log")
     }
-    /// The run log and console of a start's first attempt, kept when
-    /// `skiff start` boots once more (`lifecycle::boot_retrying_transport`).
-    pub fn first_attempt_logs(&self) -> [(PathBuf, PathBuf); 2] {
-        [
-            (self.run_log(), self.root.join("skiff.log.1")),
-            (self.console(), self.root.join("console.log.1")),
-        ]
+    /// The console of a boot's first attempt, kept when `skiff run` boots
+    /// once more (see `run::run`).
+    pub fn first_console(&self) -> PathBuf {
+        self.root.join("console.log.1")
     }
     /// Settings remembered from `skiff start`.
     pub fn settings(&self) -> PathBuf {
