@@ -7,6 +7,7 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use skiff_proto::auth::Secret;
@@ -17,6 +18,26 @@ use vsock::VsockStream;
 /// answers at once when the guest accepts or refuses, so only a wedged
 /// backend (or guest) takes this long.
 const HANDSHAKE_LIMIT: Duration = Duration::from_secs(15);
+
+/// False while this process holds connections to the guest back.
+static OPEN: AtomicBool = AtomicBool::new(true);
+
+/// Refuses connections to the guest until [`release_connections`]: `skiff
+/// run` holds them from QEMU's start until the guest's init runs. A
+/// connection that reaches vhost-device-vsock (0.3.0) after QEMU gave it
+/// the guest's memory but before the queues are ready ends the device's
+/// only worker thread ("queue not ready" from its event handler), and no
+/// connection is ever served again: the "engine ready but unreachable"
+/// boots, about one in fifty here. The guest's kernel has set the device up
+/// before it starts init.
+pub fn hold_connections() {
+    OPEN.store(false, Ordering::SeqCst);
+}
+
+/// Lets connections to the guest through again.
+pub fn release_connections() {
+    OPEN.store(true, Ordering::SeqCst);
+}
 
 /// Where the guest's port is reached.
 #[derive(Clone, Debug)]
@@ -57,6 +78,9 @@ impl Target {
     /// sent (with a secret); nothing else sent yet. A plain unix socket is
     /// another relay, which authenticates itself.
     pub fn connect(&self, port: u32) -> io::Result<Conn> {
+        if !OPEN.load(Ordering::SeqCst) {
+            return Err(io::Error::new(io::ErrorKind::NotConnected, "the VM is still starting; try again in a moment"));
+        }
         let mut conn = match &self.addr {
             Addr::Cid(cid) => Conn::Vsock(VsockStream::connect_with_cid_port(*cid, port)?),
             Addr::Uds(path) => Conn::Unix(connect_hybrid(path, port, HANDSHAKE_LIMIT)?),

@@ -247,6 +247,8 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
     // QEMU creates the console log; the umask keeps it private (0600).
     eprintln!("skiff: booting {} ({arch:?}; serial console: {})", o.iso.display(), console.display());
     let started = Instant::now();
+    // No connection to the guest until its kernel has set the vsock device up (see `guest::hold_connections`).
+    crate::guest::hold_connections();
     let mut vm = die_with_parent(Command::new(arch.qemu_binary()).args(machine.args()))
         .stdin(Stdio::null())
         .spawn()
@@ -258,13 +260,15 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
     let listener = bridge::bind(&docker_sock)?;
     let (t, port) = (vsock.target.clone(), o.port);
     thread::spawn(move || bridge::serve(listener, t, port));
-    let ports = Ports::spawn(vsock.target.clone(), o.ports_all_interfaces, Some(state.ports()));
 
     bridge::QUIET.store(true, Ordering::Relaxed);
     let ready = wait_ready(o, &docker_sock, &console, &mut vm, started);
     let ready_after = started.elapsed();
     bridge::QUIET.store(false, Ordering::Relaxed);
+    let mut ports = None;
     let result = ready.and_then(|()| {
+        // The port table is read from now on: published ports need the engine anyway.
+        ports = Some(Ports::spawn(vsock.target.clone(), o.ports_all_interfaces, Some(state.ports())));
         images::prune(&state);
         println!("export DOCKER_HOST=unix://{}", docker_sock.display());
         io::stdout().flush()?;
@@ -279,7 +283,9 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
     drop(vsock);
     drop(shares);
     process::reap_adopted(Duration::from_secs(2));
-    ports.close();
+    if let Some(ports) = ports {
+        ports.close();
+    }
     // The claim, dropped last, removes the folder's runtime files.
     result
 }
@@ -302,8 +308,27 @@ pub const UNREACHABLE: &str = "but the host cannot reach it";
 /// How long the host keeps trying after the guest reports its engine ready.
 const UNREACHABLE_LIMIT: Duration = Duration::from_secs(30);
 
+/// How long connections are held back when the console never shows the
+/// init starting (a guest that logs nothing, or `quiet` on its command line).
+const HOLD_LIMIT: Duration = Duration::from_secs(20);
+
 fn wait_ready(o: &RunOptions, sock: &Path, console: &Path, vm: &mut Child, started: Instant) -> io::Result<()> {
     let limit = Duration::from_secs(o.timeout);
+    // The guest's init runs only after its kernel has set up the vsock device.
+    while started.elapsed() < HOLD_LIMIT {
+        if let Some(status) = vm.try_wait()? {
+            return Err(io::Error::other(format!("QEMU exited before the engine answered ({status}); see the console log")));
+        }
+        if STOP.load(Ordering::SeqCst) {
+            return Err(io::Error::other("interrupted"));
+        }
+        let text = fs::read(console).map(|c| String::from_utf8_lossy(&c).into_owned()).unwrap_or_default();
+        if lifecycle::milestones(&text).contains(&"init") {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    crate::guest::release_connections();
     bridge::take_quiet_error();
     // When the guest's console first said its engine answers.
     let mut guest_ready: Option<Instant> = None;
