@@ -39,6 +39,11 @@ fn engine_and_restart_always_containers_come_back_after_kill() {
     let piped = vm.skiff(&["shell"], Some(b"id -u\nexit 4\n"));
     assert_eq!(piped.status.code(), Some(4));
     assert_eq!(String::from_utf8_lossy(&piped.stdout).trim(), "0", "root shell");
+    // PID 1 blocks the signals it takes with sigtimedwait; its children must
+    // not inherit that mask (with it, `wait` never saw SIGCHLD and hung).
+    let waited = vm.skiff(&["shell", "-c", "sleep 1 & wait; echo waited; grep SigBlk /proc/self/status"], None);
+    let waited = String::from_utf8_lossy(&waited.stdout);
+    assert!(waited.contains("waited") && waited.contains("SigBlk:\t0000000000000000"), "{waited}");
 
     // Kill the engine and the container's process while the engine is down:
     // the init restarts the engine, and the container is restarted by its

@@ -449,7 +449,7 @@ fn peek_layout(dev: &str) -> Result<u32, Error> {
 /// Runs a helper with the console as its output, killing it after `limit`.
 /// Returns its exit code (-1 when killed by a signal).
 fn run_bounded(cmd: &mut Command, limit: Duration) -> Result<i32, RunError> {
-    let mut child = cmd
+    let mut child = crate::supervise::signals::clean_mask(cmd)
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .stdin(Stdio::null())

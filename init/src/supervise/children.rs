@@ -23,7 +23,7 @@ static WAITING: Mutex<Option<HashMap<i32, Sender<ExitStatus>>>> = Mutex::new(Non
 /// take its pipes and drop it.
 pub fn spawn(cmd: &mut Command) -> io::Result<(Child, Receiver<ExitStatus>)> {
     let mut map = WAITING.lock().unwrap_or_else(|e| e.into_inner());
-    let child = cmd.spawn()?;
+    let child = super::signals::clean_mask(cmd).spawn()?;
     let pid = Pid::from_child(&child);
     let (tx, rx) = channel();
     map.get_or_insert_with(HashMap::new).insert(pid.as_raw_nonzero().get(), tx);

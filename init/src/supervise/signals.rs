@@ -1,8 +1,12 @@
 //! PID 1's signals, taken synchronously: they are blocked in every thread
 //! and collected with sigtimedwait(2) in the main loop, so no handler runs
-//! at an awkward moment. Children get a clean mask (std resets it at spawn).
+//! at an awkward moment. A mask survives fork and exec; in the guest the
+//! debug shell and the engine started with this one although std means to
+//! clear it, so every child is given a clean mask explicitly: [`clean_mask`].
 
 use std::mem::MaybeUninit;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 use std::time::Duration;
 
 /// The signals init acts on.
@@ -30,6 +34,25 @@ pub fn block() -> std::io::Result<()> {
     if rc == 0 { Ok(()) } else { Err(std::io::Error::from_raw_os_error(rc)) }
 }
 
+/// Makes `cmd`'s process start with no signal blocked. Without it, a
+/// shell's `wait` never saw SIGCHLD and hung, and SIGTERM could not stop
+/// a helper.
+pub fn clean_mask(cmd: &mut Command) -> &mut Command {
+    // SAFETY: runs in the forked child before exec; sigemptyset and
+    // pthread_sigmask are async-signal-safe and touch only a set on this
+    // stack frame.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+            libc::sigemptyset(set.as_mut_ptr());
+            match libc::pthread_sigmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut()) {
+                0 => Ok(()),
+                rc => Err(std::io::Error::from_raw_os_error(rc)),
+            }
+        })
+    }
+}
+
 /// Waits up to `timeout` for one handled signal; `None` on timeout.
 pub fn wait(timeout: Duration) -> Option<i32> {
     let set = handled_set();
@@ -43,5 +66,29 @@ pub fn wait(timeout: Duration) -> Option<i32> {
 pub fn catch_ctrl_alt_del() {
     if let Err(e) = rustix::system::reboot(rustix::system::RebootCommand::CadOff) {
         log::warn!("cannot route Ctrl-Alt-Del to init: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_child_starts_with_no_signal_blocked() {
+        // In a thread of its own: the mask is per thread, and a child starts with its spawning thread's.
+        let blocked = std::thread::Builder::new()
+            .spawn(|| {
+                block().unwrap();
+                let mut cmd = Command::new("/bin/sh");
+                // The debug shell's shape: a pre_exec of its own as well.
+                // SAFETY: the closure does nothing.
+                unsafe { cmd.args(["-c", "grep SigBlk /proc/self/status"]).pre_exec(|| Ok(())) };
+                let out = clean_mask(&mut cmd).output().unwrap();
+                String::from_utf8_lossy(&out.stdout).trim().trim_start_matches("SigBlk:").trim().to_string()
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(u64::from_str_radix(&blocked, 16), Ok(0), "{blocked}");
     }
 }

@@ -96,7 +96,7 @@ impl Sys for Kernel {
     }
 
     fn spawn(&self, cmd: &mut Command) -> io::Result<Spawned> {
-        let mut child = cmd.spawn()?;
+        let mut child = super::signals::clean_mask(cmd).spawn()?;
         // Dropping the Child neither waits nor kills: the pid is reaped by PID 1.
         Ok(Spawned { pid: Pid::from_child(&child), stdout: child.stdout.take(), stderr: child.stderr.take() })
     }
