@@ -253,7 +253,6 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
         .stdin(Stdio::null())
         .spawn()
         .map_err(|e| io::Error::other(format!("cannot start {}: {e}", arch.qemu_binary())))?;
-    state.record_target(&vsock.target)?;
     lifecycle::record_qemu(&state, vm.id())?;
 
     let docker_sock = state.docker_sock();
@@ -262,7 +261,11 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
     thread::spawn(move || bridge::serve(listener, t, port));
 
     bridge::QUIET.store(true, Ordering::Relaxed);
-    let ready = wait_ready(o, &docker_sock, &console, &mut vm, started);
+    // Other processes (`skiff shell`, `status`) find the VM through the
+    // record, so it is written once connections are let through.
+    let ready = wait_init(&console, &mut vm, started)
+        .and_then(|()| state.record_target(&vsock.target))
+        .and_then(|()| wait_ready(o, &docker_sock, &console, &mut vm, started));
     let ready_after = started.elapsed();
     bridge::QUIET.store(false, Ordering::Relaxed);
     let mut ports = None;
@@ -312,9 +315,10 @@ const UNREACHABLE_LIMIT: Duration = Duration::from_secs(30);
 /// init starting (a guest that logs nothing, or `quiet` on its command line).
 const HOLD_LIMIT: Duration = Duration::from_secs(20);
 
-fn wait_ready(o: &RunOptions, sock: &Path, console: &Path, vm: &mut Child, started: Instant) -> io::Result<()> {
-    let limit = Duration::from_secs(o.timeout);
-    // The guest's init runs only after its kernel has set up the vsock device.
+/// Waits until the console shows the guest's init running (its kernel has
+/// set the vsock device up by then), or [`HOLD_LIMIT`], then lets
+/// connections to the guest through (see `guest::hold_connections`).
+fn wait_init(console: &Path, vm: &mut Child, started: Instant) -> io::Result<()> {
     while started.elapsed() < HOLD_LIMIT {
         if let Some(status) = vm.try_wait()? {
             return Err(io::Error::other(format!("QEMU exited before the engine answered ({status}); see the console log")));
@@ -329,6 +333,11 @@ fn wait_ready(o: &RunOptions, sock: &Path, console: &Path, vm: &mut Child, start
         thread::sleep(Duration::from_millis(50));
     }
     crate::guest::release_connections();
+    Ok(())
+}
+
+fn wait_ready(o: &RunOptions, sock: &Path, console: &Path, vm: &mut Child, started: Instant) -> io::Result<()> {
+    let limit = Duration::from_secs(o.timeout);
     bridge::take_quiet_error();
     // When the guest's console first said its engine answers.
     let mut guest_ready: Option<Instant> = None;

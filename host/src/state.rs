@@ -180,7 +180,10 @@ impl StateDir {
     /// never a guess.
     pub fn target(&self) -> io::Result<Target> {
         let text = fs::read_to_string(self.target_record()).map_err(|e| {
-            io::Error::other(format!("no VM running from {} ({e}); give --cid or --uds for a VM started elsewhere", self.root.display()))
+            io::Error::other(format!(
+                "no VM running from {}, or it is still starting ({e}); give --cid or --uds for a VM started elsewhere",
+                self.root.display()
+            ))
         })?;
         let addr = decode_target(&text).ok_or_else(|| io::Error::other(format!("{} is damaged: {text:?}", self.target_record().display())))?;
         let secret = match secret::read(&self.secret()) {
