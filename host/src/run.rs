@@ -263,7 +263,7 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
     bridge::QUIET.store(true, Ordering::Relaxed);
     // Other processes (`skiff shell`, `status`) find the VM through the
     // record, so it is written once connections are let through.
-    let ready = wait_init(&console, &mut vm, started)
+    let ready = wait_init(&console, &mut vm, started, Duration::from_secs(o.timeout))
         .and_then(|()| state.record_target(&vsock.target))
         .and_then(|()| wait_ready(o, &docker_sock, &console, &mut vm, started));
     let ready_after = started.elapsed();
@@ -311,15 +311,18 @@ pub const UNREACHABLE: &str = "but the host cannot reach it";
 /// How long the host keeps trying after the guest reports its engine ready.
 const UNREACHABLE_LIMIT: Duration = Duration::from_secs(30);
 
-/// How long connections are held back when the console never shows the
-/// init starting (a guest that logs nothing, or `quiet` on its command line).
+/// How long connections are held back when the console shows no kernel (a
+/// guest that logs nothing, or `quiet` on its command line).
 const HOLD_LIMIT: Duration = Duration::from_secs(20);
 
 /// Waits until the console shows the guest's init running (its kernel has
-/// set the vsock device up by then), or [`HOLD_LIMIT`], then lets
-/// connections to the guest through (see `guest::hold_connections`).
-fn wait_init(console: &Path, vm: &mut Child, started: Instant) -> io::Result<()> {
-    while started.elapsed() < HOLD_LIMIT {
+/// set the vsock device up by then), then lets connections to the guest
+/// through (see `guest::hold_connections`). A console that shows no kernel
+/// after [`HOLD_LIMIT`] (a kernel told to be `quiet`) lets them through
+/// then; a kernel that is slow to reach its init (aarch64 firmware, a
+/// loaded host) is waited for up to the start's time limit.
+fn wait_init(console: &Path, vm: &mut Child, started: Instant, limit: Duration) -> io::Result<()> {
+    while started.elapsed() < limit {
         if let Some(status) = vm.try_wait()? {
             return Err(io::Error::other(format!("QEMU exited before the engine answered ({status}); see the console log")));
         }
@@ -327,7 +330,8 @@ fn wait_init(console: &Path, vm: &mut Child, started: Instant) -> io::Result<()>
             return Err(io::Error::other("interrupted"));
         }
         let text = fs::read(console).map(|c| String::from_utf8_lossy(&c).into_owned()).unwrap_or_default();
-        if lifecycle::milestones(&text).contains(&"init") {
+        let reached = lifecycle::milestones(&text);
+        if reached.contains(&"init") || (!reached.contains(&"kernel") && started.elapsed() > HOLD_LIMIT) {
             break;
         }
         thread::sleep(Duration::from_millis(50));
