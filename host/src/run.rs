@@ -330,14 +330,19 @@ fn wait_init(console: &Path, vm: &mut Child, started: Instant, limit: Duration) 
             return Err(io::Error::other("interrupted"));
         }
         let text = fs::read(console).map(|c| String::from_utf8_lossy(&c).into_owned()).unwrap_or_default();
-        let reached = lifecycle::milestones(&text);
-        if reached.contains(&"init") || (!reached.contains(&"kernel") && started.elapsed() > HOLD_LIMIT) {
+        if may_connect(&lifecycle::milestones(&text), started.elapsed()) {
             break;
         }
         thread::sleep(Duration::from_millis(50));
     }
     crate::guest::release_connections();
     Ok(())
+}
+
+/// Whether the guest's vsock device is safe to connect to, given the boot
+/// milestones on its console `elapsed` after QEMU started.
+fn may_connect(reached: &[&str], elapsed: Duration) -> bool {
+    reached.contains(&"init") || (!reached.contains(&"kernel") && elapsed > HOLD_LIMIT)
 }
 
 fn wait_ready(o: &RunOptions, sock: &Path, console: &Path, vm: &mut Child, started: Instant) -> io::Result<()> {
@@ -454,4 +459,19 @@ impl<'a> Shutdown<'a> {
 /// and waits for it to exit.
 pub fn stop(dir: &Path) -> io::Result<()> {
     lifecycle::stop(&StateDir::existing(dir)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_wait_for_the_init_unless_the_console_is_silent() {
+        let secs = Duration::from_secs;
+        assert!(may_connect(&["kernel", "init"], secs(2)));
+        assert!(!may_connect(&["kernel"], secs(5)));
+        assert!(!may_connect(&["kernel"], secs(60)), "a slow kernel is waited for");
+        assert!(!may_connect(&[], secs(5)));
+        assert!(may_connect(&[], HOLD_LIMIT + secs(1)), "a quiet console lets them through after HOLD_LIMIT");
+    }
 }
