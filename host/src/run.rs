@@ -339,6 +339,17 @@ fn wait_init(console: &Path, vm: &mut Child, started: Instant, limit: Duration) 
     Ok(())
 }
 
+/// The last `n` bytes of a file (a long-running VM's console can be large).
+fn tail(path: &Path, n: u64) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(n))).ok()?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
 /// Whether the guest's vsock device is safe to connect to, given the boot
 /// milestones on its console `elapsed` after QEMU started.
 fn may_connect(reached: &[&str], elapsed: Duration) -> bool {
@@ -446,9 +457,7 @@ impl<'a> Shutdown<'a> {
     }
 
     fn overdue(&mut self) -> bool {
-        if self.off.is_none()
-            && fs::read(self.console).is_ok_and(|c| lifecycle::powered_off_on_console(&String::from_utf8_lossy(&c)))
-        {
+        if self.off.is_none() && tail(self.console, 64 * 1024).is_some_and(|t| lifecycle::powered_off_on_console(&t)) {
             self.off = Some(Instant::now());
         }
         self.pressed.elapsed() > SHUTDOWN_LIMIT || self.off.is_some_and(|t| t.elapsed() > POWERED_OFF_GRACE)
@@ -473,5 +482,15 @@ mod tests {
         assert!(!may_connect(&["kernel"], secs(60)), "a slow kernel is waited for");
         assert!(!may_connect(&[], secs(5)));
         assert!(may_connect(&[], HOLD_LIMIT + secs(1)), "a quiet console lets them through after HOLD_LIMIT");
+    }
+
+    #[test]
+    fn tail_reads_the_end_of_a_file() {
+        let path = std::env::temp_dir().join(format!("skiff-tail-{}", std::process::id()));
+        fs::write(&path, "a".repeat(100) + "powering off").unwrap();
+        assert_eq!(tail(&path, 12).as_deref(), Some("powering off"));
+        assert_eq!(tail(&path, 1000).map(|t| t.len()), Some(112));
+        fs::remove_file(&path).unwrap();
+        assert_eq!(tail(&path, 10), None);
     }
 }
