@@ -26,6 +26,7 @@ mod settings;
 mod secret;
 mod shares;
 mod state;
+mod udp;
 mod vsockdev;
 
 use std::path::PathBuf;

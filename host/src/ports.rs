@@ -1,8 +1,8 @@
 //! Published ports on the host: follows the guest's port table (control
-//! port, `SKIFF-CONTROL/1 ports`) and keeps one TCP listener per published
-//! port and host address; each accepted connection becomes one vsock
-//! connection to the guest's forward port (2377), relayed by the bridge's
-//! pump. A published port with no host address is bound on 127.0.0.1 and
+//! port, `SKIFF-CONTROL/1 ports`) and keeps one listener per published
+//! port, protocol and host address. Each accepted TCP connection becomes one
+//! vsock connection to the guest's forward port (2377), relayed by the
+//! bridge's pump; UDP datagrams travel per client address (`udp`). A published port with no host address is bound on 127.0.0.1 and
 //! ::1 (so `localhost` works whichever the client resolves); other
 //! interfaces only with `--ports-all-interfaces`. A port that cannot be
 //! bound is reported, retried, and never stops the others. The state of
@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +25,7 @@ use skiff_proto::ports::{self as wire, Forward, Proto, Published, Update, DEFAUL
 
 use crate::bridge;
 use crate::guest::{Conn, Target};
+use crate::udp;
 
 /// How often a listener that could not be bound is tried again.
 const RETRY_EVERY: Duration = Duration::from_secs(5);
@@ -35,31 +36,29 @@ const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Where a host listener sends its connections.
-type Dest = (IpAddr, u16);
+pub type Dest = (IpAddr, u16);
+
+/// A listener's place: its protocol and host address (TCP and UDP may
+/// share a port number).
+pub type Key = (Proto, SocketAddr);
 
 /// Why a published port gets no listener on some address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Skip {
     /// A host address that is not loopback, without the opt-in flag.
     NotLoopback(IpAddr),
-    /// A protocol this version does not forward.
-    Unsupported(Proto),
 }
 
 impl fmt::Display for Skip {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Skip::NotLoopback(ip) => write!(f, "{ip} is not a loopback address (pass --ports-all-interfaces to bind it)"),
-            Skip::Unsupported(p) => write!(f, "{} published ports are not forwarded (TCP only)", p.as_str()),
         }
     }
 }
 
 /// The host addresses a published port is bound on.
 pub fn bind_addrs(p: &Published, all_interfaces: bool) -> Result<Vec<SocketAddr>, Skip> {
-    if p.proto != Proto::Tcp {
-        return Err(Skip::Unsupported(p.proto));
-    }
     let ips = match p.host_ip {
         // [::] is dual-stack on Linux: one socket for every interface.
         None if all_interfaces => vec![IpAddr::V6(Ipv6Addr::UNSPECIFIED)],
@@ -70,16 +69,17 @@ pub fn bind_addrs(p: &Published, all_interfaces: bool) -> Result<Vec<SocketAddr>
     Ok(ips.into_iter().map(|ip| SocketAddr::new(ip, p.host_port)).collect())
 }
 
-/// What should be bound: address → destination, or why an entry is skipped.
-/// Two entries wanting one address: the first (in table order) wins.
-pub fn plan(table: &BTreeSet<Published>, all_interfaces: bool) -> (BTreeMap<SocketAddr, Dest>, Vec<(Published, Skip)>) {
+/// What should be bound: protocol and address → destination, or why an
+/// entry is skipped. Two entries wanting one place: the first (in table
+/// order) wins.
+pub fn plan(table: &BTreeSet<Published>, all_interfaces: bool) -> (BTreeMap<Key, Dest>, Vec<(Published, Skip)>) {
     let mut binds = BTreeMap::new();
     let mut skipped = Vec::new();
     for p in table {
         match bind_addrs(p, all_interfaces) {
             Ok(addrs) => {
                 for a in addrs {
-                    binds.entry(a).or_insert((p.target_ip, p.target_port));
+                    binds.entry((p.proto, a)).or_insert((p.target_ip, p.target_port));
                 }
             }
             Err(skip) => skipped.push((p.clone(), skip)),
@@ -90,8 +90,15 @@ pub fn plan(table: &BTreeSet<Published>, all_interfaces: bool) -> (BTreeMap<Sock
 
 /// One host address's listener.
 enum Slot {
-    Listening { dest: Arc<Mutex<Dest>>, listener: TcpListener },
+    Listening { dest: Arc<Mutex<Dest>>, listener: Listener },
     Failed { dest: Arc<Mutex<Dest>>, reason: String },
+}
+
+/// A bound socket; the serving thread has its own copy.
+enum Listener {
+    Tcp(TcpListener),
+    /// With the flag that tells the receiving thread it was unpublished.
+    Udp(UdpSocket, Arc<AtomicBool>),
 }
 
 impl Slot {
@@ -104,12 +111,19 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Slot::Listening { listener, .. } = self {
-            // Wakes the accept thread (accept fails with EINVAL), which then
-            // drops its copy: the port closes at once.
-            // SAFETY: shutdown(2) on a socket this slot owns; no memory involved.
-            unsafe { libc::shutdown(listener.as_raw_fd(), libc::SHUT_RDWR) };
-        }
+        // Wakes the serving thread (accept fails with EINVAL; a UDP receive
+        // returns, and sees the flag), which then drops its copy: the port
+        // closes at once.
+        let fd = match self {
+            Slot::Listening { listener: Listener::Tcp(l), .. } => l.as_raw_fd(),
+            Slot::Listening { listener: Listener::Udp(u, closed), .. } => {
+                closed.store(true, Ordering::SeqCst);
+                u.as_raw_fd()
+            }
+            Slot::Failed { .. } => return,
+        };
+        // SAFETY: shutdown(2) on a socket this slot owns; no memory involved.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
     }
 }
 
@@ -130,7 +144,7 @@ pub struct Ports {
 #[derive(Default)]
 struct State {
     table: BTreeSet<Published>,
-    slots: BTreeMap<SocketAddr, Slot>,
+    slots: BTreeMap<Key, Slot>,
     skipped: Vec<(Published, Skip)>,
     guest_link: String,
 }
@@ -243,15 +257,15 @@ impl Ports {
                 eprintln!("skiff: ports: not forwarding {}: {why}", p.describe());
             }
         }
-        st.slots.retain(|addr, _| binds.contains_key(addr));
-        for (addr, dest) in binds {
-            match st.slots.get(&addr) {
+        st.slots.retain(|key, _| binds.contains_key(key));
+        for (key, dest) in binds {
+            match st.slots.get(&key) {
                 // Same address, maybe a new container address (a restart).
                 Some(slot) => *lock(slot.dest()) = dest,
                 None => {
-                    let slot = self.open(addr, Arc::new(Mutex::new(dest)));
-                    report(addr, None, &slot);
-                    st.slots.insert(addr, slot);
+                    let slot = self.open(key, Arc::new(Mutex::new(dest)));
+                    report(key, None, &slot);
+                    st.slots.insert(key, slot);
                 }
             }
         }
@@ -263,7 +277,7 @@ impl Ports {
     /// Tries again every listener that could not be bound.
     fn retry_failed(self: &Arc<Self>) {
         let mut st = lock(&self.state);
-        let failed: Vec<(SocketAddr, Arc<Mutex<Dest>>, String)> = st
+        let failed: Vec<(Key, Arc<Mutex<Dest>>, String)> = st
             .slots
             .iter()
             .filter_map(|(a, s)| match s {
@@ -282,16 +296,26 @@ impl Ports {
         self.write_status(&st);
     }
 
-    /// Binds `addr` and starts accepting, or records why it cannot.
-    fn open(self: &Arc<Self>, addr: SocketAddr, dest: Arc<Mutex<Dest>>) -> Slot {
-        let listener = TcpListener::bind(addr).and_then(|l| Ok((l.try_clone()?, l)));
-        let (mine, theirs) = match listener {
-            Ok(pair) => pair,
-            Err(e) => return Slot::Failed { dest, reason: e.to_string() },
-        };
+    /// Binds `addr` and starts serving it, or records why it cannot.
+    fn open(self: &Arc<Self>, (proto, addr): Key, dest: Arc<Mutex<Dest>>) -> Slot {
         let (to, guest) = (Arc::clone(&dest), self.guest.clone());
-        thread::spawn(move || accept(theirs, to, guest));
-        Slot::Listening { dest, listener: mine }
+        let bound = match proto {
+            Proto::Tcp => TcpListener::bind(addr).and_then(|l| {
+                let theirs = l.try_clone()?;
+                thread::spawn(move || accept(theirs, to, guest));
+                Ok(Listener::Tcp(l))
+            }),
+            Proto::Udp => UdpSocket::bind(addr).and_then(|u| {
+                let (theirs, closed) = (u.try_clone()?, Arc::new(AtomicBool::new(false)));
+                let unpublished = Arc::clone(&closed);
+                thread::spawn(move || udp::serve(theirs, to, guest, unpublished));
+                Ok(Listener::Udp(u, closed))
+            }),
+        };
+        match bound {
+            Ok(listener) => Slot::Listening { dest, listener },
+            Err(e) => Slot::Failed { dest, reason: e.to_string() },
+        }
     }
 
     /// Writes the listing `skiff ports` prints (atomically, private).
@@ -302,13 +326,13 @@ impl Ports {
             return;
         }
         let mut text = format!("guest port table: {}\n", if st.guest_link.is_empty() { "connecting" } else { &st.guest_link });
-        for (addr, slot) in &st.slots {
+        for ((proto, addr), slot) in &st.slots {
             let (ip, port) = *lock(slot.dest());
             let state = match slot {
                 Slot::Listening { .. } => "listening".to_string(),
                 Slot::Failed { reason, .. } => format!("failed: {reason} (retrying every {}s)", RETRY_EVERY.as_secs()),
             };
-            text.push_str(&format!("tcp {addr} -> {} {state}\n", SocketAddr::new(ip, port)));
+            text.push_str(&format!("{} {addr} -> {} {state}\n", proto.as_str(), SocketAddr::new(ip, port)));
         }
         for (p, why) in &st.skipped {
             text.push_str(&format!("{} skipped: {why}\n", p.describe()));
@@ -322,12 +346,13 @@ impl Ports {
 
 /// Says on stderr when a listener fails, or listens after failing; a
 /// retry that fails the same way again is not repeated.
-fn report(addr: SocketAddr, failed_before: Option<&str>, slot: &Slot) {
+fn report((proto, addr): Key, failed_before: Option<&str>, slot: &Slot) {
+    let proto = proto.as_str();
     match (slot, failed_before) {
         (Slot::Failed { reason, .. }, before) if before != Some(reason.as_str()) => {
-            eprintln!("skiff: ports: cannot listen on {addr}: {reason}; retrying every {}s", RETRY_EVERY.as_secs());
+            eprintln!("skiff: ports: cannot listen on {proto} {addr}: {reason}; retrying every {}s", RETRY_EVERY.as_secs());
         }
-        (Slot::Listening { .. }, Some(_)) => eprintln!("skiff: ports: now listening on {addr}"),
+        (Slot::Listening { .. }, Some(_)) => eprintln!("skiff: ports: now listening on {proto} {addr}"),
         _ => {}
     }
 }
@@ -357,10 +382,11 @@ fn accept(listener: TcpListener, dest: Arc<Mutex<Dest>>, guest: Target) {
 }
 
 /// Opens a forwarded connection to `ip`:`port` in the guest (request line
-/// and answer done), ready to relay.
-pub fn open_forward(guest: &Target, ip: IpAddr, port: u16) -> io::Result<Conn> {
+/// and answer done), ready to relay. TCP frames the stream's end on hybrid
+/// vsock; UDP frames each datagram instead (`skiff_proto::datagram`).
+pub fn open_forward(guest: &Target, proto: Proto, ip: IpAddr, port: u16) -> io::Result<Conn> {
     let mut conn = guest.connect(DEFAULT_FORWARD_PORT)?;
-    let req = Forward { proto: Proto::Tcp, ip, port, framed: guest.needs_framing() };
+    let req = Forward { proto, ip, port, framed: proto == Proto::Tcp && guest.needs_framing() };
     conn.write_all(wire::encode_forward(&req).as_bytes())?;
     conn.set_read_timeout(Some(Duration::from_secs(15)))?;
     let reply = skiff_proto::read_line(&mut conn, MAX_LINE)?;
@@ -371,7 +397,7 @@ pub fn open_forward(guest: &Target, ip: IpAddr, port: u16) -> io::Result<Conn> {
 
 fn forward(client: TcpStream, guest: &Target, ip: IpAddr, port: u16) -> io::Result<()> {
     let _ = client.set_nodelay(true);
-    let conn = open_forward(guest, ip, port)?;
+    let conn = open_forward(guest, Proto::Tcp, ip, port)?;
     bridge::relay(client, conn, guest.needs_framing())
 }
 
@@ -411,7 +437,7 @@ mod tests {
         let lan = entry(Some("192.168.1.5"), 83, "10.88.0.5");
         assert_eq!(bind_addrs(&lan, false), Err(Skip::NotLoopback("192.168.1.5".parse().unwrap())));
         let udp = Published { proto: Proto::Udp, ..entry(None, 53, "10.88.0.5") };
-        assert_eq!(bind_addrs(&udp, true), Err(Skip::Unsupported(Proto::Udp)));
+        assert_eq!(bind_addrs(&udp, false), Ok(addrs(&["127.0.0.1:53", "[::1]:53"])));
     }
 
     #[test]
@@ -428,6 +454,17 @@ mod tests {
         assert_eq!(binds.len(), 2);
         assert!(binds.values().all(|d| d.0.to_string() == "10.88.0.5"));
         assert_eq!(skipped.len(), 1);
+    }
+
+    #[test]
+    fn tcp_and_udp_share_a_port_number() {
+        let udp = Published { proto: Proto::Udp, target_port: 53, ..entry(None, 8080, "10.88.0.6") };
+        let table: BTreeSet<_> = [entry(None, 8080, "10.88.0.5"), udp].into();
+        let (binds, skipped) = plan(&table, false);
+        assert!(skipped.is_empty());
+        let v4: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(binds[&(Proto::Tcp, v4)], ("10.88.0.5".parse().unwrap(), 80));
+        assert_eq!(binds[&(Proto::Udp, v4)], ("10.88.0.6".parse().unwrap(), 53));
     }
 
     #[test]
@@ -463,10 +500,22 @@ mod tests {
         });
         assert!(rebound, "{}", fs::read_to_string(&status).unwrap());
         // Unpublished: the port closes.
+        // A UDP port beside them: bound, listed, and freed when unpublished.
+        let udp_port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let udp = Published { proto: Proto::Udp, ..entry(Some("127.0.0.1"), udp_port, "10.88.0.7") };
+        ports.apply([entry(Some("127.0.0.1"), busy, "10.88.0.5"), entry(Some("127.0.0.1"), free, "10.88.0.6"), udp].into());
+        let listing = fs::read_to_string(&status).unwrap();
+        assert!(listing.contains(&format!("udp 127.0.0.1:{udp_port} -> 10.88.0.7:80 listening")), "{listing}");
+        assert!(UdpSocket::bind(("127.0.0.1", udp_port)).is_err(), "the UDP port is held");
         ports.apply(BTreeSet::new());
         thread::sleep(Duration::from_millis(100));
         assert!(TcpStream::connect(("127.0.0.1", free)).is_err());
         assert!(TcpStream::connect(("127.0.0.1", busy)).is_err());
+        let freed = (0..40).any(|_| {
+            thread::sleep(Duration::from_millis(50));
+            UdpSocket::bind(("127.0.0.1", udp_port)).is_ok()
+        });
+        assert!(freed, "the UDP port is freed once unpublished");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

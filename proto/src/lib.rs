@@ -8,6 +8,7 @@ pub mod auth;
 pub mod bzimage;
 pub mod control;
 pub mod copy;
+pub mod datagram;
 pub mod framing;
 pub mod http;
 pub mod hybrid;

@@ -3,16 +3,17 @@
 //! table follows the engine across container restarts, an engine crash
 //! and a reboot with a data disk; a host port that cannot be bound is
 //! listed by `skiff ports` while the others work; the guest refuses to
-//! forward to anything that is not published.
+//! forward to anything that is not published. UDP published ports answer
+//! each host client with its own replies.
 
 use std::io::{Read, Write};
-use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use skiff_tests::{blank_disk, busybox_image, Scratch, Vm};
+use skiff_tests::{blank_disk, busybox_image, busybox_root, image_tar, static_test_bin, Scratch, Vm};
 
 const IMAGE: &str = "skiff-test/busybox:latest";
 
@@ -246,5 +247,55 @@ fn published_ports_reach_the_host_and_follow_the_engine() {
     eprintln!("ports: after reboot, engine ready -> port answering: {back:?}");
     assert!(back.is_some(), "the --restart=always container's port does not answer after a reboot");
     assert!(closed(v4(p_range)), "a container without a restart policy came back after the reboot");
+    vm.shutdown();
+}
+
+/// Sends `msg` from `client` to `to` and returns the first reply, if one
+/// comes within its read timeout.
+fn udp_ask(client: &UdpSocket, to: SocketAddr, msg: &str) -> Option<String> {
+    client.send_to(msg.as_bytes(), to).ok()?;
+    let mut buf = [0u8; 2048];
+    let n = client.recv(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// `docker run -p HOST:5353/udp` with a UDP echo server in the container:
+/// host clients on 127.0.0.1 get their own answers, `skiff ports` lists
+/// the port, and removing the container frees it.
+#[test]
+fn udp_published_ports_answer_each_client() {
+    let scratch = Scratch::new("ports-udp");
+    let root = scratch.0.join("udp-root");
+    busybox_root(&root);
+    std::fs::copy(static_test_bin("udp_echo"), root.join("bin/udp_echo")).unwrap();
+    let image = image_tar(&scratch.0, &root, "skiff-test/udp:latest", r#""Env":["PATH=/bin"],"Cmd":["sh"]"#);
+    let vm = Vm::boot(&scratch.0);
+    vm.docker_ok(&["load", "-i", image.to_str().unwrap()]);
+    let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let to = v4(port);
+    vm.docker_ok(&["run", "-d", "--name", "udp", "-p", &format!("127.0.0.1:{port}:5353/udp"), "skiff-test/udp", "udp_echo", "5353"]);
+
+    let clients: Vec<UdpSocket> = (0..2).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+    for c in &clients {
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    }
+    let first = eventually(Duration::from_secs(90), || udp_ask(&clients[0], to, "hello").as_deref() == Some("echo hello"));
+    let first = first.unwrap_or_else(|| panic!("no UDP answer on {to}; ports:\n{}", String::from_utf8_lossy(&vm.skiff(&["ports"], None).stdout)));
+    eprintln!("ports: udp answered after {:.1}s", first.as_secs_f64());
+    // Two clients, interleaved: each gets its own replies (a lost datagram is asked again: it is UDP).
+    for round in 0..5 {
+        for (i, c) in clients.iter().enumerate() {
+            let msg = format!("client {i} round {round}");
+            let want = format!("echo {msg}");
+            let got = (0..5).find_map(|_| udp_ask(c, to, &msg).filter(|r| *r == want));
+            assert_eq!(got, Some(want), "client {i} round {round}");
+        }
+    }
+    let listing = String::from_utf8_lossy(&vm.skiff(&["ports"], None).stdout).into_owned();
+    assert!(listing.contains(&format!("udp 127.0.0.1:{port} -> ")) && listing.contains("listening"), "{listing}");
+
+    vm.docker_ok(&["rm", "-f", "udp"]);
+    let freed = eventually(Duration::from_secs(60), || UdpSocket::bind(to).is_ok());
+    assert!(freed.is_some(), "the host's UDP port stays bound after the container is gone");
     vm.shutdown();
 }

@@ -1,15 +1,20 @@
 //! The forward port (vsock 2377): one vsock connection per host connection
-//! to a published port. The first line names the target
-//! (`skiff_proto::ports::Forward`); the guest dials it only if some
-//! container publishes it at that moment, answers `OK` or `ERR <reason>`,
-//! then relays both ways with half-close kept (as on the engine port).
+//! to a published port (per client address, for UDP). The first line names
+//! the target (`skiff_proto::ports::Forward`); the guest dials it only if
+//! some container publishes it at that moment, answers `OK` or `ERR
+//! <reason>`, then relays: TCP both ways with half-close kept (as on the
+//! engine port), UDP as datagrams framed by `skiff_proto::datagram` until
+//! either side closes.
 
 use std::io;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
 use std::time::Duration;
 
 use ::vsock::VsockStream;
-use skiff_proto::framing;
+use skiff_proto::{datagram, framing};
 use skiff_proto::ports::{self as wire, Forward, Proto, MAX_LINE};
 
 use crate::services::vsock::{self, Conn};
@@ -31,15 +36,16 @@ pub fn spawn_listener(port: u32) {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refusal {
     BadRequest(String),
-    Unsupported(Proto),
     NotPublished(Forward),
 }
+
+/// How often the UDP relay's receive wakes to see whether its flow ended.
+const UDP_POLL: Duration = Duration::from_secs(1);
 
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Refusal::BadRequest(e) => write!(f, "bad forward request: {e}"),
-            Refusal::Unsupported(p) => write!(f, "{} forwarding is not supported", p.as_str()),
             Refusal::NotPublished(t) => write!(f, "{} {}:{} is not a published port", t.proto.as_str(), t.ip, t.port),
         }
     }
@@ -48,8 +54,8 @@ impl std::fmt::Display for Refusal {
 /// Decides whether a request line may be dialled, given what is published.
 pub fn check(line: &[u8], published: impl Fn(Proto, std::net::IpAddr, u16) -> bool) -> Result<Forward, Refusal> {
     let req = wire::parse_forward(line).map_err(|e| Refusal::BadRequest(e.to_string()))?;
-    if req.proto != Proto::Tcp {
-        return Err(Refusal::Unsupported(req.proto));
+    if req.proto == Proto::Udp && req.framed {
+        return Err(Refusal::BadRequest("a UDP forward frames datagrams, not the stream's end".into()));
     }
     if !published(req.proto, req.ip, req.port) {
         return Err(Refusal::NotPublished(req));
@@ -71,6 +77,9 @@ fn serve<C: Conn>(mut vs: C, line: &[u8], published: impl Fn(Proto, std::net::Ip
             return refuse(vs, &refusal.to_string());
         }
     };
+    if req.proto == Proto::Udp {
+        return serve_udp(vs, SocketAddr::new(req.ip, req.port));
+    }
     let target = match TcpStream::connect_timeout(&SocketAddr::new(req.ip, req.port), CONNECT_TIMEOUT) {
         Ok(t) => t,
         Err(e) => {
@@ -93,6 +102,53 @@ fn serve<C: Conn>(mut vs: C, line: &[u8], published: impl Fn(Proto, std::net::Ip
     vsock::relay(vs, Vec::new(), req.framed, target)
 }
 
+/// One UDP flow: datagrams from the host go to `target` from a socket of
+/// this flow's own, so the container's replies come back to that socket and
+/// go to the host, framed.
+fn serve_udp<C: Conn>(mut vs: C, target: SocketAddr) -> io::Result<()> {
+    let local: IpAddr = if target.is_ipv4() { Ipv4Addr::UNSPECIFIED.into() } else { Ipv6Addr::UNSPECIFIED.into() };
+    let sock = match UdpSocket::bind((local, 0)).and_then(|s| s.connect(target).map(|()| s)) {
+        Ok(s) => s,
+        Err(e) => return refuse(vs, &format!("cannot open a UDP socket to {target}: {e}")),
+    };
+    vs.write_all(b"OK\n")?;
+    sock.set_read_timeout(Some(UDP_POLL))?;
+    let done = Arc::new(AtomicBool::new(false));
+    let (replies, mut to_host, flow_done) = (sock.try_clone()?, vs.try_clone()?, Arc::clone(&done));
+    let back = thread::Builder::new().name("udp-back".into()).spawn(move || {
+        let mut buf = vec![0u8; datagram::MAX];
+        while !flow_done.load(Ordering::SeqCst) {
+            match replies.recv(&mut buf) {
+                Ok(n) => {
+                    if datagram::write(&mut to_host, &buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                // Nothing yet, or an ICMP "unreachable" for an earlier datagram.
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::ConnectionRefused) => {}
+                Err(_) => break,
+            }
+        }
+        // The host hears that this flow is over.
+        let _ = to_host.shutdown(std::net::Shutdown::Both);
+    })?;
+    let mut buf = Vec::new();
+    let result = loop {
+        match datagram::read(&mut vs, &mut buf) {
+            Ok(true) => match sock.send(&buf) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {} // no one listens yet: UDP drops it
+                Err(e) => break Err(e),
+            },
+            Ok(false) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    done.store(true, Ordering::SeqCst);
+    let _ = back.join();
+    result
+}
+
 fn refuse<C: Conn>(mut vs: C, reason: &str) -> io::Result<()> {
     vs.write_all(wire::encode_refusal(reason).as_bytes())?;
     vs.shutdown(std::net::Shutdown::Both)
@@ -113,7 +169,10 @@ mod tests {
         assert!(check(b"SKIFF-FORWARD/1 tcp 10.88.0.5 80", only).is_ok());
         assert!(matches!(check(b"SKIFF-FORWARD/1 tcp 10.88.0.5 81", only), Err(Refusal::NotPublished(_))));
         assert!(matches!(check(b"SKIFF-FORWARD/1 tcp 127.0.0.1 2375", only), Err(Refusal::NotPublished(_))));
-        assert!(matches!(check(b"SKIFF-FORWARD/1 udp 10.88.0.5 80", only), Err(Refusal::Unsupported(Proto::Udp))));
+        assert!(matches!(check(b"SKIFF-FORWARD/1 udp 10.88.0.5 80", only), Err(Refusal::NotPublished(_))), "published for TCP only");
+        let udp = |proto: Proto, _: IpAddr, port: u16| proto == Proto::Udp && port == 53;
+        assert!(check(b"SKIFF-FORWARD/1 udp 10.88.0.5 53", udp).is_ok());
+        assert!(matches!(check(b"SKIFF-FORWARD/1 udp 10.88.0.5 53 framed", udp), Err(Refusal::BadRequest(_))));
         assert!(matches!(check(b"CONNECT 2375", only), Err(Refusal::BadRequest(_))));
     }
 
@@ -143,6 +202,35 @@ mod tests {
         let mut reply = String::new();
         host.read_to_string(&mut reply).unwrap();
         assert_eq!(reply, "OK\ngot hello");
+    }
+
+    #[test]
+    fn relays_udp_datagrams_both_ways_until_the_host_closes() {
+        // A published UDP target answering each datagram with "got " and it.
+        let target = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = target.local_addr().unwrap().port();
+        thread::spawn(move || {
+            let mut buf = [0u8; 100];
+            while let Ok((n, from)) = target.recv_from(&mut buf) {
+                let reply = [&b"got "[..], &buf[..n]].concat();
+                target.send_to(&reply, from).unwrap();
+            }
+        });
+        let (mut host, guest) = UnixStream::pair().unwrap();
+        let line = format!("SKIFF-FORWARD/1 udp 127.0.0.1 {port}");
+        let served = thread::spawn(move || serve(guest, line.as_bytes(), move |proto, _, p| proto == Proto::Udp && p == port));
+        let mut ok = [0u8; 3];
+        host.read_exact(&mut ok).unwrap();
+        assert_eq!(&ok, b"OK\n");
+        let mut buf = Vec::new();
+        for d in [&b"one"[..], b"two"] {
+            datagram::write(&mut host, d).unwrap();
+            assert!(datagram::read(&mut host, &mut buf).unwrap());
+            assert_eq!(buf, [&b"got "[..], d].concat());
+        }
+        host.shutdown(std::net::Shutdown::Write).unwrap();
+        served.join().unwrap().unwrap();
+        assert!(!datagram::read(&mut host, &mut buf).unwrap(), "the guest closes its side when the flow ends");
     }
 
     #[test]
