@@ -97,8 +97,9 @@ enum Slot {
 /// A bound socket; the serving thread has its own copy.
 enum Listener {
     Tcp(TcpListener),
-    /// With the flag that tells the receiving thread it was unpublished.
-    Udp(UdpSocket, Arc<AtomicBool>),
+    /// The receiving thread holds the socket; this flag tells it the port
+    /// was unpublished.
+    Udp(Arc<AtomicBool>),
 }
 
 impl Slot {
@@ -111,19 +112,19 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        // Wakes the serving thread (accept fails with EINVAL; a UDP receive
-        // returns, and sees the flag), which then drops its copy: the port
-        // closes at once.
-        let fd = match self {
-            Slot::Listening { listener: Listener::Tcp(l), .. } => l.as_raw_fd(),
-            Slot::Listening { listener: Listener::Udp(u, closed), .. } => {
-                closed.store(true, Ordering::SeqCst);
-                u.as_raw_fd()
-            }
-            Slot::Failed { .. } => return,
-        };
-        // SAFETY: shutdown(2) on a socket this slot owns; no memory involved.
-        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        match self {
+            // Wakes the accept thread (accept fails with EINVAL), which then
+            // drops its copy: the port closes at once.
+            // SAFETY: shutdown(2) on a socket this slot owns; no memory involved.
+            Slot::Listening { listener: Listener::Tcp(l), .. } => unsafe {
+                libc::shutdown(l.as_raw_fd(), libc::SHUT_RDWR);
+            },
+            // The receiving thread sees the flag within `udp::POLL` and
+            // drops its copy. (A shut-down UDP socket's receive returns no
+            // sender address, which std's recv_from does not accept.)
+            Slot::Listening { listener: Listener::Udp(closed), .. } => closed.store(true, Ordering::SeqCst),
+            Slot::Failed { .. } => {}
+        }
     }
 }
 
@@ -305,11 +306,11 @@ impl Ports {
                 thread::spawn(move || accept(theirs, to, guest));
                 Ok(Listener::Tcp(l))
             }),
-            Proto::Udp => UdpSocket::bind(addr).and_then(|u| {
-                let (theirs, closed) = (u.try_clone()?, Arc::new(AtomicBool::new(false)));
+            Proto::Udp => UdpSocket::bind(addr).map(|u| {
+                let closed = Arc::new(AtomicBool::new(false));
                 let unpublished = Arc::clone(&closed);
-                thread::spawn(move || udp::serve(theirs, to, guest, unpublished));
-                Ok(Listener::Udp(u, closed))
+                thread::spawn(move || udp::serve(u, to, guest, unpublished));
+                Listener::Udp(closed)
             }),
         };
         match bound {
