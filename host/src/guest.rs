@@ -176,24 +176,17 @@ mod tests {
 
     #[test]
     fn a_backend_that_never_answers_times_out() {
-        let dir = std::env::temp_dir().join(format!("skiff-guest-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("hv.sock");
-        let _ = std::fs::remove_file(&path);
+        let path = crate::testutil::SocketPath::new("guest-silent", "hv.sock");
         // Accepted by the kernel's backlog, never answered.
         let _listener = UnixListener::bind(&path).unwrap();
         let e = connect_hybrid(&path, 2375, Duration::from_millis(200)).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
         assert!(e.to_string().contains("no answer to CONNECT 2375"), "{e}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn the_handshake_clears_its_timeout() {
-        let dir = std::env::temp_dir().join(format!("skiff-guest-test2-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("hv.sock");
-        let _ = std::fs::remove_file(&path);
+        let path = crate::testutil::SocketPath::new("guest-answers", "hv.sock");
         let listener = UnixListener::bind(&path).unwrap();
         let backend = std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
@@ -205,6 +198,5 @@ mod tests {
         let s = connect_hybrid(&path, 2375, Duration::from_millis(200)).unwrap();
         assert_eq!(s.read_timeout().unwrap(), None);
         drop(backend.join().unwrap());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -26,6 +26,8 @@ mod settings;
 mod secret;
 mod shares;
 mod state;
+#[cfg(test)]
+mod testutil;
 mod udp;
 mod vsockdev;
 

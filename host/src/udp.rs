@@ -155,17 +155,15 @@ mod tests {
 
     #[test]
     fn each_client_gets_its_own_flow_and_its_own_replies() {
-        let dir = std::env::temp_dir().join(format!("skiff-udp-unit-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("forward.sock");
-        let _ = std::fs::remove_file(&path);
+        let path = crate::testutil::SocketPath::new("udp-flows", "forward.sock");
         let flows = fake_guest(&path);
         let port = UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = port.local_addr().unwrap();
         let closed = Arc::new(AtomicBool::new(false));
         let dest = Arc::new(Mutex::new(("10.88.0.9".parse().unwrap(), 53)));
         let (theirs, done) = (port.try_clone().unwrap(), Arc::clone(&closed));
-        let server = thread::spawn(move || serve(theirs, dest, Target::new(crate::guest::Addr::Unix(path)), done));
+        let target = Target::new(crate::guest::Addr::Unix(path.to_path_buf()));
+        let server = thread::spawn(move || serve(theirs, dest, target, done));
         let clients: Vec<UdpSocket> = (0..2).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
         let mut buf = [0u8; 100];
         for round in 0..2 {
@@ -181,6 +179,5 @@ mod tests {
         // Unpublished: the receiving loop ends.
         closed.store(true, Ordering::SeqCst);
         server.join().unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

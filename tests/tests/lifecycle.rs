@@ -53,6 +53,26 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// A test's own scratch folder, with a VM state folder (`vm`, whose VM is
+/// killed if the test fails) and a docker config folder in it; orphans are
+/// adopted so the detached `skiff run` can be reaped.
+struct Lab {
+    scratch: Scratch,
+    dir: std::path::PathBuf,
+    config: std::path::PathBuf,
+    _guard: KillOnDrop,
+}
+
+impl Lab {
+    fn new(name: &str) -> Lab {
+        adopt_orphans();
+        let scratch = Scratch::new(name);
+        let dir = scratch.0.join("vm");
+        let config = scratch.0.join("docker-config");
+        Lab { _guard: KillOnDrop(dir.clone()), scratch, dir, config }
+    }
+}
+
 fn pid(path: &Path) -> i32 {
     fs::read_to_string(path).unwrap().split_whitespace().next().unwrap().parse().unwrap()
 }
@@ -87,11 +107,8 @@ fn free_port() -> u16 {
 
 #[test]
 fn images_survive_stop_start_and_a_crash() {
-    adopt_orphans();
-    let scratch = Scratch::new("life");
-    let dir = scratch.0.join("vm");
-    let _guard = KillOnDrop(dir.clone());
-    let config = scratch.0.join("docker-config");
+    let lab = Lab::new("life");
+    let (scratch, dir, config) = (&lab.scratch, lab.dir.clone(), lab.config.clone());
     let shared = scratch.0.join("shared");
     fs::create_dir_all(&shared).unwrap();
     let shared = fs::canonicalize(&shared).unwrap();
@@ -217,11 +234,8 @@ fn scribble_over(path: &Path) {
 
 #[test]
 fn rewriting_the_iso_does_not_disturb_a_running_vm() {
-    adopt_orphans();
-    let scratch = Scratch::new("life-iso");
-    let dir = scratch.0.join("vm");
-    let _guard = KillOnDrop(dir.clone());
-    let config = scratch.0.join("docker-config");
+    let lab = Lab::new("life-iso");
+    let (scratch, dir, config) = (&lab.scratch, lab.dir.clone(), lab.config.clone());
     // The ISO the CLI is given: a file of the test's own, as out/skiff.iso is `make iso`'s.
     let given = scratch.0.join("given.iso");
     fs::copy(iso(), &given).unwrap();
@@ -291,11 +305,8 @@ fn wait_running(config: &Path, name: &str) {
 
 #[test]
 fn update_falls_back_from_a_broken_iso_and_rolls_back() {
-    adopt_orphans();
-    let scratch = Scratch::new("update");
-    let dir = scratch.0.join("vm");
-    let _guard = KillOnDrop(dir.clone());
-    let config = scratch.0.join("docker-config");
+    let lab = Lab::new("update");
+    let (scratch, dir, config) = (&lab.scratch, lab.dir.clone(), lab.config.clone());
     let iso_a = iso();
     let a_id = fs::read_to_string(extract_build_id(&iso_a, &scratch.0)).unwrap().trim().to_string();
     let b_id = format!("{a_id}-b");
@@ -365,11 +376,8 @@ fn a_start_whose_vsock_device_wedges_boots_once_more() {
         eprintln!("SKIPPED: the kernel's vhost-vsock is used here; this test freezes the user-space vsock device");
         return;
     }
-    adopt_orphans();
-    let scratch = Scratch::new("life-wedge");
-    let dir = scratch.0.join("vm");
-    let _guard = KillOnDrop(dir.clone());
-    let config = scratch.0.join("docker-config");
+    let lab = Lab::new("life-wedge");
+    let (dir, config) = (lab.dir.clone(), lab.config.clone());
     let iso = iso();
     let (dir2, config2) = (dir.clone(), config.clone());
     let start = std::thread::spawn(move || {
