@@ -400,10 +400,13 @@ fn wait_ready(o: &RunOptions, sock: &Path, console: &Path, vm: &mut Child, start
     }
 }
 
-/// Stops a VM that is being given up on: the power button, then a kill
-/// once [`Shutdown`] says it is overdue.
+/// Stops a VM that is being given up on: the power button if its init
+/// runs (it unmounts the data disk), then a kill once [`Shutdown`] says it
+/// is overdue; a guest whose init never started is killed at once (nothing
+/// there watches the button, nothing is mounted).
 fn shut_down(qmp_sock: &Path, console: &Path, vm: &mut Child) {
-    if matches!(vm.try_wait(), Ok(None)) && qmp::powerdown(qmp_sock).is_ok() {
+    let init_runs = tail(console, u64::MAX).is_some_and(|c| lifecycle::milestones(&c).contains(&"init"));
+    if init_runs && matches!(vm.try_wait(), Ok(None)) && qmp::powerdown(qmp_sock).is_ok() {
         let mut shutdown = Shutdown::new(console);
         while !shutdown.overdue() {
             if !matches!(vm.try_wait(), Ok(None)) {
