@@ -201,14 +201,14 @@ fn guest_config(shares: &Shares, target: &crate::guest::Target) -> GuestConfig {
 /// Boots the ISO, bridges the engine socket, prints DOCKER_HOST once the
 /// engine answers, and runs until QEMU exits or we are told to stop.
 /// A boot whose engine the host cannot reach though the guest reports it
-/// ready (a transport fault, see [`UNREACHABLE`]) is booted once more, with
+/// ready (a transport fault, [`Unreachable`]) is booted once more, with
 /// the first console kept as console.log.1.
 pub fn run(o: &RunOptions) -> io::Result<()> {
     if !o.iso.is_file() {
         return Err(io::Error::other(format!("no ISO at {} (build it with `make iso`)", o.iso.display())));
     }
     match run_once(o) {
-        Err(e) if e.to_string().contains(UNREACHABLE) && !STOP.load(Ordering::SeqCst) => {
+        Err(e) if Unreachable::is(&e) && !STOP.load(Ordering::SeqCst) => {
             let state = StateDir::create(&o.dir)?;
             let kept = state.first_console();
             let _ = fs::rename(state.console(), &kept);
@@ -304,9 +304,36 @@ fn data_disks(o: &RunOptions, state: &StateDir) -> io::Result<Vec<PathBuf>> {
     Ok(disks)
 }
 
-/// Words of the error when the guest's engine is up but the host cannot
-/// reach it; [`run`] boots once more on it.
+/// Words of the [`Unreachable`] message, which `skiff start` picks out of
+/// this process's output to pass on.
 pub const UNREACHABLE: &str = "but the host cannot reach it";
+
+/// The guest's engine is up but the host cannot reach it: a transport
+/// fault, on which [`run`] boots once more.
+#[derive(Debug)]
+struct Unreachable {
+    /// What the last attempt ran into.
+    last: String,
+}
+
+impl Unreachable {
+    fn is(e: &io::Error) -> bool {
+        e.get_ref().is_some_and(|inner| inner.is::<Unreachable>())
+    }
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the guest reports its engine ready, {UNREACHABLE} for {}s (last attempt: {}); see the console log",
+            UNREACHABLE_LIMIT.as_secs(),
+            self.last
+        )
+    }
+}
+
+impl std::error::Error for Unreachable {}
 
 /// How long the host keeps trying after the guest reports its engine ready.
 const UNREACHABLE_LIMIT: Duration = Duration::from_secs(30);
@@ -323,20 +350,31 @@ const HOLD_LIMIT: Duration = Duration::from_secs(20);
 /// loaded host) is waited for up to the start's time limit.
 fn wait_init(console: &Path, vm: &mut Child, started: Instant, limit: Duration) -> io::Result<()> {
     while started.elapsed() < limit {
-        if let Some(status) = vm.try_wait()? {
-            return Err(io::Error::other(format!("QEMU exited before the engine answered ({status}); see the console log")));
-        }
-        if STOP.load(Ordering::SeqCst) {
-            return Err(io::Error::other("interrupted"));
-        }
-        let text = fs::read(console).map(|c| String::from_utf8_lossy(&c).into_owned()).unwrap_or_default();
-        if may_connect(&lifecycle::milestones(&text), started.elapsed()) {
+        still_booting(vm)?;
+        if may_connect(&lifecycle::milestones(&read_console(console)), started.elapsed()) {
             break;
         }
         thread::sleep(Duration::from_millis(50));
     }
     crate::guest::release_connections();
     Ok(())
+}
+
+/// Fails once there is nothing left to wait for: QEMU exited, or we were
+/// told to stop.
+fn still_booting(vm: &mut Child) -> io::Result<()> {
+    if let Some(status) = vm.try_wait()? {
+        return Err(io::Error::other(format!("QEMU exited before the engine answered ({status}); see the console log")));
+    }
+    if STOP.load(Ordering::SeqCst) {
+        return Err(io::Error::other("interrupted"));
+    }
+    Ok(())
+}
+
+/// The guest's console so far ("" before QEMU has created it).
+fn read_console(console: &Path) -> String {
+    tail(console, u64::MAX).unwrap_or_default()
 }
 
 /// The last `n` bytes of a file (a long-running VM's console can be large).
@@ -363,12 +401,7 @@ fn wait_ready(o: &RunOptions, sock: &Path, console: &Path, vm: &mut Child, start
     let mut guest_ready: Option<Instant> = None;
     let mut checked = Instant::now();
     loop {
-        if let Some(status) = vm.try_wait()? {
-            return Err(io::Error::other(format!("QEMU exited before the engine answered ({status}); see the console log")));
-        }
-        if STOP.load(Ordering::SeqCst) {
-            return Err(io::Error::other("interrupted"));
-        }
+        still_booting(vm)?;
         // What this attempt ran into, for the message if none succeeds.
         let last = match bridge::ping(sock) {
             Ok(true) => return Ok(()),
@@ -378,17 +411,14 @@ fn wait_ready(o: &RunOptions, sock: &Path, console: &Path, vm: &mut Child, start
         let last = bridge::take_quiet_error().unwrap_or(last);
         if guest_ready.is_none() && checked.elapsed() > Duration::from_secs(1) {
             checked = Instant::now();
-            if fs::read(console).is_ok_and(|c| lifecycle::engine_ready_on_console(&String::from_utf8_lossy(&c))) {
+            if lifecycle::engine_ready_on_console(&read_console(console)) {
                 guest_ready = Some(Instant::now());
             }
         }
         // A transport that lost its way (seen rarely with vhost-device-vsock
         // on hybrid vsock) fails fast and clearly instead of at the limit.
         if guest_ready.is_some_and(|t| t.elapsed() > UNREACHABLE_LIMIT) {
-            return Err(io::Error::other(format!(
-                "the guest reports its engine ready, {UNREACHABLE} for {}s (last attempt: {last}); see the console log",
-                UNREACHABLE_LIMIT.as_secs()
-            )));
+            return Err(io::Error::other(Unreachable { last }));
         }
         if started.elapsed() > limit {
             return Err(io::Error::other(format!(
@@ -405,7 +435,7 @@ fn wait_ready(o: &RunOptions, sock: &Path, console: &Path, vm: &mut Child, start
 /// is overdue; a guest whose init never started is killed at once (nothing
 /// there watches the button, nothing is mounted).
 fn shut_down(qmp_sock: &Path, console: &Path, vm: &mut Child) {
-    let init_runs = tail(console, u64::MAX).is_some_and(|c| lifecycle::milestones(&c).contains(&"init"));
+    let init_runs = lifecycle::milestones(&read_console(console)).contains(&"init");
     if init_runs && matches!(vm.try_wait(), Ok(None)) && qmp::powerdown(qmp_sock).is_ok() {
         let mut shutdown = Shutdown::new(console);
         while !shutdown.overdue() {
@@ -485,6 +515,14 @@ mod tests {
         assert!(!may_connect(&["kernel"], secs(60)), "a slow kernel is waited for");
         assert!(!may_connect(&[], secs(5)));
         assert!(may_connect(&[], HOLD_LIMIT + secs(1)), "a quiet console lets them through after HOLD_LIMIT");
+    }
+
+    #[test]
+    fn only_an_unreachable_engine_is_booted_again() {
+        let e = io::Error::other(Unreachable { last: "no answer".into() });
+        assert!(Unreachable::is(&e));
+        assert!(e.to_string().contains(UNREACHABLE) && e.to_string().contains("no answer"), "{e}");
+        assert!(!Unreachable::is(&io::Error::other(format!("a message that says {UNREACHABLE}"))));
     }
 
     #[test]
