@@ -1,8 +1,9 @@
 //! Published ports on the host: follows the guest's port table (control
 //! port, `SKIFF-CONTROL/1 ports`) and keeps one listener per published
-//! port, protocol and host address. Each accepted TCP connection becomes one
-//! vsock connection to the guest's forward port (2377), relayed by the
-//! bridge's pump; UDP datagrams travel per client address (`udp`). A published port with no host address is bound on 127.0.0.1 and
+//! port, protocol and host address. Each accepted TCP connection becomes
+//! one vsock connection to the guest's forward port (2377), relayed by the
+//! bridge's pump; UDP datagrams travel per client address (`udp`). A
+//! published port with no host address is bound on 127.0.0.1 and
 //! ::1 (so `localhost` works whichever the client resolves); other
 //! interfaces only with `--ports-all-interfaces`. A port that cannot be
 //! bound is reported, retried, and never stops the others. The state of
@@ -500,7 +501,6 @@ mod tests {
             fs::read_to_string(&status).unwrap().contains(&listening)
         });
         assert!(rebound, "{}", fs::read_to_string(&status).unwrap());
-        // Unpublished: the port closes.
         // A UDP port beside them: bound, listed, and freed when unpublished.
         let udp_port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let udp = Published { proto: Proto::Udp, ..entry(Some("127.0.0.1"), udp_port, "10.88.0.7") };
@@ -508,6 +508,7 @@ mod tests {
         let listing = fs::read_to_string(&status).unwrap();
         assert!(listing.contains(&format!("udp 127.0.0.1:{udp_port} -> 10.88.0.7:80 listening")), "{listing}");
         assert!(UdpSocket::bind(("127.0.0.1", udp_port)).is_err(), "the UDP port is held");
+        // Unpublished: the ports close.
         ports.apply(BTreeSet::new());
         thread::sleep(Duration::from_millis(100));
         assert!(TcpStream::connect(("127.0.0.1", free)).is_err());

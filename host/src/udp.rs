@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{Shutdown, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -32,7 +32,7 @@ pub const POLL: Duration = Duration::from_millis(500);
 
 /// A client's flow, as the receiving loop sees it.
 struct Flow {
-    to_guest: std::sync::mpsc::SyncSender<Vec<u8>>,
+    to_guest: SyncSender<Vec<u8>>,
     /// Cleared when the flow has ended (idle, refused, or closed by the guest).
     alive: Arc<AtomicBool>,
 }

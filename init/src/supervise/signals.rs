@@ -28,9 +28,14 @@ fn handled_set() -> libc::sigset_t {
 /// Blocks the handled signals in the calling thread and every thread it
 /// spawns afterwards. Call before starting any thread.
 pub fn block() -> std::io::Result<()> {
-    let set = handled_set();
+    change_mask(libc::SIG_BLOCK, &handled_set())
+}
+
+/// pthread_sigmask(2) for the calling thread; async-signal-safe, so a
+/// forked child may call it before exec.
+fn change_mask(how: libc::c_int, set: &libc::sigset_t) -> std::io::Result<()> {
     // SAFETY: `set` is a valid, initialised sigset; the old mask is not wanted.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    let rc = unsafe { libc::pthread_sigmask(how, set, std::ptr::null_mut()) };
     if rc == 0 { Ok(()) } else { Err(std::io::Error::from_raw_os_error(rc)) }
 }
 
@@ -40,15 +45,12 @@ pub fn block() -> std::io::Result<()> {
 pub fn clean_mask(cmd: &mut Command) -> &mut Command {
     // SAFETY: runs in the forked child before exec; sigemptyset and
     // pthread_sigmask are async-signal-safe and touch only a set on this
-    // stack frame.
+    // stack frame, which sigemptyset initialises.
     unsafe {
         cmd.pre_exec(|| {
             let mut set = MaybeUninit::<libc::sigset_t>::uninit();
             libc::sigemptyset(set.as_mut_ptr());
-            match libc::pthread_sigmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut()) {
-                0 => Ok(()),
-                rc => Err(std::io::Error::from_raw_os_error(rc)),
-            }
+            change_mask(libc::SIG_SETMASK, &set.assume_init())
         })
     }
 }

@@ -23,6 +23,9 @@ use crate::services::vsock::{self, Conn};
 /// answers at once; a container just removed never does).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How often the UDP relay's receive wakes to see whether its flow ended.
+const UDP_POLL: Duration = Duration::from_secs(1);
+
 /// Serves the forward port in the background.
 pub fn spawn_listener(port: u32) {
     vsock::serve_port(port, "published ports", |stream| {
@@ -39,9 +42,6 @@ pub enum Refusal {
     NotPublished(Forward),
 }
 
-/// How often the UDP relay's receive wakes to see whether its flow ended.
-const UDP_POLL: Duration = Duration::from_secs(1);
-
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -52,7 +52,7 @@ impl std::fmt::Display for Refusal {
 }
 
 /// Decides whether a request line may be dialled, given what is published.
-pub fn check(line: &[u8], published: impl Fn(Proto, std::net::IpAddr, u16) -> bool) -> Result<Forward, Refusal> {
+pub fn check(line: &[u8], published: impl Fn(Proto, IpAddr, u16) -> bool) -> Result<Forward, Refusal> {
     let req = wire::parse_forward(line).map_err(|e| Refusal::BadRequest(e.to_string()))?;
     if req.proto == Proto::Udp && req.framed {
         return Err(Refusal::BadRequest("a UDP forward frames datagrams, not the stream's end".into()));
@@ -69,7 +69,7 @@ fn handle(mut vs: VsockStream) -> io::Result<()> {
 }
 
 /// Answers one request on `vs` and relays it to its target.
-fn serve<C: Conn>(mut vs: C, line: &[u8], published: impl Fn(Proto, std::net::IpAddr, u16) -> bool) -> io::Result<()> {
+fn serve<C: Conn>(mut vs: C, line: &[u8], published: impl Fn(Proto, IpAddr, u16) -> bool) -> io::Result<()> {
     let req = match check(line, published) {
         Ok(req) => req,
         Err(refusal) => {
