@@ -8,28 +8,12 @@
 //! `skiff logs` and `skiff shell` use the guest's control port; `skiff
 //! ports` lists the published ports forwarded to the host.
 
-mod accel;
-mod bridge;
-mod context;
-mod control;
-mod datadisk;
+mod commands;
 mod guest;
-mod guestcfg;
-mod images;
-mod lifecycle;
-mod ports;
-mod process;
-mod qemu;
-mod qmp;
-mod run;
-mod settings;
-mod secret;
-mod shares;
 mod state;
 #[cfg(test)]
 mod testutil;
-mod udp;
-mod vsockdev;
+mod vm;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,9 +33,9 @@ struct Cli {
 enum Command {
     /// Boot the VM in the background; returns once the engine answers.
     /// Memory, CPUs, disk size and shares are remembered for the next start.
-    Start(run::RunOptions),
+    Start(commands::run::RunOptions),
     /// Boot the ISO headless in QEMU in the foreground and serve the engine on DIR/docker.sock.
-    Run(run::RunOptions),
+    Run(commands::run::RunOptions),
     /// Whether the VM runs, its ISO, uptime, engine version, forwarded
     /// ports, shares, data disk use and guest memory.
     Status {
@@ -60,7 +44,7 @@ enum Command {
         dir: PathBuf,
     },
     /// Stop the VM if it runs and start the previous ISO with the same data disk.
-    Rollback(run::RunOptions),
+    Rollback(commands::run::RunOptions),
     /// Bridge a local unix socket to the guest's engine port.
     Bridge(BridgeArgs),
     /// Shut the VM down cleanly (ACPI power button) and wait for it to exit.
@@ -79,7 +63,7 @@ enum Command {
     /// Print the guest's log (the init's and the engine's), over vsock.
     Logs {
         #[command(flatten)]
-        guest: control::GuestArgs,
+        guest: guest::control::GuestArgs,
         /// Keep printing new lines as they come.
         #[arg(short, long)]
         follow: bool,
@@ -87,7 +71,7 @@ enum Command {
     /// Open a root shell in the guest (busybox sh), over vsock.
     Shell {
         #[command(flatten)]
-        guest: control::GuestArgs,
+        guest: guest::control::GuestArgs,
         /// Run this command with `sh -c` instead of an interactive shell.
         #[arg(short = 'c', long)]
         command: Option<String>,
@@ -133,13 +117,13 @@ struct BridgeArgs {
 
 /// `skiff start` and `skiff rollback`: the remembered settings merged with
 /// this command's flags, then a detached `skiff run`.
-fn start(opts: &run::RunOptions, matches: Option<&ArgMatches>, rollback: bool) -> std::io::Result<()> {
+fn start(opts: &commands::run::RunOptions, matches: Option<&ArgMatches>, rollback: bool) -> std::io::Result<()> {
     let state = state::StateDir::create(&opts.dir)?;
     let given = |id: &str| matches.and_then(|m| m.value_source(id)).is_some_and(|s| s != ValueSource::DefaultValue);
-    let stored = settings::load(&state.settings());
+    let stored = state::settings::load(&state.settings());
     // Share paths are remembered absolute: the next start may run elsewhere.
     let cwd = std::env::current_dir()?;
-    let (merged, extra) = settings::merge(&stored, |key| {
+    let (merged, extra) = state::settings::merge(&stored, |key| {
         let arg = match key {
             "share" => "shares",
             other => other,
@@ -148,7 +132,7 @@ fn start(opts: &run::RunOptions, matches: Option<&ArgMatches>, rollback: bool) -
             "memory" => vec![opts.memory.to_string()],
             "cpus" => vec![opts.cpus.to_string()],
             "disk_size" => vec![opts.disk_size.clone()],
-            "share" => opts.shares.shares.iter().map(|p| shares::absolute(p, &cwd).display().to_string()).collect(),
+            "share" => opts.shares.shares.iter().map(|p| vm::shares::absolute(p, &cwd).display().to_string()).collect(),
             "no_shares" => vec!["true".to_string()],
             _ => vec![opts.shares.share_via.clone()],
         })
@@ -157,19 +141,19 @@ fn start(opts: &run::RunOptions, matches: Option<&ArgMatches>, rollback: bool) -
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let name = if rollback { "rollback" } else { "start" };
     let at = argv.iter().position(|a| a == name).map_or(argv.len(), |i| i + 1);
-    let mut args = lifecycle::without_iso(&argv[at..]);
+    let mut args = commands::lifecycle::without_iso(&argv[at..]);
     args.extend(extra.into_iter().map(Into::into));
     if !given("dir") {
         args.extend(["--dir".into(), state.path().as_os_str().to_owned()]);
     }
     if rollback {
-        return lifecycle::rollback(&state, &args);
+        return commands::lifecycle::rollback(&state, &args);
     }
-    if lifecycle::running(&state).is_none() && merged != stored {
-        settings::save(&state.settings(), &merged)?;
+    if state::pidfile::running(&state).is_none() && merged != stored {
+        state::settings::save(&state.settings(), &merged)?;
     }
-    let plan = lifecycle::StartPlan { args, iso: given("iso").then(|| opts.iso.clone()), default_iso: opts.iso.clone() };
-    lifecycle::start(&state, &plan)
+    let plan = commands::lifecycle::StartPlan { args, iso: given("iso").then(|| opts.iso.clone()), default_iso: opts.iso.clone() };
+    commands::lifecycle::start(&state, &plan)
 }
 
 fn main() -> ExitCode {
@@ -179,13 +163,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Start(opts) => start(&opts, matches.subcommand_matches("start"), false),
         Command::Rollback(opts) => start(&opts, matches.subcommand_matches("rollback"), true),
-        Command::Status { dir } => state::StateDir::existing(&dir).and_then(|s| lifecycle::status(&s)),
-        Command::Run(opts) => run::run(&opts),
+        Command::Status { dir } => state::StateDir::existing(&dir).and_then(|s| commands::lifecycle::status(&s)),
+        Command::Run(opts) => commands::run::run(&opts),
         Command::Bridge(args) => bridge(args),
-        Command::Stop { dir } => run::stop(&dir),
-        Command::Ports { dir } => state::StateDir::existing(&dir).and_then(|s| ports::list(&s.ports())),
-        Command::Logs { guest, follow } => control::logs(&guest, follow),
-        Command::Shell { guest, command, tty } => match control::shell(&guest, command, tty) {
+        Command::Stop { dir } => state::StateDir::existing(&dir).and_then(|s| commands::lifecycle::stop(&s)),
+        Command::Ports { dir } => state::StateDir::existing(&dir).and_then(|s| guest::ports::list(&s.ports())),
+        Command::Logs { guest, follow } => guest::control::logs(&guest, follow),
+        Command::Shell { guest, command, tty } => match guest::control::shell(&guest, command, tty) {
             Ok(code) => std::process::exit(code),
             Err(e) => Err(e),
         },
@@ -202,21 +186,21 @@ fn main() -> ExitCode {
 /// `skiff bridge`: serves a guest started by any hypervisor on a socket.
 fn bridge(args: BridgeArgs) -> std::io::Result<()> {
     let addr = match (args.cid, args.uds, args.unix) {
-        (Some(cid), _, _) => bridge::Addr::Cid(cid),
-        (None, Some(uds), _) => bridge::Addr::Uds(uds),
-        (None, None, Some(unix)) => bridge::Addr::Unix(unix),
+        (Some(cid), _, _) => guest::bridge::Addr::Cid(cid),
+        (None, Some(uds), _) => guest::bridge::Addr::Uds(uds),
+        (None, None, Some(unix)) => guest::bridge::Addr::Unix(unix),
         (None, None, None) => unreachable!("clap requires --cid, --uds or --unix"),
     };
-    let plain_unix = matches!(addr, bridge::Addr::Unix(_));
-    let mut target = bridge::Target::new(addr);
-    target.secret = args.secret_file.as_deref().map(secret::read).transpose()?;
+    let plain_unix = matches!(addr, guest::bridge::Addr::Unix(_));
+    let mut target = guest::bridge::Target::new(addr);
+    target.secret = args.secret_file.as_deref().map(state::secret::read).transpose()?;
     let status = args.dir.as_deref().map(state::StateDir::create).transpose()?;
-    let listener = bridge::bind(&args.listen)?;
+    let listener = guest::bridge::bind(&args.listen)?;
     eprintln!("skiff: bridging {} to {}", args.listen.display(), target.describe(args.port));
     // A plain unix relay reaches an engine socket, not the guest's ports.
     if !args.no_ports && !plain_unix {
-        ports::Ports::spawn(target.clone(), args.ports_all_interfaces, status.map(|s| s.ports()));
+        guest::ports::Ports::spawn(target.clone(), args.ports_all_interfaces, status.map(|s| s.ports()));
     }
     println!("export DOCKER_HOST=unix://{}", args.listen.display());
-    bridge::serve(listener, target, args.port)
+    guest::bridge::serve(listener, target, args.port)
 }

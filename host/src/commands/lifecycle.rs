@@ -1,9 +1,8 @@
 //! The background lifecycle: `skiff start` (a detached `skiff run` in its
 //! own session, output in DIR/skiff.log, progress from the guest console),
 //! `skiff status`, `skiff stop` (power button, then wait for the exit) and
-//! `skiff rollback`. One VM per state folder: `skiff run` claims the folder
-//! with a pid file, and a pid file whose process is gone or is not our
-//! `skiff run` is a crashed VM's leftover, cleaned up, never trusted.
+//! `skiff rollback`. One VM per state folder: `skiff run` claims it
+//! (`state::pidfile`).
 
 use std::ffi::OsString;
 use std::fs;
@@ -18,154 +17,19 @@ use std::time::{Duration, Instant};
 
 use skiff_proto::status::GuestStatus;
 
-use crate::context;
-use crate::control;
-use crate::datadisk;
-use crate::images::{self, Records};
-use crate::qmp;
-use crate::settings;
+use crate::state::context;
+use crate::guest::control;
+use crate::vm::datadisk;
+use crate::vm::images::{self, Records};
+use crate::vm::qmp;
+use crate::state::pidfile::{self, clean_leftovers, running, ProcId};
+use crate::vm::console::milestones;
+use crate::state::settings;
 use crate::state::StateDir;
 
 /// How long `skiff stop` waits for the VM to exit before killing it: as
 /// long as `skiff run` gives the guest after a signal.
-const STOP_LIMIT: Duration = crate::run::SHUTDOWN_LIMIT;
-
-/// A process as recorded in a pid file: its pid and its start time (clock
-/// ticks after boot, /proc/PID/stat field 22), so a reused pid never passes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProcId {
-    pub pid: i32,
-    pub start: u64,
-}
-
-impl ProcId {
-    /// The live process `pid`; `None` if there is none, or only a zombie
-    /// (a `skiff run` that has exited but whose parent, e.g. a test
-    /// harness waiting for this very `skiff stop`, has not reaped it yet).
-    pub fn of(pid: i32) -> Option<ProcId> {
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        if has_exited(&stat) {
-            return None;
-        }
-        Some(ProcId { pid, start: stat_start_time(&stat)? })
-    }
-
-    fn encode(&self) -> String {
-        format!("{} {}\n", self.pid, self.start)
-    }
-
-    fn decode(text: &str) -> Option<ProcId> {
-        let mut it = text.split_whitespace();
-        let pid = it.next()?.parse().ok().filter(|p: &i32| *p > 0)?;
-        let start = it.next()?.parse().ok()?;
-        Some(ProcId { pid, start })
-    }
-
-    /// Still the same process.
-    pub fn alive(&self) -> bool {
-        ProcId::of(self.pid) == Some(*self)
-    }
-}
-
-/// Field 3 of /proc/PID/stat is Z (zombie) or X (dead): it has exited.
-fn has_exited(stat: &str) -> bool {
-    let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
-    matches!(state, Some("Z" | "X"))
-}
-
-/// Field 22 of /proc/PID/stat (after the `(comm)` field, which may hold spaces).
-fn stat_start_time(stat: &str) -> Option<u64> {
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// True when a command line (NUL-separated) is `skiff … run …`.
-fn is_skiff_run(cmdline: &[u8]) -> bool {
-    let mut args = cmdline.split(|b| *b == 0).filter(|a| !a.is_empty());
-    let Some(argv0) = args.next() else { return false };
-    let name = argv0.rsplit(|b| *b == b'/').next().unwrap_or(argv0);
-    name.starts_with(b"skiff") && args.any(|a| a == b"run")
-}
-
-/// The `skiff run` serving this state folder, if one is alive.
-pub fn running(state: &StateDir) -> Option<ProcId> {
-    let id = ProcId::decode(&fs::read_to_string(state.pid_file()).ok()?)?;
-    let cmdline = fs::read(format!("/proc/{}/cmdline", id.pid)).ok()?;
-    (id.alive() && is_skiff_run(&cmdline)).then_some(id)
-}
-
-/// `skiff run`'s hold on the state folder; the pid file goes with it.
-pub struct Claim {
-    state: StateDir,
-}
-
-/// `skiff run`'s exit: its runtime files go (sockets, pid files, ...),
-/// through the one function that owns them.
-impl Drop for Claim {
-    fn drop(&mut self) {
-        self.state.clear_runtime();
-    }
-}
-
-/// Claims the folder for this `skiff run`: refuses when another one runs,
-/// cleans up a crashed VM's leftovers.
-pub fn claim(state: &StateDir) -> io::Result<Claim> {
-    if let Some(other) = running(state) {
-        return Err(io::Error::other(format!("a VM is already running from {} (pid {})", state.path().display(), other.pid)));
-    }
-    clean_leftovers(state);
-    let me = ProcId::of(std::process::id() as i32).ok_or_else(|| io::Error::other("cannot read our own /proc entry"))?;
-    fs::write(state.pid_file(), me.encode())?;
-    Ok(Claim { state: state.clone() })
-}
-
-/// Records QEMU's process for `status` (and tests).
-pub fn record_qemu(state: &StateDir, pid: u32) -> io::Result<()> {
-    match ProcId::of(pid as i32) {
-        Some(id) => fs::write(state.qemu_pid_file(), id.encode()),
-        None => Ok(()),
-    }
-}
-
-/// The running VM's QEMU, if it is alive.
-pub fn qemu(state: &StateDir) -> Option<ProcId> {
-    ProcId::decode(&fs::read_to_string(state.qemu_pid_file()).ok()?).filter(ProcId::alive)
-}
-
-/// Removes what a VM that did not stop cleanly left behind. Called only
-/// when no `skiff run` of this folder is alive; a clean exit removed
-/// everything already (its claim), so whatever is found is a leftover.
-fn clean_leftovers(state: &StateDir) {
-    let found = state.clear_runtime();
-    if !found.is_empty() {
-        eprintln!("skiff: cleaned up after a VM that did not stop cleanly ({})", found.join(", "));
-    }
-}
-
-/// Boot milestones on the guest console: what a line contains, and its name.
-const MILESTONES: [(&str, &str); 5] = [
-    ("Linux version", "kernel"),
-    ("skiff: init started", "init"),
-    ("skiff: medium:", "medium"),
-    ("skiff: net", "network"),
-    ("skiff: engine", "engine"),
-];
-
-/// True once the guest's console says its engine answers (init's
-/// `engine: ready` line).
-pub fn engine_ready_on_console(console: &str) -> bool {
-    console.contains("skiff: engine: ready")
-}
-
-/// True once the guest's console says it powers off (init's last line).
-pub fn powered_off_on_console(console: &str) -> bool {
-    console.contains("skiff: shutdown: powering off")
-}
-
-/// The milestones reached so far in a console text, in boot order.
-pub fn milestones(console: &str) -> Vec<&'static str> {
-    MILESTONES.iter().filter(|(needle, _)| console.contains(needle)).map(|(_, name)| *name).collect()
-}
+const STOP_LIMIT: Duration = crate::commands::run::SHUTDOWN_LIMIT;
 
 /// What `skiff start` passes on to `skiff run`.
 pub struct StartPlan {
@@ -288,12 +152,12 @@ fn boot(state: &StateDir, args: &[OsString], iso: &Path) -> io::Result<()> {
         }
         let text = fs::read_to_string(&log).unwrap_or_default();
         // `skiff run` gave up on a boot and boots once more: the user hears why.
-        if !retold && text.contains(crate::run::BOOTING_AGAIN) {
+        if !retold && text.contains(crate::commands::run::BOOTING_AGAIN) {
             retold = true;
             if tty {
                 eprintln!();
             }
-            text.lines().filter(|l| l.contains(crate::run::UNREACHABLE) || l.starts_with(crate::run::BOOTING_AGAIN)).for_each(|l| eprintln!("{l}"));
+            text.lines().filter(|l| l.contains(crate::commands::run::UNREACHABLE) || l.starts_with(crate::commands::run::BOOTING_AGAIN)).for_each(|l| eprintln!("{l}"));
             shown = 0;
         }
         if text.contains("export DOCKER_HOST=") {
@@ -360,7 +224,7 @@ pub fn status(state: &StateDir) -> io::Result<()> {
     };
     println!("state: running (pid {})", id.pid);
     println!("state folder: {}", state.path().display());
-    if let Some(q) = qemu(state) {
+    if let Some(q) = pidfile::qemu(state) {
         let cmdline = fs::read(format!("/proc/{}/cmdline", q.pid)).unwrap_or_default();
         let arg = |flag: &str| qemu_arg(&cmdline, flag);
         if let Some(iso) = arg("-cdrom") {
@@ -390,7 +254,7 @@ pub fn status(state: &StateDir) -> io::Result<()> {
 const GUEST_STATUS_LIMIT: Duration = Duration::from_secs(8);
 
 fn fetch_guest_status(state: &StateDir) -> io::Result<GuestStatus> {
-    let target = state.target()?;
+    let target = crate::guest::record::recorded(state)?;
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let _ = tx.send(control::guest_status(&target));
@@ -499,73 +363,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_zombie_has_exited() {
-        assert!(has_exited("4242 (skiff run) Z 1 4242 4242 0 -1"));
-        assert!(has_exited("4242 (a) b) X 1"));
-        assert!(!has_exited("4242 (skiff) S 1 4242 4242 0 -1"));
-        assert!(!has_exited("4242 (skiff Z) R 1"));
-        assert!(ProcId::of(std::process::id() as i32).is_some(), "this process is alive");
-    }
-
-    #[test]
-    fn reads_the_start_time_after_a_spaced_comm() {
-        let stat = "42 (sk iff) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
-        assert_eq!(stat_start_time(stat), Some(98765));
-        assert_eq!(stat_start_time("garbage"), None);
-    }
-
-    #[test]
-    fn pid_records_round_trip_and_reject_junk() {
-        let me = ProcId::of(std::process::id() as i32).unwrap();
-        assert!(me.alive());
-        assert_eq!(ProcId::decode(&me.encode()), Some(me));
-        assert!(!ProcId { start: me.start + 1, ..me }.alive(), "a reused pid is not our process");
-        assert_eq!(ProcId::decode("0 5"), None);
-        assert_eq!(ProcId::decode("x"), None);
-    }
-
-    #[test]
-    fn only_skiff_run_counts() {
-        assert!(is_skiff_run(b"/usr/bin/skiff\0run\0--dir\0/x\0"));
-        assert!(is_skiff_run(b"target/release/skiff\0run\0"));
-        assert!(!is_skiff_run(b"/usr/bin/skiff\0status\0"));
-        assert!(!is_skiff_run(b"/bin/sleep\0run\0"));
-        assert!(!is_skiff_run(b""));
-    }
-
-    #[test]
-    fn stale_pid_file_is_not_trusted_and_is_cleaned() {
-        let dir = std::env::temp_dir().join(format!("skiff-life-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        let state = StateDir::create(&dir).unwrap();
-        // Our own pid is alive, but this test binary is not `skiff run`.
-        let me = ProcId::of(std::process::id() as i32).unwrap();
-        fs::write(state.pid_file(), me.encode()).unwrap();
-        fs::write(state.docker_sock(), b"").unwrap();
-        assert!(running(&state).is_none());
-        let claim = claim(&state).unwrap();
-        assert!(!state.docker_sock().exists(), "stale socket removed");
-        assert!(state.pid_file().exists());
-        drop(claim);
-        assert!(!state.pid_file().exists());
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_clean_exit_leaves_nothing_to_report() {
-        let dir = std::env::temp_dir().join(format!("skiff-life-clean-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        let state = StateDir::create(&dir).unwrap();
-        let claim = claim(&state).unwrap();
-        for f in [state.docker_sock(), state.qmp(), state.ports()] {
-            fs::write(f, b"").unwrap();
-        }
-        drop(claim);
-        assert!(state.clear_runtime().is_empty(), "skiff run's exit removed every runtime file; stop would report none");
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
     fn guest_figures_and_ports_read_plainly() {
         use skiff_proto::status::{DiskUse, ShareUse};
         let g = GuestStatus {
@@ -586,13 +383,6 @@ mod tests {
         assert!(ram.contains("data disk in the guest: none") && ram.contains("shares: none"), "{ram}");
         assert_eq!(describe_ports("guest port table: connected\n"), "ports: none\n");
         assert_eq!(describe_ports("guest port table: connected\ntcp 127.0.0.1:8080 -> 10.88.0.2:80 listening\n"), "port: tcp 127.0.0.1:8080 -> 10.88.0.2:80 listening\n");
-    }
-
-    #[test]
-    fn milestones_in_boot_order() {
-        let c = "[ 0.0] Linux version 6.12\n[ 2.0] skiff: init started (initramfs)\n";
-        assert_eq!(milestones(c), ["kernel", "init"]);
-        assert!(milestones("").is_empty());
     }
 
     #[test]

@@ -22,11 +22,12 @@ use std::thread;
 use std::time::Duration;
 
 use skiff_proto::control::{self, Request, DEFAULT_CONTROL_PORT};
-use skiff_proto::ports::{self as wire, Forward, Proto, Published, Update, DEFAULT_FORWARD_PORT, MAX_LINE};
+use skiff_proto::ports::{self as wire, Proto, Published, Update, MAX_LINE};
 
-use crate::bridge;
-use crate::guest::{Conn, Target};
-use crate::udp;
+use crate::guest::bridge;
+use crate::guest::Target;
+use crate::guest::forward::{open_forward, Dest};
+use crate::guest::udp;
 
 /// How often a listener that could not be bound is tried again.
 const RETRY_EVERY: Duration = Duration::from_secs(5);
@@ -35,9 +36,6 @@ const SILENCE_LIMIT: Duration = Duration::from_secs(20);
 /// Reconnection backoff to the control port.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-
-/// Where a host listener sends its connections.
-pub type Dest = (IpAddr, u16);
 
 /// A listener's place: its protocol and host address (TCP and UDP may
 /// share a port number).
@@ -381,20 +379,6 @@ fn accept(listener: TcpListener, dest: Arc<Mutex<Dest>>, guest: Target) {
             }
         });
     }
-}
-
-/// Opens a forwarded connection to `ip`:`port` in the guest (request line
-/// and answer done), ready to relay. TCP frames the stream's end on hybrid
-/// vsock; UDP frames each datagram instead (`skiff_proto::datagram`).
-pub fn open_forward(guest: &Target, proto: Proto, ip: IpAddr, port: u16) -> io::Result<Conn> {
-    let mut conn = guest.connect(DEFAULT_FORWARD_PORT)?;
-    let req = Forward { proto, ip, port, framed: proto == Proto::Tcp && guest.needs_framing() };
-    conn.write_all(wire::encode_forward(&req).as_bytes())?;
-    conn.set_read_timeout(Some(Duration::from_secs(15)))?;
-    let reply = skiff_proto::read_line(&mut conn, MAX_LINE)?;
-    conn.set_read_timeout(None)?;
-    wire::parse_forward_reply(&reply).map_err(|why| io::Error::new(io::ErrorKind::ConnectionRefused, format!("the guest refused: {why}")))?;
-    Ok(conn)
 }
 
 fn forward(client: TcpStream, guest: &Target, ip: IpAddr, port: u16) -> io::Result<()> {

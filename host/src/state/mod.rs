@@ -2,15 +2,21 @@
 //! and records. It is the boundary between local users, so it is created
 //! 0700 under a restrictive umask before anything is made in it, and one
 //! owned by another user is refused.
+//!
+//! The records kept in it or for it: the secret, the remembered settings,
+//! and the docker context that points at its socket.
+
+pub mod context;
+pub mod pidfile;
+pub mod secret;
+pub mod settings;
+
 
 use std::env;
 use std::fs::{self, DirBuilder};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-
-use crate::guest::{Addr, Target};
-use crate::secret;
 
 /// `~/.skiff`, or `./.skiff` without a home.
 pub fn default_dir() -> PathBuf {
@@ -166,32 +172,8 @@ impl StateDir {
         removed
     }
     /// Where a running VM's vsock is reached, recorded by `skiff run`.
-    fn target_record(&self) -> PathBuf {
+    pub fn target_record(&self) -> PathBuf {
         self.root.join("vsock-target")
-    }
-
-    /// Records how the running VM is reached, for `skiff logs`/`shell`
-    /// (the secret stays in its own file).
-    pub fn record_target(&self, target: &Target) -> io::Result<()> {
-        fs::write(self.target_record(), encode_target(&target.addr))
-    }
-
-    /// How the VM started from this folder is reached, with its secret;
-    /// never a guess.
-    pub fn target(&self) -> io::Result<Target> {
-        let text = fs::read_to_string(self.target_record()).map_err(|e| {
-            io::Error::other(format!(
-                "no VM running from {}, or it is still starting ({e}); give --cid or --uds for a VM started elsewhere",
-                self.root.display()
-            ))
-        })?;
-        let addr = decode_target(&text).ok_or_else(|| io::Error::other(format!("{} is damaged: {text:?}", self.target_record().display())))?;
-        let secret = match secret::read(&self.secret()) {
-            Ok(s) => Some(s),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
-        Ok(Target { addr, secret })
     }
 }
 
@@ -210,25 +192,6 @@ fn check_owner(root: &Path, uid: u32, me: u32) -> io::Result<()> {
         )));
     }
     Ok(())
-}
-
-/// One line: `cid N` or `hybrid PATH`.
-fn encode_target(addr: &Addr) -> String {
-    match addr {
-        Addr::Cid(cid) => format!("cid {cid}\n"),
-        Addr::Uds(path) => format!("hybrid {}\n", path.display()),
-        Addr::Unix(path) => format!("unix {}\n", path.display()),
-    }
-}
-
-fn decode_target(text: &str) -> Option<Addr> {
-    let (kind, value) = text.trim_end_matches('\n').split_once(' ')?;
-    match kind {
-        "cid" => value.parse().ok().map(Addr::Cid),
-        "hybrid" => Some(Addr::Uds(PathBuf::from(value))),
-        "unix" => Some(Addr::Unix(PathBuf::from(value))),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -286,26 +249,6 @@ mod tests {
         }
         assert!(s.images().is_dir());
         assert!(s.clear_runtime().is_empty(), "a second pass finds nothing: no leftovers reported");
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn target_record_round_trips_and_is_never_guessed() {
-        for t in [Addr::Cid(7), Addr::Uds(PathBuf::from("/a b/vsock.sock")), Addr::Unix(PathBuf::from("/u"))] {
-            let back = decode_target(&encode_target(&t)).unwrap();
-            assert_eq!(format!("{back:?}"), format!("{t:?}"));
-        }
-        assert!(decode_target("cid x").is_none());
-        assert!(decode_target("").is_none());
-        let dir = scratch("target");
-        let s = StateDir::create(&dir).unwrap();
-        assert!(s.target().is_err(), "no record → no target, not CID 3");
-        s.record_target(&Target::new(Addr::Cid(9))).unwrap();
-        assert!(matches!(s.target().unwrap(), Target { addr: Addr::Cid(9), secret: None }));
-        let made = secret::ensure(&s.secret()).unwrap();
-        assert_eq!(s.target().unwrap().secret, Some(made), "the secret comes with the address");
-        s.clear_runtime();
-        assert!(s.target().is_err());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

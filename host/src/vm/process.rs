@@ -106,7 +106,7 @@ mod tests {
         // In a process of its own: a subreaper reaping with waitpid(-1)
         // would take the children of tests running beside it.
         let out = Command::new(env::current_exe().unwrap())
-            .args(["--exact", "process::tests::adopt_and_reap", "--ignored", "--test-threads=1"])
+            .args(["--exact", "vm::process::tests::adopt_and_reap", "--ignored", "--test-threads=1"])
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);

@@ -13,7 +13,7 @@ use skiff_proto::shell::{self, Msg, Start};
 use skiff_proto::status;
 
 use crate::guest::{Addr, Conn, Target};
-use crate::secret;
+use crate::state::secret;
 use crate::state::StateDir;
 
 /// Where the guest is: a `skiff run` state folder, or an explicit vsock address.
@@ -43,7 +43,7 @@ impl GuestArgs {
         let mut target = match (&self.cid, &self.uds) {
             (Some(cid), _) => Target::new(Addr::Cid(*cid)),
             (None, Some(uds)) => Target::new(Addr::Uds(uds.clone())),
-            (None, None) => StateDir::existing(&self.dir)?.target()?,
+            (None, None) => crate::guest::record::recorded(&StateDir::existing(&self.dir)?)?,
         };
         if let Some(path) = &self.secret_file {
             target.secret = Some(secret::read(path)?);

@@ -13,20 +13,21 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use skiff_proto::DEFAULT_ENGINE_PORT;
 
-use crate::accel;
-use crate::bridge;
-use crate::datadisk;
-use crate::images;
-use crate::lifecycle;
-use crate::guestcfg::GuestConfig;
-use crate::process::{self, die_with_parent};
-use crate::ports::Ports;
-use crate::qemu::{self, Arch, DirectKernel, Machine, Medium};
-use crate::qmp;
-use crate::secret;
-use crate::shares::{self, ShareOptions, Shares};
+use crate::vm::accel;
+use crate::guest::bridge;
+use crate::vm::datadisk;
+use crate::vm::images;
+use crate::state::pidfile;
+use crate::vm::console;
+use crate::vm::guestcfg::GuestConfig;
+use crate::vm::process::{self, die_with_parent};
+use crate::guest::ports::Ports;
+use crate::vm::qemu::{self, Arch, DirectKernel, Machine, Medium};
+use crate::vm::qmp;
+use crate::state::secret;
+use crate::vm::shares::{self, ShareOptions, Shares};
 use crate::state::{default_dir, StateDir};
-use crate::vsockdev::VsockDevice;
+use crate::vm::vsockdev::VsockDevice;
 
 /// How long the guest may take to shut down after the power button before
 /// QEMU is killed: its own worst case plus a margin for a slow host.
@@ -224,7 +225,7 @@ pub const BOOTING_AGAIN: &str = "skiff: booting once more";
 
 fn run_once(o: &RunOptions) -> io::Result<()> {
     let state = StateDir::create(&o.dir)?;
-    let _claim = lifecycle::claim(&state)?;
+    let _claim = pidfile::claim(&state)?;
     if let Err(e) = process::become_subreaper() {
         eprintln!("skiff: cannot become a child subreaper ({e}); orphans of the device daemons go to PID 1");
     }
@@ -253,7 +254,7 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
         .stdin(Stdio::null())
         .spawn()
         .map_err(|e| io::Error::other(format!("cannot start {}: {e}", arch.qemu_binary())))?;
-    lifecycle::record_qemu(&state, vm.id())?;
+    pidfile::record_qemu(&state, vm.id())?;
 
     let docker_sock = state.docker_sock();
     let listener = bridge::bind(&docker_sock)?;
@@ -264,7 +265,7 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
     // Other processes (`skiff shell`, `status`) find the VM through the
     // record, so it is written once connections are let through.
     let ready = wait_init(&console, &mut vm, started, Duration::from_secs(o.timeout))
-        .and_then(|()| state.record_target(&vsock.target))
+        .and_then(|()| crate::guest::record::record(&state, &vsock.target))
         .and_then(|()| wait_ready(o, &docker_sock, &console, &mut vm, started));
     let ready_after = started.elapsed();
     bridge::QUIET.store(false, Ordering::Relaxed);
@@ -351,7 +352,7 @@ const HOLD_LIMIT: Duration = Duration::from_secs(20);
 fn wait_init(console: &Path, vm: &mut Child, started: Instant, limit: Duration) -> io::Result<()> {
     while started.elapsed() < limit {
         still_booting(vm)?;
-        if may_connect(&lifecycle::milestones(&read_console(console)), started.elapsed()) {
+        if may_connect(&console::milestones(&read_console(console)), started.elapsed()) {
             break;
         }
         thread::sleep(Duration::from_millis(50));
@@ -411,7 +412,7 @@ fn wait_ready(o: &RunOptions, sock: &Path, console: &Path, vm: &mut Child, start
         let last = bridge::take_quiet_error().unwrap_or(last);
         if guest_ready.is_none() && checked.elapsed() > Duration::from_secs(1) {
             checked = Instant::now();
-            if lifecycle::engine_ready_on_console(&read_console(console)) {
+            if console::engine_ready_on_console(&read_console(console)) {
                 guest_ready = Some(Instant::now());
             }
         }
@@ -435,7 +436,7 @@ fn wait_ready(o: &RunOptions, sock: &Path, console: &Path, vm: &mut Child, start
 /// is overdue; a guest whose init never started is killed at once (nothing
 /// there watches the button, nothing is mounted).
 fn shut_down(qmp_sock: &Path, console: &Path, vm: &mut Child) {
-    let init_runs = lifecycle::milestones(&read_console(console)).contains(&"init");
+    let init_runs = console::milestones(&read_console(console)).contains(&"init");
     if init_runs && matches!(vm.try_wait(), Ok(None)) && qmp::powerdown(qmp_sock).is_ok() {
         let mut shutdown = Shutdown::new(console);
         while !shutdown.overdue() {
@@ -490,17 +491,11 @@ impl<'a> Shutdown<'a> {
     }
 
     fn overdue(&mut self) -> bool {
-        if self.off.is_none() && tail(self.console, 64 * 1024).is_some_and(|t| lifecycle::powered_off_on_console(&t)) {
+        if self.off.is_none() && tail(self.console, 64 * 1024).is_some_and(|t| console::powered_off_on_console(&t)) {
             self.off = Some(Instant::now());
         }
         self.pressed.elapsed() > SHUTDOWN_LIMIT || self.off.is_some_and(|t| t.elapsed() > POWERED_OFF_GRACE)
     }
-}
-
-/// `skiff stop`: presses the power button of the VM started from `dir`
-/// and waits for it to exit.
-pub fn stop(dir: &Path) -> io::Result<()> {
-    lifecycle::stop(&StateDir::existing(dir)?)
 }
 
 #[cfg(test)]

@@ -2,6 +2,18 @@
 //! hybrid-vsock unix socket (`CONNECT <port>` handshake), or a plain unix
 //! socket. Every host-side connection to the guest is opened here, and
 //! presents the VM's secret first when one is known.
+//!
+//! The modules below are the connections built on it: the engine socket
+//! (`bridge`), published ports (`ports`, `forward`, `udp`), the control port
+//! (`control`), and the record that tells other terminals how to connect.
+
+pub mod bridge;
+pub mod control;
+pub mod forward;
+pub mod ports;
+pub mod record;
+pub mod udp;
+
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use skiff_proto::auth::{Secret, SECRET_LEN};
 
-use crate::state::euid;
+use rustix::process::geteuid;
 
 /// Reads a secret file: 64 hex digits (a trailing newline is fine).
 pub fn read(path: &Path) -> io::Result<Secret> {
@@ -28,7 +28,7 @@ pub fn read(path: &Path) -> io::Result<Secret> {
 /// written there 0600 (a file others could read may have leaked).
 pub fn ensure(path: &Path) -> io::Result<Secret> {
     if let Ok(meta) = fs::symlink_metadata(path) {
-        let private = meta.is_file() && meta.mode() & 0o077 == 0 && meta.uid() == euid();
+        let private = meta.is_file() && meta.mode() & 0o077 == 0 && meta.uid() == geteuid().as_raw();
         if private {
             if let Ok(secret) = read(path) {
                 return Ok(secret);

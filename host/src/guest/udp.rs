@@ -19,7 +19,7 @@ use skiff_proto::datagram;
 use skiff_proto::ports::Proto;
 
 use crate::guest::Target;
-use crate::ports::{open_forward, Dest};
+use crate::guest::forward::{open_forward, Dest};
 
 /// How long a flow lives without a datagram from its client.
 const IDLE: Duration = Duration::from_secs(90);

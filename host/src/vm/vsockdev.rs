@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::guest::{Addr, Target};
-use crate::process::{die_with_parent, find_program, stop, wait_for_path};
+use crate::vm::process::{die_with_parent, find_program, stop, wait_for_path};
 use crate::state::StateDir;
 
 /// A started vsock device: how to reach the guest and what QEMU needs.

@@ -17,8 +17,8 @@ use std::time::Duration;
 use clap::Args;
 use skiff_proto::shares::{check_path, PathError, Transport};
 
-use crate::guestcfg::GuestConfig;
-use crate::process::{die_with_parent, find_program, stop, wait_for_path};
+use crate::vm::guestcfg::GuestConfig;
+use crate::vm::process::{die_with_parent, find_program, stop, wait_for_path};
 use crate::state::StateDir;
 
 /// Options of `skiff run` about shares.
