@@ -262,6 +262,52 @@ fn as_a_normal_user_container_files_belong_to_the_user() {
     run_sh(&vm, &[], &vol, "busybox chown 123:123 /src/by-root");
     assert_eq!(fs::metadata(project.join("by-root")).unwrap().uid(), USER);
 
+    // The state folder lies in the shared home: a container given the home
+    // sees it empty and cannot plant anything in it.
+    let (h, st) = (s(&home), s(&state));
+    let seen = run_sh(&vm, &[], &format!("{h}:{h}"), &format!("ls -A {st}; cat {st}/secret 2>/dev/null && echo LEAK; touch {st}/x 2>/dev/null && echo PLANTED; echo ok"));
+    assert_eq!(seen, "ok\n", "the state folder shows through the shared home");
+    assert!(state.join("secret").is_file() && !state.join("x").exists());
+
     vm.shutdown_wrapped(&as_user[..4]);
     assert_eq!(virtiofsd_for(&state), Vec::<String>::new(), "virtiofsd left running");
+}
+
+/// A container given a folder that holds the VM's state folder (`~/.skiff`
+/// in the shared home, or any `--dir` in a `--share`) sees the state
+/// folder empty and read-only: not the secret, not the records the CLI
+/// trusts; nor does the guest, nor a privileged container that mounts the
+/// share itself. Over 9p, which cannot hide it, such a share is refused.
+#[test]
+fn the_state_folder_never_shows_through_a_share() {
+    let scratch = Scratch::new("shares-hidden");
+    let shared = scratch.0.join("shared");
+    let state = shared.join(".skiff");
+    fs::create_dir_all(&state).unwrap();
+    let (d, st) = (s(&shared), s(&state));
+    for (via, share, why) in [("9p", d, "holds the state folder"), ("virtiofs", st, "lies in the VM's state folder")] {
+        let out = Command::new(skiff_bin())
+            .args(["run", "--iso", s(&iso()), "--dir", st, "--share-via", via, "--share", share, "--ephemeral"])
+            .output()
+            .expect("run skiff");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(why), "--share-via {via} --share {share}: {err}");
+        assert!(!state.join("console.log").exists(), "a VM was started");
+    }
+
+    let image = busybox_image(&scratch.0, "skiff-test/busybox:latest");
+    let vm = Vm::boot_with(&state, &["--share", d]);
+    vm.docker_ok(&["load", "-i", s(&image)]);
+    assert!(state.join("secret").is_file(), "the host keeps its secret");
+    let probe = format!("ls -A {st}; cat {st}/secret 2>/dev/null && echo LEAK; ln -s /etc/passwd {st}/ports.tmp 2>/dev/null && echo PLANTED; echo ok");
+    assert_eq!(run_sh(&vm, &[], &format!("{d}:{d}"), &probe), "ok\n", "a container sees the state folder");
+    assert_eq!(vm.shell_ok(&probe), "ok\n", "the guest sees the state folder");
+    let mounts = vm.shell_ok("cat /proc/mounts");
+    let tag = mounts.lines().find(|l| l.contains(&format!(" {d} virtiofs "))).and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{d} not mounted:\n{mounts}")).to_string();
+    let again = vm.docker_ok(&["run", "--rm", "--privileged", "--network", "none", IMAGE, "sh", "-c",
+        &format!("mkdir /m && mount -t virtiofs {tag} /m && ls -A /m/.skiff; cat /m/.skiff/secret 2>/dev/null && echo LEAK; echo ok")]);
+    assert_eq!(again, "ok\n", "a privileged container mounting the share sees the state folder");
+    assert!(!state.join("ports.tmp").is_symlink());
+    vm.shutdown();
 }

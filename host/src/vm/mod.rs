@@ -5,6 +5,7 @@
 pub mod accel;
 pub mod datadisk;
 pub mod guestcfg;
+pub mod hide;
 pub mod console;
 pub mod images;
 pub mod process;

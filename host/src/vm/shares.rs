@@ -17,7 +17,10 @@ use std::time::Duration;
 use clap::Args;
 use skiff_proto::shares::{check_path, PathError, Transport};
 
+use rustix::process::{getegid, geteuid};
+
 use crate::vm::guestcfg::GuestConfig;
+use crate::vm::hide::{self, Cover, Overlap};
 use crate::vm::process::{die_with_parent, find_program, stop, wait_for_path};
 use crate::state::StateDir;
 
@@ -50,6 +53,10 @@ pub enum ShareError {
     Missing(PathBuf, io::Error),
     /// The path (or where its symlinks lead) cannot be shared.
     Refused { path: PathBuf, resolved: Option<PathBuf>, why: PathError },
+    /// A 9p share would show the state folder to containers.
+    HoldsState { path: PathBuf, state: PathBuf },
+    /// The folder is the state folder or lies in it.
+    InState { path: PathBuf, state: PathBuf },
 }
 
 impl fmt::Display for ShareError {
@@ -59,6 +66,16 @@ impl fmt::Display for ShareError {
             ShareError::Refused { path, resolved: None, why } => write!(f, "refusing to share {}: {why}", path.display()),
             ShareError::Refused { path, resolved: Some(r), why } => {
                 write!(f, "refusing to share {} (it resolves to {}): {why}", path.display(), r.display())
+            }
+            ShareError::HoldsState { path, state } => write!(
+                f,
+                "refusing to share {} over 9p: it holds the state folder {}, which 9p cannot keep from containers; \
+                 use --share-via virtiofs, or a --dir outside the shared folders",
+                path.display(),
+                state.display()
+            ),
+            ShareError::InState { path, state } => {
+                write!(f, "refusing to share {}: it is or lies in the VM's state folder {}", path.display(), state.display())
             }
         }
     }
@@ -248,6 +265,22 @@ pub fn tell_guest(cfg: &mut GuestConfig, shares: &[Share], via: Transport) {
     }
 }
 
+/// For each share, the state folder to cover in its server (see `hide`):
+/// a share inside the state folder is refused, and so is a 9p share that
+/// holds it (QEMU serves 9p itself and needs the folder in view).
+fn state_covers(shares: &[Share], state: &Path, via: Transport) -> Result<Vec<Option<PathBuf>>, ShareError> {
+    let state = fs::canonicalize(state).map_err(|e| ShareError::Missing(state.to_path_buf(), e))?;
+    shares
+        .iter()
+        .map(|s| match hide::overlap(&s.source, &state) {
+            Overlap::None => Ok(None),
+            Overlap::Holds(folder) if via == Transport::Virtiofs => Ok(Some(folder)),
+            Overlap::Holds(_) => Err(ShareError::HoldsState { path: s.path.clone(), state: state.clone() }),
+            Overlap::Within => Err(ShareError::InState { path: s.path.clone(), state: state.clone() }),
+        })
+        .collect()
+}
+
 /// The started shares: what QEMU and the guest need; the daemons stop when
 /// this is dropped (their sockets and pid files are runtime files of the
 /// state folder, removed with the others by `StateDir::clear_runtime`).
@@ -265,8 +298,8 @@ impl Shares {
         let via = Transport::parse(&o.share_via).unwrap_or(Transport::Virtiofs);
         let home = env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
         let shares = plan(o, home.as_deref(), &env::current_dir()?)?;
-        // SAFETY: geteuid and getegid have no preconditions and cannot fail.
-        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let covers = state_covers(&shares, state.path(), via)?;
+        let (uid, gid) = (geteuid().as_raw(), getegid().as_raw());
         let mut started = Shares { shares, via, qemu_args: Vec::new(), daemons: Vec::new(), sockets: Vec::new() };
         if via == Transport::Virtiofs && !started.shares.is_empty() {
             let prog = find_program("virtiofsd").ok_or_else(|| {
@@ -278,10 +311,25 @@ impl Shares {
                 // No stale socket: `skiff run`'s claim cleared the folder.
                 let socket = state.share_socket(i);
                 started.sockets.push(socket.clone());
-                let mut child =
-                    die_with_parent(Command::new(&prog).args(virtiofsd_args(share, &socket, ids, max_files)).stdout(Stdio::null()))
-                        .spawn()
-                        .map_err(|e| io::Error::other(format!("cannot start virtiofsd: {e}")))?;
+                let mut cmd = Command::new(&prog);
+                let cover = match &covers[i] {
+                    Some(folder) => Some(Cover::new(folder, ids)?),
+                    None => None,
+                };
+                let bind_at = cover.as_ref().map_or(socket.clone(), |c| c.path_for_child(&format!("fs-{i}.sock")));
+                cmd.args(virtiofsd_args(share, &bind_at, ids, max_files)).stdout(Stdio::null());
+                if let Some(c) = &cover {
+                    c.apply(&mut cmd);
+                }
+                let mut child = die_with_parent(&mut cmd).spawn().map_err(|e| match &cover {
+                    Some(_) => io::Error::other(format!(
+                        "cannot start virtiofsd for {} with the state folder {} hidden from it ({e}); \
+                         use a --dir outside the shared folders, or --no-shares",
+                        share.path.display(),
+                        state.path().display()
+                    )),
+                    None => io::Error::other(format!("cannot start virtiofsd: {e}")),
+                })?;
                 let up = wait_for_path(&socket, &mut child, "virtiofsd", Duration::from_secs(10));
                 started.daemons.push(child);
                 up?;
@@ -428,5 +476,24 @@ mod tests {
         tell_guest(&mut cfg, &shares, Transport::NineP);
         let text = cfg.render();
         assert!(text.contains("[[shares]]\ntag = \"skiff0\"\npath = \"/home/a,b\"\nfs = \"9p\"\n"), "{text}");
+    }
+
+    #[test]
+    fn a_share_holding_the_state_folder_covers_it_and_9p_or_a_share_inside_it_is_refused() {
+        let dir = scratch("covers");
+        let state = dir.join("home/.skiff");
+        fs::create_dir_all(state.join("images")).unwrap();
+        let share = |p: PathBuf| Share { source: fs::canonicalize(&p).unwrap(), path: p, tag: "skiff0".into() };
+        let canon = fs::canonicalize(&state).unwrap();
+        let home = share(dir.join("home"));
+        assert_eq!(state_covers(std::slice::from_ref(&home), &state, Transport::Virtiofs).unwrap(), vec![Some(canon)]);
+        assert!(matches!(state_covers(&[home], &state, Transport::NineP), Err(ShareError::HoldsState { .. })));
+        let inside = share(state.join("images"));
+        assert!(matches!(state_covers(&[inside], &state, Transport::Virtiofs), Err(ShareError::InState { .. })));
+        let apart = share(dir.clone());
+        let other = scratch("covers-other");
+        assert_eq!(state_covers(&[apart], &other, Transport::NineP).unwrap(), vec![None]);
+        fs::remove_dir_all(&dir).unwrap();
+        fs::remove_dir_all(&other).unwrap();
     }
 }
