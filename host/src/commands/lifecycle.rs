@@ -23,7 +23,11 @@ use crate::vm::datadisk;
 use crate::vm::images::{self, Records};
 use crate::vm::qmp;
 use crate::state::pidfile::{self, clean_leftovers, running, ProcId};
-use crate::vm::console::milestones;
+use crate::state::file;
+use crate::vm::console::{self, milestones};
+
+/// The most read of a console, a run log or the port listing.
+const MAX_READ: u64 = 4 << 20;
 use crate::state::settings;
 use crate::state::StateDir;
 
@@ -118,7 +122,7 @@ fn boot(state: &StateDir, args: &[OsString], iso: &Path) -> io::Result<()> {
     let log = state.run_log();
     // The last boot's console must not count as this one's progress.
     let _ = fs::remove_file(state.console());
-    let out = fs::File::create(&log)?;
+    let out = file::create(&log)?;
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
     cmd.arg("run").args(args).arg("--iso").arg(iso);
@@ -138,7 +142,7 @@ fn boot(state: &StateDir, args: &[OsString], iso: &Path) -> io::Result<()> {
     let mut retold = false;
     let started = Instant::now();
     loop {
-        let console = fs::read(state.console()).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+        let console = console::tail(&state.console(), MAX_READ).unwrap_or_default();
         let reached = milestones(&console);
         if reached.len() > shown {
             if tty {
@@ -150,7 +154,7 @@ fn boot(state: &StateDir, args: &[OsString], iso: &Path) -> io::Result<()> {
             }
             shown = reached.len();
         }
-        let text = fs::read_to_string(&log).unwrap_or_default();
+        let text = console::tail(&log, MAX_READ).unwrap_or_default();
         // `skiff run` gave up on a boot and boots once more: the user hears why.
         if !retold && text.contains(crate::commands::run::BOOTING_AGAIN) {
             retold = true;
@@ -244,7 +248,7 @@ pub fn status(state: &StateDir) -> io::Result<()> {
     }
     println!("docker host: unix://{} (docker context {})", state.docker_sock().display(), context::NAME);
     print_disk(&disk);
-    print!("{}", describe_ports(&fs::read_to_string(state.ports()).unwrap_or_default()));
+    print!("{}", describe_ports(&file::read(&state.ports(), MAX_READ).unwrap_or_default()));
     println!("settings: {}", settings::describe(&settings::load(&state.settings())));
     Ok(())
 }

@@ -237,7 +237,7 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
     let shares = Shares::start(&o.shares, &state)?;
     let mut vsock = VsockDevice::start(&state, o.cid)?;
     // Every connection to this VM (bridge, control, forwarded ports) presents it.
-    vsock.target.secret = Some(secret::ensure(&state.secret())?);
+    vsock.target.secret = Some(secret::renew(&state.secret())?);
     let arch = match o.arch {
         Some(a) => a,
         None => Arch::of_iso(&o.iso)?,
@@ -375,18 +375,7 @@ fn still_booting(vm: &mut Child) -> io::Result<()> {
 
 /// The guest's console so far ("" before QEMU has created it).
 fn read_console(console: &Path) -> String {
-    tail(console, u64::MAX).unwrap_or_default()
-}
-
-/// The last `n` bytes of a file (a long-running VM's console can be large).
-fn tail(path: &Path, n: u64) -> Option<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = fs::File::open(path).ok()?;
-    let len = f.metadata().ok()?.len();
-    f.seek(SeekFrom::Start(len.saturating_sub(n))).ok()?;
-    let mut buf = Vec::new();
-    f.read_to_end(&mut buf).ok()?;
-    Some(String::from_utf8_lossy(&buf).into_owned())
+    console::tail(console, u64::MAX).unwrap_or_default()
 }
 
 /// Whether the guest's vsock device is safe to connect to, given the boot
@@ -491,7 +480,7 @@ impl<'a> Shutdown<'a> {
     }
 
     fn overdue(&mut self) -> bool {
-        if self.off.is_none() && tail(self.console, 64 * 1024).is_some_and(|t| console::powered_off_on_console(&t)) {
+        if self.off.is_none() && console::tail(self.console, 64 * 1024).is_some_and(|t| console::powered_off_on_console(&t)) {
             self.off = Some(Instant::now());
         }
         self.pressed.elapsed() > SHUTDOWN_LIMIT || self.off.is_some_and(|t| t.elapsed() > POWERED_OFF_GRACE)
@@ -518,15 +507,5 @@ mod tests {
         assert!(Unreachable::is(&e));
         assert!(e.to_string().contains(UNREACHABLE) && e.to_string().contains("no answer"), "{e}");
         assert!(!Unreachable::is(&io::Error::other(format!("a message that says {UNREACHABLE}"))));
-    }
-
-    #[test]
-    fn tail_reads_the_end_of_a_file() {
-        let path = std::env::temp_dir().join(format!("skiff-tail-{}", std::process::id()));
-        fs::write(&path, "a".repeat(100) + "powering off").unwrap();
-        assert_eq!(tail(&path, 12).as_deref(), Some("powering off"));
-        assert_eq!(tail(&path, 1000).map(|t| t.len()), Some(112));
-        fs::remove_file(&path).unwrap();
-        assert_eq!(tail(&path, 10), None);
     }
 }

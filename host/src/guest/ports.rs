@@ -11,7 +11,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -28,6 +27,10 @@ use crate::guest::bridge;
 use crate::guest::Target;
 use crate::guest::forward::{open_forward, Dest};
 use crate::guest::udp;
+use crate::state::file as state_file;
+
+/// The most `skiff ports` reads of the listing.
+const MAX_LISTING: u64 = 1 << 20;
 
 /// How often a listener that could not be bound is tried again.
 const RETRY_EVERY: Duration = Duration::from_secs(5);
@@ -337,8 +340,7 @@ impl Ports {
         for (p, why) in &st.skipped {
             text.push_str(&format!("{} skipped: {why}\n", p.describe()));
         }
-        let tmp = file.with_extension("tmp");
-        if let Err(e) = fs::write(&tmp, text).and_then(|()| fs::rename(&tmp, file)) {
+        if let Err(e) = state_file::write(file, text.as_bytes()) {
             eprintln!("skiff: ports: cannot write {}: {e}", file.display());
         }
     }
@@ -389,9 +391,7 @@ fn forward(client: TcpStream, guest: &Target, ip: IpAddr, port: u16) -> io::Resu
 
 /// `skiff ports`: prints the listing a running `skiff run` keeps.
 pub fn list(status_file: &std::path::Path) -> io::Result<()> {
-    let mut text = String::new();
-    fs::File::open(status_file)
-        .and_then(|mut f| f.read_to_string(&mut text))
+    let text = state_file::read(status_file, MAX_LISTING)
         .map_err(|e| io::Error::other(format!("no port listing at {} ({e}); is a VM running?", status_file.display())))?;
     print!("{text}");
     Ok(())
@@ -400,6 +400,7 @@ pub fn list(status_file: &std::path::Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn entry(host_ip: Option<&str>, host_port: u16, target: &str) -> Published {
         Published {

@@ -2,23 +2,22 @@
 //! reached, written by `skiff run` once connections are let through, read
 //! by `skiff logs`/`shell`/`status` in other terminals. Never a guess.
 
-use std::fs;
 use std::io;
 use std::path::PathBuf;
 
 use crate::guest::{Addr, Target};
 use crate::state::secret;
-use crate::state::StateDir;
+use crate::state::{file, StateDir};
 
 /// Records how the running VM is reached (the secret stays in its own file).
 pub fn record(state: &StateDir, target: &Target) -> io::Result<()> {
-    fs::write(state.target_record(), encode_target(&target.addr))
+    file::write(&state.target_record(), encode_target(&target.addr).as_bytes())
 }
 
 /// How the VM started from this folder is reached, with its secret.
 pub fn recorded(state: &StateDir) -> io::Result<Target> {
     let path = state.target_record();
-    let text = fs::read_to_string(&path).map_err(|e| {
+    let text = file::read(&path, 4096).map_err(|e| {
         io::Error::other(format!(
             "no VM running from {}, or it is still starting ({e}); give --cid or --uds for a VM started elsewhere",
             state.path().display()
@@ -55,6 +54,7 @@ fn decode_target(text: &str) -> Option<Addr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn target_record_round_trips_and_is_never_guessed() {
@@ -70,7 +70,7 @@ mod tests {
         assert!(recorded(&s).is_err(), "no record → no target, not CID 3");
         record(&s, &Target::new(Addr::Cid(9))).unwrap();
         assert!(matches!(recorded(&s).unwrap(), Target { addr: Addr::Cid(9), secret: None }));
-        let made = secret::ensure(&s.secret()).unwrap();
+        let made = secret::renew(&s.secret()).unwrap();
         assert_eq!(recorded(&s).unwrap().secret, Some(made), "the secret comes with the address");
         s.clear_runtime();
         assert!(recorded(&s).is_err());

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::state::file;
+
 pub const NAME: &str = "skiff";
 
 /// `$DOCKER_CONFIG`, else `~/.docker`.
@@ -52,11 +54,10 @@ fn json_string(s: &str) -> String {
 pub fn ensure(config: &Path, sock: &Path) -> io::Result<PathBuf> {
     let dir = meta_dir(config, NAME);
     fs::create_dir_all(&dir)?;
-    let file = dir.join("meta.json");
-    let tmp = dir.join("meta.json.tmp");
-    fs::write(&tmp, meta_json(NAME, &format!("unix://{}", sock.display())))?;
-    fs::rename(&tmp, &file)?;
-    Ok(file)
+    let meta = dir.join("meta.json");
+    // The docker config lies in the shared home: written as in the state folder.
+    file::write(&meta, meta_json(NAME, &format!("unix://{}", sock.display())).as_bytes())?;
+    Ok(meta)
 }
 
 #[cfg(test)]

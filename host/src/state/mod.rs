@@ -7,6 +7,7 @@
 //! and the docker context that points at its socket.
 
 pub mod context;
+pub mod file;
 pub mod pidfile;
 pub mod secret;
 pub mod settings;

@@ -6,7 +6,10 @@
 use std::fs;
 use std::io;
 
-use crate::state::StateDir;
+use crate::state::{file, StateDir};
+
+/// A pid record is two numbers on a line.
+const MAX_RECORD: u64 = 64;
 
 /// A process as recorded in a pid file: its pid and its start time (clock
 /// ticks after boot, /proc/PID/stat field 22), so a reused pid never passes.
@@ -67,7 +70,7 @@ fn is_skiff_run(cmdline: &[u8]) -> bool {
 
 /// The `skiff run` serving this state folder, if one is alive.
 pub fn running(state: &StateDir) -> Option<ProcId> {
-    let id = ProcId::decode(&fs::read_to_string(state.pid_file()).ok()?)?;
+    let id = ProcId::decode(&file::read(&state.pid_file(), MAX_RECORD).ok()?)?;
     let cmdline = fs::read(format!("/proc/{}/cmdline", id.pid)).ok()?;
     (id.alive() && is_skiff_run(&cmdline)).then_some(id)
 }
@@ -93,21 +96,21 @@ pub fn claim(state: &StateDir) -> io::Result<Claim> {
     }
     clean_leftovers(state);
     let me = ProcId::of(std::process::id() as i32).ok_or_else(|| io::Error::other("cannot read our own /proc entry"))?;
-    fs::write(state.pid_file(), me.encode())?;
+    file::write(&state.pid_file(), me.encode().as_bytes())?;
     Ok(Claim { state: state.clone() })
 }
 
 /// Records QEMU's process for `status` (and tests).
 pub fn record_qemu(state: &StateDir, pid: u32) -> io::Result<()> {
     match ProcId::of(pid as i32) {
-        Some(id) => fs::write(state.qemu_pid_file(), id.encode()),
+        Some(id) => file::write(&state.qemu_pid_file(), id.encode().as_bytes()),
         None => Ok(()),
     }
 }
 
 /// The running VM's QEMU, if it is alive.
 pub fn qemu(state: &StateDir) -> Option<ProcId> {
-    ProcId::decode(&fs::read_to_string(state.qemu_pid_file()).ok()?).filter(ProcId::alive)
+    ProcId::decode(&file::read(&state.qemu_pid_file(), MAX_RECORD).ok()?).filter(ProcId::alive)
 }
 
 /// Removes what a VM that did not stop cleanly left behind. Called only

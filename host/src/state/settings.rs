@@ -5,7 +5,8 @@
 //! `--no-shares` given again replaces every stored `share` line.
 
 use std::collections::BTreeMap;
-use std::fs;
+
+use crate::state::file;
 use std::io;
 use std::path::Path;
 
@@ -72,11 +73,11 @@ pub fn render(map: &Settings) -> String {
 }
 
 pub fn load(path: &Path) -> Settings {
-    fs::read_to_string(path).map(|t| parse(&t)).unwrap_or_default()
+    file::read(path, 64 * 1024).map(|t| parse(&t)).unwrap_or_default()
 }
 
 pub fn save(path: &Path, map: &Settings) -> io::Result<()> {
-    fs::write(path, render(map))
+    file::write(path, render(map).as_bytes())
 }
 
 /// One line for `skiff status`: `memory=1000, share=/src, ...`.

@@ -1,6 +1,10 @@
 //! What the guest's console says of its boot: milestones, engine ready,
 //! powering off. Read from the serial log the init writes for people.
 
+use std::path::Path;
+
+use crate::state::file;
+
 /// Boot milestones on the guest console: what a line contains, and its name.
 const MILESTONES: [(&str, &str); 5] = [
     ("Linux version", "kernel"),
@@ -26,6 +30,17 @@ pub fn milestones(console: &str) -> Vec<&'static str> {
     MILESTONES.iter().filter(|(needle, _)| console.contains(needle)).map(|(_, name)| *name).collect()
 }
 
+/// The last `n` bytes of a file (a long-running VM's console can be large).
+pub fn tail(path: &Path, n: u64) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = file::open_regular(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(n))).ok()?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -35,5 +50,15 @@ mod tests {
         let c = "[ 0.0] Linux version 6.12\n[ 2.0] skiff: init started (initramfs)\n";
         assert_eq!(milestones(c), ["kernel", "init"]);
         assert!(milestones("").is_empty());
+    }
+
+    #[test]
+    fn tail_reads_the_end_of_a_file() {
+        let path = std::env::temp_dir().join(format!("skiff-tail-{}", std::process::id()));
+        std::fs::write(&path, "a".repeat(100) + "powering off").unwrap();
+        assert_eq!(tail(&path, 12).as_deref(), Some("powering off"));
+        assert_eq!(tail(&path, 1000).map(|t| t.len()), Some(112));
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(tail(&path, 10), None);
     }
 }

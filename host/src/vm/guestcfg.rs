@@ -9,7 +9,7 @@ use std::fs;
 use std::io;
 use std::path::PathBuf;
 
-use crate::state::StateDir;
+use crate::state::{file, StateDir};
 
 /// The fw_cfg item's name (the guest's `fwcfg::CONFIG` path ends with it).
 pub const FW_CFG_NAME: &str = "opt/skiff/config";
@@ -50,7 +50,7 @@ impl GuestConfig {
         let path: PathBuf = state.path().join("guest-config.toml");
         // Made anew, so it gets this process's private mode (it holds the secret).
         let _ = fs::remove_file(&path);
-        fs::write(&path, self.render())?;
+        file::write(&path, self.render().as_bytes())?;
         Ok(format!("name={FW_CFG_NAME},file={}", path.display().to_string().replace(',', ",,")))
     }
 }

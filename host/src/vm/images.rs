@@ -6,12 +6,13 @@
 use std::fmt;
 use std::fs;
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use skiff_proto::bzimage;
 
-use crate::state::StateDir;
+use crate::state::{file, StateDir};
 
 #[derive(Debug)]
 pub enum Error {
@@ -59,7 +60,7 @@ pub struct Records {
 
 impl Records {
     pub fn load(state: &StateDir) -> Records {
-        let read = |name: &str| fs::read_to_string(state.images().join(name)).ok().map(|s| s.trim().to_string()).filter(|s| valid_id(s));
+        let read = |name: &str| file::read(&state.images().join(name), 256).ok().map(|s| s.trim().to_string()).filter(|s| valid_id(s));
         Records { current: read("current"), previous: read("previous") }
     }
 
@@ -67,7 +68,7 @@ impl Records {
         for (name, value) in [("current", &self.current), ("previous", &self.previous)] {
             let path = state.images().join(name);
             match value {
-                Some(id) => fs::write(path, format!("{id}\n"))?,
+                Some(id) => file::write(&path, format!("{id}\n").as_bytes())?,
                 None => {
                     let _ = fs::remove_file(path);
                 }
@@ -107,7 +108,7 @@ pub fn build_id(iso: &Path, scratch: &Path) -> Result<String, Error> {
     let out = scratch.join(".build-id.tmp");
     let _ = fs::remove_file(&out);
     let ok = extract(iso, &[("/skiff/build-id", &out)])?;
-    let text = fs::read_to_string(&out).map_err(|_| Error::NoBuildId(iso.to_path_buf()));
+    let text = file::read(&out, 256).map_err(|_| Error::NoBuildId(iso.to_path_buf()));
     let _ = fs::remove_file(&out);
     if !ok {
         return Err(Error::NoBuildId(iso.to_path_buf()));
@@ -131,8 +132,11 @@ pub fn boot_files(state: &StateDir, id: &str) -> Result<(PathBuf, PathBuf), Erro
     }
     let iso = path_of(state, id);
     let (tk, ti) = (dir.join(format!(".{id}.vmlinuz.tmp")), dir.join(format!(".{id}.initramfs.img.tmp")));
+    // Whatever stands at those names (a symlink too) goes, not written through.
+    let _ = (fs::remove_file(&tk), fs::remove_file(&ti));
     let ok = extract(&iso, &[("/boot/vmlinuz", &tk), ("/boot/initramfs.img", &ti)])?;
-    let done = ok && tk.is_file() && ti.is_file() && fs::rename(&tk, &kernel).is_ok() && fs::rename(&ti, &initrd).is_ok();
+    let private = |p: &Path| fs::set_permissions(p, fs::Permissions::from_mode(0o600)).is_ok();
+    let done = ok && tk.is_file() && ti.is_file() && private(&tk) && private(&ti) && fs::rename(&tk, &kernel).is_ok() && fs::rename(&ti, &initrd).is_ok();
     let _ = (fs::remove_file(&tk), fs::remove_file(&ti));
     if !done {
         return Err(Error::BootFiles(iso));
@@ -152,11 +156,7 @@ pub fn pvh_kernel(state: &StateDir, id: &str, bzimage: &Path) -> Result<PathBuf,
     }
     let bz = fs::read(bzimage).map_err(|e| format!("cannot read {}: {e}", bzimage.display()))?;
     let elf = bzimage::pvh_vmlinux(&bz).map_err(|e| e.to_string())?;
-    let tmp = dir.join(format!(".{id}.vmlinux.tmp"));
-    fs::write(&tmp, &elf).and_then(|_| fs::rename(&tmp, &out)).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        format!("cannot write {}: {e}", out.display())
-    })?;
+    file::write(&out, &elf).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     Ok(out)
 }
 
@@ -178,8 +178,7 @@ pub fn install(state: &StateDir, iso: &Path) -> Result<(PathBuf, String), Error>
     let id = build_id(iso, &dir)?;
     let copy = path_of(state, &id);
     if !copy.exists() {
-        let tmp = dir.join(format!(".{id}.iso.tmp"));
-        fs::copy(iso, &tmp).and_then(|_| fs::rename(&tmp, &copy)).map_err(|e| Error::Copy(copy.clone(), e))?;
+        fs::File::open(iso).and_then(|mut f| file::write_from(&copy, &mut f)).map_err(|e| Error::Copy(copy.clone(), e))?;
         eprintln!("skiff: keeping a copy of {} as {}", iso.display(), copy.display());
     }
     let records = Records::load(state).boot(&id);
