@@ -88,7 +88,9 @@ impl Target {
 
     /// Opens a connection to guest `port`: handshake done and the auth line
     /// sent (with a secret); nothing else sent yet. A plain unix socket is
-    /// another relay, which authenticates itself.
+    /// either another relay, which authenticates itself (no secret given),
+    /// or a hypervisor's socket for the guest port (vfkit), which needs the
+    /// secret like any other way in.
     pub fn connect(&self, port: u32) -> io::Result<Conn> {
         if !OPEN.load(Ordering::SeqCst) {
             return Err(io::Error::new(io::ErrorKind::NotConnected, "the VM is still starting; try again in a moment"));
@@ -96,7 +98,7 @@ impl Target {
         let mut conn = match &self.addr {
             Addr::Cid(cid) => Conn::Vsock(VsockStream::connect_with_cid_port(*cid, port)?),
             Addr::Uds(path) => Conn::Unix(connect_hybrid(path, port, HANDSHAKE_LIMIT)?),
-            Addr::Unix(path) => return Ok(Conn::Unix(UnixStream::connect(path)?)),
+            Addr::Unix(path) => Conn::Unix(UnixStream::connect(path)?),
         };
         if let Some(secret) = &self.secret {
             conn.write_all(&secret.line())?;
@@ -185,6 +187,23 @@ impl Conn {
 mod tests {
     use super::*;
     use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn a_plain_unix_socket_gets_the_secret_when_one_is_given() {
+        use skiff_proto::auth::{Secret, SECRET_LEN};
+        let path = crate::testutil::SocketPath::new("guest-unix-secret", "guest.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let secret = Secret::from_bytes([7; SECRET_LEN]);
+        let target = Target { addr: Addr::Unix(path.to_path_buf()), secret: Some(secret.clone()) };
+        drop(target.connect(2375).unwrap());
+        let mut got = Vec::new();
+        listener.accept().unwrap().0.read_to_end(&mut got).unwrap();
+        assert_eq!(got, secret.line(), "vfkit's socket for the guest port needs the secret");
+        drop(Target::new(Addr::Unix(path.to_path_buf())).connect(2375).unwrap());
+        let mut got = Vec::new();
+        listener.accept().unwrap().0.read_to_end(&mut got).unwrap();
+        assert!(got.is_empty(), "another relay gets nothing without a secret");
+    }
 
     #[test]
     fn a_backend_that_never_answers_times_out() {
