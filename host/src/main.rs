@@ -13,6 +13,7 @@ mod guest;
 mod state;
 #[cfg(test)]
 mod testutil;
+mod threads;
 mod vm;
 
 use std::path::PathBuf;
@@ -199,7 +200,7 @@ fn bridge(args: BridgeArgs) -> std::io::Result<()> {
     eprintln!("skiff: bridging {} to {}", args.listen.display(), target.describe(args.port));
     // A plain unix relay reaches an engine socket, not the guest's ports.
     if !args.no_ports && !plain_unix {
-        guest::ports::Ports::spawn(target.clone(), args.ports_all_interfaces, status.map(|s| s.ports()));
+        guest::ports::Ports::spawn(target.clone(), args.ports_all_interfaces, status.map(|s| s.ports()))?;
     }
     println!("export DOCKER_HOST=unix://{}", args.listen.display());
     guest::bridge::serve(listener, target, args.port)

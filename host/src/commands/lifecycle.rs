@@ -24,6 +24,7 @@ use crate::vm::images::{self, Records};
 use crate::vm::qmp;
 use crate::state::pidfile::{self, clean_leftovers, running, ProcId};
 use crate::state::file;
+use crate::threads;
 use crate::vm::console::{self, milestones};
 
 /// The most read of a console, a run log or the port listing.
@@ -260,9 +261,9 @@ const GUEST_STATUS_LIMIT: Duration = Duration::from_secs(8);
 fn fetch_guest_status(state: &StateDir) -> io::Result<GuestStatus> {
     let target = crate::guest::record::recorded(state)?;
     let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
+    threads::spawn("guest status", move || {
         let _ = tx.send(control::guest_status(&target));
-    });
+    })?;
     rx.recv_timeout(GUEST_STATUS_LIMIT).map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer in time"))?
 }
 

@@ -18,6 +18,7 @@ use crate::guest::bridge;
 use crate::vm::datadisk;
 use crate::vm::images;
 use crate::state::pidfile;
+use crate::threads;
 use crate::vm::console;
 use crate::vm::guestcfg::GuestConfig;
 use crate::vm::process::{self, die_with_parent};
@@ -259,7 +260,7 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
     let docker_sock = state.docker_sock();
     let listener = bridge::bind(&docker_sock)?;
     let (t, port) = (vsock.target.clone(), o.port);
-    thread::spawn(move || bridge::serve(listener, t, port));
+    threads::spawn("engine socket", move || bridge::serve(listener, t, port))?;
 
     bridge::QUIET.store(true, Ordering::Relaxed);
     // Other processes (`skiff shell`, `status`) find the VM through the
@@ -272,7 +273,7 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
     let mut ports = None;
     let result = ready.and_then(|()| {
         // The port table is read from now on: published ports need the engine anyway.
-        ports = Some(Ports::spawn(vsock.target.clone(), o.ports_all_interfaces, Some(state.ports())));
+        ports = Some(Ports::spawn(vsock.target.clone(), o.ports_all_interfaces, Some(state.ports()))?);
         images::prune(&state);
         println!("export DOCKER_HOST=unix://{}", docker_sock.display());
         io::stdout().flush()?;

@@ -14,12 +14,12 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::thread;
 
 use skiff_proto::copy::copy;
 use skiff_proto::framing;
 
 pub use crate::guest::{Addr, Conn, Target};
+use crate::threads;
 
 /// While set, failed guest connections are not reported (`skiff run` polls
 /// the engine through the bridge while the guest is still booting).
@@ -56,7 +56,7 @@ pub fn serve(listener: UnixListener, target: Target, port: u32) -> io::Result<()
             }
         };
         let target = target.clone();
-        thread::spawn(move || {
+        let started = threads::spawn("engine connection", move || {
             if let Err(e) = handle(client, &target, port) {
                 // A reset or broken pipe is how either side hangs up early.
                 let teardown = matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe);
@@ -68,6 +68,10 @@ pub fn serve(listener: UnixListener, target: Target, port: u32) -> io::Result<()
                 }
             }
         });
+        // The client's connection closes with the refused thread's closure.
+        if let Err(e) = started {
+            eprintln!("skiff: {e}");
+        }
     }
     Ok(())
 }
@@ -124,11 +128,11 @@ where
     F: FnOnce(&mut W) -> io::Result<()>,
 {
     let mut client_wr = client.try_clone()?;
-    let back = thread::spawn(move || {
+    let back = threads::spawn("relay", move || {
         let r = copy(&mut guest_rd, &mut client_wr);
         let _ = client_wr.shutdown(Shutdown::Write);
         r
-    });
+    })?;
     let mut client_rd = client;
     let sent = copy(&mut client_rd, &mut guest_wr).and_then(|_| eof(&mut guest_wr));
     let got = back.join().map_err(|_| io::Error::other("copy thread panicked"))?;

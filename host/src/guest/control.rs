@@ -12,6 +12,7 @@ use skiff_proto::control::{self, Request, DEFAULT_CONTROL_PORT};
 use skiff_proto::shell::{self, Msg, Start};
 use skiff_proto::status;
 
+use crate::threads;
 use crate::guest::{Addr, Conn, Target};
 use crate::state::secret;
 use crate::state::StateDir;
@@ -201,7 +202,7 @@ pub fn shell(g: &GuestArgs, command: Option<String>, force_tty: bool) -> io::Res
 
     // stdin → guest, until EOF.
     let to_guest = sender.clone();
-    thread::spawn(move || {
+    threads::spawn("shell stdin", move || {
         let mut stdin = io::stdin().lock();
         let mut buf = vec![0u8; 16 * 1024];
         loop {
@@ -215,11 +216,11 @@ pub fn shell(g: &GuestArgs, command: Option<String>, force_tty: bool) -> io::Res
             }
         }
         let _ = to_guest.send(&Msg::StdinEof);
-    });
+    })?;
     // Window size changes, polled (no signal handler needed).
     if tty {
         let resize = sender.clone();
-        thread::spawn(move || {
+        threads::spawn("shell resize", move || {
             let mut last = window_size();
             loop {
                 thread::sleep(Duration::from_millis(200));
@@ -233,7 +234,7 @@ pub fn shell(g: &GuestArgs, command: Option<String>, force_tty: bool) -> io::Res
                     last = now;
                 }
             }
-        });
+        })?;
     }
     // guest → stdout/stderr, until the exit status.
     let mut conn = BufReader::new(conn);

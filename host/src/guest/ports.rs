@@ -27,6 +27,7 @@ use crate::guest::bridge;
 use crate::guest::Target;
 use crate::guest::forward::{open_forward, Dest};
 use crate::guest::udp;
+use crate::threads;
 use crate::state::file as state_file;
 
 /// The most `skiff ports` reads of the listing.
@@ -154,17 +155,17 @@ struct State {
 
 impl Ports {
     /// Starts following the guest's port table in the background.
-    pub fn spawn(guest: Target, all_interfaces: bool, status_file: Option<PathBuf>) -> Arc<Ports> {
+    pub fn spawn(guest: Target, all_interfaces: bool, status_file: Option<PathBuf>) -> io::Result<Arc<Ports>> {
         let ports = Arc::new(Ports { guest, all_interfaces, status_file, closed: AtomicBool::new(false), state: Mutex::new(State::default()) });
         ports.write_status(&lock(&ports.state));
         let follower = Arc::clone(&ports);
-        thread::spawn(move || follower.follow());
+        threads::spawn("port table", move || follower.follow())?;
         let retrier = Arc::clone(&ports);
-        thread::spawn(move || loop {
+        threads::spawn("port retries", move || loop {
             thread::sleep(RETRY_EVERY);
             retrier.retry_failed();
-        });
-        ports
+        })?;
+        Ok(ports)
     }
 
     /// Stops writing the status file (the VM is gone; the state folder's
@@ -305,14 +306,14 @@ impl Ports {
         let bound = match proto {
             Proto::Tcp => TcpListener::bind(addr).and_then(|l| {
                 let theirs = l.try_clone()?;
-                thread::spawn(move || accept(theirs, to, guest));
+                threads::spawn("tcp port", move || accept(theirs, to, guest))?;
                 Ok(Listener::Tcp(l))
             }),
-            Proto::Udp => UdpSocket::bind(addr).map(|u| {
+            Proto::Udp => UdpSocket::bind(addr).and_then(|u| {
                 let closed = Arc::new(AtomicBool::new(false));
                 let unpublished = Arc::clone(&closed);
-                thread::spawn(move || udp::serve(u, to, guest, unpublished));
-                Listener::Udp(closed)
+                threads::spawn("udp port", move || udp::serve(u, to, guest, unpublished))?;
+                Ok(Listener::Udp(closed))
             }),
         };
         match bound {
@@ -373,13 +374,16 @@ fn accept(listener: TcpListener, dest: Arc<Mutex<Dest>>, guest: Target) {
         };
         let (ip, port) = *lock(&dest);
         let guest = guest.clone();
-        thread::spawn(move || {
+        let started = threads::spawn("port connection", move || {
             if let Err(e) = forward(client, &guest, ip, port) {
                 if !matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe) {
                     eprintln!("skiff: ports: {}: {e}", SocketAddr::new(ip, port));
                 }
             }
         });
+        if let Err(e) = started {
+            eprintln!("skiff: ports: {}: {e}", SocketAddr::new(ip, port));
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use skiff_proto::datagram;
 use skiff_proto::ports::Proto;
 
 use crate::guest::Target;
+use crate::threads;
 use crate::guest::forward::{open_forward, Dest};
 
 /// How long a flow lives without a datagram from its client.
@@ -79,13 +80,17 @@ pub fn serve(sock: UdpSocket, dest: Arc<Mutex<Dest>>, guest: Target, closed: Arc
         let _ = to_guest.try_send(datagram);
         let alive = Arc::new(AtomicBool::new(true));
         let (ended, guest, to) = (Arc::clone(&alive), guest.clone(), *dest.lock().unwrap_or_else(|e| e.into_inner()));
-        thread::spawn(move || {
+        let started = threads::spawn("udp flow", move || {
             if let Err(e) = flow(from_client, replies, client, &guest, to, &ended) {
                 eprintln!("skiff: ports: udp {client} -> {}: {e}", SocketAddr::new(to.0, to.1));
             }
             ended.store(false, Ordering::SeqCst);
         });
-        flows.insert(client, Flow { to_guest, alive });
+        match started {
+            Ok(_) => drop(flows.insert(client, Flow { to_guest, alive })),
+            // The datagram is dropped, as a congested UDP path would.
+            Err(e) => eprintln!("skiff: ports: udp {client}: {e}"),
+        }
     }
 }
 
@@ -95,7 +100,7 @@ fn flow(from_client: Receiver<Vec<u8>>, replies: UdpSocket, client: SocketAddr, 
     let mut conn = open_forward(guest, Proto::Udp, ip, port)?;
     let mut from_guest = conn.try_clone()?;
     let guest_ended = Arc::clone(alive);
-    let back = thread::spawn(move || {
+    let back = threads::spawn("udp replies", move || {
         let mut buf = Vec::new();
         while let Ok(true) = datagram::read(&mut from_guest, &mut buf) {
             if replies.send_to(&buf, client).is_err() {
@@ -104,7 +109,7 @@ fn flow(from_client: Receiver<Vec<u8>>, replies: UdpSocket, client: SocketAddr, 
         }
         // The next datagram from this client opens a new flow.
         guest_ended.store(false, Ordering::SeqCst);
-    });
+    })?;
     let result = loop {
         match from_client.recv_timeout(IDLE) {
             Ok(d) => {
