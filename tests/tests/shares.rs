@@ -265,8 +265,8 @@ fn as_a_normal_user_container_files_belong_to_the_user() {
     // The state folder lies in the shared home: a container given the home
     // sees it empty and cannot plant anything in it.
     let (h, st) = (s(&home), s(&state));
-    let seen = run_sh(&vm, &[], &format!("{h}:{h}"), &format!("ls -A {st}; cat {st}/secret 2>/dev/null && echo LEAK; touch {st}/x 2>/dev/null && echo PLANTED; echo ok"));
-    assert_eq!(seen, "ok\n", "the state folder shows through the shared home");
+    let seen = run_sh(&vm, &[], &format!("{h}:{h}"), &format!("cat {h}/project/mine.txt; ls -A {st}; cat {st}/secret 2>/dev/null && echo LEAK; touch {st}/x 2>/dev/null && echo PLANTED; echo ok"));
+    assert_eq!(seen, "the user's\nok\n", "the state folder shows through the shared home");
     assert!(state.join("secret").is_file() && !state.join("x").exists());
 
     vm.shutdown_wrapped(&as_user[..4]);
@@ -299,15 +299,17 @@ fn the_state_folder_never_shows_through_a_share() {
     let vm = Vm::boot_with(&state, &["--share", d]);
     vm.docker_ok(&["load", "-i", s(&image)]);
     assert!(state.join("secret").is_file(), "the host keeps its secret");
-    let probe = format!("ls -A {st}; cat {st}/secret 2>/dev/null && echo LEAK; ln -s /etc/passwd {st}/ports.tmp 2>/dev/null && echo PLANTED; echo ok");
-    assert_eq!(run_sh(&vm, &[], &format!("{d}:{d}"), &probe), "ok\n", "a container sees the state folder");
-    assert_eq!(vm.shell_ok(&probe), "ok\n", "the guest sees the state folder");
+    // The rest of the share is there (the marker), the state folder is empty.
+    fs::write(shared.join("marker"), "shared\n").unwrap();
+    let probe = format!("cat {d}/marker; ls -A {st}; cat {st}/secret 2>/dev/null && echo LEAK; ln -s /etc/passwd {st}/ports.tmp 2>/dev/null && echo PLANTED; echo ok");
+    assert_eq!(run_sh(&vm, &[], &format!("{d}:{d}"), &probe), "shared\nok\n", "a container sees the state folder");
+    assert_eq!(vm.shell_ok(&probe), "shared\nok\n", "the guest sees the state folder");
     let mounts = vm.shell_ok("cat /proc/mounts");
     let tag = mounts.lines().find(|l| l.contains(&format!(" {d} virtiofs "))).and_then(|l| l.split_whitespace().next())
         .unwrap_or_else(|| panic!("{d} not mounted:\n{mounts}")).to_string();
     let again = vm.docker_ok(&["run", "--rm", "--privileged", "--network", "none", IMAGE, "sh", "-c",
-        &format!("mkdir /m && mount -t virtiofs {tag} /m && ls -A /m/.skiff; cat /m/.skiff/secret 2>/dev/null && echo LEAK; echo ok")]);
-    assert_eq!(again, "ok\n", "a privileged container mounting the share sees the state folder");
+        &format!("mkdir /m && mount -t virtiofs {tag} /m && cat /m/marker && ls -A /m/.skiff; cat /m/.skiff/secret 2>/dev/null && echo LEAK; echo ok")]);
+    assert_eq!(again, "shared\nok\n", "a privileged container mounting the share sees the state folder");
     assert!(!state.join("ports.tmp").is_symlink());
     vm.shutdown();
 }
