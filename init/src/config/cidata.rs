@@ -10,7 +10,8 @@ use std::path::Path;
 
 use rustix::mount::{mount, unmount, MountFlags, UnmountFlags};
 
-use super::{file, fwcfg};
+use super::file;
+use crate::boot::safe_file;
 
 const MOUNT: &str = "/run/skiff/cidata";
 /// Config file names looked for on the volume, first found wins.
@@ -109,9 +110,10 @@ fn read_volume(dev: &str, fstype: &str) -> std::io::Result<Seed> {
     fs::create_dir_all(MOUNT)?;
     let flags = MountFlags::RDONLY | MountFlags::NODEV | MountFlags::NOSUID | MountFlags::NOEXEC;
     mount(dev, MOUNT, fstype, flags, None)?;
-    let read = |name: &str| match File::open(Path::new(MOUNT).join(name)).and_then(|f| fwcfg::read_bounded(f, file::MAX_LEN)) {
+    // The volume is outside data: no symlink or FIFO followed, bounded.
+    let read = |name: &str| match safe_file::read_text(&Path::new(MOUNT).join(name), file::MAX_LEN) {
         Ok(text) => Some(text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) if e.is_not_found() => None,
         Err(e) => {
             log::warn!("cidata: cannot read {name} on {dev}: {e}; ignored");
             None
