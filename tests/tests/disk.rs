@@ -318,3 +318,67 @@ fn a_disk_with_a_newer_layout_is_refused_untouched() {
 
     assert_eq!(sha256_file(&disk), before, "a disk with a newer layout was modified");
 }
+
+/// A container given the data disk (or `/var/lib/skiff`) plants a FIFO as
+/// `config.toml` and symlinks as the log file and the build id record, all
+/// pointing at a file of the user's: the next boot still comes up (before,
+/// it hung at the config file, before any listener or the power button),
+/// says what it refused, and neither writes through a link nor deletes
+/// what was planted.
+#[test]
+fn files_planted_on_the_data_disk_never_stall_the_boot() {
+    let scratch = Scratch::new("disk-planted");
+    let image = busybox_image(&scratch.0, IMAGE);
+    let disk = scratch.0.join("data.img");
+    blank_disk(&disk, 1 << 30);
+
+    let vm = boot_with_disk(&scratch.0, &disk);
+    vm.docker_ok(&["load", "-i", image.to_str().unwrap()]);
+    let plant = "echo precious > /s/victim \
+        && busybox rm -f /s/config.toml && busybox mkfifo /s/config.toml \
+        && busybox rm -f /s/log/skiff.log && busybox ln -s /var/lib/skiff/victim /s/log/skiff.log \
+        && busybox rm -f /d/skiff-last-build-id && busybox ln -s /var/lib/skiff/victim /d/skiff-last-build-id";
+    vm.docker_ok(&["run", "--rm", "-v", "/var/lib/skiff:/s", "-v", "/mnt/skiff-data:/d", IMAGE, "sh", "-c", plant]);
+    shutdown_and_report(vm, "planted");
+
+    let vm = boot_with_disk(&scratch.0, &disk);
+    let console = vm.console();
+    for line in console.lines().filter(|l| l.contains("config:") || l.contains("log:") || l.contains("disk:")) {
+        eprintln!("planted: {line}");
+    }
+    assert!(console.contains("config: cannot read /var/lib/skiff/config.toml: it is a FIFO"), "{console}");
+    assert!(console.contains("log: /var/lib/skiff/log/skiff.log: it is a symbolic link (not followed)"), "{console}");
+    assert!(console.contains("disk: mounted /dev/vda1"), "{console}");
+    let check = "cat /s/victim; [ -p /s/config.toml ] && echo fifo-kept; [ -L /s/log/skiff.log.1 ] && echo link-kept; \
+        [ -f /s/log/skiff.log ] && [ ! -L /s/log/skiff.log ] && echo new-log; [ -f /d/skiff-last-build-id ] && echo build-id-file";
+    let got = vm.docker_ok(&["run", "--rm", "-v", "/var/lib/skiff:/s", "-v", "/mnt/skiff-data:/d", IMAGE, "sh", "-c", check]);
+    assert_eq!(got.split_whitespace().collect::<Vec<_>>(), ["precious", "fifo-kept", "link-kept", "new-log", "build-id-file"], "{got}");
+    shutdown_and_report(vm, "planted (second boot)");
+}
+
+/// A data disk whose layout version file is a FIFO (planted by a container
+/// given the disk's mount): the guest does not wait on it (before, every
+/// boot hung there), says why, leaves the disk unmounted and unchanged,
+/// and the engine runs in RAM.
+#[test]
+fn a_fifo_as_the_layout_version_file_is_refused_untouched() {
+    let scratch = Scratch::new("disk-layout-fifo");
+    let content = scratch.0.join("content");
+    std::fs::create_dir_all(content.join("containers")).unwrap();
+    let made = Command::new("mkfifo").arg(content.join("skiff-layout-version")).status().expect("mkfifo");
+    assert!(made.success());
+    let disk = scratch.0.join("fifo.img");
+    ext4_disk(&disk, "skiff-data", &content);
+    let before = sha256_file(&disk);
+
+    let vm = boot_with_disk(&scratch.0, &disk);
+    let console = vm.console();
+    for line in console.lines().filter(|l| l.contains("disk:")) {
+        eprintln!("layout-fifo: {line}");
+    }
+    assert!(console.contains("its layout version file skiff-layout-version cannot be read: it is a FIFO"), "{console}");
+    assert!(console.contains("leaving its data untouched"), "{console}");
+    assert!(vm.docker_ok(&["info", "--format", "{{.Driver}}"]).contains("overlay"));
+    shutdown_and_report_no_disk(vm);
+    assert_eq!(sha256_file(&disk), before, "the disk was modified");
+}
