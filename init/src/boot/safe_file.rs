@@ -159,10 +159,17 @@ pub fn replace(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Error> {
     Ok(renameat(&dir, tmp.as_str(), &dir, name)?)
 }
 
-/// Text from outside, safe to put on the console: control characters and
-/// terminal escapes shown escaped, at most `max` characters.
+/// Text from outside, safe to put on the console: control characters (so
+/// terminal escapes) shown escaped, the rest as is, at most `max` characters.
 pub fn escaped(text: &str, max: usize) -> String {
-    let mut s: String = text.chars().take(max).flat_map(char::escape_debug).collect();
+    let mut s = String::new();
+    for c in text.chars().take(max) {
+        if c.is_control() {
+            s.extend(c.escape_debug());
+        } else {
+            s.push(c);
+        }
+    }
     if text.chars().nth(max).is_some() {
         s.push('…');
     }
@@ -284,5 +291,6 @@ mod tests {
         assert_eq!(escaped("abc", 10), "abc");
         assert_eq!(escaped("a\x1b[2Jb\n", 10), "a\\u{1b}[2Jb\\n");
         assert_eq!(escaped("abcdef", 3), "abc…");
+        assert_eq!(escaped("key `a` \"b\"\u{9b}2J", 99), "key `a` \"b\"\\u{9b}2J", "quotes kept, C1 controls escaped");
     }
 }

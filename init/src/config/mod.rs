@@ -254,11 +254,15 @@ pub fn load(cmdline: Layer) -> Effective {
     };
     let host = host.as_ref().map(|r| r.as_deref().map_err(|_| ()));
     let (effective, warnings) = from_sources(file.as_deref(), seed.as_ref(), host, cmdline);
+    // Keys and parser messages come from the files: no terminal escapes.
     for w in warnings {
-        log::warn!("config: {w}");
+        log::warn!("config: {}", crate::boot::safe_file::escaped(&w.to_string(), WARNING_MAX));
     }
     effective
 }
+
+/// Longest config warning shown on the console, in characters.
+pub const WARNING_MAX: usize = 512;
 
 /// Parses what the sources hold and resolves them in precedence order: the
 /// config file, cidata's config file, cidata's host name, the host's
