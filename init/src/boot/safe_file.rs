@@ -95,7 +95,9 @@ fn open_at(dir: BorrowedFd<'_>, name: &Path, flags: OFlags) -> Result<File, Erro
 fn reopen(path: &OwnedFd, flags: OFlags) -> Result<File, Error> {
     use std::os::fd::AsRawFd;
     let proc = format!("/proc/self/fd/{}", path.as_raw_fd());
-    let fd = openat(CWD, proc.as_str(), flags | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC, Mode::empty())?;
+    // Never "not found" (a missing /proc must not pass for a missing file).
+    let fd = openat(CWD, proc.as_str(), flags | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| Error::Io(io::Error::other(format!("cannot reopen it through /proc: {e}"))))?;
     Ok(File::from(fd))
 }
 
@@ -128,7 +130,14 @@ pub fn read_from(r: impl Read, max: u64) -> Result<Vec<u8>, Error> {
 /// Opens the directory `path` without following a symlink, for the
 /// `*_at` calls below.
 pub fn open_dir(path: &Path) -> Result<OwnedFd, Error> {
-    Ok(openat(CWD, path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?)
+    match openat(CWD, path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+        Ok(fd) => Ok(fd),
+        Err(e @ (rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR)) => match std::fs::symlink_metadata(path) {
+            Ok(m) if m.is_symlink() => Err(Error::Symlink),
+            _ => Err(e.into()),
+        },
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Opens `name` in `dir` for appending, creating it (0644) if missing; an
@@ -256,7 +265,7 @@ mod tests {
         assert_eq!(read(&d.join("f"), 9).unwrap(), b"new\n");
         // A symlinked directory is not entered.
         std::os::unix::fs::symlink(&d, d.join("dirlink")).unwrap();
-        assert!(open_dir(&d.join("dirlink")).is_err());
+        assert!(matches!(open_dir(&d.join("dirlink")), Err(Error::Symlink)));
         fs::remove_dir_all(&d).unwrap();
     }
 
