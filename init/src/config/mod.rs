@@ -351,6 +351,9 @@ pub enum Warning {
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Warning::BadValue { source, key, item: None, why: why @ Invalid::Secret } => {
+                write!(f, "{source}: key `{key}`: {why}; the secret setting is unusable: no connection will be served")
+            }
             Warning::BadValue { source, key, item: None, why } => write!(f, "{source}: key `{key}`: {why}; ignored"),
             Warning::BadValue { source, key, item: Some(i), why } => {
                 write!(f, "{source}: key `{key}` item {i}: {why}; ignored")
