@@ -541,6 +541,21 @@ fn human(bytes: u64) -> String {
 mod tests {
     use super::*;
 
+    /// A bind source a container replaced with a symlink (to `/`, say) is
+    /// refused, not followed into the tmpfs root.
+    #[test]
+    fn bind_sources_must_be_real_folders() {
+        let dir = std::env::temp_dir().join(format!("skiff-binds-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("containers")).unwrap();
+        std::os::unix::fs::symlink("/", dir.join("skiff")).unwrap();
+        fs::write(dir.join("file"), "").unwrap();
+        assert!(real_folder(&dir.join("containers")).is_ok());
+        assert!(real_folder(&dir.join("skiff")).is_err());
+        assert!(real_folder(&dir.join("file")).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn the_hosts_disk_count_is_a_small_number() {
         assert_eq!(parse_count(b"0"), Some(0));
