@@ -138,7 +138,7 @@ func (g *gateway) Solve(ctx context.Context, req *gwpb.SolveRequest) (*gwpb.Solv
 	}
 	bc, err := fetchContext(ctx, caller, dir, filename, j.status)
 	if err != nil {
-		return nil, status.Error(codes.Unavailable, err.Error())
+		return nil, status.Error(codes.Unknown, err.Error())
 	}
 	query.Set("dockerfile", bc.dockerfile)
 	pr, pw := io.Pipe()
@@ -174,7 +174,12 @@ func fetchContext(ctx context.Context, caller session.Caller, dir, filename stri
 	base := path.Base(filepath.ToSlash(filename))
 	own := ownership()
 	v := p.internal("[internal] load build definition from " + base)
-	dfDir := filepath.Join(dir, "dockerfile")
+	dfDir, ignDir, ctxDir := filepath.Join(dir, "dockerfile"), filepath.Join(dir, "ignore"), filepath.Join(dir, "context")
+	for _, d := range []string{dfDir, ignDir, ctxDir} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
 	err := filesync.FSSync(ctx, caller, filesync.FSSendRequestOpt{
 		Name: localDockerfile, IncludePatterns: []string{base, base + ".dockerignore"}, DestDir: dfDir, Filter: own,
 	})
@@ -190,7 +195,6 @@ func fetchContext(ctx context.Context, caller session.Caller, dir, filename stri
 	v = p.internal("[internal] load .dockerignore")
 	ignore, ierr := os.ReadFile(filepath.Join(dfDir, base+".dockerignore"))
 	if ierr != nil {
-		ignDir := filepath.Join(dir, "ignore")
 		err = filesync.FSSync(ctx, caller, filesync.FSSendRequestOpt{
 			Name: localContext, IncludePatterns: []string{".dockerignore"}, DestDir: ignDir, Filter: own,
 		})
@@ -209,7 +213,6 @@ func fetchContext(ctx context.Context, caller session.Caller, dir, filename stri
 	}
 
 	v = p.internal("[internal] load build context")
-	ctxDir := filepath.Join(dir, "context")
 	var total int
 	err = filesync.FSSync(ctx, caller, filesync.FSSendRequestOpt{
 		Name: localContext, ExcludePatterns: excludes, DestDir: ctxDir, Filter: own,
