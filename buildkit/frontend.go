@@ -78,7 +78,9 @@ func buildOptions(opt map[string]string, names []string) (url.Values, error) {
 				for _, h := range strings.Split(v, ",") {
 					hosts = append(hosts, strings.Replace(h, "=", ":", 1))
 				}
-				q.Set("extrahosts", strings.Join(hosts, ","))
+				// Podman reads a JSON list here.
+				b, _ := json.Marshal(hosts)
+				q.Set("extrahosts", string(b))
 			}
 		case k == "context" || strings.HasPrefix(k, "context:") || strings.HasPrefix(k, "input:"):
 			return nil, fmt.Errorf("build contexts other than the local folder (%s) are not supported by Skiff's builder", k)
