@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -154,5 +156,25 @@ func TestImageNames(t *testing.T) {
 	}
 	if _, err := imageNames(&controlapi.SolveRequest{ExporterDeprecated: "local"}); err == nil {
 		t.Fatal("the local exporter must be refused")
+	}
+}
+
+func TestPlaceDockerfile(t *testing.T) {
+	dir := t.TempDir()
+	df := []byte("FROM x\n")
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), df, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bc, err := placeDockerfile(dir, "Dockerfile", df, nil)
+	if err != nil || bc.dockerfile != "Dockerfile" || bc.extra != nil {
+		t.Fatalf("the context's own Dockerfile: %+v %v", bc, err)
+	}
+	// From elsewhere (-f ../x, stdin): carried beside the context, kept out of COPY.
+	bc, err = placeDockerfile(dir, "../build/App.Dockerfile", []byte("FROM y\n"), []byte("secret.txt"))
+	if err != nil || bc.dockerfile != injectedDockerfile {
+		t.Fatalf("%+v %v", bc, err)
+	}
+	if got := string(bc.extra[".dockerignore"]); got != "secret.txt\n/"+injectedDockerfile+"\n" {
+		t.Fatalf(".dockerignore %q", got)
 	}
 }

@@ -86,7 +86,7 @@ fn handle(mut client: UnixStream, target: &Target, port: u32, builder: Option<&P
     };
     let (head, route) = build::peek(&mut client)?;
     if route == build::Route::Builder {
-        return build::relay(client, &head, builder);
+        return build::relay(client, &head, builder).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", build::HELPER)));
     }
     let guest = target.connect(port)?;
     relay_after(client, &head, guest, target.needs_framing())
