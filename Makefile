@@ -41,6 +41,7 @@ $(SKIFF): FORCE
 
 # Go's own caches (GOMODCACHE, GOCACHE) keep the modules and builds, outside the checkout.
 $(BUILDKIT): FORCE
+	@command -v go >/dev/null || { echo "make: Go >= 1.22 is needed to build skiff-buildkit (buildkit/): https://go.dev/dl" >&2; exit 1; }
 	cd buildkit && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o ../$(BUILDKIT) .
 
 host: $(SKIFF) $(BUILDKIT)

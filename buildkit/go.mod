@@ -1,6 +1,6 @@
 module github.com/skiff/buildkit
 
-go 1.26
+go 1.22
 
 require (
 	github.com/moby/buildkit v0.13.2

@@ -11,6 +11,7 @@
 //! test here fails saying so.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -100,6 +101,10 @@ fn docker_build_then_run_and_buildx_build_load() {
     assert!(built.contains("RUN echo built"), "the steps are in buildx's progress:\n{built}");
     let ran = clients.docker_ok(&vm, &app, &["run", "--rm", "app"]);
     assert_eq!(ran.trim(), "hello from the context\nbuilt", "the built image runs");
+
+    // skiff-buildkit's socket is the user's alone, like the engine's.
+    let mode = fs::metadata(vm.dir.join("buildkit.sock")).expect("skiff run started skiff-buildkit").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "buildkit.sock is private");
 
     // buildx kept the docker driver: no docker-container builder, no BuildKit image pulled.
     let builders = clients.docker_ok(&vm, &app, &["buildx", "ls"]);
