@@ -28,10 +28,12 @@ type progress struct {
 	current digest.Digest
 	// partial is engine output not yet ended by a newline.
 	partial string
+	// stages names the stages of a multi-stage build by number.
+	stages map[string]string
 }
 
 func newProgress(ref string) *progress {
-	return &progress{ref: ref, changed: make(chan struct{}), vertexes: map[digest.Digest]*controlapi.Vertex{}}
+	return &progress{ref: ref, changed: make(chan struct{}), vertexes: map[digest.Digest]*controlapi.Vertex{}, stages: map[string]string{}}
 }
 
 // now is the clock of the vertexes (a variable for the tests).
@@ -124,7 +126,7 @@ func (p *progress) engineOutput(text string) {
 
 // engineLine handles one line (with its newline); mu held.
 func (p *progress) engineLine(line string) {
-	if name, ok := stepName(strings.TrimRight(line, "\r\n")); ok {
+	if name, ok := stepName(strings.TrimRight(line, "\r\n"), p.stages); ok {
 		if p.current != "" {
 			p.finish(p.current, nil)
 		}
@@ -147,17 +149,28 @@ func (p *progress) engineLine(line string) {
 // multi-stage build "[1/2] STEP 2/3: RUN make" (stage 1 of 2).
 var stepLine = regexp.MustCompile(`^(?:\[(\d+)/\d+\] )?STEP (\d+/\d+): (.*)$`)
 
-// stepName turns a step heading into BuildKit's vertex name:
-// "[2/3] RUN make", or "[stage-1 2/3] RUN make" in a multi-stage build.
-func stepName(line string) (string, bool) {
+// fromAs is a stage's FROM line that names it.
+var fromAs = regexp.MustCompile(`(?i)^FROM\s+\S+\s+AS\s+(\S+)\s*$`)
+
+// stepName turns a step heading into BuildKit's vertex name: "[2/3] RUN
+// make", or in a multi-stage build "[builder 2/3] RUN make" (the stage's
+// name, which stages keeps from its FROM line; "stage-N" if unnamed).
+func stepName(line string, stages map[string]string) (string, bool) {
 	m := stepLine.FindStringSubmatch(line)
 	if m == nil {
 		return "", false
 	}
-	if m[1] != "" {
-		return fmt.Sprintf("[stage-%s %s] %s", m[1], m[2], m[3]), true
+	if m[1] == "" {
+		return fmt.Sprintf("[%s] %s", m[2], m[3]), true
 	}
-	return fmt.Sprintf("[%s] %s", m[2], m[3]), true
+	if as := fromAs.FindStringSubmatch(m[3]); as != nil {
+		stages[m[1]] = as[1]
+	}
+	stage, ok := stages[m[1]]
+	if !ok {
+		stage = "stage-" + m[1]
+	}
+	return fmt.Sprintf("[%s %s] %s", stage, m[2], m[3]), true
 }
 
 // fail ends the build's open vertexes: the step running when the engine

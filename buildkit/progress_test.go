@@ -13,20 +13,23 @@ import (
 )
 
 func TestStepNames(t *testing.T) {
-	cases := map[string]string{
-		"STEP 1/2: FROM skiff-test/busybox":            "[1/2] FROM skiff-test/busybox",
-		"[2/2] STEP 3/4: RUN make":                     "[stage-2 3/4] RUN make",
-		"[1/2] STEP 1/3: FROM busybox AS builder":      "[stage-1 1/3] FROM busybox AS builder",
-		"STEP 2/2: RUN --mount=type=cache,target=/c x": "[2/2] RUN --mount=type=cache,target=/c x",
-	}
-	for line, want := range cases {
-		got, ok := stepName(line)
-		if !ok || got != want {
-			t.Errorf("stepName(%q) = %q, %v; want %q", line, got, ok, want)
+	stages := map[string]string{}
+	for _, c := range []struct{ line, want string }{
+		{"STEP 1/2: FROM skiff-test/busybox", "[1/2] FROM skiff-test/busybox"},
+		{"STEP 2/2: RUN --mount=type=cache,target=/c x", "[2/2] RUN --mount=type=cache,target=/c x"},
+		{"[1/3] STEP 1/3: FROM busybox AS builder", "[builder 1/3] FROM busybox AS builder"},
+		{"[1/3] STEP 2/3: RUN make", "[builder 2/3] RUN make"},
+		{"[2/3] STEP 1/2: FROM busybox", "[stage-2 1/2] FROM busybox"},
+		{"[3/3] STEP 1/2: from builder as Final", "[Final 1/2] from builder as Final"},
+		{"[3/3] STEP 2/2: COPY --from=builder /a /a", "[Final 2/2] COPY --from=builder /a /a"},
+	} {
+		got, ok := stepName(c.line, stages)
+		if !ok || got != c.want {
+			t.Errorf("stepName(%q) = %q, %v; want %q", c.line, got, ok, c.want)
 		}
 	}
 	for _, line := range []string{"--> 1234abcd", "COMMIT app", "hello STEP 1/2: x", ""} {
-		if got, ok := stepName(line); ok {
+		if got, ok := stepName(line, stages); ok {
 			t.Errorf("stepName(%q) = %q, want no step", line, got)
 		}
 	}
