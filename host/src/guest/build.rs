@@ -156,6 +156,61 @@ impl Drop for Helper {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::guest::{Addr, Target};
+    use crate::testutil::SocketPath;
+    use std::os::unix::net::UnixListener;
+
+    /// Reads one request head (to the blank line) from a fresh connection.
+    fn read_head(listener: &UnixListener) -> (UnixStream, Vec<u8>) {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut got = Vec::new();
+        let mut b = [0u8; 1];
+        while !got.ends_with(b"\r\n\r\n") {
+            assert_eq!(s.read(&mut b).unwrap(), 1, "the connection ended early: {got:?}");
+            got.push(b[0]);
+        }
+        (s, got)
+    }
+
+    #[test]
+    fn the_bridge_sends_upgrades_to_the_builder_and_the_rest_to_the_engine_byte_for_byte() {
+        let engine_path = SocketPath::new("build-route", "engine.sock");
+        let dir = engine_path.parent().unwrap().to_path_buf();
+        let (builder_path, docker_path) = (dir.join("buildkit.sock"), dir.join("docker.sock"));
+        let engine = UnixListener::bind(&*engine_path).unwrap();
+        let builder = UnixListener::bind(&builder_path).unwrap();
+        let listener = bridge::bind(&docker_path).unwrap();
+        let target = Target::new(Addr::Unix(engine_path.to_path_buf()));
+        let b = builder_path.clone();
+        std::thread::Builder::new().spawn(move || bridge::serve(listener, target, 2375, Some(b))).unwrap();
+
+        // An ordinary request reaches the engine whole, and its answer comes back.
+        let ping = b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n";
+        let mut client = UnixStream::connect(&docker_path).unwrap();
+        client.write_all(ping).unwrap();
+        let (mut e, got) = read_head(&engine);
+        assert_eq!(got, ping);
+        e.write_all(b"OK").unwrap();
+        drop(e);
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).unwrap();
+        assert_eq!(answer, "OK");
+
+        // BuildKit's upgrades (the line sent in two pieces) reach the builder whole.
+        for upgrade in [&b"POST /grpc HTTP/1.1\r\nUpgrade: h2c\r\n\r\n"[..], b"POST /v1.45/session HTTP/1.1\r\nUpgrade: h2c\r\n\r\n"] {
+            let mut client = UnixStream::connect(&docker_path).unwrap();
+            client.write_all(&upgrade[..7]).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            client.write_all(&upgrade[7..]).unwrap();
+            let (mut h, got) = read_head(&builder);
+            assert_eq!(got, upgrade);
+            h.write_all(b"HTTP/1.1 101 Switching Protocols\r\n\r\n").unwrap();
+            drop(h);
+            let mut answer = String::new();
+            client.read_to_string(&mut answer).unwrap();
+            assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+        }
+    }
 
     #[test]
     fn buildkit_upgrades_go_to_the_builder() {
