@@ -160,6 +160,7 @@ func (s *server) started(ctx context.Context, ref string) (*job, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-time.After(30 * time.Second):
+		s.forget(ref)
 		return nil, status.Errorf(codes.NotFound, "no build %s", ref)
 	}
 }
@@ -274,7 +275,14 @@ func (s *control) export(ctx context.Context, j *job) (*controlapi.SolveResponse
 
 func (s *control) Status(req *controlapi.StatusRequest, stream controlapi.Control_StatusServer) error {
 	j := s.job(req.Ref)
-	return j.status.stream(stream.Context(), stream.Send)
+	err := j.status.stream(stream.Context(), stream.Send)
+	select {
+	case <-j.ready:
+	default:
+		// Asked about a build that never came: not kept.
+		s.forget(req.Ref)
+	}
+	return err
 }
 
 // Ping: every capability of this BuildKit version is claimed; what buildx
