@@ -20,7 +20,8 @@ ISO_aarch64 := out/skiff-aarch64.iso
 # aarch64: cross-built init (linker in .cargo/config.toml), parts under out/aarch64.
 A64 := out/aarch64
 INIT_A64 := target/aarch64-unknown-linux-musl/release/skiff-init
-export PATH := $(PATH):$(or $(CARGO_HOME),$(HOME)/.cargo)/bin
+# Go (skiff-buildkit) where the official tarball puts it, if not on PATH.
+export PATH := $(PATH):$(or $(CARGO_HOME),$(HOME)/.cargo)/bin:/usr/local/go/bin
 
 .PHONY: all deps iso iso-x86_64 iso-aarch64 host clients run test unit smoke bench fuzz clean FORCE
 all: iso host
