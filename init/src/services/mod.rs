@@ -4,6 +4,7 @@
 
 pub mod control;
 pub mod http;
+pub mod json;
 pub mod ports;
 pub mod shares;
 pub mod shell;

@@ -30,7 +30,7 @@ const MAX_INSPECT: usize = 1 << 20;
 /// Longest event line accepted.
 const MAX_EVENT: usize = 64 << 10;
 
-use super::json::{self, Json};
+use crate::services::json::{self, Json};
 
 /// The ids of the running containers (`GET /containers/json` lists only
 /// those) that publish at least one port. Podman lists a port range as one
