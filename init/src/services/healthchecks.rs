@@ -4,7 +4,7 @@
 //! compose's `condition: service_healthy` waits forever).
 //!
 //! The engine runs one check and records it when asked
-//! (`GET /libpod/containers/ID/healthcheck`): the timeout, the start period,
+//! (`GET /v5.0.0/libpod/containers/ID/healthcheck`): the timeout, the start period,
 //! the retries, the status and its log in `docker inspect` are its own. This
 //! is only the clock. One thread follows the engine (the running containers
 //! when it becomes ready, then its events: `start`, `die`, `remove`...) and
@@ -246,17 +246,15 @@ fn clock() {
                     log::info!("health: checking container {} every {:?}", short(&id), check.interval);
                 }
             }
-            Some(Msg::Forget(id)) => {
+            // Stopped, paused or removed (the engine's answer to a check
+            // says so too): its events say when to look again.
+            Some(Msg::Forget(id) | Msg::Done(id, Err(None))) => {
                 let watched = schedule.forget(&id);
                 if watched {
                     log::info!("health: stopped checking container {}", short(&id));
                 }
             }
             Some(Msg::ForgetAll) => schedule.forget_all(),
-            // Stopped, paused or removed: its events say when to look again.
-            Some(Msg::Done(id, Err(None))) => {
-                schedule.forget(&id);
-            }
             Some(Msg::Done(id, result)) => {
                 let failure = result.err().flatten();
                 if schedule.done(&id, Instant::now(), failure.clone()) {
@@ -270,12 +268,14 @@ fn clock() {
 
 /// Asks the engine to run one check of `id` and record it.
 fn run_check(id: &str, timeout: Duration) -> Result<(), Option<String>> {
-    let path = format!("/libpod/containers/{id}/healthcheck");
+    // The libpod API is served under a version only.
+    let path = format!("/v5.0.0/libpod/containers/{id}/healthcheck");
     match http::get(engine::SOCKET, &path, MAX_ANSWER, timeout.saturating_add(SLACK)) {
         Ok(_) => Ok(()),
         // Not found, or not running: the engine's word for a container gone.
         Err(http::Error::Status(404 | 409)) => Err(None),
-        // A check over its timeout is a 500 too; the engine has recorded it.
+        // A check past its timeout is a 500 too (Podman 5.4 lets it run to
+        // its end, then records it as failed).
         Err(e) => Err(Some(e.to_string())),
     }
 }
