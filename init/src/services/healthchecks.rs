@@ -306,20 +306,25 @@ fn follow() {
     }
 }
 
+/// `what: e`, for the follower's errors (one formatting for all).
+fn fail(what: &str, e: &dyn std::fmt::Display) -> String {
+    format!("{what}: {e}")
+}
+
 /// Reads the running containers, then follows events until the stream ends.
 fn follow_once() -> Result<(), String> {
     // Events first, then the list: a container started between the two is
     // in both, and watching it twice is harmless.
-    let mut events = http::Stream::open(engine::SOCKET, EVENTS_PATH, QUIET).map_err(|e| format!("cannot follow engine events: {e}"))?;
-    let body = http::get(engine::SOCKET, CONTAINERS_PATH, MAX_LIST, Duration::from_secs(10)).map_err(|e| format!("cannot list containers: {e}"))?;
-    for id in parse_list(&body).map_err(|e| format!("cannot read the container list: {e}"))? {
+    let mut events = http::Stream::open(engine::SOCKET, EVENTS_PATH, QUIET).map_err(|e| fail("cannot follow engine events", &e))?;
+    let body = http::get(engine::SOCKET, CONTAINERS_PATH, MAX_LIST, Duration::from_secs(10)).map_err(|e| fail("cannot list containers", &e))?;
+    for id in parse_list(&body).map_err(|e| fail("cannot read the container list", &e))? {
         look(id)?;
     }
     let mut lines = http::Lines::new(MAX_ANSWER);
     loop {
         match events.next() {
             Ok(Some(bytes)) => {
-                for line in lines.push(&bytes).map_err(|e| format!("engine event: {e}"))? {
+                for line in lines.push(&bytes).map_err(|e| fail("engine event", &e))? {
                     match parse_event(&line) {
                         Some((Change::Look, id)) => look(id)?,
                         Some((Change::Forget, id)) => tell(Msg::Forget(id)),
@@ -330,7 +335,7 @@ fn follow_once() -> Result<(), String> {
             Ok(None) => return Err("the engine ended its event stream".into()),
             Err(e) if http::is_timeout(&e) && engine::is_ready() => {}
             Err(e) if http::is_timeout(&e) => return Ok(()),
-            Err(e) => return Err(format!("engine event stream: {e}")),
+            Err(e) => return Err(fail("engine event stream", &e)),
         }
     }
 }
@@ -341,11 +346,11 @@ fn look(id: String) -> Result<(), String> {
         Ok(body) => match parse_inspect(&body) {
             Ok(Some(check)) => Msg::Watch(id, check),
             Ok(None) => Msg::Forget(id),
-            Err(e) => return Err(format!("cannot read container {}: {e}", short(&id))),
+            Err(e) => return Err(fail("cannot read a container's inspect", &e)),
         },
         // Removed since: its events say so too.
         Err(http::Error::Status(404)) => return Ok(()),
-        Err(e) => return Err(format!("cannot inspect container {}: {e}", short(&id))),
+        Err(e) => return Err(fail("cannot inspect a container", &e)),
     };
     tell(msg);
     Ok(())
