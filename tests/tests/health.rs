@@ -2,7 +2,8 @@
 //! --health-cmd` in the guest, `docker inspect` on the host. A check that
 //! succeeds makes the container `healthy`, one that fails makes it
 //! `unhealthy` after its retries, one slower than its timeout counts as
-//! failed; every check is in `State.Health.Log`. A stopped container is
+//! failed, failures within the start period do not count; every check is
+//! in `State.Health.Log`. A stopped container is
 //! checked no more, and checks resume after the engine crashes and comes
 //! back. (Podman runs checks from systemd timers; the appliance's init is
 //! their clock.)
@@ -95,6 +96,7 @@ fn healthchecks_run_as_docker_runs_them() {
     run("fine", &["--health-cmd", "echo all fine"]);
     run("sick", &["--health-cmd", "echo not well; exit 1", "--health-retries", "2"]);
     run("slow", &["--health-cmd", "sleep 20", "--health-timeout", "2s", "--health-retries", "1"]);
+    run("early", &["--health-cmd", "exit 1", "--health-retries", "1", "--health-start-period", "10m"]);
     vm.docker_ok(&["run", "-d", "--name", "plain", "--network", "none", IMAGE, "sleep", "100000"]);
 
     // A check that succeeds: healthy, its output and exit code in the log.
@@ -117,6 +119,15 @@ fn healthchecks_run_as_docker_runs_them() {
     eprintln!("health: a check over its timeout is logged as {entry}");
     vm.docker_ok(&["rm", "-f", "slow"]);
 
+    // Failures within the start period do not count: still starting.
+    let mut h = Value::Null;
+    assert!(eventually(Duration::from_secs(60), || {
+        h = health(&vm, "early");
+        log(&h).len() >= 2
+    }), "early was not checked: {h}");
+    assert_eq!((status(&h), &h["FailingStreak"]), ("starting", &Value::from(0)), "{h}");
+    vm.docker_ok(&["rm", "-f", "early"]);
+
     // No healthcheck, no health.
     assert_eq!(vm.docker_ok(&["inspect", "-f", "{{json .State.Health}}", "plain"]).trim(), "null");
 
@@ -137,6 +148,7 @@ fn healthchecks_run_as_docker_runs_them() {
     assert_eq!(last_check(&vm, "fine"), last, "a stopped container was checked after the engine restart");
 
     let console = vm.console();
+    eprintln!("health: the guest said:\n{}", console.lines().filter(|l| l.contains("health:")).collect::<Vec<_>>().join("\n"));
     assert!(console.contains("health: checking container"), "{console}");
     assert!(console.contains("health: stopped checking container"), "{console}");
     vm.shutdown();
