@@ -274,8 +274,9 @@ fn run_check(id: &str, timeout: Duration) -> Result<(), Option<String>> {
         Ok(_) => Ok(()),
         // Not found, or not running: the engine's word for a container gone.
         Err(http::Error::Status(404 | 409)) => Err(None),
-        // A check past its timeout is a 500 too (Podman 5.4 lets it run to
-        // its end, then records it as failed).
+        // Podman 5.4 lets a check run past its timeout, then records it as
+        // failed and answers 500.
+        Err(http::Error::Status(500)) => Err(Some("status 500 (a check past its timeout, or an engine error)".into())),
         Err(e) => Err(Some(e.to_string())),
     }
 }
