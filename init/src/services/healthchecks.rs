@@ -295,15 +295,16 @@ fn follow() {
         // The engine that ran them is gone or not followed: the list read
         // when it (or the next one) is ready starts the timers again.
         tell(Msg::ForgetAll);
+        failures = backoff::next_failures(failures, started.elapsed());
+        thread::sleep(backoff::delay(failures));
         if let Err(e) = result {
-            // Said once per distinct problem; the engine restarting is normal.
+            // Said once per distinct problem. The engine ending is normal:
+            // by now (after the backoff) the init has seen it exit.
             if e != last_error && engine::is_ready() {
                 log::warn!("health: {e}; retrying");
             }
             last_error = e;
         }
-        failures = backoff::next_failures(failures, started.elapsed());
-        thread::sleep(backoff::delay(failures));
     }
 }
 
