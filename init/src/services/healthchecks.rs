@@ -320,7 +320,7 @@ fn follow_once() -> Result<(), String> {
     let mut events = http::Stream::open(engine::SOCKET, EVENTS_PATH, QUIET).map_err(|e| fail("cannot follow engine events", &e))?;
     let body = http::get(engine::SOCKET, CONTAINERS_PATH, MAX_LIST, Duration::from_secs(10)).map_err(|e| fail("cannot list containers", &e))?;
     for id in parse_list(&body).map_err(|e| fail("cannot read the container list", &e))? {
-        look(id)?;
+        look(id);
     }
     let mut lines = http::Lines::new(MAX_ANSWER);
     loop {
@@ -328,7 +328,7 @@ fn follow_once() -> Result<(), String> {
             Ok(Some(bytes)) => {
                 for line in lines.push(&bytes).map_err(|e| fail("engine event", &e))? {
                     match parse_event(&line) {
-                        Some((Change::Look, id)) => look(id)?,
+                        Some((Change::Look, id)) => look(id),
                         Some((Change::Forget, id)) => tell(Msg::Forget(id)),
                         None => {}
                     }
@@ -342,20 +342,20 @@ fn follow_once() -> Result<(), String> {
     }
 }
 
-/// Reads the healthcheck of container `id` and tells the clock.
-fn look(id: String) -> Result<(), String> {
+/// Reads the healthcheck of container `id` and tells the clock. A container
+/// that cannot be read is skipped (said), not a reason to stop following.
+fn look(id: String) {
     let msg = match http::get(engine::SOCKET, &format!("/v1.41/containers/{id}/json"), MAX_ANSWER, Duration::from_secs(10)) {
         Ok(body) => match parse_inspect(&body) {
             Ok(Some(check)) => Msg::Watch(id, check),
             Ok(None) => Msg::Forget(id),
-            Err(e) => return Err(fail("cannot read a container's inspect", &e)),
+            Err(e) => return log::warn!("health: cannot read the inspect of container {}: {e}", short(&id)),
         },
         // Removed since: its events say so too.
-        Err(http::Error::Status(404)) => return Ok(()),
-        Err(e) => return Err(fail("cannot inspect a container", &e)),
+        Err(http::Error::Status(404)) => return,
+        Err(e) => return log::warn!("health: cannot inspect container {}: {e}", short(&id)),
     };
     tell(msg);
-    Ok(())
 }
 
 #[cfg(test)]
