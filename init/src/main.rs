@@ -11,7 +11,7 @@
 #![deny(clippy::disallowed_methods)]
 
 use skiff_init::boot::{clock, logger, medium, mounts, rootfs, safe_file};
-use skiff_init::services::{control, ports, shares, vsock};
+use skiff_init::services::{control, healthchecks, ports, shares, vsock};
 use skiff_init::supervise::sys::Kernel;
 use skiff_init::supervise::{children, engine, power, reaper, signals};
 use skiff_init::{config, disk, net};
@@ -70,6 +70,7 @@ fn boot() -> ! {
     vsock::spawn_listener(settings.port, engine::SOCKET);
     control::spawn_listener(skiff_proto::control::DEFAULT_CONTROL_PORT);
     ports::discover::spawn();
+    healthchecks::spawn();
     ports::forward::spawn_listener(skiff_proto::ports::DEFAULT_FORWARD_PORT);
     supervise(&mut engine)
 }
