@@ -199,7 +199,7 @@ fn bridge(args: BridgeArgs) -> std::io::Result<()> {
     let listener = guest::bridge::bind(&args.listen)?;
     // skiff-buildkit's socket: in the state folder, else beside the listening one (0600 either way).
     let build_sock = status.as_ref().map(|s| s.build_sock()).unwrap_or_else(|| args.listen.with_extension("buildkit.sock"));
-    let builder = guest::build::Helper::start(&build_sock, &args.listen);
+    let builder = vm::buildkit::Helper::start(&build_sock, &args.listen);
     eprintln!("skiff: bridging {} to {}", args.listen.display(), target.describe(args.port));
     // A plain unix relay reaches an engine socket, not the guest's ports.
     if !args.no_ports && !plain_unix {

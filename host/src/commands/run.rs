@@ -14,7 +14,8 @@ use clap::Args;
 use skiff_proto::DEFAULT_ENGINE_PORT;
 
 use crate::vm::accel;
-use crate::guest::{bridge, build};
+use crate::guest::bridge;
+use crate::vm::buildkit;
 use crate::vm::datadisk;
 use crate::vm::images;
 use crate::state::pidfile;
@@ -260,7 +261,7 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
     let docker_sock = state.docker_sock();
     let listener = bridge::bind(&docker_sock)?;
     // BuildKit's endpoints (buildx, compose): skiff-buildkit, building with the engine through the bridge.
-    let builder = build::Helper::start(&state.build_sock(), &docker_sock);
+    let builder = buildkit::Helper::start(&state.build_sock(), &docker_sock);
     let (t, port, b) = (vsock.target.clone(), o.port, builder.as_ref().map(|h| h.socket().to_path_buf()));
     threads::spawn("engine socket", move || bridge::serve(listener, t, port, b))?;
 

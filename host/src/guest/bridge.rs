@@ -1,25 +1,18 @@
 //! The host side of the engine socket: a local unix socket whose every
-//! connection is carried to the guest's vsock port.
-//!
-//! Kernel AF_VSOCK keeps half-close, so it is plain pass-through. On hybrid
-//! vsock (vhost-device-vsock, Firecracker, Cloud Hypervisor) a host-side
-//! half-close would close the guest socket entirely, so the client's EOF is
-//! sent in-band as a zero-length frame instead (see `skiff_proto::framing`).
+//! connection is carried to the guest's vsock port (`relay`), or to
+//! skiff-buildkit when it is a BuildKit upgrade (`build`).
 
 use std::fs;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use skiff_proto::copy::copy;
-use skiff_proto::framing;
-
 use crate::guest::build;
-pub use crate::guest::{Addr, Conn, Target};
+use crate::guest::relay::{relay, relay_after};
+pub use crate::guest::{Addr, Target};
 use crate::threads;
 
 /// While set, failed guest connections are not reported (`skiff run` polls
@@ -92,92 +85,69 @@ fn handle(mut client: UnixStream, target: &Target, port: u32, builder: Option<&P
     relay_after(client, &head, guest, target.needs_framing())
 }
 
-/// A local client connection the relay can split and half-close.
-pub trait Client: Read + Write + Send + Sized + 'static {
-    fn try_clone(&self) -> io::Result<Self>;
-    fn shutdown(&self, how: Shutdown) -> io::Result<()>;
-}
-
-impl Client for UnixStream {
-    fn try_clone(&self) -> io::Result<Self> {
-        UnixStream::try_clone(self)
-    }
-    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        UnixStream::shutdown(self, how)
-    }
-}
-
-impl Client for TcpStream {
-    fn try_clone(&self) -> io::Result<Self> {
-        TcpStream::try_clone(self)
-    }
-    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        TcpStream::shutdown(self, how)
-    }
-}
-
-/// Relays `client` to an open guest connection both ways, carrying the
-/// client's EOF in-band when `framed` (after sending the preamble) or as a
-/// half-close otherwise.
-pub fn relay<C: Client>(client: C, guest: Conn, framed: bool) -> io::Result<()> {
-    relay_after(client, &[], guest, framed)
-}
-
-/// [`relay`], sending `head` (bytes already read from the client) first.
-pub fn relay_after<C: Client>(client: C, head: &[u8], mut guest: Conn, framed: bool) -> io::Result<()> {
-    let guest_rd = guest.try_clone()?;
-    if framed {
-        guest.write_all(framing::PREAMBLE)?;
-        let mut guest = Framed(guest);
-        if !head.is_empty() {
-            guest.write_all(head)?;
-        }
-        pump(client, guest_rd, guest, |w| w.0.write_all(&framing::EOF_FRAME))
-    } else {
-        guest.write_all(head)?;
-        pump(client, guest_rd, guest, |w| w.shutdown(Shutdown::Write))
-    }
-}
-
-/// Copies client → guest (ending with `eof`) and guest → client (ending
-/// with a half-close of the client), until both directions are done.
-pub(crate) fn pump<C, R, W, F>(client: C, mut guest_rd: R, mut guest_wr: W, eof: F) -> io::Result<()>
-where
-    C: Client,
-    R: Read + Send + 'static,
-    W: Write,
-    F: FnOnce(&mut W) -> io::Result<()>,
-{
-    let mut client_wr = client.try_clone()?;
-    let back = threads::spawn("relay", move || {
-        let r = copy(&mut guest_rd, &mut client_wr);
-        let _ = client_wr.shutdown(Shutdown::Write);
-        r
-    })?;
-    let mut client_rd = client;
-    let sent = copy(&mut client_rd, &mut guest_wr).and_then(|_| eof(&mut guest_wr));
-    let got = back.join().map_err(|_| io::Error::other("copy thread panicked"))?;
-    sent.and(got).map(|_| ())
-}
-
-/// A writer that wraps each write in a frame.
-struct Framed(Conn);
-
-impl Write for Framed {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let mut frame = Vec::with_capacity(data.len() + 8);
-        framing::encode(data, &mut frame);
-        self.0.write_all(&frame)?;
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Pings the engine through a bridge socket.
 pub fn ping(sock: &Path) -> io::Result<bool> {
     let mut s = UnixStream::connect(sock)?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
     skiff_proto::http::ping(&mut s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::SocketPath;
+    use std::io::{Read, Write};
+    use std::time::Duration;
+
+    /// Reads one request head (to the blank line) from a fresh connection.
+    fn read_head(listener: &UnixListener) -> (UnixStream, Vec<u8>) {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut got = Vec::new();
+        let mut b = [0u8; 1];
+        while !got.ends_with(b"\r\n\r\n") {
+            assert_eq!(s.read(&mut b).unwrap(), 1, "the connection ended early: {got:?}");
+            got.push(b[0]);
+        }
+        (s, got)
+    }
+
+    #[test]
+    fn the_bridge_sends_upgrades_to_the_builder_and_the_rest_to_the_engine_byte_for_byte() {
+        let engine_path = SocketPath::new("build-route", "engine.sock");
+        let dir = engine_path.parent().unwrap().to_path_buf();
+        let (builder_path, docker_path) = (dir.join("buildkit.sock"), dir.join("docker.sock"));
+        let engine = UnixListener::bind(&*engine_path).unwrap();
+        let builder = UnixListener::bind(&builder_path).unwrap();
+        let listener = bind(&docker_path).unwrap();
+        let target = Target::new(Addr::Unix(engine_path.to_path_buf()));
+        let b = builder_path.clone();
+        std::thread::Builder::new().spawn(move || serve(listener, target, 2375, Some(b))).unwrap();
+
+        // An ordinary request reaches the engine whole, and its answer comes back.
+        let ping = b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n";
+        let mut client = UnixStream::connect(&docker_path).unwrap();
+        client.write_all(ping).unwrap();
+        let (mut e, got) = read_head(&engine);
+        assert_eq!(got, ping);
+        e.write_all(b"OK").unwrap();
+        drop(e);
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).unwrap();
+        assert_eq!(answer, "OK");
+
+        // BuildKit's upgrades (the line sent in two pieces) reach the builder whole.
+        for upgrade in [&b"POST /grpc HTTP/1.1\r\nUpgrade: h2c\r\n\r\n"[..], b"POST /v1.45/session HTTP/1.1\r\nUpgrade: h2c\r\n\r\n"] {
+            let mut client = UnixStream::connect(&docker_path).unwrap();
+            client.write_all(&upgrade[..7]).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            client.write_all(&upgrade[7..]).unwrap();
+            let (mut h, got) = read_head(&builder);
+            assert_eq!(got, upgrade);
+            h.write_all(b"HTTP/1.1 101 Switching Protocols\r\n\r\n").unwrap();
+            drop(h);
+            let mut answer = String::new();
+            client.read_to_string(&mut answer).unwrap();
+            assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+        }
+    }
 }

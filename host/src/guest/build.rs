@@ -15,12 +15,9 @@
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::path::Path;
 
-use crate::guest::bridge;
-use crate::vm::process;
+use crate::guest::relay;
 
 /// The longest first request line looked at; a longer one goes to the
 /// engine, which answers it as it would have.
@@ -91,126 +88,15 @@ pub fn relay(client: UnixStream, head: &[u8], builder: &Path) -> io::Result<()> 
     let mut helper = UnixStream::connect(builder)?;
     helper.write_all(head)?;
     let helper_rd = helper.try_clone()?;
-    bridge::pump(client, helper_rd, helper, |w| w.shutdown(Shutdown::Write))
-}
-
-/// The program, beside `skiff` (as `make host` builds them) or on PATH.
-pub fn find_helper() -> Option<PathBuf> {
-    let beside = std::env::current_exe().ok().and_then(|exe| exe.parent().map(|d| d.join(HELPER)));
-    beside.filter(|p| p.is_file()).or_else(|| process::find_program(HELPER))
+    relay::pump(client, helper_rd, helper, |w| w.shutdown(Shutdown::Write))
 }
 
 /// The Go program's file name.
 pub const HELPER: &str = "skiff-buildkit";
 
-/// A running skiff-buildkit, killed and reaped when dropped.
-pub struct Helper {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Helper {
-    /// Starts skiff-buildkit on `socket` (in the private state folder),
-    /// building with the engine behind `engine_sock`. `None`, said on
-    /// stderr, when the program is not installed: builds then go to the
-    /// engine as before (buildx falls back to its own builder).
-    pub fn start(socket: &Path, engine_sock: &Path) -> Option<Helper> {
-        let Some(program) = find_helper() else {
-            eprintln!("skiff: no {HELPER} beside skiff or on PATH: `docker build` with buildx will not find a BuildKit builder (make host builds it)");
-            return None;
-        };
-        match Self::spawn(&program, socket, engine_sock) {
-            Ok(h) => Some(h),
-            Err(e) => {
-                eprintln!("skiff: cannot start {}: {e}; `docker build` with buildx will not find a BuildKit builder", program.display());
-                None
-            }
-        }
-    }
-
-    fn spawn(program: &Path, socket: &Path, engine_sock: &Path) -> io::Result<Helper> {
-        let _ = std::fs::remove_file(socket);
-        let mut child = process::die_with_parent(Command::new(program).arg("--listen").arg(socket).arg("--engine").arg(engine_sock))
-            .stdin(Stdio::null())
-            .spawn()?;
-        if let Err(e) = process::wait_for_path(socket, &mut child, HELPER, Duration::from_secs(10)) {
-            process::stop(&mut child);
-            return Err(e);
-        }
-        Ok(Helper { child, socket: socket.to_path_buf() })
-    }
-
-    /// Its socket, for [`bridge::serve`].
-    pub fn socket(&self) -> &Path {
-        &self.socket
-    }
-}
-
-impl Drop for Helper {
-    fn drop(&mut self) {
-        process::stop(&mut self.child);
-        let _ = std::fs::remove_file(&self.socket);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guest::{Addr, Target};
-    use crate::testutil::SocketPath;
-    use std::os::unix::net::UnixListener;
-
-    /// Reads one request head (to the blank line) from a fresh connection.
-    fn read_head(listener: &UnixListener) -> (UnixStream, Vec<u8>) {
-        let (mut s, _) = listener.accept().unwrap();
-        let mut got = Vec::new();
-        let mut b = [0u8; 1];
-        while !got.ends_with(b"\r\n\r\n") {
-            assert_eq!(s.read(&mut b).unwrap(), 1, "the connection ended early: {got:?}");
-            got.push(b[0]);
-        }
-        (s, got)
-    }
-
-    #[test]
-    fn the_bridge_sends_upgrades_to_the_builder_and_the_rest_to_the_engine_byte_for_byte() {
-        let engine_path = SocketPath::new("build-route", "engine.sock");
-        let dir = engine_path.parent().unwrap().to_path_buf();
-        let (builder_path, docker_path) = (dir.join("buildkit.sock"), dir.join("docker.sock"));
-        let engine = UnixListener::bind(&*engine_path).unwrap();
-        let builder = UnixListener::bind(&builder_path).unwrap();
-        let listener = bridge::bind(&docker_path).unwrap();
-        let target = Target::new(Addr::Unix(engine_path.to_path_buf()));
-        let b = builder_path.clone();
-        std::thread::Builder::new().spawn(move || bridge::serve(listener, target, 2375, Some(b))).unwrap();
-
-        // An ordinary request reaches the engine whole, and its answer comes back.
-        let ping = b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n";
-        let mut client = UnixStream::connect(&docker_path).unwrap();
-        client.write_all(ping).unwrap();
-        let (mut e, got) = read_head(&engine);
-        assert_eq!(got, ping);
-        e.write_all(b"OK").unwrap();
-        drop(e);
-        let mut answer = String::new();
-        client.read_to_string(&mut answer).unwrap();
-        assert_eq!(answer, "OK");
-
-        // BuildKit's upgrades (the line sent in two pieces) reach the builder whole.
-        for upgrade in [&b"POST /grpc HTTP/1.1\r\nUpgrade: h2c\r\n\r\n"[..], b"POST /v1.45/session HTTP/1.1\r\nUpgrade: h2c\r\n\r\n"] {
-            let mut client = UnixStream::connect(&docker_path).unwrap();
-            client.write_all(&upgrade[..7]).unwrap();
-            std::thread::sleep(Duration::from_millis(50));
-            client.write_all(&upgrade[7..]).unwrap();
-            let (mut h, got) = read_head(&builder);
-            assert_eq!(got, upgrade);
-            h.write_all(b"HTTP/1.1 101 Switching Protocols\r\n\r\n").unwrap();
-            drop(h);
-            let mut answer = String::new();
-            client.read_to_string(&mut answer).unwrap();
-            assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
-        }
-    }
 
     #[test]
     fn buildkit_upgrades_go_to_the_builder() {

@@ -14,6 +14,7 @@ pub mod control;
 pub mod forward;
 pub mod ports;
 pub mod record;
+pub mod relay;
 pub mod udp;
 
 

@@ -23,7 +23,7 @@ use std::time::Duration;
 use skiff_proto::control::{self, Request, DEFAULT_CONTROL_PORT};
 use skiff_proto::ports::{self as wire, Proto, Published, Update, MAX_LINE};
 
-use crate::guest::bridge;
+use crate::guest::relay;
 use crate::guest::Target;
 use crate::guest::forward::{open_forward, Dest};
 use crate::guest::udp;
@@ -390,7 +390,7 @@ fn accept(listener: TcpListener, dest: Arc<Mutex<Dest>>, guest: Target) {
 fn forward(client: TcpStream, guest: &Target, ip: IpAddr, port: u16) -> io::Result<()> {
     let _ = client.set_nodelay(true);
     let conn = open_forward(guest, Proto::Tcp, ip, port)?;
-    bridge::relay(client, conn, guest.needs_framing())
+    relay::relay(client, conn, guest.needs_framing())
 }
 
 /// `skiff ports`: prints the listing a running `skiff run` keeps.

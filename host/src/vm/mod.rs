@@ -3,6 +3,7 @@
 //! settings item it is given, the ISO copies it boots and the child
 //! processes that run them.
 pub mod accel;
+pub mod buildkit;
 pub mod datadisk;
 pub mod guestcfg;
 pub mod hide;
