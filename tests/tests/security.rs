@@ -20,6 +20,8 @@ const CONTROL: u32 = 2376;
 /// The guest's per-port cap (init/src/services/vsock.rs MAX_CONNECTIONS).
 const CAP: usize = 512;
 const FLOOD: usize = 2000;
+/// Silent (unauthenticated) connections held at once: more than the cap.
+const SILENT: usize = 600;
 const PING: &[u8] = skiff_proto::http::PING_REQUEST;
 const FW_CFG_RAW: &str = "/sys/firmware/qemu_fw_cfg/by_name/opt/skiff/config/raw";
 
@@ -238,6 +240,15 @@ fn only_the_host_with_the_secret_gets_in_and_pid1_cannot_be_exhausted() {
     eprintln!("security: slow control request: {sent} bytes sent, closed after {:.1}s: {reply:?}", after.as_secs_f64());
     assert!(sent < 28 && after < Duration::from_secs(18), "the slow request line was not cut off");
     assert!(reply.starts_with("skiff: refused: bad request"), "{reply}");
+
+    // --- Another local user holds silent connections (no auth line, more
+    // than the port's places): they wait apart and never keep the owner out.
+    let silent: Vec<UnixStream> = (0..SILENT).filter_map(|_| vm.raw_vsock(ENGINE).ok()).collect();
+    eprintln!("security: holding {} silent connections to the engine port", silent.len());
+    assert!(silent.len() > CAP, "only {} silent connections opened: the check needs more than {CAP}", silent.len());
+    let owner = vm.docker(&["version", "--format", "{{.Server.Version}}"]);
+    assert!(owner.status.success(), "silent connections crowded the owner out: {}", String::from_utf8_lossy(&owner.stderr));
+    drop(silent);
 
     // --- A flood: FLOOD connections held from the host, plus an engine
     // restart while they are held.

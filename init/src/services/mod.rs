@@ -8,3 +8,4 @@ pub mod ports;
 pub mod shares;
 pub mod shell;
 pub mod vsock;
+pub mod waiting;

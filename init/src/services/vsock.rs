@@ -3,9 +3,10 @@
 //! and, through [`serve_port`], every other port.
 //!
 //! Every listener admits connections in one place ([`listen`]): only the
-//! host (CID 2) is served, at most [`MAX_CONNECTIONS`] at a time per port,
-//! and when the VM has a secret each connection must open with its auth
-//! line (`skiff_proto::auth`) within [`AUTH_DEADLINE`].
+//! host (CID 2) is served; when the VM has a secret each connection must
+//! open with its auth line (`skiff_proto::auth`) within [`AUTH_DEADLINE`],
+//! waiting in a room of its own meanwhile (`waiting`), and only then takes
+//! one of the port's [`MAX_CONNECTIONS`] places.
 //!
 //! A connection that starts with the framing preamble carries the host's EOF
 //! in-band (see `skiff_proto::framing`); any other is plain pass-through.
@@ -22,6 +23,8 @@ use std::time::{Duration, Instant};
 use skiff_proto::auth::{self, AuthError, Secret};
 use skiff_proto::framing::{self, FrameReader, Sniff};
 use vsock::{VsockListener, VsockStream, VMADDR_CID_ANY, VMADDR_CID_HOST};
+
+use crate::services::waiting::{Waiting, MAX_WAITING};
 
 /// Set at shutdown: new connections are refused from then on.
 static STOPPING: AtomicBool = AtomicBool::new(false);
@@ -116,6 +119,7 @@ fn listen(port: u32, what: &'static str, answer: Answer, handle: impl Fn(VsockSt
         log::info!("vsock: {what} on vsock port {port}");
         // One counter per port, alive as long as the listener (forever).
         let open: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+        let waiting: &'static Waiting<VsockStream> = Box::leak(Box::new(Waiting::new(MAX_WAITING)));
         let notices = Notices::default();
         loop {
             let (stream, peer) = match listener.accept() {
@@ -133,17 +137,23 @@ fn listen(port: u32, what: &'static str, answer: Answer, handle: impl Fn(VsockSt
                 notices.peer.note(|| format!("vsock: port {port}: closed a connection from cid {} (only the host, cid 2, is served)", peer.cid()));
                 continue;
             }
-            let Some(slot) = Slot::take(open, MAX_CONNECTIONS) else {
-                notices.busy.note(|| format!("vsock: port {port}: {MAX_CONNECTIONS} connections open; turning new ones away"));
-                turn_away(stream, answer, &format!("too many connections ({MAX_CONNECTIONS} open); try again later"));
-                continue;
-            };
-            let auth_notice = Arc::clone(&notices.auth);
+            let (auth_notice, busy_notice) = (Arc::clone(&notices.auth), Arc::clone(&notices.busy));
             let spawned = thread::Builder::new().name("vsock-conn".into()).spawn(move || {
-                let _slot = slot;
                 let mut stream = stream;
-                match admit(&mut stream, secret(), Instant::now() + AUTH_DEADLINE) {
-                    Ok(()) => handle(stream),
+                // Unauthenticated connections wait apart: they never take an admitted one's place.
+                let admitted = match waiting.enter(&stream) {
+                    Ok(_ticket) => admit(&mut stream, secret(), Instant::now() + AUTH_DEADLINE),
+                    Err(e) => Err(Refusal::Io(e)),
+                };
+                match admitted {
+                    Ok(()) => {
+                        let Some(_slot) = Slot::take(open, MAX_CONNECTIONS) else {
+                            busy_notice.note(|| format!("vsock: port {port}: {MAX_CONNECTIONS} connections open; turning new ones away"));
+                            turn_away(stream, answer, &format!("too many connections ({MAX_CONNECTIONS} open); try again later"));
+                            return;
+                        };
+                        handle(stream)
+                    }
                     Err(r) => {
                         auth_notice.note(|| format!("vsock: port {port}: refused a connection from the host: {r}"));
                         if let Err(e) = refuse(stream, answer, &r.to_string()) {
@@ -225,7 +235,7 @@ impl Notice {
 struct Notices {
     accept: Notice,
     peer: Notice,
-    busy: Notice,
+    busy: Arc<Notice>,
     spawn: Notice,
     auth: Arc<Notice>,
 }
