@@ -3,10 +3,12 @@
 //! and, through [`serve_port`], every other port.
 //!
 //! Every listener admits connections in one place ([`listen`]): only the
-//! host (CID 2) is served; when the VM has a secret each connection must
-//! open with its auth line (`skiff_proto::auth`) within [`AUTH_DEADLINE`],
-//! waiting in a room of its own meanwhile (`waiting`), and only then takes
-//! one of the port's [`MAX_CONNECTIONS`] places.
+//! host (CID 2) is served, at most [`MAX_CONNECTIONS`] at a time per port,
+//! and when the VM has a secret each connection must open with its auth
+//! line (`skiff_proto::auth`) within [`AUTH_DEADLINE`]. Until then it
+//! waits (`waiting`): when every place is taken, a silent waiting
+//! connection gives its place to the newcomer, so unauthenticated peers
+//! never keep the owner out.
 //!
 //! A connection that starts with the framing preamble carries the host's EOF
 //! in-band (see `skiff_proto::framing`); any other is plain pass-through.
@@ -24,7 +26,7 @@ use skiff_proto::auth::{self, AuthError, Secret};
 use skiff_proto::framing::{self, FrameReader, Sniff};
 use vsock::{VsockListener, VsockStream, VMADDR_CID_ANY, VMADDR_CID_HOST};
 
-use crate::services::waiting::{Waiting, MAX_WAITING};
+use crate::services::waiting::Waiting;
 
 /// Set at shutdown: new connections are refused from then on.
 static STOPPING: AtomicBool = AtomicBool::new(false);
@@ -119,7 +121,7 @@ fn listen(port: u32, what: &'static str, answer: Answer, handle: impl Fn(VsockSt
         log::info!("vsock: {what} on vsock port {port}");
         // One counter per port, alive as long as the listener (forever).
         let open: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
-        let waiting: &'static Waiting<VsockStream> = Box::leak(Box::new(Waiting::new(MAX_WAITING)));
+        let waiting: &'static Waiting<Slot> = Box::leak(Box::default());
         let notices = Notices::default();
         loop {
             let (stream, peer) = match listener.accept() {
@@ -137,23 +139,27 @@ fn listen(port: u32, what: &'static str, answer: Answer, handle: impl Fn(VsockSt
                 notices.peer.note(|| format!("vsock: port {port}: closed a connection from cid {} (only the host, cid 2, is served)", peer.cid()));
                 continue;
             }
-            let (auth_notice, busy_notice) = (Arc::clone(&notices.auth), Arc::clone(&notices.busy));
+            let Some(slot) = Slot::take(open, MAX_CONNECTIONS).or_else(|| waiting.give_way()) else {
+                notices.busy.note(|| format!("vsock: port {port}: {MAX_CONNECTIONS} connections open; turning new ones away"));
+                turn_away(stream, answer, &format!("too many connections ({MAX_CONNECTIONS} open); try again later"));
+                continue;
+            };
+            let ticket = match waiting.enter(&stream, slot) {
+                Ok(t) => t,
+                Err(e) => {
+                    notices.spawn.note(|| format!("vsock: port {port}: cannot keep a connection: {e}; connection dropped"));
+                    continue;
+                }
+            };
+            let auth_notice = Arc::clone(&notices.auth);
             let spawned = thread::Builder::new().name("vsock-conn".into()).spawn(move || {
                 let mut stream = stream;
-                // Unauthenticated connections wait apart: they never take an admitted one's place.
-                let admitted = match waiting.enter(&stream) {
-                    Ok(_ticket) => admit(&mut stream, secret(), Instant::now() + AUTH_DEADLINE),
-                    Err(e) => Err(Refusal::Io(e)),
-                };
-                match admitted {
-                    Ok(()) => {
-                        let Some(_slot) = Slot::take(open, MAX_CONNECTIONS) else {
-                            busy_notice.note(|| format!("vsock: port {port}: {MAX_CONNECTIONS} connections open; turning new ones away"));
-                            turn_away(stream, answer, &format!("too many connections ({MAX_CONNECTIONS} open); try again later"));
-                            return;
-                        };
-                        handle(stream)
-                    }
+                match admit(&mut stream, secret(), Instant::now() + AUTH_DEADLINE) {
+                    // None: it gave way to a newcomer while silent (then cut off).
+                    Ok(()) => match ticket.admitted() {
+                        Some(_slot) => handle(stream),
+                        None => log::debug!("vsock: port {port}: a silent connection gave way"),
+                    },
                     Err(r) => {
                         auth_notice.note(|| format!("vsock: port {port}: refused a connection from the host: {r}"));
                         if let Err(e) = refuse(stream, answer, &r.to_string()) {
@@ -235,7 +241,7 @@ impl Notice {
 struct Notices {
     accept: Notice,
     peer: Notice,
-    busy: Arc<Notice>,
+    busy: Notice,
     spawn: Notice,
     auth: Arc<Notice>,
 }

@@ -1,97 +1,124 @@
-//! The connections of a port that have not yet shown the secret. They
-//! never take the places of admitted connections, and at most
-//! [`MAX_WAITING`] wait at once: past that, the one that has waited
-//! longest is cut off. The host sends its auth line with the connection,
-//! so it waits milliseconds; a local user who floods the vsock with
-//! silent connections only pushes out its own.
+//! The connections of a port that hold a place but have not yet been
+//! admitted (their auth line is awaited). When every place is taken, a
+//! newcomer gets the place of the longest-waiting connection that has sent
+//! nothing at all: the host sends its auth line with the connection, so
+//! only a silent peer (a local user flooding the vsock) ever gives way, and
+//! it can never keep the owner out. Connections whose bytes have arrived
+//! keep their places, so an honest burst is served or clearly turned away
+//! as before.
 
 use std::collections::VecDeque;
-use std::net::Shutdown;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Mutex;
 
-use crate::services::vsock::Conn;
+use rustix::net::{RecvFlags, Shutdown};
 
-/// Connections of one port waiting for their auth line.
-pub const MAX_WAITING: usize = 64;
-
-/// A port's waiting room.
-pub struct Waiting<C: Conn> {
-    room: Mutex<Room<C>>,
-    max: usize,
+/// The waiting connections of one port, each with the place `P` it holds.
+pub struct Waiting<P> {
+    /// Oldest first: (ticket number, a second descriptor of it, its place).
+    room: Mutex<VecDeque<(u64, OwnedFd, P)>>,
+    next: std::sync::atomic::AtomicU64,
 }
 
-struct Room<C> {
-    /// Oldest first: (ticket number, a second handle to cut it off).
-    queue: VecDeque<(u64, C)>,
-    next: u64,
-}
-
-/// A connection's place in the room; leaving on drop.
-pub struct Ticket<'a, C: Conn> {
-    waiting: &'a Waiting<C>,
+/// A connection's stay in the room; leaving (dropped) gives its place back.
+pub struct Ticket<'a, P> {
+    waiting: &'a Waiting<P>,
     number: u64,
 }
 
-impl<C: Conn> Waiting<C> {
-    pub fn new(max: usize) -> Self {
-        Waiting { room: Mutex::new(Room { queue: VecDeque::new(), next: 0 }), max }
+impl<P> Default for Waiting<P> {
+    fn default() -> Self {
+        Waiting { room: Mutex::new(VecDeque::new()), next: Default::default() }
+    }
+}
+
+impl<P> Waiting<P> {
+    fn room(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, OwnedFd, P)>> {
+        self.room.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Lets `conn` wait; a full room first cuts off its oldest connection
-    /// (shut down both ways: its admission ends at once, refused).
-    pub fn enter(&self, conn: &C) -> std::io::Result<Ticket<'_, C>> {
-        let handle = conn.try_clone()?;
-        let mut room = self.room.lock().unwrap_or_else(|e| e.into_inner());
-        while room.queue.len() >= self.max {
-            if let Some((_, oldest)) = room.queue.pop_front() {
-                let _ = oldest.shutdown(Shutdown::Both);
-            }
-        }
-        let number = room.next;
-        room.next += 1;
-        room.queue.push_back((number, handle));
+    /// `conn` waits for admission, holding `place`.
+    pub fn enter(&self, conn: &impl AsFd, place: P) -> std::io::Result<Ticket<'_, P>> {
+        let fd = conn.as_fd().try_clone_to_owned()?;
+        let number = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.room().push_back((number, fd, place));
         Ok(Ticket { waiting: self, number })
+    }
+
+    /// Cuts off the longest-waiting connection that has sent nothing (or
+    /// has closed) and hands over its place; `None` if every waiting one
+    /// has bytes on the way in.
+    pub fn give_way(&self) -> Option<P> {
+        let mut room = self.room();
+        let silent = room.iter().position(|(_, fd, _)| {
+            let mut byte = [0u8; 1];
+            match rustix::net::recv(fd, &mut byte, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
+                Ok((n, _)) => n == 0,
+                Err(e) => e == rustix::io::Errno::AGAIN,
+            }
+        })?;
+        let (_, fd, place) = room.remove(silent)?;
+        // Its admission wakes to a closed connection and ends, refused.
+        let _ = rustix::net::shutdown(&fd, Shutdown::Both);
+        Some(place)
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.room.lock().unwrap_or_else(|e| e.into_inner()).queue.len()
+        self.room().len()
     }
 }
 
-impl<C: Conn> Drop for Ticket<'_, C> {
+impl<P> Ticket<'_, P> {
+    /// Admitted: leaves the room with its place, unless it gave way already.
+    pub fn admitted(self) -> Option<P> {
+        let mut room = self.waiting.room();
+        let at = room.iter().position(|(n, _, _)| *n == self.number)?;
+        room.remove(at).map(|(_, _, place)| place)
+    }
+}
+
+impl<P> Drop for Ticket<'_, P> {
     fn drop(&mut self) {
-        let mut room = self.waiting.room.lock().unwrap_or_else(|e| e.into_inner());
-        room.queue.retain(|(n, _)| *n != self.number);
+        self.waiting.room().retain(|(n, _, _)| *n != self.number);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
+    use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
 
     #[test]
-    fn a_full_room_cuts_off_the_longest_waiting_and_leaving_frees_a_place() {
-        let waiting = Waiting::new(2);
-        let pairs: Vec<(UnixStream, UnixStream)> = (0..3).map(|_| UnixStream::pair().unwrap()).collect();
-        let first = waiting.enter(&pairs[0].0).unwrap();
-        let second = waiting.enter(&pairs[1].0).unwrap();
-        assert_eq!(waiting.len(), 2);
-        let third = waiting.enter(&pairs[2].0).unwrap();
-        assert_eq!(waiting.len(), 2);
+    fn only_a_silent_connection_gives_way_and_an_admitted_one_keeps_its_place() {
+        let waiting = Waiting::default();
+        let (talker, mut talker_peer) = UnixStream::pair().unwrap();
+        let (silent, silent_peer) = UnixStream::pair().unwrap();
+        let (later, _later_peer) = UnixStream::pair().unwrap();
+        talker_peer.write_all(b"SKIFF-AUTH/1 ...").unwrap();
+        let t1 = waiting.enter(&talker, "talker's place").unwrap();
+        let t2 = waiting.enter(&silent, "silent's place").unwrap();
+        let t3 = waiting.enter(&later, "later's place").unwrap();
+        assert_eq!(waiting.give_way(), Some("silent's place"), "the oldest silent one, not the talker");
         let mut buf = [0u8; 1];
-        let mut cut = pairs[0].1.try_clone().unwrap();
-        assert_eq!(cut.read(&mut buf).unwrap(), 0, "the oldest was cut off");
-        pairs[1].1.set_nonblocking(true).unwrap();
-        let mut kept = pairs[1].1.try_clone().unwrap();
-        assert_eq!(kept.read(&mut buf).unwrap_err().kind(), std::io::ErrorKind::WouldBlock, "the others still wait");
-        drop(first); // already gone: nothing else leaves
-        assert_eq!(waiting.len(), 2);
-        drop(second);
-        assert_eq!(waiting.len(), 1);
-        drop(third);
+        assert_eq!((&silent_peer).read(&mut buf).unwrap(), 0, "the silent one was cut off");
+        assert_eq!(t2.admitted(), None, "its place went to the newcomer");
+        assert_eq!(waiting.give_way(), Some("later's place"));
+        assert_eq!(waiting.give_way(), None, "only the talker waits, and it has sent bytes");
+        assert_eq!(t1.admitted(), Some("talker's place"));
+        drop(t3);
         assert_eq!(waiting.len(), 0);
+    }
+
+    #[test]
+    fn leaving_unadmitted_gives_the_place_back() {
+        let waiting = Waiting::default();
+        let (a, _peer) = UnixStream::pair().unwrap();
+        let ticket = waiting.enter(&a, ()).unwrap();
+        assert_eq!(waiting.len(), 1);
+        drop(ticket);
+        assert_eq!(waiting.len(), 0);
+        assert_eq!(waiting.give_way(), None);
     }
 }
