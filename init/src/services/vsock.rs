@@ -26,7 +26,7 @@ use skiff_proto::auth::{self, AuthError, Secret};
 use skiff_proto::framing::{self, FrameReader, Sniff};
 use vsock::{VsockListener, VsockStream, VMADDR_CID_ANY, VMADDR_CID_HOST};
 
-use crate::services::waiting::Waiting;
+use crate::services::waiting::{Waiting, GRACE};
 
 /// Set at shutdown: new connections are refused from then on.
 static STOPPING: AtomicBool = AtomicBool::new(false);
@@ -139,7 +139,7 @@ fn listen(port: u32, what: &'static str, answer: Answer, handle: impl Fn(VsockSt
                 notices.peer.note(|| format!("vsock: port {port}: closed a connection from cid {} (only the host, cid 2, is served)", peer.cid()));
                 continue;
             }
-            let Some(slot) = Slot::take(open, MAX_CONNECTIONS).or_else(|| waiting.give_way()) else {
+            let Some(slot) = Slot::take(open, MAX_CONNECTIONS).or_else(|| waiting.give_way(GRACE)) else {
                 notices.busy.note(|| format!("vsock: port {port}: {MAX_CONNECTIONS} connections open; turning new ones away"));
                 turn_away(stream, answer, &format!("too many connections ({MAX_CONNECTIONS} open); try again later"));
                 continue;
