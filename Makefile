@@ -13,14 +13,17 @@ ARCH ?= x86_64
 TARGET := x86_64-unknown-linux-musl
 INIT := target/$(TARGET)/release/skiff-init
 SKIFF := target/release/skiff
+# BuildKit's /grpc and /session for buildx and compose (Go; buildkit/).
+BUILDKIT := target/release/skiff-buildkit
 ISO_x86_64 := out/skiff.iso
 ISO_aarch64 := out/skiff-aarch64.iso
 # aarch64: cross-built init (linker in .cargo/config.toml), parts under out/aarch64.
 A64 := out/aarch64
 INIT_A64 := target/aarch64-unknown-linux-musl/release/skiff-init
-export PATH := $(PATH):$(or $(CARGO_HOME),$(HOME)/.cargo)/bin
+# Go (skiff-buildkit) where the official tarball puts it, if not on PATH.
+export PATH := $(PATH):$(or $(CARGO_HOME),$(HOME)/.cargo)/bin:/usr/local/go/bin
 
-.PHONY: all deps iso iso-x86_64 iso-aarch64 host run test unit smoke bench fuzz clean FORCE
+.PHONY: all deps iso iso-x86_64 iso-aarch64 host clients run test unit smoke bench fuzz clean FORCE
 all: iso host
 
 deps:
@@ -37,7 +40,12 @@ $(INIT_A64): FORCE
 $(SKIFF): FORCE
 	cargo build --release --locked -p skiff
 
-host: $(SKIFF)
+# Go's own caches (GOMODCACHE, GOCACHE) keep the modules and builds, outside the checkout.
+$(BUILDKIT): FORCE
+	@command -v go >/dev/null || { echo "make: Go >= 1.22 is needed to build skiff-buildkit (buildkit/): https://go.dev/dl" >&2; exit 1; }
+	cd buildkit && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o ../$(BUILDKIT) .
+
+host: $(SKIFF) $(BUILDKIT)
 
 out/bzImage: kernel-config kernel-config.x86_64 image/build-kernel.sh image/trixie-apt.sh
 	image/build-kernel.sh $(SKIFF_CACHE) $@ x86_64
@@ -77,8 +85,13 @@ run: deps iso host
 	$(SKIFF) run --iso $(ISO_$(ARCH))
 
 # Both ISOs: the suites boot the aarch64 one too (tests/tests/aarch64.rs).
-test: deps iso-x86_64 iso-aarch64 $(A64)/busybox-static host
+test: deps iso-x86_64 iso-aarch64 $(A64)/busybox-static host clients
+	cd buildkit && go test ./...
 	cargo test --workspace --locked -- --nocapture --test-threads=1
+
+# Debian 13's docker CLI with its buildx and compose plugins, for tests/tests/build.rs.
+clients:
+	scripts/fetch-clients.sh $(SKIFF_CACHE)
 
 bench: deps iso host $(if $(filter 1,$(SKIFF_BENCH_AARCH64)),iso-aarch64)
 	cargo run --release --locked -p skiff-tests --bin bench

@@ -62,3 +62,11 @@ cargo_tool() { # binary crate version
 }
 cargo_tool vhost-device-vsock vhost-device-vsock 0.3.0
 cargo_tool virtiofsd virtiofsd 1.14.0
+
+# Go >= 1.22 builds skiff-buildkit (buildkit/); Debian 12's golang is 1.19,
+# so it must come from elsewhere (go.dev's tarball in /usr/local/go).
+PATH="$PATH:/usr/local/go/bin"
+if ! go version 2>/dev/null | grep -Eq 'go1\.(2[2-9]|[3-9][0-9])'; then
+  echo "deps: ERROR: Go >= 1.22 is needed for skiff-buildkit (found: $(go version 2>/dev/null || echo none)); install it from https://go.dev/dl into /usr/local/go" >&2
+  exit 1
+fi

@@ -197,11 +197,14 @@ fn bridge(args: BridgeArgs) -> std::io::Result<()> {
     target.secret = args.secret_file.as_deref().map(state::secret::read).transpose()?;
     let status = args.dir.as_deref().map(state::StateDir::create).transpose()?;
     let listener = guest::bridge::bind(&args.listen)?;
+    // skiff-buildkit's socket: in the state folder, else beside the listening one (0600 either way).
+    let build_sock = status.as_ref().map(|s| s.build_sock()).unwrap_or_else(|| args.listen.with_extension("buildkit.sock"));
+    let builder = guest::build::Helper::start(&build_sock, &args.listen);
     eprintln!("skiff: bridging {} to {}", args.listen.display(), target.describe(args.port));
     // A plain unix relay reaches an engine socket, not the guest's ports.
     if !args.no_ports && !plain_unix {
         guest::ports::Ports::spawn(target.clone(), args.ports_all_interfaces, status.map(|s| s.ports()))?;
     }
     println!("export DOCKER_HOST=unix://{}", args.listen.display());
-    guest::bridge::serve(listener, target, args.port)
+    guest::bridge::serve(listener, target, args.port, builder.as_ref().map(|h| h.socket().to_path_buf()))
 }

@@ -10,8 +10,8 @@
 
 #![deny(clippy::disallowed_methods)]
 
-use skiff_init::boot::{clock, logger, medium, mounts, rootfs};
-use skiff_init::services::{control, ports, shares, vsock};
+use skiff_init::boot::{clock, logger, medium, mounts, rootfs, safe_file};
+use skiff_init::services::{control, healthchecks, ports, shares, vsock};
 use skiff_init::supervise::sys::Kernel;
 use skiff_init::supervise::{children, engine, power, reaper, signals};
 use skiff_init::{config, disk, net};
@@ -43,7 +43,7 @@ fn boot() -> ! {
     // Verbose logging is a command-line setting; the rest waits for the data disk.
     logger::init(config::resolve([cmdline.clone()]).0.debug);
     for w in warnings {
-        log::warn!("config: {w}");
+        log::warn!("config: {}", safe_file::escaped(&w.to_string(), config::WARNING_MAX));
     }
     if let Err(e) = signals::block() {
         log::error!("cannot block signals: {e}; powering off");
@@ -70,6 +70,7 @@ fn boot() -> ! {
     vsock::spawn_listener(settings.port, engine::SOCKET);
     control::spawn_listener(skiff_proto::control::DEFAULT_CONTROL_PORT);
     ports::discover::spawn();
+    healthchecks::spawn();
     ports::forward::spawn_listener(skiff_proto::ports::DEFAULT_FORWARD_PORT);
     supervise(&mut engine)
 }

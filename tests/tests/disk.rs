@@ -318,3 +318,131 @@ fn a_disk_with_a_newer_layout_is_refused_untouched() {
 
     assert_eq!(sha256_file(&disk), before, "a disk with a newer layout was modified");
 }
+
+/// A container given the data disk (or `/var/lib/skiff`) plants a FIFO as
+/// `config.toml` and symlinks as the log file and the build id record, all
+/// pointing at a file of the user's: the next boot still comes up (before,
+/// it hung at the config file, before any listener or the power button),
+/// says what it refused, and neither writes through a link nor deletes
+/// what was planted.
+#[test]
+fn files_planted_on_the_data_disk_never_stall_the_boot() {
+    let scratch = Scratch::new("disk-planted");
+    let image = busybox_image(&scratch.0, IMAGE);
+    let disk = scratch.0.join("data.img");
+    blank_disk(&disk, 1 << 30);
+
+    let vm = boot_with_disk(&scratch.0, &disk);
+    vm.docker_ok(&["load", "-i", image.to_str().unwrap()]);
+    let plant = "echo precious > /s/victim \
+        && busybox rm -f /s/config.toml && busybox mkfifo /s/config.toml \
+        && busybox rm -f /s/log/skiff.log && busybox ln -s /var/lib/skiff/victim /s/log/skiff.log \
+        && busybox rm -f /d/skiff-last-build-id && busybox ln -s /var/lib/skiff/victim /d/skiff-last-build-id";
+    vm.docker_ok(&["run", "--rm", "-v", "/var/lib/skiff:/s", "-v", "/mnt/skiff-data:/d", IMAGE, "sh", "-c", plant]);
+    shutdown_and_report(vm, "planted");
+
+    let vm = boot_with_disk(&scratch.0, &disk);
+    let console = vm.console();
+    for line in console.lines().filter(|l| l.contains("config:") || l.contains("log:") || l.contains("disk:")) {
+        eprintln!("planted: {line}");
+    }
+    assert!(console.contains("config: cannot read /var/lib/skiff/config.toml: it is a FIFO"), "{console}");
+    assert!(console.contains("log: /var/lib/skiff/log/skiff.log: it is a symbolic link (not followed)"), "{console}");
+    assert!(console.contains("disk: mounted /dev/vda1"), "{console}");
+    let check = "cat /s/victim; [ -p /s/config.toml ] && echo fifo-kept; [ -L /s/log/skiff.log.1 ] && echo link-kept; \
+        [ -f /s/log/skiff.log ] && [ ! -L /s/log/skiff.log ] && echo new-log; [ -f /d/skiff-last-build-id ] && echo build-id-file";
+    let got = vm.docker_ok(&["run", "--rm", "-v", "/var/lib/skiff:/s", "-v", "/mnt/skiff-data:/d", IMAGE, "sh", "-c", check]);
+    assert_eq!(got.split_whitespace().collect::<Vec<_>>(), ["precious", "fifo-kept", "link-kept", "new-log", "build-id-file"], "{got}");
+    shutdown_and_report(vm, "planted (second boot)");
+}
+
+/// A data disk whose layout version file is a FIFO (planted by a container
+/// given the disk's mount): the guest does not wait on it (before, every
+/// boot hung there), says why, leaves the disk unmounted and unchanged,
+/// and the engine runs in RAM.
+#[test]
+fn a_fifo_as_the_layout_version_file_is_refused_untouched() {
+    let scratch = Scratch::new("disk-layout-fifo");
+    let content = scratch.0.join("content");
+    std::fs::create_dir_all(content.join("containers")).unwrap();
+    let made = Command::new("mkfifo").arg(content.join("skiff-layout-version")).status().expect("mkfifo");
+    assert!(made.success());
+    let disk = scratch.0.join("fifo.img");
+    ext4_disk(&disk, "skiff-data", &content);
+    let before = sha256_file(&disk);
+
+    let vm = boot_with_disk(&scratch.0, &disk);
+    let console = vm.console();
+    for line in console.lines().filter(|l| l.contains("disk:")) {
+        eprintln!("layout-fifo: {line}");
+    }
+    assert!(console.contains("its layout version file skiff-layout-version cannot be read: it is a FIFO"), "{console}");
+    assert!(console.contains("leaving its data untouched"), "{console}");
+    assert!(vm.docker_ok(&["info", "--format", "{{.Driver}}"]).contains("overlay"));
+    shutdown_and_report_no_disk(vm);
+    assert_eq!(sha256_file(&disk), before, "the disk was modified");
+}
+
+/// A broken `secret` in config.toml (here written by a container given
+/// /var/lib/skiff) fails closed: the next boot says why and every port
+/// refuses every connection, even one with the host's right secret (before,
+/// it warned and went on with the host's secret, or, given none, served
+/// everyone).
+#[test]
+fn a_broken_secret_setting_serves_no_connection() {
+    use std::io::{Read, Write};
+    let scratch = Scratch::new("disk-bad-secret");
+    let image = busybox_image(&scratch.0, IMAGE);
+    let disk = scratch.0.join("data.img");
+    blank_disk(&disk, 1 << 30);
+    let vm = boot_with_disk(&scratch.0, &disk);
+    vm.docker_ok(&["load", "-i", image.to_str().unwrap()]);
+    vm.docker_ok(&["run", "--rm", "-v", "/var/lib/skiff:/s", IMAGE, "sh", "-c", "echo 'secret = \"not-64-hex-digits\"' > /s/config.toml"]);
+    shutdown_and_report(vm, "bad secret");
+
+    // `skiff run` cannot reach the engine now (it keeps trying): started by hand.
+    let mut run = skiff_tests::die_with_parent(&mut Command::new(skiff_tests::skiff_bin()))
+        .arg("run").arg("--iso").arg(iso()).arg("--dir").arg(&scratch.0)
+        .args(["--timeout", "300", "--ephemeral", "--disk"]).arg(&disk)
+        .stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null())
+        .spawn().expect("start skiff run");
+    let said = "vsock: the secret setting cannot be used";
+    let end = Instant::now() + Duration::from_secs(240);
+    let console = loop {
+        let console = std::fs::read_to_string(scratch.0.join("console.log")).unwrap_or_default();
+        if console.contains(said) || Instant::now() > end {
+            break console;
+        }
+        thread::sleep(Duration::from_millis(500));
+    };
+    for line in console.lines().filter(|l| l.contains("secret") || l.contains("vsock:")) {
+        eprintln!("bad secret: {line}");
+    }
+    assert!(console.contains(said), "{console}");
+    assert!(console.contains("/var/lib/skiff/config.toml: `secret` is not 64 hex digits"), "{console}");
+    assert!(!console.contains("not-64-hex-digits"), "the value reached the console");
+    thread::sleep(Duration::from_secs(2)); // the listeners are up a moment after the message
+    let secret = skiff_proto::auth::Secret::from_hex(&std::fs::read_to_string(scratch.0.join("secret")).unwrap()).unwrap();
+    for port in [2375, 2376, 2377] {
+        let mut s = std::os::unix::net::UnixStream::connect(scratch.0.join("vsock.sock")).unwrap();
+        skiff_proto::hybrid::handshake(&mut s, port).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let _ = s.write_all(&[secret.line(), skiff_proto::http::PING_REQUEST.to_vec()].concat());
+        let mut reply = Vec::new();
+        let _ = s.read_to_end(&mut reply);
+        let reply = String::from_utf8_lossy(&reply);
+        eprintln!("bad secret: port {port}, the right secret: {reply:?}");
+        assert!(reply.contains("skiff: refused: the VM's secret setting cannot be used"), "port {port}: {reply}");
+        assert!(!reply.contains("200 OK"), "port {port} served: {reply}");
+    }
+    let stop = Command::new(skiff_tests::skiff_bin()).arg("stop").arg("--dir").arg(&scratch.0).output().expect("skiff stop");
+    eprintln!("bad secret: skiff stop: {}", String::from_utf8_lossy(&stop.stderr).trim());
+    let end = Instant::now() + Duration::from_secs(90);
+    while run.try_wait().ok().flatten().is_none() && Instant::now() < end {
+        thread::sleep(Duration::from_millis(200));
+    }
+    let ended = run.try_wait().ok().flatten().is_some();
+    let _ = run.kill();
+    let _ = run.wait();
+    assert!(ended, "skiff run did not end after skiff stop");
+}

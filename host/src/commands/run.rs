@@ -14,7 +14,7 @@ use clap::Args;
 use skiff_proto::DEFAULT_ENGINE_PORT;
 
 use crate::vm::accel;
-use crate::guest::bridge;
+use crate::guest::{bridge, build};
 use crate::vm::datadisk;
 use crate::vm::images;
 use crate::state::pidfile;
@@ -259,8 +259,10 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
 
     let docker_sock = state.docker_sock();
     let listener = bridge::bind(&docker_sock)?;
-    let (t, port) = (vsock.target.clone(), o.port);
-    threads::spawn("engine socket", move || bridge::serve(listener, t, port))?;
+    // BuildKit's endpoints (buildx, compose): skiff-buildkit, building with the engine through the bridge.
+    let builder = build::Helper::start(&state.build_sock(), &docker_sock);
+    let (t, port, b) = (vsock.target.clone(), o.port, builder.as_ref().map(|h| h.socket().to_path_buf()));
+    threads::spawn("engine socket", move || bridge::serve(listener, t, port, b))?;
 
     bridge::QUIET.store(true, Ordering::Relaxed);
     // Other processes (`skiff shell`, `status`) find the VM through the
@@ -285,6 +287,7 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
         // button first, so its data disk is left clean.
         shut_down(&state.qmp(), &console, &mut vm);
     }
+    drop(builder);
     drop(vsock);
     drop(shares);
     process::reap_adopted(Duration::from_secs(2));

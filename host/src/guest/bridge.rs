@@ -11,13 +11,14 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use skiff_proto::copy::copy;
 use skiff_proto::framing;
 
+use crate::guest::build;
 pub use crate::guest::{Addr, Conn, Target};
 use crate::threads;
 
@@ -45,8 +46,9 @@ pub fn bind(listen: &Path) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Accepts connections forever, one thread pair per connection.
-pub fn serve(listener: UnixListener, target: Target, port: u32) -> io::Result<()> {
+/// Accepts connections forever, one thread pair per connection. With a
+/// `builder` socket, BuildKit's upgrades go there (see [`build`]).
+pub fn serve(listener: UnixListener, target: Target, port: u32, builder: Option<PathBuf>) -> io::Result<()> {
     for client in listener.incoming() {
         let client = match client {
             Ok(c) => c,
@@ -56,8 +58,9 @@ pub fn serve(listener: UnixListener, target: Target, port: u32) -> io::Result<()
             }
         };
         let target = target.clone();
+        let builder = builder.clone();
         let started = threads::spawn("engine connection", move || {
-            if let Err(e) = handle(client, &target, port) {
+            if let Err(e) = handle(client, &target, port, builder.as_deref()) {
                 // A reset or broken pipe is how either side hangs up early.
                 let teardown = matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe);
                 let what = format!("{}: {e}", target.describe(port));
@@ -76,9 +79,17 @@ pub fn serve(listener: UnixListener, target: Target, port: u32) -> io::Result<()
     Ok(())
 }
 
-fn handle(client: UnixStream, target: &Target, port: u32) -> io::Result<()> {
+fn handle(mut client: UnixStream, target: &Target, port: u32, builder: Option<&Path>) -> io::Result<()> {
+    let Some(builder) = builder else {
+        let guest = target.connect(port)?;
+        return relay(client, guest, target.needs_framing());
+    };
+    let (head, route) = build::peek(&mut client)?;
+    if route == build::Route::Builder {
+        return build::relay(client, &head, builder).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", build::HELPER)));
+    }
     let guest = target.connect(port)?;
-    relay(client, guest, target.needs_framing())
+    relay_after(client, &head, guest, target.needs_framing())
 }
 
 /// A local client connection the relay can split and half-close.
@@ -108,19 +119,29 @@ impl Client for TcpStream {
 /// Relays `client` to an open guest connection both ways, carrying the
 /// client's EOF in-band when `framed` (after sending the preamble) or as a
 /// half-close otherwise.
-pub fn relay<C: Client>(client: C, mut guest: Conn, framed: bool) -> io::Result<()> {
+pub fn relay<C: Client>(client: C, guest: Conn, framed: bool) -> io::Result<()> {
+    relay_after(client, &[], guest, framed)
+}
+
+/// [`relay`], sending `head` (bytes already read from the client) first.
+pub fn relay_after<C: Client>(client: C, head: &[u8], mut guest: Conn, framed: bool) -> io::Result<()> {
     let guest_rd = guest.try_clone()?;
     if framed {
         guest.write_all(framing::PREAMBLE)?;
-        pump(client, guest_rd, Framed(guest), |w| w.0.write_all(&framing::EOF_FRAME))
+        let mut guest = Framed(guest);
+        if !head.is_empty() {
+            guest.write_all(head)?;
+        }
+        pump(client, guest_rd, guest, |w| w.0.write_all(&framing::EOF_FRAME))
     } else {
+        guest.write_all(head)?;
         pump(client, guest_rd, guest, |w| w.shutdown(Shutdown::Write))
     }
 }
 
 /// Copies client → guest (ending with `eof`) and guest → client (ending
 /// with a half-close of the client), until both directions are done.
-fn pump<C, R, W, F>(client: C, mut guest_rd: R, mut guest_wr: W, eof: F) -> io::Result<()>
+pub(crate) fn pump<C, R, W, F>(client: C, mut guest_rd: R, mut guest_wr: W, eof: F) -> io::Result<()>
 where
     C: Client,
     R: Read + Send + 'static,

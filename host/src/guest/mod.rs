@@ -4,10 +4,12 @@
 //! presents the VM's secret first when one is known.
 //!
 //! The modules below are the connections built on it: the engine socket
-//! (`bridge`), published ports (`ports`, `forward`, `udp`), the control port
+//! (`bridge`; `build` hands its BuildKit connections to skiff-buildkit),
+//! published ports (`ports`, `forward`, `udp`), the control port
 //! (`control`), and the record that tells other terminals how to connect.
 
 pub mod bridge;
+pub mod build;
 pub mod control;
 pub mod forward;
 pub mod ports;

@@ -71,6 +71,10 @@ impl StateDir {
     pub fn docker_sock(&self) -> PathBuf {
         self.root.join("docker.sock")
     }
+    /// skiff-buildkit's socket: the BuildKit endpoints the bridge hands it.
+    pub fn build_sock(&self) -> PathBuf {
+        self.root.join("buildkit.sock")
+    }
     /// The guest's serial console.
     pub fn console(&self) -> PathBuf {
         self.root.join("console.log")
@@ -128,7 +132,7 @@ impl StateDir {
     pub fn settings(&self) -> PathBuf {
         self.root.join("settings")
     }
-    /// What a running VM keeps in the folder: its sockets (engine, QMP,
+    /// What a running VM keeps in the folder: its sockets (engine, builder, QMP,
     /// vsock device, virtiofsd's and the guest-initiated `vsock.sock_PORT`
     /// ones), pid files, vsock address and port listing. Kept: the data
     /// disk, ISO copies, settings, secret and the logs.
@@ -136,7 +140,7 @@ impl StateDir {
         let hybrid = self.hybrid_vsock();
         let ports_tmp = self.ports().with_extension("tmp");
         let mut files = vec![
-            self.docker_sock(), self.qmp(), self.vhost(), hybrid.clone(), self.target_record(), self.pid_file(),
+            self.docker_sock(), self.build_sock(), self.qmp(), self.vhost(), hybrid.clone(), self.target_record(), self.pid_file(),
             self.qemu_pid_file(), self.ports(), ports_tmp,
         ];
         let hybrid_prefix = format!("{}_", hybrid.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());

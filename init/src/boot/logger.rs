@@ -6,11 +6,15 @@
 //! The file is written by a thread of its own fed through a bounded queue:
 //! a slow or stuck data disk drops file lines (counted, and the count noted
 //! in the file) instead of stalling the main loop that logs them.
+//! The log folder is on the data disk, which containers can be given: the
+//! file is opened relative to the folder's descriptor, never through a
+//! symlink, and only if it is a regular file (`boot::safe_file`).
 
 use std::collections::VecDeque;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -18,6 +22,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rustix::time::{clock_gettime, ClockId};
+
+use super::safe_file;
 
 /// Bytes of recent log kept in memory.
 pub const RING_BYTES: usize = 512 * 1024;
@@ -68,7 +74,7 @@ impl Ring {
 
 /// The current log file, rotated by size.
 struct LogFile {
-    dir: PathBuf,
+    dir: OwnedFd,
     file: File,
     size: u64,
 }
@@ -192,7 +198,7 @@ impl LineSink for LogFile {
 impl LogFile {
     fn write(&mut self, line: &str) {
         if self.size + line.len() as u64 > FILE_BYTES {
-            match rotate(&self.dir, FILE_KEEP).and_then(|()| open(&self.dir)) {
+            match rotate(self.dir.as_fd(), FILE_KEEP).and_then(|()| open(self.dir.as_fd())) {
                 Ok(file) => {
                     self.file = file;
                     self.size = 0;
@@ -206,33 +212,54 @@ impl LogFile {
     }
 }
 
-fn open(dir: &Path) -> std::io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(dir.join("skiff.log"))
+/// skiff.log in `dir`: appended to if it is a regular file, else refused.
+fn open(dir: BorrowedFd<'_>) -> std::io::Result<File> {
+    safe_file::open_append(dir, "skiff.log").map_err(Into::into)
 }
 
 /// skiff.log → skiff.log.1 → ... → skiff.log.KEEP (the oldest is dropped).
-pub fn rotate(dir: &Path, keep: u32) -> std::io::Result<()> {
-    let name = |n: u32| if n == 0 { dir.join("skiff.log") } else { dir.join(format!("skiff.log.{n}")) };
-    let _ = fs::remove_file(name(keep));
+/// Renames move a planted symlink or FIFO itself, never what it names.
+pub fn rotate(dir: BorrowedFd<'_>, keep: u32) -> std::io::Result<()> {
+    use rustix::fs::{renameat, unlinkat, AtFlags};
+    let name = |n: u32| if n == 0 { "skiff.log".to_string() } else { format!("skiff.log.{n}") };
+    let _ = unlinkat(dir, name(keep).as_str(), AtFlags::empty());
     for n in (0..keep).rev() {
-        match fs::rename(name(n), name(n + 1)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        match renameat(dir, name(n).as_str(), dir, name(n + 1).as_str()) {
+            Err(e) if e != rustix::io::Errno::NOENT => return Err(e.into()),
             _ => {}
         }
     }
     Ok(())
 }
 
+/// Opens the log folder and its current file. A skiff.log that is not a
+/// regular file (a symlink or FIFO planted there) is rotated away, as a
+/// full one would be, and a new file started: nothing is written through
+/// it and nothing is deleted.
+fn open_folder(dir: &Path) -> Result<(OwnedFd, File), String> {
+    fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let fd = safe_file::open_dir(dir).map_err(|e| format!("the folder: {e}"))?;
+    let file = match safe_file::open_append(fd.as_fd(), "skiff.log") {
+        Ok(f) => f,
+        Err(e @ (safe_file::Error::Symlink | safe_file::Error::NotRegular(_))) => {
+            log::warn!("log: {}/skiff.log: {e}; moving it aside as skiff.log.1 and starting a new file", dir.display());
+            rotate(fd.as_fd(), FILE_KEEP).map_err(|e| e.to_string())?;
+            open(fd.as_fd()).map_err(|e| e.to_string())?
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    Ok((fd, file))
+}
+
 /// Starts writing the log to `dir` (created if needed), beginning with
 /// what the ring holds, so the early boot is in the file too.
 pub fn persist(dir: &Path) {
-    let opened = fs::create_dir_all(dir).and_then(|()| open(dir));
-    let file = match opened {
-        Ok(f) => f,
+    let (fd, file) = match open_folder(dir) {
+        Ok(opened) => opened,
         Err(e) => return log::warn!("log: cannot write {}: {e}; logging to the console and memory only", dir.display()),
     };
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut lf = LogFile { dir: dir.to_path_buf(), file, size };
+    let mut lf = LogFile { dir: fd, file, size };
     let (tx, rx) = mpsc::sync_channel(FILE_QUEUE);
     let dropped = AtomicU64::new(0);
     // The ring's lines so far go first; the queue takes every later line
@@ -418,12 +445,44 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         for round in 0..4 {
             fs::write(dir.join("skiff.log"), format!("round {round}")).unwrap();
-            rotate(&dir, 2).unwrap();
+            rotate(safe_file::open_dir(&dir).unwrap().as_fd(), 2).unwrap();
         }
         assert!(!dir.join("skiff.log").exists());
         assert_eq!(fs::read_to_string(dir.join("skiff.log.1")).unwrap(), "round 3");
         assert_eq!(fs::read_to_string(dir.join("skiff.log.2")).unwrap(), "round 2");
         assert!(!dir.join("skiff.log.3").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod hostile {
+    use super::*;
+
+    /// A skiff.log planted as a symlink (by a container given the data
+    /// disk) is never written through.
+    #[test]
+    fn the_log_file_is_never_a_symlink_followed() {
+        let dir = std::env::temp_dir().join(format!("skiff-log-link-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        fs::write(&victim, "precious\n").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join("skiff.log")).unwrap();
+        let (_fd, mut f) = open_folder(&dir).expect("a new file is started");
+        f.write_all(b"log line\n").unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert_eq!(fs::read_to_string(dir.join("skiff.log")).unwrap(), "log line\n");
+        assert!(fs::symlink_metadata(dir.join("skiff.log.1")).unwrap().is_symlink(), "the link is kept, moved aside");
+        // A FIFO is moved aside the same way, without waiting for a reader.
+        fs::remove_file(dir.join("skiff.log")).unwrap();
+        safe_file::mkfifo(&dir.join("skiff.log"));
+        let (_fd, _f) = open_folder(&dir).expect("a new file is started");
+        assert!(fs::metadata(dir.join("skiff.log")).unwrap().is_file());
+        // A symlinked log folder is not entered.
+        let folder = dir.join("linked");
+        std::os::unix::fs::symlink(&dir, &folder).unwrap();
+        assert!(open_folder(&folder).is_err());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

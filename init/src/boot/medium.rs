@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use linux_raw_sys::loop_device as lo;
 use rustix::mount::{mount, unmount, MountFlags, UnmountFlags};
 
+use super::safe_file;
+
 /// Where the ISO is mounted.
 pub const MOUNT: &str = "/run/skiff/medium";
 /// The squashfs image inside the ISO, and its build id beside it.
@@ -24,6 +26,8 @@ const IMAGE: &str = "skiff/usr.squashfs";
 const ISO_BUILD_ID: &str = "skiff/build-id";
 /// The build id the initramfs was made with: the ISO must match it.
 pub const OUR_BUILD_ID: &str = "/etc/skiff/build-id";
+/// Longest build id file read.
+pub const BUILD_ID_MAX: u64 = 256;
 
 /// True if `buf`, read at byte 0x8000 of a device, starts an ISO 9660
 /// primary volume descriptor (type 1, "CD001").
@@ -53,7 +57,7 @@ const SAY_WAITING_AFTER: Duration = Duration::from_secs(3);
 /// Finds the ISO whose build id matches ours and mounts its `/usr` image,
 /// waiting up to `limit` for the device to appear. Returns the device.
 pub fn mount_usr(limit: Duration) -> io::Result<PathBuf> {
-    let ours = fs::read_to_string(OUR_BUILD_ID)
+    let ours = safe_file::read_text(Path::new(OUR_BUILD_ID), BUILD_ID_MAX)
         .map_err(|e| io::Error::other(format!("cannot read {OUR_BUILD_ID}: {e}")))?;
     let ours = ours.trim();
     fs::create_dir_all(MOUNT)?;
@@ -94,9 +98,13 @@ pub fn mount_usr(limit: Duration) -> io::Result<PathBuf> {
 /// means "not ours" (it is unmounted again).
 fn try_device(dev: &Path, ours: &str) -> io::Result<bool> {
     mount(dev, MOUNT, "iso9660", MountFlags::RDONLY | MountFlags::NODEV | MountFlags::NOSUID, None)?;
-    let theirs = fs::read_to_string(Path::new(MOUNT).join(ISO_BUILD_ID)).unwrap_or_default();
+    // The medium is outside data: no symlink or FIFO followed, bounded, logged escaped.
+    let theirs = match safe_file::read_text(&Path::new(MOUNT).join(ISO_BUILD_ID), BUILD_ID_MAX) {
+        Ok(text) => text,
+        Err(e) => format!("unreadable: {e}"),
+    };
     if theirs.trim() != ours {
-        log::info!("medium: {} is not this build's ISO (build {:?}); skipping", dev.display(), theirs.trim());
+        log::info!("medium: {} is not this build's ISO (build \"{}\"); skipping", dev.display(), safe_file::escaped(theirs.trim(), 80));
         let _ = unmount(MOUNT, UnmountFlags::empty());
         return Ok(false);
     }
@@ -205,7 +213,7 @@ fn attach_loop(file: &Path) -> io::Result<(PathBuf, File)> {
         return Err(io::Error::last_os_error());
     }
     let path = PathBuf::from(format!("/dev/loop{n}"));
-    let backing = File::open(file)?;
+    let backing = safe_file::open(file)?;
     let dev = OpenOptions::new().read(true).open(&path)?;
     // SAFETY: loop_config is plain old data; all-zero is a valid value.
     let mut config: lo::loop_config = unsafe { std::mem::zeroed() };

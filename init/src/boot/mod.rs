@@ -1,8 +1,9 @@
 //! Early boot: the log, leaving the initramfs, the API filesystems, the
-//! boot medium's `/usr`, and the clock.
+//! boot medium's `/usr`, the clock, and reading files others can write.
 
 pub mod clock;
 pub mod logger;
 pub mod medium;
 pub mod mounts;
 pub mod rootfs;
+pub mod safe_file;

@@ -10,7 +10,8 @@ use std::path::Path;
 
 use rustix::mount::{mount, unmount, MountFlags, UnmountFlags};
 
-use super::{file, fwcfg};
+use super::file;
+use crate::boot::safe_file;
 
 const MOUNT: &str = "/run/skiff/cidata";
 /// Config file names looked for on the volume, first found wins.
@@ -22,8 +23,8 @@ pub struct Seed {
     /// Device it came from, for messages.
     pub device: String,
     pub hostname: Option<String>,
-    /// (file name on the volume, text) of a Skiff config, if present.
-    pub config: Option<(String, String)>,
+    /// (file name on the volume, its bytes) of a Skiff config, if present.
+    pub config: Option<(String, Vec<u8>)>,
 }
 
 /// The volume id of an ISO 9660 primary volume descriptor (read at 0x8000).
@@ -105,13 +106,19 @@ pub fn read() -> Option<Seed> {
     None
 }
 
+/// A YAML file's text (its host name is checked before use).
+fn text(bytes: Option<Vec<u8>>) -> String {
+    String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned()
+}
+
 fn read_volume(dev: &str, fstype: &str) -> std::io::Result<Seed> {
     fs::create_dir_all(MOUNT)?;
     let flags = MountFlags::RDONLY | MountFlags::NODEV | MountFlags::NOSUID | MountFlags::NOEXEC;
     mount(dev, MOUNT, fstype, flags, None)?;
-    let read = |name: &str| match File::open(Path::new(MOUNT).join(name)).and_then(|f| fwcfg::read_bounded(f, file::MAX_LEN)) {
+    // The volume is outside data: no symlink or FIFO followed, bounded.
+    let read = |name: &str| match safe_file::read(&Path::new(MOUNT).join(name), file::MAX_LEN) {
         Ok(text) => Some(text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) if e.is_not_found() => None,
         Err(e) => {
             log::warn!("cidata: cannot read {name} on {dev}: {e}; ignored");
             None
@@ -119,7 +126,7 @@ fn read_volume(dev: &str, fstype: &str) -> std::io::Result<Seed> {
     };
     let seed = Seed {
         device: dev.to_string(),
-        hostname: seed_hostname(&read("meta-data").unwrap_or_default(), &read("user-data").unwrap_or_default()),
+        hostname: seed_hostname(&text(read("meta-data")), &text(read("user-data"))),
         config: CONFIG_NAMES.iter().find_map(|n| Some((n.to_string(), read(n)?))),
     };
     if let Err(e) = unmount(MOUNT, UnmountFlags::empty()) {

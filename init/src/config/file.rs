@@ -11,7 +11,7 @@ use toml::de::{DeInteger, DeTable, DeValue};
 use toml::Spanned;
 
 use super::validate::{self, Invalid};
-use super::{Layer, Source, Warning};
+use super::{Layer, SecretSetting, Source, Unusable, Warning};
 
 /// The documented config file.
 pub const PATH: &str = "/var/lib/skiff/config.toml";
@@ -24,6 +24,24 @@ pub const KEYS: [&str; 10] = [
     "registry_mirrors", "insecure_registries", "ca_certificates", "sysctl", "secret", "shares",
 ];
 
+/// [`parse`] of a file's bytes: text that is not UTF-8 is not TOML.
+pub fn parse_bytes(bytes: &[u8], source: Source) -> (Layer, Vec<Warning>) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse(text, source),
+        Err(e) => not_toml(bytes, source, format!("byte {}: not UTF-8 text", e.valid_up_to())),
+    }
+}
+
+/// A document TOML cannot read: nothing in it applies, and if it mentions
+/// `secret` the secret setting is unusable (fail closed, not "no secret").
+fn not_toml(text: &[u8], source: Source, detail: String) -> (Layer, Vec<Warning>) {
+    let mut layer = Layer::default();
+    if text.windows(6).any(|w| w == b"secret") {
+        layer.secret = SecretSetting::Unusable(Unusable::NotToml(source.clone()));
+    }
+    (layer, vec![Warning::NotToml { source, detail }])
+}
+
 /// Parses a TOML document. A syntax error loses the whole file (TOML cannot
 /// be read past it); anything else only loses the offending key or element.
 pub fn parse(text: &str, source: Source) -> (Layer, Vec<Warning>) {
@@ -31,7 +49,7 @@ pub fn parse(text: &str, source: Source) -> (Layer, Vec<Warning>) {
         let line = at.map_or(0, |r| text[..r.start.min(text.len())].matches('\n').count() + 1);
         // The message only, not the quoted source line: it may hold the secret.
         let detail = format!("line {line}: {}", message.replace('\n', " "));
-        (Layer::default(), vec![Warning::NotToml { source: source.clone(), detail }])
+        not_toml(text.as_bytes(), source.clone(), detail)
     };
     match DeTable::parse(text) {
         Ok(table) => match out_of_range(table.get_ref()) {
@@ -81,10 +99,19 @@ fn from_table(table: DeTable<'_>, source: Source) -> (Layer, Vec<Warning>) {
                 list(value, validate::registry, &source, &key, &mut warnings).map(|v| l.insecure_registries = Some(v))
             }
             "ca_certificates" => list(value, validate::pem, &source, &key, &mut warnings).map(|v| l.ca_certificates = Some(v)),
-            "secret" => match value {
-                DeValue::String(v) => Secret::from_hex(&v).map(|s| l.secret = Some(s)).map_err(|_| Invalid::Secret),
-                _ => Err(Invalid::Secret),
-            },
+            "secret" => {
+                let secret = match value {
+                    DeValue::String(v) => Secret::from_hex(&v).ok(),
+                    _ => None,
+                };
+                // A bad secret is unusable, not absent: it fails closed.
+                let ok = secret.is_some();
+                l.secret = match secret {
+                    Some(s) => SecretSetting::Given(s),
+                    None => SecretSetting::Unusable(Unusable::BadValue(source.clone())),
+                };
+                if ok { Ok(()) } else { Err(Invalid::Secret) }
+            }
             "sysctl" => match value {
                 DeValue::Table(t) => {
                     for (name, v) in t {
@@ -303,14 +330,32 @@ sysctl = { "vm.swappiness" = 10, "../x" = 1, "kernel.x" = [1] }
         let hex = "0123456789abcdef".repeat(4);
         let (l, w) = parse(&format!("secret = \"{hex}\"\n"), file());
         assert!(w.is_empty(), "{w:?}");
-        assert_eq!(l.secret.as_ref().map(Secret::to_hex), Some(hex.clone()));
+        assert!(matches!(&l.secret, SecretSetting::Given(s) if s.to_hex() == hex));
         assert!(!format!("{l:?}").contains(&hex), "Debug shows the secret");
         let short = &hex[..40];
         for text in [format!("secret = \"{short}\"\n"), "secret = 7\n".to_string(), format!("secret = \"{hex}\nx = \n")] {
             let (l, w) = parse(&text, file());
-            assert_eq!(l.secret, None);
+            assert!(matches!(l.secret, SecretSetting::Unusable(_)), "a broken secret fails closed: {text}");
             assert_eq!(w.len(), 1, "{w:?}");
             assert!(!w[0].to_string().contains(short), "warning echoes the secret: {}", w[0]);
+        }
+    }
+
+    #[test]
+    fn a_broken_document_that_mentions_a_secret_makes_it_unusable() {
+        let f = || Source::File("f".into());
+        type Case = (&'static [u8], fn(&SecretSetting) -> bool);
+        let cases: [Case; 5] = [
+            (b"secret = \"ab\"\nhostname = oops\n", |s| matches!(s, SecretSetting::Unusable(Unusable::NotToml(_)))),
+            (b"hostname = \"a\"\nsecret = [\n", |s| matches!(s, SecretSetting::Unusable(Unusable::NotToml(_)))),
+            (b"secret = \"\xff\"\n", |s| matches!(s, SecretSetting::Unusable(Unusable::NotToml(_)))),
+            (b"hostname = oops\n", |s| matches!(s, SecretSetting::None)),
+            (b"\xff", |s| matches!(s, SecretSetting::None)),
+        ];
+        for (i, (text, want)) in cases.into_iter().enumerate() {
+            let (l, w) = parse_bytes(text, f());
+            assert!(want(&l.secret), "case {i}: {:?}", l.secret);
+            assert!(matches!(&w[..], [Warning::NotToml { .. }]), "case {i}: {w:?}");
         }
     }
 

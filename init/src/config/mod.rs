@@ -65,8 +65,8 @@ pub struct Layer {
     /// `skiff.dns`.
     pub dns: Option<Vec<Ipv4Addr>>,
     /// `secret` (files and the host's fragment only, never the command
-    /// line); `Debug` does not show it.
-    pub secret: Option<Secret>,
+    /// line); `Debug` does not show it. `SecretSetting::None`: not set here.
+    pub secret: SecretSetting,
     /// `[[shares]]`, `skiff.share=TAG:PATH`: host folders to mount.
     pub shares: Option<Vec<crate::services::shares::Share>>,
 }
@@ -93,7 +93,11 @@ impl Layer {
         take(&mut self.ip, over.ip);
         take(&mut self.gateway, over.gateway);
         take(&mut self.dns, over.dns);
-        take(&mut self.secret, over.secret);
+        // An unusable secret setting wins over every other layer's (fail closed).
+        self.secret = match (std::mem::take(&mut self.secret), over.secret) {
+            (kept @ SecretSetting::Unusable(_), _) | (kept, SecretSetting::None) => kept,
+            (_, over) => over,
+        };
         take(&mut self.shares, over.shares);
     }
 }
@@ -123,10 +127,47 @@ pub struct Effective {
     /// Size cap of the tmpfs root (tmpfs `size=` text).
     pub root_size: String,
     pub net: Network,
-    /// The VM's secret every vsock connection must present; `None`: none.
-    pub secret: Option<Secret>,
+    /// The VM's secret every vsock connection must present, none, or an
+    /// unusable setting (then no connection is served).
+    pub secret: SecretSetting,
     /// Host folders to mount at the same path before the engine starts.
     pub shares: Vec<crate::services::shares::Share>,
+}
+
+/// The VM's secret as the sources give it, decided once in [`resolve`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SecretSetting {
+    /// No source sets one: every connection from the host is served (other
+    /// hypervisors without config).
+    #[default]
+    None,
+    /// Every connection must open with this secret.
+    Given(Secret),
+    /// A source mentions a secret that cannot be read or parsed: no
+    /// connection is served (fail closed). Wins over every other source.
+    Unusable(Unusable),
+}
+
+/// Why a secret setting cannot be used (never its value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unusable {
+    /// `secret` is not 64 hex digits in a string.
+    BadValue(Source),
+    /// The document is not valid TOML and mentions `secret` (or is the
+    /// host's fragment, which always carries it).
+    NotToml(Source),
+    /// The host's fw_cfg item is there but cannot be read.
+    Unreadable(Source),
+}
+
+impl fmt::Display for Unusable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unusable::BadValue(source) => write!(f, "{source}: `secret` is not 64 hex digits"),
+            Unusable::NotToml(source) => write!(f, "{source} is not valid TOML and may hold the secret"),
+            Unusable::Unreadable(source) => write!(f, "{source} cannot be read"),
+        }
+    }
 }
 
 /// How the links come up.
@@ -183,17 +224,19 @@ pub fn resolve(layers: impl IntoIterator<Item = Layer>) -> (Effective, Vec<Warni
 /// /var/lib/skiff), lays the command line's layer on top, logs every
 /// warning naming its key and source, and returns the settings in force.
 pub fn load(cmdline: Layer) -> Effective {
-    let file = match std::fs::File::open(file::PATH).and_then(|f| fwcfg::read_bounded(f, file::MAX_LEN)) {
+    // On the data disk, which containers can be given: a FIFO, symlink or
+    // huge file there is refused (defaults), never waited on or followed.
+    let file = match crate::boot::safe_file::read(std::path::Path::new(file::PATH), file::MAX_LEN) {
         Ok(text) => {
             log::info!("config: reading {}", file::PATH);
             Some(text)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(e) if e.is_not_found() => {
             log::info!("config: no {} (defaults)", file::PATH);
             None
         }
         Err(e) => {
-            log::warn!("config: cannot read {}: {e}; using defaults", file::PATH);
+            log::warn!("config: cannot read {}: {e}; using defaults (the file is left as it is)", file::PATH);
             None
         }
     };
@@ -201,37 +244,53 @@ pub fn load(cmdline: Layer) -> Effective {
     let host = match fwcfg::read_config() {
         Ok(Some(text)) => {
             log::info!("config: reading the host's settings (QEMU fw_cfg opt/skiff/config)");
-            Some(text)
+            Some(Ok(text))
         }
         Ok(None) => None,
         Err(e) => {
-            log::warn!("config: cannot read {}: {e}; ignored", fwcfg::CONFIG);
-            None
+            log::error!("config: cannot read {}: {e}; it carries the VM's secret, so no connection will be served", fwcfg::CONFIG);
+            Some(Err(()))
         }
     };
-    let (effective, warnings) = from_sources(file.as_deref(), seed.as_ref(), host.as_deref(), cmdline);
+    let host = host.as_ref().map(|r| r.as_deref().map_err(|_| ()));
+    let (effective, warnings) = from_sources(file.as_deref(), seed.as_ref(), host, cmdline);
+    // Keys and parser messages come from the files: no terminal escapes.
     for w in warnings {
-        log::warn!("config: {w}");
+        log::warn!("config: {}", crate::boot::safe_file::escaped(&w.to_string(), WARNING_MAX));
     }
     effective
 }
 
+/// Longest config warning shown on the console, in characters.
+pub const WARNING_MAX: usize = 512;
+
 /// Parses what the sources hold and resolves them in precedence order: the
 /// config file, cidata's config file, cidata's host name, the host's
 /// fragment, the command line.
-fn from_sources(file: Option<&str>, seed: Option<&cidata::Seed>, host: Option<&str>, cmdline: Layer) -> (Effective, Vec<Warning>) {
+/// The host's fragment is `Err` when it is there but cannot be read.
+fn from_sources(file: Option<&[u8]>, seed: Option<&cidata::Seed>, host: Option<Result<&[u8], ()>>, cmdline: Layer) -> (Effective, Vec<Warning>) {
     let mut parsed = Vec::new();
     if let Some(text) = file {
-        parsed.push(file::parse(text, Source::File(file::PATH.into())));
+        parsed.push(file::parse_bytes(text, Source::File(file::PATH.into())));
     }
     if let Some(seed) = seed {
         if let Some((name, text)) = &seed.config {
-            parsed.push(file::parse(text, Source::File(format!("{}:{name}", seed.device))));
+            parsed.push(file::parse_bytes(text, Source::File(format!("{}:{name}", seed.device))));
         }
         parsed.push(file::seed(seed.hostname.as_deref(), &seed.device));
     }
-    if let Some(text) = host {
-        parsed.push(file::parse(text, Source::File(HOST_SOURCE.into())));
+    let host_source = || Source::File(HOST_SOURCE.into());
+    match host {
+        None => {}
+        Some(Ok(text)) => {
+            let (mut layer, w) = file::parse_bytes(text, host_source());
+            // The host always puts the secret there: unparsable is unusable.
+            if w.iter().any(|w| matches!(w, Warning::NotToml { .. })) {
+                layer.secret = SecretSetting::Unusable(Unusable::NotToml(host_source()));
+            }
+            parsed.push((layer, w));
+        }
+        Some(Err(())) => parsed.push((Layer { secret: SecretSetting::Unusable(Unusable::Unreadable(host_source())), ..Layer::default() }, vec![])),
     }
     let (mut layers, mut warnings) = (Vec::new(), Vec::new());
     for (layer, w) in parsed {
@@ -292,6 +351,9 @@ pub enum Warning {
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Warning::BadValue { source, key, item: None, why: why @ Invalid::Secret } => {
+                write!(f, "{source}: key `{key}`: {why}; the secret setting is unusable: no connection will be served")
+            }
             Warning::BadValue { source, key, item: None, why } => write!(f, "{source}: key `{key}`: {why}; ignored"),
             Warning::BadValue { source, key, item: Some(i), why } => {
                 write!(f, "{source}: key `{key}` item {i}: {why}; ignored")
@@ -328,7 +390,7 @@ mod tests {
         cidata::Seed {
             device: "/dev/sr1".into(),
             hostname: hostname.map(str::to_string),
-            config: config.map(|t| ("skiff.toml".to_string(), t.to_string())),
+            config: config.map(|t| ("skiff.toml".to_string(), t.as_bytes().to_vec())),
         }
     }
 
@@ -336,7 +398,7 @@ mod tests {
     /// returns every warning (the command line's first).
     fn settle_all(file: Option<&str>, seed: Option<&cidata::Seed>, host: Option<&str>, cmdline: &str) -> (Effective, Vec<Warning>) {
         let (layer, mut warnings) = cmdline::parse(cmdline);
-        let (effective, more) = from_sources(file, seed, host, layer);
+        let (effective, more) = from_sources(file.map(str::as_bytes), seed, host.map(|h| Ok(h.as_bytes())), layer);
         warnings.extend(more);
         (effective, warnings)
     }
@@ -521,6 +583,49 @@ mod tests {
         let (e, w) = settle(Some("vsock_port = 2400"), None, "skiff.port=http");
         assert_eq!(e.port, 2400);
         assert_eq!(w, [Warning::BadParameter { word: "skiff.port=http".into(), item: None, why: Invalid::Port }]);
+    }
+
+    /// A source that mentions a secret it cannot give fails closed, whatever
+    /// the other sources say; no secret anywhere still serves everyone.
+    #[test]
+    fn a_broken_secret_setting_is_unusable_and_wins() {
+        let good = |b: u8| format!("secret = \"{}\"\n", format!("{b:02x}").repeat(32));
+        let (one, two) = (good(1), good(2));
+        let bad = "secret = \"nothex\"\n";
+        let broken = format!("{one}hostname = oops\n");
+        let given = |b: u8| SecretSetting::Given(Secret::from_bytes([b; 32]));
+        type Want = fn(&SecretSetting) -> bool;
+        // (config.toml, cidata's config, the host's fragment (Err: unreadable), wanted)
+        type Case<'a> = (Option<&'a str>, Option<&'a str>, Option<Result<&'a str, ()>>, Want);
+        let cases: [Case; 11] = [
+            (None, None, None, |s| *s == SecretSetting::None),
+            (Some("hostname = oops\n"), None, None, |s| *s == SecretSetting::None),
+            (Some(&one), None, Some(Ok(&two)), |s| matches!(s, SecretSetting::Given(_))),
+            (Some(bad), None, None, |s| matches!(s, SecretSetting::Unusable(Unusable::BadValue(Source::File(p))) if p == file::PATH)),
+            (Some(bad), None, Some(Ok(&two)), |s| matches!(s, SecretSetting::Unusable(Unusable::BadValue(_)))),
+            (Some(&broken), None, Some(Ok(&two)), |s| matches!(s, SecretSetting::Unusable(Unusable::NotToml(_)))),
+            (Some(&one), Some("secret = 7\n"), None, |s| matches!(s, SecretSetting::Unusable(Unusable::BadValue(_)))),
+            (Some(&one), None, Some(Ok(bad)), |s| matches!(s, SecretSetting::Unusable(Unusable::BadValue(_)))),
+            // The host's fragment always carries the secret: unparsable or unreadable is unusable.
+            (Some(&one), None, Some(Ok("hostname = [\n")), |s| matches!(s, SecretSetting::Unusable(Unusable::NotToml(_)))),
+            (Some(&one), None, Some(Err(())), |s| matches!(s, SecretSetting::Unusable(Unusable::Unreadable(_)))),
+            (None, None, Some(Ok("hostname = \"h\"\n")), |s| *s == SecretSetting::None),
+        ];
+        for (i, (file, cidata, host, want)) in cases.into_iter().enumerate() {
+            let seed = cidata.map(|c| seed(Some(c), None));
+            let host = host.map(|h| h.map(str::as_bytes));
+            let (e, _) = from_sources(file.map(str::as_bytes), seed.as_ref(), host, Layer::default());
+            assert!(want(&e.secret), "case {i}: {:?}", e.secret);
+        }
+        let (e, _) = settle_all(Some(&one), None, Some(&two), "");
+        assert_eq!(e.secret, given(2), "a later good secret still replaces an earlier one");
+        let (e, _) = settle_all(Some(&two), None, None, "skiff.secret=00");
+        assert_eq!(e.secret, given(2), "the command line's is ignored, not unusable");
+        // The reason never repeats the value.
+        let (e, _) = settle_all(Some("secret = \"abcdefabcdef\"\n"), None, None, "");
+        assert!(!format!("{:?}", e.secret).contains("abcdef"));
+        let SecretSetting::Unusable(why) = e.secret else { panic!("{:?}", e.secret) };
+        assert!(!why.to_string().contains("abcdef"), "{why}");
     }
 
     #[test]

@@ -406,13 +406,16 @@ fn check_and_mount(part: &str, fresh: bool) -> Result<(), Error> {
         unmount_all(&Kernel);
         return Err(Error::Remount(e));
     }
-    let build = fs::read_to_string(crate::boot::medium::OUR_BUILD_ID).ok();
+    let build = crate::boot::safe_file::read_text(Path::new(crate::boot::medium::OUR_BUILD_ID), crate::boot::medium::BUILD_ID_MAX).ok();
     if let Err(e) = layout::record(Path::new(MOUNT_POINT), fresh, build.as_deref()) {
         log::warn!("disk: cannot record the layout version and build id on {dev}: {e}");
     }
     for (sub, target) in BINDS {
         let source = Path::new(MOUNT_POINT).join(sub);
+        // A container given the disk may have planted a symlink here; no
+        // container runs yet during boot, so a look now holds until the bind.
         let bound = fs::create_dir_all(&source)
+            .and_then(|()| real_folder(&source))
             .and_then(|()| fs::create_dir_all(target))
             .and_then(|()| mount_bind(&source, target).map_err(io::Error::from));
         if let Err(e) = bound {
@@ -429,6 +432,15 @@ fn check_and_mount(part: &str, fresh: bool) -> Result<(), Error> {
     }
     log::info!("disk: mounted {dev} on {MOUNT_POINT}; {} and {} live on it", BINDS[0].1, BINDS[1].1);
     Ok(())
+}
+
+/// Ok if `path` is a folder itself, not a symlink to one (never followed).
+fn real_folder(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path)?.file_type() {
+        t if t.is_dir() => Ok(()),
+        t if t.is_symlink() => Err(io::Error::other(format!("{} is a symbolic link (not followed)", path.display()))),
+        _ => Err(io::Error::other(format!("{} is not a folder", path.display()))),
+    }
 }
 
 /// Why the data filesystem on `dev` must not be used: its layout version,
@@ -528,6 +540,21 @@ fn human(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A bind source a container replaced with a symlink (to `/`, say) is
+    /// refused, not followed into the tmpfs root.
+    #[test]
+    fn bind_sources_must_be_real_folders() {
+        let dir = std::env::temp_dir().join(format!("skiff-binds-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("containers")).unwrap();
+        std::os::unix::fs::symlink("/", dir.join("skiff")).unwrap();
+        fs::write(dir.join("file"), "").unwrap();
+        assert!(real_folder(&dir.join("containers")).is_ok());
+        assert!(real_folder(&dir.join("skiff")).is_err());
+        assert!(real_folder(&dir.join("file")).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn the_hosts_disk_count_is_a_small_number() {

@@ -260,11 +260,12 @@ pub struct Stream {
 
 impl Stream {
     /// Sends `GET path` to the unix socket `socket` and reads the head
-    /// (within 10 s); reads of the body time out after `timeout` (so a
-    /// caller can do periodic work).
+    /// (reads waiting at most 10 s, or `timeout` if longer: an engine
+    /// answers a healthcheck once it has run); reads of the body time out
+    /// after `timeout` (so a caller can do periodic work).
     pub fn open(socket: &str, path: &str, timeout: Duration) -> Result<Stream, Error> {
         let mut sock = UnixStream::connect(socket)?;
-        sock.set_read_timeout(Some(Duration::from_secs(10)))?;
+        sock.set_read_timeout(Some(timeout.max(Duration::from_secs(10))))?;
         sock.set_write_timeout(Some(Duration::from_secs(5)))?;
         sock.write_all(request(path).as_bytes())?;
         let mut head = Vec::new();

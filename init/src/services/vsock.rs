@@ -8,7 +8,9 @@
 //! line (`skiff_proto::auth`) within [`AUTH_DEADLINE`]. Until then it
 //! waits (`waiting`): when every place is taken, a silent waiting
 //! connection gives its place to the newcomer, so unauthenticated peers
-//! never keep the owner out.
+//! never keep the owner out. When the secret setting is unusable
+//! (`config::SecretSetting::Unusable`), every connection is refused at
+//! accept, before a byte of it is read.
 //!
 //! A connection that starts with the framing preamble carries the host's EOF
 //! in-band (see `skiff_proto::framing`); any other is plain pass-through.
@@ -22,6 +24,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::config::SecretSetting;
 use skiff_proto::auth::{self, AuthError, Secret};
 use skiff_proto::framing::{self, FrameReader, Sniff};
 use vsock::{VsockListener, VsockStream, VMADDR_CID_ANY, VMADDR_CID_HOST};
@@ -30,8 +33,8 @@ use crate::services::waiting::{Waiting, GRACE};
 
 /// Set at shutdown: new connections are refused from then on.
 static STOPPING: AtomicBool = AtomicBool::new(false);
-/// The VM's secret (`None`: none configured), set once before any listener.
-static SECRET: OnceLock<Option<Secret>> = OnceLock::new();
+/// The VM's secret setting, set once before any listener.
+static SECRET: OnceLock<SecretSetting> = OnceLock::new();
 
 /// Connections served at once per port; more are turned away with a
 /// message (each costs PID 1 two threads and two descriptors).
@@ -61,25 +64,47 @@ pub fn stop_accepting() {
     STOPPING.store(true, Ordering::SeqCst);
 }
 
-/// Sets the VM's secret for every port; call once, before any listener.
-/// Without one the console says, once, who can reach the guest.
-pub fn set_secret(secret: Option<Secret>) {
-    if secret.is_none() {
-        log::warn!(
+/// Sets the VM's secret setting for every port; call once, before any
+/// listener. The console says, once, who can reach the guest.
+pub fn set_secret(secret: SecretSetting) {
+    match &secret {
+        SecretSetting::None => log::warn!(
             "vsock: no secret configured (none from the host's fw_cfg, config.toml or cidata): every local user of \
              the host who can reach this VM's vsock can use the engine and the debug shell"
-        );
-    } else {
-        log::info!("vsock: connections must present the VM's secret");
+        ),
+        SecretSetting::Given(_) => log::info!("vsock: connections must present the VM's secret"),
+        SecretSetting::Unusable(why) => log::error!(
+            "vsock: the secret setting cannot be used ({why}): no connection will be served on any port until it \
+             is fixed (the secret is never shown)"
+        ),
     }
     if SECRET.set(secret).is_err() {
         log::error!("vsock: secret set twice; keeping the first");
     }
 }
 
-fn secret() -> Option<&'static Secret> {
-    SECRET.get().and_then(Option::as_ref)
+/// What the accept loop does with a host connection, by the secret setting.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Gate<'a> {
+    /// Serve it; an auth line, if any, is consumed.
+    Open,
+    /// Serve it once it presents this secret.
+    Secret(&'a Secret),
+    /// Refuse it without reading from it.
+    Shut,
 }
+
+/// The admission decision for a secret setting (unset: shut).
+pub fn gate(setting: Option<&SecretSetting>) -> Gate<'_> {
+    match setting {
+        Some(SecretSetting::None) => Gate::Open,
+        Some(SecretSetting::Given(s)) => Gate::Secret(s),
+        Some(SecretSetting::Unusable(_)) | None => Gate::Shut,
+    }
+}
+
+/// The reason given to a connection refused by a shut gate.
+const SHUT: &str = "the VM's secret setting cannot be used (see the guest's console)";
 
 /// How a port turns a connection away: an HTTP answer (the engine port, so
 /// `docker` shows it) or a `skiff: refused: ...` line.
@@ -139,9 +164,17 @@ fn listen(port: u32, what: &'static str, answer: Answer, handle: impl Fn(VsockSt
                 notices.peer.note(|| format!("vsock: port {port}: closed a connection from cid {} (only the host, cid 2, is served)", peer.cid()));
                 continue;
             }
+            let secret = match gate(SECRET.get()) {
+                Gate::Shut => {
+                    turn_away(stream, answer, "403 Forbidden", SHUT);
+                    continue;
+                }
+                Gate::Open => None,
+                Gate::Secret(s) => Some(s),
+            };
             let Some(slot) = Slot::take(open, MAX_CONNECTIONS).or_else(|| waiting.give_way(GRACE)) else {
                 notices.busy.note(|| format!("vsock: port {port}: {MAX_CONNECTIONS} connections open; turning new ones away"));
-                turn_away(stream, answer, &format!("too many connections ({MAX_CONNECTIONS} open); try again later"));
+                turn_away(stream, answer, "503 Service Unavailable", &format!("too many connections ({MAX_CONNECTIONS} open); try again later"));
                 continue;
             };
             let ticket = match waiting.enter(&stream, slot) {
@@ -154,7 +187,7 @@ fn listen(port: u32, what: &'static str, answer: Answer, handle: impl Fn(VsockSt
             let auth_notice = Arc::clone(&notices.auth);
             let spawned = thread::Builder::new().name("vsock-conn".into()).spawn(move || {
                 let mut stream = stream;
-                match admit(&mut stream, secret(), Instant::now() + AUTH_DEADLINE) {
+                match admit(&mut stream, secret, Instant::now() + AUTH_DEADLINE) {
                     // None: it gave way to a newcomer while silent (then cut off).
                     Ok(()) => match ticket.admitted() {
                         Some(_slot) => handle(stream),
@@ -487,10 +520,10 @@ fn answer_and_close<C: Conn>(mut vs: C, text: &[u8]) -> io::Result<()> {
 }
 
 /// Answers from the accept loop itself (no thread to spare): a short write
-/// that cannot block for long, and no draining.
-fn turn_away(vs: VsockStream, answer: Answer, reason: &str) {
+/// that cannot block for long, and nothing read.
+fn turn_away(vs: VsockStream, answer: Answer, status: &str, reason: &str) {
     let _ = vs.set_write_timeout(Some(Duration::from_millis(100)));
-    let _ = (&vs).write_all(refusal(answer, "503 Service Unavailable", reason).as_bytes());
+    let _ = (&vs).write_all(refusal(answer, status, reason).as_bytes());
     let _ = vs.shutdown(Shutdown::Both);
 }
 
@@ -721,6 +754,17 @@ mod tests {
         assert!(head.contains(&format!("Content-Length: {}", body.len())));
         assert_eq!(body, "skiff: refused: wrong secret\n");
         assert_eq!(refusal(Answer::Line, "403 Forbidden", "x"), "skiff: refused: x\n");
+    }
+
+    #[test]
+    fn an_unusable_secret_setting_shuts_every_port() {
+        use crate::config::{Source, Unusable};
+        let secret = Secret::from_bytes([9; 32]);
+        assert_eq!(gate(Some(&SecretSetting::None)), Gate::Open);
+        assert_eq!(gate(Some(&SecretSetting::Given(secret.clone()))), Gate::Secret(&secret));
+        let unusable = SecretSetting::Unusable(Unusable::NotToml(Source::File("f".into())));
+        assert_eq!(gate(Some(&unusable)), Gate::Shut);
+        assert_eq!(gate(None), Gate::Shut, "before the setting is known, nothing is served");
     }
 
     #[test]

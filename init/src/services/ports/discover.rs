@@ -30,7 +30,7 @@ const MAX_INSPECT: usize = 1 << 20;
 /// Longest event line accepted.
 const MAX_EVENT: usize = 64 << 10;
 
-use super::json::{self, Json};
+use crate::services::json::{self, Json};
 
 /// The ids of the running containers (`GET /containers/json` lists only
 /// those) that publish at least one port. Podman lists a port range as one
@@ -91,6 +91,12 @@ pub fn parse_inspect(text: &[u8]) -> Result<BTreeSet<Published>, json::Error> {
 /// The action of an event line (`start`, `die`, ...), if it is one.
 pub fn event_action(line: &[u8]) -> Option<String> {
     json::parse(line).ok()?.get("Action")?.as_str()
+}
+
+/// Whether an event with this action may change what is published: not an
+/// exec or a healthcheck's result (a check runs as an exec, every interval).
+pub fn may_change_ports(action: Option<&str>) -> bool {
+    !action.is_some_and(|a| a.starts_with("exec") || a == "health_status")
 }
 
 /// Follows the engine in a background thread for as long as the init runs.
@@ -159,12 +165,11 @@ fn watch(mut events: http::Stream) -> Result<(), String> {
     while engine::is_ready() {
         let dirty = match events.next() {
             Ok(Some(bytes)) => match lines.push(&bytes) {
-                Ok(got) => {
-                    for line in &got {
-                        log::debug!("ports: engine event {:?}", event_action(line).unwrap_or_default());
-                    }
-                    !got.is_empty()
-                }
+                Ok(got) => got.iter().fold(false, |dirty, line| {
+                    let action = event_action(line);
+                    log::debug!("ports: engine event {:?}", action.as_deref().unwrap_or_default());
+                    may_change_ports(action.as_deref()) || dirty
+                }),
                 Err(e) => {
                     log::warn!("ports: skipped an engine event: {e}");
                     true
@@ -259,5 +264,8 @@ mod tests {
         let line = br#"{"status":"start","id":"a1","Type":"container","Action":"start","Actor":{"ID":"a1"},"time":1}"#;
         assert_eq!(event_action(line).as_deref(), Some("start"));
         assert_eq!(event_action(b"not json"), None);
+        // A healthcheck's exec and result do not make the table be read again.
+        assert!(may_change_ports(Some("start")) && may_change_ports(Some("die")) && may_change_ports(None));
+        assert!(!may_change_ports(Some("exec")) && !may_change_ports(Some("exec_died")) && !may_change_ports(Some("health_status")));
     }
 }

@@ -6,7 +6,6 @@
 
 pub mod discover;
 pub mod forward;
-mod json;
 
 use std::collections::BTreeSet;
 use std::io::{self, Write};

@@ -1,0 +1,155 @@
+//! Container healthchecks, end to end, as Docker runs them: `docker run
+//! --health-cmd` in the guest, `docker inspect` on the host. A check that
+//! succeeds makes the container `healthy`, one that fails makes it
+//! `unhealthy` after its retries, one slower than its timeout counts as
+//! failed, failures within the start period do not count; every check is
+//! in `State.Health.Log`. A stopped container is
+//! checked no more, and checks resume after the engine crashes and comes
+//! back. (Podman runs checks from systemd timers; the appliance's init is
+//! their clock.)
+
+use std::path::Path;
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use skiff_tests::{busybox_image, root, Scratch, Vm};
+
+const IMAGE: &str = "skiff-test/busybox:latest";
+
+/// Why this suite cannot run here, if it cannot: then it says so, loudly.
+fn missing() -> Option<String> {
+    let iso = std::env::var_os("SKIFF_ISO").map(Into::into).unwrap_or_else(|| root().join("out/skiff.iso"));
+    if !Path::new(&iso).is_file() {
+        return Some(format!("no ISO at {} (run `make iso`)", Path::new(&iso).display()));
+    }
+    if Command::new("qemu-system-x86_64").arg("--version").output().is_err() {
+        return Some("no qemu-system-x86_64 (run `make deps`)".into());
+    }
+    None
+}
+
+/// Waits up to `limit` for `f` to hold.
+fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(500));
+    }
+    false
+}
+
+/// `State.Health` of container `name`, as `docker inspect` shows it.
+fn health(vm: &Vm, name: &str) -> Value {
+    let json = vm.docker_ok(&["inspect", "-f", "{{json .State.Health}}", name]);
+    serde_json::from_str(json.trim()).unwrap_or(Value::Null)
+}
+
+fn status(h: &Value) -> &str {
+    h["Status"].as_str().unwrap_or("")
+}
+
+fn log(h: &Value) -> Vec<Value> {
+    h["Log"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits for container `name`'s health to reach `want`; panics with the
+/// health and the guest's log if it does not.
+fn wait_status(vm: &Vm, name: &str, want: &str, limit: Duration) -> Value {
+    let started = Instant::now();
+    let mut h = Value::Null;
+    if eventually(limit, || {
+        h = health(vm, name);
+        status(&h) == want
+    }) {
+        eprintln!("health: {name} {want} after {:.1}s", started.elapsed().as_secs_f64());
+        return h;
+    }
+    panic!("{name} not {want} after {limit:?}: {h}\nguest log:\n{}", String::from_utf8_lossy(&vm.skiff(&["logs"], None).stdout));
+}
+
+/// When the last check of container `name` started (the log keeps the
+/// last few checks only, so its length stops growing).
+fn last_check(vm: &Vm, name: &str) -> String {
+    log(&health(vm, name)).last().map(|e| e["Start"].to_string()).unwrap_or_default()
+}
+
+#[test]
+fn healthchecks_run_as_docker_runs_them() {
+    if let Some(why) = missing() {
+        eprintln!("\n*** SKIPPED healthchecks_run_as_docker_runs_them: {why} ***\n");
+        return;
+    }
+    let scratch = Scratch::new("health");
+    let image = busybox_image(&scratch.0, IMAGE);
+    let vm = Vm::boot(&scratch.0);
+    vm.docker_ok(&["load", "-i", image.to_str().unwrap()]);
+    let run = |name: &str, health: &[&str]| {
+        let mut args = vec!["run", "-d", "--name", name, "--network", "none", "--health-interval", "1s"];
+        args.extend_from_slice(health);
+        args.extend_from_slice(&[IMAGE, "sleep", "100000"]);
+        vm.docker_ok(&args);
+    };
+    run("fine", &["--health-cmd", "echo all fine"]);
+    run("sick", &["--health-cmd", "echo not well; exit 1", "--health-retries", "2"]);
+    run("slow", &["--health-cmd", "sleep 20", "--health-timeout", "2s", "--health-retries", "1"]);
+    run("early", &["--health-cmd", "exit 1", "--health-retries", "1", "--health-start-period", "10m"]);
+    vm.docker_ok(&["run", "-d", "--name", "plain", "--network", "none", IMAGE, "sleep", "100000"]);
+
+    // A check that succeeds: healthy, its output and exit code in the log.
+    let h = wait_status(&vm, "fine", "healthy", Duration::from_secs(120));
+    let entry = log(&h).last().cloned().unwrap_or_default();
+    assert_eq!(entry["ExitCode"], 0, "{h}");
+    assert!(entry["Output"].as_str().unwrap_or("").contains("all fine"), "{h}");
+    assert_eq!(h["FailingStreak"], 0, "{h}");
+
+    // A check that fails: unhealthy once it failed `retries` times in a row.
+    let h = wait_status(&vm, "sick", "unhealthy", Duration::from_secs(120));
+    assert!(h["FailingStreak"].as_u64().unwrap_or(0) >= 2, "unhealthy before 2 failures: {h}");
+    assert!(log(&h).iter().all(|e| e["ExitCode"] == 1 && e["Output"].as_str().unwrap_or("").contains("not well")), "{h}");
+    assert_eq!(vm.docker_ok(&["ps", "--filter", "health=unhealthy", "--format", "{{.Names}}"]).trim(), "sick");
+
+    // A check slower than its timeout counts as failed.
+    let h = wait_status(&vm, "slow", "unhealthy", Duration::from_secs(120));
+    let entry = log(&h).last().cloned().unwrap_or_default();
+    assert_ne!(entry["ExitCode"], 0, "{h}");
+    eprintln!("health: a check over its timeout is logged as {entry}");
+    vm.docker_ok(&["rm", "-f", "slow"]);
+
+    // Failures within the start period do not count: still starting.
+    let mut h = Value::Null;
+    assert!(eventually(Duration::from_secs(60), || {
+        h = health(&vm, "early");
+        log(&h).len() >= 2
+    }), "early was not checked: {h}");
+    assert_eq!((status(&h), &h["FailingStreak"]), ("starting", &Value::from(0)), "{h}");
+    vm.docker_ok(&["rm", "-f", "early"]);
+
+    // No healthcheck, no health.
+    assert_eq!(vm.docker_ok(&["inspect", "-f", "{{json .State.Health}}", "plain"]).trim(), "null");
+
+    // Stopped: no more checks (the last one stays the last).
+    vm.docker_ok(&["stop", "-t", "1", "fine"]);
+    let last = last_check(&vm, "fine");
+    thread::sleep(Duration::from_secs(6));
+    assert_eq!(last_check(&vm, "fine"), last, "a stopped container was checked");
+
+    // The engine crashes and comes back: the running containers' checks resume.
+    vm.shell_ok("kill -9 $(pidof podman)");
+    assert!(eventually(Duration::from_secs(120), || vm.ping()), "the API did not answer again");
+    let back = Instant::now();
+    let before = last_check(&vm, "sick");
+    assert!(eventually(Duration::from_secs(60), || last_check(&vm, "sick") != before), "no check after the engine came back");
+    eprintln!("health: first check {:.1}s after the engine answered again", back.elapsed().as_secs_f64());
+    assert_eq!(status(&health(&vm, "sick")), "unhealthy");
+    assert_eq!(last_check(&vm, "fine"), last, "a stopped container was checked after the engine restart");
+
+    let console = vm.console();
+    eprintln!("health: the guest said:\n{}", console.lines().filter(|l| l.contains("health:")).collect::<Vec<_>>().join("\n"));
+    assert!(console.contains("health: checking container"), "{console}");
+    assert!(console.contains("health: stopped checking container"), "{console}");
+    vm.shutdown();
+}
