@@ -16,6 +16,9 @@ use rustix::net::{RecvFlags, Shutdown};
 
 /// How long a connection may stay silent before it can be made to give way.
 pub const GRACE: Duration = Duration::from_secs(1);
+/// The most waiting connections looked at for one newcomer (the oldest):
+/// the accept loop must not slow down under a flood.
+const LOOK_AT: usize = 16;
 
 /// One waiting connection: its ticket number, when it came, a second
 /// descriptor of it (to look and to cut), and its place.
@@ -60,11 +63,11 @@ impl<P> Waiting<P> {
 
     /// Cuts off the longest-waiting connection that has sent nothing (or
     /// has closed) for at least `grace`, and hands over its place; `None`
-    /// if there is none. Looks only at those older than `grace`.
+    /// if there is none. Looks only at the oldest few, older than `grace`.
     pub fn give_way(&self, grace: Duration) -> Option<P> {
         let mut room = self.room();
         let now = Instant::now();
-        let silent = room.iter().take_while(|e| now.saturating_duration_since(e.since) >= grace).position(|e| {
+        let silent = room.iter().take(LOOK_AT).take_while(|e| now.saturating_duration_since(e.since) >= grace).position(|e| {
             let mut byte = [0u8; 1];
             match rustix::net::recv(&e.fd, &mut byte, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
                 Ok((n, _)) => n == 0,
