@@ -20,6 +20,8 @@ const CONTROL: u32 = 2376;
 /// The guest's per-port cap (init/src/services/vsock.rs MAX_CONNECTIONS).
 const CAP: usize = 512;
 const FLOOD: usize = 2000;
+/// Silent (unauthenticated) connections held at once: more than the cap.
+const SILENT: usize = 600;
 const PING: &[u8] = skiff_proto::http::PING_REQUEST;
 const FW_CFG_RAW: &str = "/sys/firmware/qemu_fw_cfg/by_name/opt/skiff/config/raw";
 
@@ -300,6 +302,17 @@ fn only_the_host_with_the_secret_gets_in_and_pid1_cannot_be_exhausted() {
     assert!(version.status.success(), "docker version after the flood: {}", String::from_utf8_lossy(&version.stderr));
     let threads = vm.shell_ok("grep Threads /proc/1/status");
     eprintln!("security: PID 1 after the flood: {}", threads.trim());
+
+    // --- Another local user holds silent connections (no auth line, more
+    // than the port's places): they wait apart and never keep the owner out.
+    let silent: Vec<UnixStream> = (0..SILENT).filter_map(|_| vm.raw_vsock(ENGINE).ok()).collect();
+    eprintln!("security: holding {} silent connections to the engine port", silent.len());
+    assert!(silent.len() > CAP, "only {} silent connections opened: the check needs more than {CAP}", silent.len());
+    // Held past the guest's grace: now they are what a flooder keeps open.
+    thread::sleep(Duration::from_millis(1500));
+    let owner = vm.docker(&["version", "--format", "{{.Server.Version}}"]);
+    assert!(owner.status.success(), "silent connections crowded the owner out: {}", String::from_utf8_lossy(&owner.stderr));
+    drop(silent);
 
     // --- What the console says, and what it never says.
     let console = vm.console();

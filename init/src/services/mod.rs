@@ -10,3 +10,4 @@ pub mod ports;
 pub mod shares;
 pub mod shell;
 pub mod vsock;
+pub mod waiting;

@@ -5,9 +5,12 @@
 //! Every listener admits connections in one place ([`listen`]): only the
 //! host (CID 2) is served, at most [`MAX_CONNECTIONS`] at a time per port,
 //! and when the VM has a secret each connection must open with its auth
-//! line (`skiff_proto::auth`) within [`AUTH_DEADLINE`]. When the secret
-//! setting is unusable (`config::SecretSetting::Unusable`), every
-//! connection is refused at accept, before a byte of it is read.
+//! line (`skiff_proto::auth`) within [`AUTH_DEADLINE`]. Until then it
+//! waits (`waiting`): when every place is taken, a silent waiting
+//! connection gives its place to the newcomer, so unauthenticated peers
+//! never keep the owner out. When the secret setting is unusable
+//! (`config::SecretSetting::Unusable`), every connection is refused at
+//! accept, before a byte of it is read.
 //!
 //! A connection that starts with the framing preamble carries the host's EOF
 //! in-band (see `skiff_proto::framing`); any other is plain pass-through.
@@ -25,6 +28,8 @@ use crate::config::SecretSetting;
 use skiff_proto::auth::{self, AuthError, Secret};
 use skiff_proto::framing::{self, FrameReader, Sniff};
 use vsock::{VsockListener, VsockStream, VMADDR_CID_ANY, VMADDR_CID_HOST};
+
+use crate::services::waiting::{Waiting, GRACE};
 
 /// Set at shutdown: new connections are refused from then on.
 static STOPPING: AtomicBool = AtomicBool::new(false);
@@ -141,6 +146,7 @@ fn listen(port: u32, what: &'static str, answer: Answer, handle: impl Fn(VsockSt
         log::info!("vsock: {what} on vsock port {port}");
         // One counter per port, alive as long as the listener (forever).
         let open: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+        let waiting: &'static Waiting<Slot> = Box::leak(Box::default());
         let notices = Notices::default();
         loop {
             let (stream, peer) = match listener.accept() {
@@ -166,17 +172,27 @@ fn listen(port: u32, what: &'static str, answer: Answer, handle: impl Fn(VsockSt
                 Gate::Open => None,
                 Gate::Secret(s) => Some(s),
             };
-            let Some(slot) = Slot::take(open, MAX_CONNECTIONS) else {
+            let Some(slot) = Slot::take(open, MAX_CONNECTIONS).or_else(|| waiting.give_way(GRACE)) else {
                 notices.busy.note(|| format!("vsock: port {port}: {MAX_CONNECTIONS} connections open; turning new ones away"));
                 turn_away(stream, answer, "503 Service Unavailable", &format!("too many connections ({MAX_CONNECTIONS} open); try again later"));
                 continue;
             };
+            let ticket = match waiting.enter(&stream, slot) {
+                Ok(t) => t,
+                Err(e) => {
+                    notices.spawn.note(|| format!("vsock: port {port}: cannot keep a connection: {e}; connection dropped"));
+                    continue;
+                }
+            };
             let auth_notice = Arc::clone(&notices.auth);
             let spawned = thread::Builder::new().name("vsock-conn".into()).spawn(move || {
-                let _slot = slot;
                 let mut stream = stream;
                 match admit(&mut stream, secret, Instant::now() + AUTH_DEADLINE) {
-                    Ok(()) => handle(stream),
+                    // None: it gave way to a newcomer while silent (then cut off).
+                    Ok(()) => match ticket.admitted() {
+                        Some(_slot) => handle(stream),
+                        None => log::debug!("vsock: port {port}: a silent connection gave way"),
+                    },
                     Err(r) => {
                         auth_notice.note(|| format!("vsock: port {port}: refused a connection from the host: {r}"));
                         if let Err(e) = refuse(stream, answer, &r.to_string()) {
