@@ -14,7 +14,8 @@ use skiff_init::boot::{clock, logger, medium, mounts, rootfs, safe_file};
 use skiff_init::services::{control, healthchecks, ports, shares, vsock};
 use skiff_init::supervise::sys::Kernel;
 use skiff_init::supervise::{children, engine, power, reaper, signals};
-use skiff_init::{config, disk, net};
+use skiff_init::config::{self, SecretSetting};
+use skiff_init::{disk, net};
 
 use std::time::Duration;
 
@@ -66,7 +67,11 @@ fn boot() -> ! {
     net::bring_up(&settings.net, settings.hostname.clone());
     let mut engine = engine::Engine::new(Kernel, settings.engine_log.as_str());
     engine.start();
-    vsock::set_secret(settings.secret.clone());
+    vsock::set_secret(match settings.secret.clone() {
+        SecretSetting::None => vsock::Admission::Everyone,
+        SecretSetting::Given(s) => vsock::Admission::Secret(s),
+        SecretSetting::Unusable(why) => vsock::Admission::Nobody(why.to_string()),
+    });
     vsock::spawn_listener(settings.port, engine::SOCKET);
     control::spawn_listener(skiff_proto::control::DEFAULT_CONTROL_PORT);
     ports::discover::spawn();

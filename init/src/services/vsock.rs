@@ -9,7 +9,7 @@
 //! waits (`waiting`): when every place is taken, a silent waiting
 //! connection gives its place to the newcomer, so unauthenticated peers
 //! never keep the owner out. When the secret setting is unusable
-//! (`config::SecretSetting::Unusable`), every connection is refused at
+//! ([`Admission::Nobody`]), every connection is refused at
 //! accept, before a byte of it is read.
 //!
 //! A connection that starts with the framing preamble carries the host's EOF
@@ -24,7 +24,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::config::SecretSetting;
 use skiff_proto::auth::{self, AuthError, Secret};
 use skiff_proto::framing::{self, FrameReader, Sniff};
 use vsock::{VsockListener, VsockStream, VMADDR_CID_ANY, VMADDR_CID_HOST};
@@ -34,7 +33,7 @@ use crate::services::waiting::{Waiting, GRACE};
 /// Set at shutdown: new connections are refused from then on.
 static STOPPING: AtomicBool = AtomicBool::new(false);
 /// The VM's secret setting, set once before any listener.
-static SECRET: OnceLock<SecretSetting> = OnceLock::new();
+static SECRET: OnceLock<Admission> = OnceLock::new();
 
 /// Connections served at once per port; more are turned away with a
 /// message (each costs PID 1 two threads and two descriptors).
@@ -64,16 +63,28 @@ pub fn stop_accepting() {
     STOPPING.store(true, Ordering::SeqCst);
 }
 
-/// Sets the VM's secret setting for every port; call once, before any
-/// listener. The console says, once, who can reach the guest.
-pub fn set_secret(secret: SecretSetting) {
+/// Who the host's connections must prove to be, as the boot sequence
+/// decided it from the secret setting (`config::SecretSetting`).
+#[derive(Debug)]
+pub enum Admission {
+    /// No secret anywhere: every host connection is served.
+    Everyone,
+    /// Every connection must open with this secret.
+    Secret(Secret),
+    /// The secret setting cannot be used (why, never its value): none is served.
+    Nobody(String),
+}
+
+/// Sets who is admitted on every port; call once, before any listener.
+/// The console says, once, who can reach the guest.
+pub fn set_secret(secret: Admission) {
     match &secret {
-        SecretSetting::None => log::warn!(
+        Admission::Everyone => log::warn!(
             "vsock: no secret configured (none from the host's fw_cfg, config.toml or cidata): every local user of \
              the host who can reach this VM's vsock can use the engine and the debug shell"
         ),
-        SecretSetting::Given(_) => log::info!("vsock: connections must present the VM's secret"),
-        SecretSetting::Unusable(why) => log::error!(
+        Admission::Secret(_) => log::info!("vsock: connections must present the VM's secret"),
+        Admission::Nobody(why) => log::error!(
             "vsock: the secret setting cannot be used ({why}): no connection will be served on any port until it \
              is fixed (the secret is never shown)"
         ),
@@ -94,12 +105,12 @@ pub enum Gate<'a> {
     Shut,
 }
 
-/// The admission decision for a secret setting (unset: shut).
-pub fn gate(setting: Option<&SecretSetting>) -> Gate<'_> {
+/// The admission decision for a connection (unset: shut).
+pub fn gate(setting: Option<&Admission>) -> Gate<'_> {
     match setting {
-        Some(SecretSetting::None) => Gate::Open,
-        Some(SecretSetting::Given(s)) => Gate::Secret(s),
-        Some(SecretSetting::Unusable(_)) | None => Gate::Shut,
+        Some(Admission::Everyone) => Gate::Open,
+        Some(Admission::Secret(s)) => Gate::Secret(s),
+        Some(Admission::Nobody(_)) | None => Gate::Shut,
     }
 }
 
@@ -758,12 +769,10 @@ mod tests {
 
     #[test]
     fn an_unusable_secret_setting_shuts_every_port() {
-        use crate::config::{Source, Unusable};
         let secret = Secret::from_bytes([9; 32]);
-        assert_eq!(gate(Some(&SecretSetting::None)), Gate::Open);
-        assert_eq!(gate(Some(&SecretSetting::Given(secret.clone()))), Gate::Secret(&secret));
-        let unusable = SecretSetting::Unusable(Unusable::NotToml(Source::File("f".into())));
-        assert_eq!(gate(Some(&unusable)), Gate::Shut);
+        assert_eq!(gate(Some(&Admission::Everyone)), Gate::Open);
+        assert_eq!(gate(Some(&Admission::Secret(secret.clone()))), Gate::Secret(&secret));
+        assert_eq!(gate(Some(&Admission::Nobody("not TOML".into()))), Gate::Shut);
         assert_eq!(gate(None), Gate::Shut, "before the setting is known, nothing is served");
     }
 
