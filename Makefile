@@ -89,9 +89,11 @@ test: deps iso-x86_64 iso-aarch64 $(A64)/busybox-static host clients
 	cd buildkit && go test ./...
 	cargo test --workspace --locked -- --nocapture --test-threads=1
 
-# Debian 13's docker CLI with its buildx and compose plugins, for tests/tests/build.rs.
+# Debian 13's docker CLI with its buildx and compose plugins, for tests/tests/build.rs;
+# docker-py and Testcontainers (PyPI, npm), pinned, for tests/tests/clients.rs.
 clients:
 	scripts/fetch-clients.sh $(SKIFF_CACHE)
+	scripts/fetch-py-node-clients.sh $(SKIFF_CACHE)
 
 bench: deps iso host $(if $(filter 1,$(SKIFF_BENCH_AARCH64)),iso-aarch64)
 	cargo run --release --locked -p skiff-tests --bin bench

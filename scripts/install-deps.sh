@@ -9,7 +9,8 @@ set -eu
 packages="qemu-system-x86 qemu-utils ovmf qemu-system-arm qemu-efi-aarch64 gcc-aarch64-linux-gnu xorriso grub-pc-bin grub-efi-amd64-bin grub-common mtools
   squashfs-tools docker.io socat busybox-static bc bison flex libelf-dev libssl-dev cpio zstd xz-utils make
   binutils gcc dosfstools e2fsprogs debian-archive-keyring ca-certificates openssl
-  libcap-ng-dev libseccomp-dev pkg-config netcat-openbsd curl protobuf-compiler"
+  libcap-ng-dev libseccomp-dev pkg-config netcat-openbsd curl protobuf-compiler
+  python3-venv"
 sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
 
 missing_packages() {
@@ -69,4 +70,10 @@ PATH="$PATH:/usr/local/go/bin"
 if ! go version 2>/dev/null | grep -Eq 'go1\.(2[2-9]|[3-9][0-9])'; then
   echo "deps: ERROR: Go >= 1.22 is needed for skiff-buildkit (found: $(go version 2>/dev/null || echo none)); install it from https://go.dev/dl into /usr/local/go" >&2
   exit 1
+fi
+
+# Node >= 20 with npm runs Testcontainers for Node 11 (tests/tests/clients.rs);
+# Debian 12's nodejs is 18, so it must come from elsewhere (nodejs.org, NodeSource).
+if ! node --version 2>/dev/null | grep -Eq '^v(2[0-9]|[3-9][0-9])\.' || ! command -v npm >/dev/null; then
+  echo "deps: WARNING: Node.js >= 20 with npm is needed by tests/tests/clients.rs (found: $(node --version 2>/dev/null || echo none)); make clients will fail without it" >&2
 fi
