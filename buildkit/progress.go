@@ -199,10 +199,7 @@ func (p *progress) fail(err error) {
 func (p *progress) close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.partial != "" {
-		p.engineLine(p.partial + "\n")
-		p.partial = ""
-	}
+	p.flushPartial()
 	for _, d := range p.order {
 		p.finish(d, nil)
 	}
@@ -264,12 +261,18 @@ func (p *progress) currentStep() string {
 func (p *progress) endSteps() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.partial != "" {
-		p.engineLine(p.partial + "\n")
-		p.partial = ""
-	}
+	p.flushPartial()
 	if p.current != "" {
 		p.finish(p.current, nil)
 		p.current = ""
+	}
+}
+
+// flushPartial hands on an engine line that arrived without its newline;
+// the caller holds p.mu.
+func (p *progress) flushPartial() {
+	if p.partial != "" {
+		p.engineLine(p.partial + "\n")
+		p.partial = ""
 	}
 }

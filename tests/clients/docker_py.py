@@ -4,30 +4,16 @@ stop and remove. Environment: DOCKER_HOST, SKIFF_IMAGE. Prints the body on
 stdout; exits non-zero with a message on any failure."""
 import os
 import sys
-import time
-import urllib.request
 
 import docker
+
+import serving
 
 BODY = "hello from docker-py"
 
 
 def fail(msg):
-    print(f"docker_py: FAILED: {msg}", file=sys.stderr)
-    sys.exit(1)
-
-
-def get(url, limit=30.0):
-    end = time.monotonic() + limit
-    last = None
-    while time.monotonic() < end:
-        try:
-            with urllib.request.urlopen(url, timeout=10) as r:
-                return r.status, r.read().decode()
-        except Exception as e:  # not listening yet, reset while httpd starts
-            last = e
-            time.sleep(0.2)
-    fail(f"GET {url}: no answer within {limit}s: {last!r}")
+    serving.fail("docker_py", msg)
 
 
 def main():
@@ -35,7 +21,7 @@ def main():
     os.environ.get("DOCKER_HOST") or fail("DOCKER_HOST not set")
     client = docker.from_env()
     print(f"docker_py: docker {docker.__version__}, engine {client.version().get('Version')}", file=sys.stderr)
-    cmd = ["sh", "-c", f"mkdir -p /www && echo '{BODY}' > /www/index.html && exec httpd -f -p 8080 -h /www"]
+    cmd = serving.httpd(BODY)
     container = client.containers.run(image, cmd, ports={"8080/tcp": None}, detach=True)
     try:
         container.reload()
@@ -44,7 +30,7 @@ def main():
             fail(f"no host port for 8080/tcp in container.ports: {container.ports!r}")
         port = int(bindings[0]["HostPort"])
         print(f"docker_py: 8080/tcp -> host port {port}", file=sys.stderr)
-        status, body = get(f"http://127.0.0.1:{port}/")
+        status, body = serving.get("docker_py", f"http://127.0.0.1:{port}/")
         if status != 200 or BODY not in body:
             fail(f"GET / gave {status} {body!r}")
         print(body.strip())
@@ -57,9 +43,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SystemExit:
-        raise
-    except Exception as e:
-        fail(repr(e))
+    serving.run("docker_py", main)

@@ -6,53 +6,34 @@ TESTCONTAINERS_HOST_OVERRIDE=localhost (set by the test). Prints the body
 on stdout; exits non-zero with a message on any failure."""
 import os
 import sys
-import time
-import urllib.request
 from importlib.metadata import version
 
 from testcontainers.core.container import DockerContainer
+
+import serving
 
 BODY = "hello from testcontainers-python"
 
 
 def fail(msg):
-    print(f"testcontainers_py: FAILED: {msg}", file=sys.stderr)
-    sys.exit(1)
-
-
-def get(url, limit=30.0):
-    end = time.monotonic() + limit
-    last = None
-    while time.monotonic() < end:
-        try:
-            with urllib.request.urlopen(url, timeout=10) as r:
-                return r.status, r.read().decode()
-        except Exception as e:
-            last = e
-            time.sleep(0.2)
-    fail(f"GET {url}: no answer within {limit}s: {last!r}")
+    serving.fail("testcontainers_py", msg)
 
 
 def main():
     image = os.environ.get("SKIFF_IMAGE") or fail("SKIFF_IMAGE not set")
     print(f"testcontainers_py: testcontainers {version('testcontainers')}, docker {version('docker')}", file=sys.stderr)
-    cmd = ["sh", "-c", f"mkdir -p /www && echo '{BODY}' > /www/index.html && exec httpd -f -p 8080 -h /www"]
+    cmd = serving.httpd(BODY)
     with DockerContainer(image).with_command(cmd).with_exposed_ports(8080) as c:
         host = c.get_container_host_ip()
         port = int(c.get_exposed_port(8080))
         print(f"testcontainers_py: 8080 -> {host}:{port}", file=sys.stderr)
         if port == 8080:
             fail("get_exposed_port gave the container port, not a mapped one (in-container mode?)")
-        status, body = get(f"http://{host}:{port}/")
+        status, body = serving.get("testcontainers_py", f"http://{host}:{port}/")
         if status != 200 or BODY not in body:
             fail(f"GET / gave {status} {body!r}")
         print(body.strip())
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SystemExit:
-        raise
-    except Exception as e:
-        fail(repr(e))
+    serving.run("testcontainers_py", main)
