@@ -1,0 +1,107 @@
+//! Skiff's own engine build: Podman from its Go module with the patches in
+//! engine/patches/, each checked here through a real client (the docker CLI,
+//! and curl on the docker socket for the raw API) against the booted ISO.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use skiff_tests::{busybox_image, root, run_with_input, Scratch, Vm};
+
+/// The ISO, or None after saying loudly why the test does not run.
+fn iso_or_skip(test: &str) -> Option<PathBuf> {
+    let iso = std::env::var_os("SKIFF_ISO").map(PathBuf::from).unwrap_or_else(|| root().join("out/skiff.iso"));
+    if iso.is_file() {
+        return Some(iso);
+    }
+    eprintln!("\n*** SKIPPED {test}: no ISO at {} (run `make iso`); nothing was tested ***\n", iso.display());
+    None
+}
+
+/// The docker CLI with its own time limit (a command that should return
+/// must not take the default 180 s to fail).
+fn docker_within(vm: &Vm, args: &[&str], limit: Duration) -> Output {
+    let mut cmd = Command::new(skiff_tests::docker_bin());
+    cmd.args(args).env("DOCKER_HOST", &vm.docker_host);
+    run_with_input(&mut cmd, None, limit, &format!("docker {}", args.join(" ")))
+}
+
+/// `GET path` on the engine through the bridge's unix socket, with curl.
+fn api_get(vm: &Vm, path: &str) -> serde_json::Value {
+    let out = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "60", "--unix-socket"])
+        .arg(vm.socket())
+        .arg(format!("http://skiff{path}"))
+        .output()
+        .expect("run curl (Debian's curl package)");
+    assert!(out.status.success(), "curl {path} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The container list item named `/name`.
+fn listed<'a>(list: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    let want = format!("/{name}");
+    list.as_array()
+        .expect("GET /containers/json: an array")
+        .iter()
+        .find(|c| c["Names"].as_array().is_some_and(|n| n.iter().any(|n| n == &serde_json::Value::from(want.as_str()))))
+        .unwrap_or_else(|| panic!("{name} is not in GET /containers/json: {list}"))
+}
+
+#[test]
+fn engine_fixes_through_real_clients() {
+    let Some(iso) = iso_or_skip("engine_fixes_through_real_clients") else { return };
+    let scratch = Scratch::new("engine");
+    let image = busybox_image(&scratch.0, "skiff-test/busybox:latest");
+    let vm = Vm::boot_iso(&scratch.0, &iso, &[], &[]);
+    vm.docker_ok(&["load", "-i", image.to_str().unwrap()]);
+
+    // 0001: `docker stats` shows the whole name (the CLI strips the first
+    // character of the API's "/NAME").
+    vm.docker_ok(&["run", "-d", "--name", "hc", "skiff-test/busybox", "sleep", "600"]);
+    let name = vm.docker_ok(&["stats", "--no-stream", "--format", "{{.Name}}", "hc"]);
+    assert_eq!(name.trim(), "hc", "docker stats NAME column");
+    let table = vm.docker_ok(&["stats", "--no-stream", "hc"]);
+    eprintln!("engine: docker stats --no-stream hc:\n{table}");
+    assert!(table.lines().nth(1).is_some_and(|l| l.split_whitespace().nth(1) == Some("hc")), "stats table: {table}");
+
+    // 0003: the container list carries HostConfig.NetworkMode, as Docker
+    // reports it: the mode, or a user-defined network's name.
+    vm.docker_ok(&["run", "-d", "--name", "quiet", "--network", "none", "skiff-test/busybox", "sleep", "600"]);
+    vm.docker_ok(&["network", "create", "skiffnet"]);
+    vm.docker_ok(&["run", "-d", "--name", "onnet", "--network", "skiffnet", "skiff-test/busybox", "sleep", "600"]);
+    let list = api_get(&vm, "/containers/json");
+    for (name, mode) in [("hc", "bridge"), ("quiet", "none"), ("onnet", "skiffnet")] {
+        let c = listed(&list, name);
+        assert_eq!(c["HostConfig"]["NetworkMode"], mode, "{name}'s HostConfig in GET /containers/json: {c}");
+    }
+    // The docker CLI reads the same field (`docker ps --format {{.Networks}}` reads NetworkSettings).
+    let ps = vm.docker_ok(&["ps", "--filter", "name=onnet", "--format", "{{.Names}} {{.Networks}}"]);
+    eprintln!("engine: docker ps: {}", ps.trim());
+
+    // 0002: events between a past `since` and a past `until` come back,
+    // and the command returns (it streamed forever or printed nothing).
+    vm.docker_ok(&["run", "--name", "ev", "skiff-test/busybox", "true"]);
+    vm.docker_ok(&["rm", "ev"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let args = ["events", "--since", "5m", "--until", "1s", "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}"];
+    let events = docker_within(&vm, &args, Duration::from_secs(60));
+    let text = String::from_utf8_lossy(&events.stdout);
+    eprintln!("engine: docker events --since 5m --until 1s:\n{text}");
+    assert!(events.status.success(), "docker events failed: {}", String::from_utf8_lossy(&events.stderr));
+    for want in ["container start ev", "container die ev", "container start hc"] {
+        assert!(text.lines().any(|l| l == want), "no {want:?} in the past events:\n{text}");
+    }
+    // An `until` in the future still follows and ends then.
+    let until = format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 5);
+    let started = std::time::Instant::now();
+    let future = docker_within(&vm, &["events", "--since", "5m", "--until", &until, "--format", "{{.Action}}"], Duration::from_secs(60));
+    assert!(future.status.success(), "docker events --until +5s failed: {}", String::from_utf8_lossy(&future.stderr));
+    assert!(String::from_utf8_lossy(&future.stdout).lines().any(|l| l == "start"), "past events missing before a future until");
+    eprintln!("engine: events --until +5s returned after {:.1}s", started.elapsed().as_secs_f64());
+
+    vm.docker_ok(&["rm", "-f", "hc", "quiet", "onnet"]);
+    vm.docker_ok(&["network", "rm", "skiffnet"]);
+    vm.shutdown();
+}
