@@ -55,8 +55,15 @@ out/netavark.stamp: image/build-netavark.sh
 	image/build-netavark.sh $(SKIFF_CACHE) x86_64-unknown-linux-gnu out/netavark
 	touch $@
 
-out/rootfs.stamp: $(INIT) out/netavark.stamp image/build-rootfs.sh image/trixie-apt.sh $(shell find image/etc -type f)
-	image/build-rootfs.sh $(SKIFF_CACHE) $(INIT) out/rootfs x86_64 out/netavark
+# The engine: Podman from its Go module (engine/go.mod, go.sum) with the
+# patches in engine/patches, built against Debian 13's libraries (cached).
+# Run on every build: a security update of those libraries rebuilds it;
+# out/podman is rewritten only when it changed.
+out/podman: FORCE
+	image/build-podman.sh $(SKIFF_CACHE) $@ x86_64
+
+out/rootfs.stamp: $(INIT) out/netavark.stamp out/podman image/build-rootfs.sh image/trixie-apt.sh $(shell find image/etc -type f)
+	image/build-rootfs.sh $(SKIFF_CACHE) $(INIT) out/rootfs x86_64 out/netavark out/podman
 	touch $@
 
 out/skiff.iso: out/bzImage out/rootfs.stamp image/build-iso.sh image/grub.cfg image/grub-embed.cfg image/cmdline

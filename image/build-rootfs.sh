@@ -3,12 +3,15 @@
 # only the binaries the engine needs, plus the shared libraries they load
 # (found by walking ELF NEEDED entries), Skiff's /etc and the init.
 # netavark and aardvark-dns come from HELPERS_DIR (image/build-netavark.sh
-# builds them for size) when it is given, else from Debian's packages.
+# builds them for size) when it is given, else from Debian's packages; the
+# engine from PODMAN (image/build-podman.sh builds it from Podman's Go module
+# with Skiff's patches) when it is given, else from Debian's podman package.
 # ARCH aarch64 takes Debian's arm64 packages (their .debs and staging trees
 # under CACHE/arm64).
-# Usage: image/build-rootfs.sh CACHE INIT_BINARY OUT_DIR [x86_64|aarch64 [HELPERS_DIR]]
+# Usage: image/build-rootfs.sh CACHE INIT_BINARY OUT_DIR [x86_64|aarch64 [HELPERS_DIR [PODMAN]]]
 set -eu
 cache=$1; init=$(realpath "$2"); out=$(realpath -m "$3"); arch=${4:-x86_64}; helpers=${5:+$(realpath "$5")}
+podman=${6:+$(realpath "$6")}
 here=$(cd "$(dirname "$0")/.." && pwd)
 apt="$here/image/trixie-apt.sh"
 # Debian's name for the architecture, its library folder, and the dynamic
@@ -21,11 +24,14 @@ esac
 triplet=$arch-linux-gnu
 export SKIFF_DEB_ARCH=$deb_arch
 
-packages="podman crun conmon netavark aardvark-dns catatonit nftables e2fsprogs ca-certificates golang-github-containers-common busybox"
+# Our own podman needs only libc, libseccomp and libsqlite3 from these (the
+# libraries it loads are found below, as for every binary); Debian's package
+# brings gpgme, libsubid, SELinux, AppArmor and systemd's libraries too.
+packages="crun conmon netavark aardvark-dns catatonit nftables e2fsprogs ca-certificates golang-github-containers-common busybox"
+if [ -n "$podman" ]; then packages="libseccomp2 libsqlite3-0 $packages"; else packages="podman $packages"; fi
 
 # Binaries to copy from the packages, at the same path in the image.
 binaries="
-/usr/bin/podman
 /usr/bin/crun
 /usr/bin/conmon
 /usr/bin/catatonit
@@ -33,6 +39,7 @@ binaries="
 /usr/sbin/mke2fs
 /usr/sbin/e2fsck
 "
+[ -n "$podman" ] || binaries="/usr/bin/podman $binaries"
 
 # The shared cache is one build's at a time from here on: the package
 # lists, the .debs and the staging trees (pruned below) are all in it.
@@ -104,6 +111,7 @@ copy_with_libs() (
   done
 )
 for b in $binaries; do copy_with_libs "$stage$b" "$b"; done
+[ -z "$podman" ] || copy_with_libs "$podman" usr/bin/podman
 for b in netavark aardvark-dns; do
   if [ -n "$helpers" ]; then copy_with_libs "$helpers/$b" "usr/lib/podman/$b"
   else copy_with_libs "$stage/usr/lib/podman/$b" "usr/lib/podman/$b"; fi
