@@ -10,7 +10,7 @@ packages="qemu-system-x86 qemu-utils ovmf qemu-system-arm qemu-efi-aarch64 gcc-a
   squashfs-tools docker.io socat busybox-static bc bison flex libelf-dev libssl-dev cpio zstd xz-utils make
   binutils gcc dosfstools e2fsprogs debian-archive-keyring ca-certificates openssl
   libcap-ng-dev libseccomp-dev pkg-config netcat-openbsd curl protobuf-compiler
-  python3-venv"
+  python3-venv patch"
 sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
 
 missing_packages() {
@@ -43,6 +43,13 @@ if [ -n "$missing" ]; then
     echo "deps: ERROR: still not installed after apt-get:$still" >&2
     exit 1
   fi
+fi
+
+# The engine (image/build-podman.sh) is built by Go from the module proxy;
+# Debian 12's golang (1.19) is too old: Go >= 1.24 from go.dev (tool directive).
+if ! command -v go >/dev/null || ! go version | grep -Eq 'go1\.(2[4-9]|[3-9][0-9])'; then
+  echo "deps: ERROR: Go >= 1.24 is needed to build the engine (have: $(go version 2>/dev/null || echo none)); install it from https://go.dev/dl/ and put it on PATH" >&2
+  exit 1
 fi
 
 # The init is a static musl binary, for each architecture.
