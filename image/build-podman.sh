@@ -26,14 +26,14 @@ esac
 # The appliance's tags (Podman's Makefile adds systemd, apparmor, selinux,
 # libsubid, seccomp and its btrfs/devicemapper exclusions by default).
 # libsqlite3: link Debian's SQLite (security updates arrive with each build)
-# instead of compiling go-sqlite3's amalgamation. The two stubs (-2.7 MB)
-# leave out the docker-daemon: image transport (pulling from a local
-# dockerd) and Rekor transparency-log checks of sigstore signatures, which
-# only a policy.json asking for them uses (Skiff's accepts anything);
-# containers_image_fulcio_stub does not build in containers/image 5.34.
+# instead of compiling go-sqlite3's amalgamation. The Rekor stub leaves out
+# transparency-log checks of sigstore signatures, which only a policy.json
+# asking for them uses (Skiff's accepts anything). Not usable in 5.4.2:
+# containers_image_fulcio_stub does not build (containers/image 5.34), and
+# containers_image_docker_daemon_stub panics at start ("Duplicate image
+# transport name docker-daemon": Podman imports the real transport too).
 tags="seccomp libsqlite3 containers_image_openpgp exclude_graphdriver_btrfs btrfs_noversion
-  exclude_graphdriver_devicemapper exclude_graphdriver_zfs
-  containers_image_docker_daemon_stub containers_image_rekor_stub"
+  exclude_graphdriver_devicemapper exclude_graphdriver_zfs containers_image_rekor_stub"
 tags=$(echo $tags)
 # The development packages cgo compiles and links against (with their
 # dependencies: libc6, linux-libc-dev, libseccomp2, libsqlite3-0, ...).
@@ -115,6 +115,14 @@ libdir="$sysroot/usr/lib/$triplet"
 (cd "$work" && CGO_ENABLED=1 GOOS=linux GOARCH=$goarch GOFLAGS=-mod=mod \
   CGO_CFLAGS="--sysroot=$sysroot -O2" CGO_LDFLAGS="--sysroot=$sysroot -B$libdir -L$libdir" \
   go build -trimpath -tags "$tags" -ldflags '-s -w' -o "$cached.tmp" github.com/containers/podman/v5/cmd/podman)
+# It must start: run it with trixie's loader and libraries (the build
+# machine's libc is older than the one it was linked against). A panic at
+# start (two packages registering one name, say) fails the build here
+# instead of in the booted guest.
+if [ "$arch" = "$(uname -m)" ]; then
+  "$libdir/ld-linux-x86-64.so.2" --library-path "$libdir" "$cached.tmp" --version ||
+    { echo "podman: the built binary does not start" >&2; exit 1; }
+fi
 mv "$cached.tmp" "$cached"
 rm -rf "$work"
 for old in "$pdir"/podman-"$arch"-*; do
