@@ -13,16 +13,23 @@
 # patches, the tags, the Go version, the trixie .debs and this script); Go's
 # own caches (GOMODCACHE, GOCACHE) stay where Go keeps them, so a changed key
 # recompiles only what changed. Needs Go >= 1.24 and gcc.
-# Usage: image/build-podman.sh CACHE OUT_BINARY [x86_64]
+# aarch64 is cross-built (aarch64-linux-gnu-gcc) against Debian's arm64
+# packages.
+# Usage: image/build-podman.sh CACHE OUT_BINARY [x86_64|aarch64]
 set -eu
 cache=$1; out=$2; arch=${3:-x86_64}
 here=$(cd "$(dirname "$0")/.." && pwd)
 apt="$here/image/trixie-apt.sh"
 engine="$here/engine"
+# Go's and Debian's names for the architecture, the C compiler, and the
+# dynamic loader (to check that the result starts).
 case $arch in
-  x86_64) goarch=amd64; triplet=x86_64-linux-gnu ;;
-  *) echo "podman: building for $arch is not done yet (x86_64 only)" >&2; exit 1 ;;
+  x86_64) goarch=amd64; deb_arch=amd64; cc=gcc; loader=ld-linux-x86-64.so.2 ;;
+  aarch64) goarch=arm64; deb_arch=arm64; cc=aarch64-linux-gnu-gcc; loader=ld-linux-aarch64.so.1 ;;
+  *) echo "podman: unknown architecture $arch (x86_64 or aarch64)" >&2; exit 1 ;;
 esac
+triplet=$arch-linux-gnu
+export SKIFF_DEB_ARCH=$deb_arch
 # The appliance's tags (Podman's Makefile adds systemd, apparmor, selinux,
 # libsubid, seccomp and its btrfs/devicemapper exclusions by default).
 # libsqlite3: link Debian's SQLite (security updates arrive with each build)
@@ -39,6 +46,7 @@ tags=$(echo $tags)
 # dependencies: libc6, linux-libc-dev, libseccomp2, libsqlite3-0, ...).
 devs="libc6-dev libseccomp-dev libsqlite3-dev"
 command -v go >/dev/null || { echo "podman: go is missing (Go >= 1.24)" >&2; exit 1; }
+command -v "$cc" >/dev/null || { echo "podman: $cc is missing" >&2; exit 1; }
 
 pdir="$cache/podman"
 mkdir -p "$pdir"
@@ -48,7 +56,7 @@ flock 9
 
 # The trixie .debs apt resolves now (newest versions): part of the key, so a
 # security update of libc or libseccomp rebuilds against it.
-debs="$pdir/debs"
+debs="$pdir/debs-$arch"
 mkdir -p "$debs/partial"
 resolve=$(mktemp -d)
 trap 'rm -rf "$resolve"' EXIT
@@ -59,7 +67,7 @@ sed -n "s/^'[^']*' \([^ ]*\.deb\) .*/\1/p" "$resolve/uris" | sort > "$resolve/wa
 
 version=$(awk '$1 == "github.com/containers/podman/v5" { print $2 } $1 == "require" && $2 == "github.com/containers/podman/v5" { print $3 }' "$engine/go.mod")
 [ -n "$version" ] || { echo "podman: engine/go.mod requires no podman version" >&2; exit 1; }
-key=$( (echo "$version $arch $tags"; go version; gcc --version | head -n1; cat "$resolve/wanted" "$0" \
+key=$( (echo "$version $arch $tags"; go version; "$cc" --version | head -n1; cat "$resolve/wanted" "$0" \
   "$engine/go.mod" "$engine/go.sum"; cat "$engine"/patches/*.patch 2>/dev/null) | sha256sum | cut -c1-16)
 cached="$pdir/podman-$arch-$version-$key"
 # OUT is rewritten only when it differs, so make rebuilds nothing after it
@@ -74,9 +82,9 @@ start=$(date +%s)
 # The sysroot: the resolved .debs unpacked, keyed by their set.
 "$apt" "$cache" apt-get install --download-only -qq -o Dir::Cache::archives="$debs" $devs >/dev/null
 skey=$(sha256sum < "$resolve/wanted" | cut -c1-16)
-sysroot="$pdir/sysroot-$skey"
+sysroot="$pdir/sysroot-$arch-$skey"
 if [ ! -d "$sysroot" ]; then
-  rm -rf "$pdir"/sysroot-*
+  rm -rf "$pdir/sysroot-$arch"-*
   mkdir -p "$sysroot.tmp"
   while read -r f; do dpkg-deb -x "$debs/$f" "$sysroot.tmp"; done < "$resolve/wanted"
   # The merged /usr of a Debian 13 system (libc.so names /lib/...): without
@@ -112,7 +120,7 @@ echo "podman: building $version for $arch with $(nproc) jobs (tags: $tags; about
 # machine's /usr/lib/$triplet, before the sysroot's: -L and -B put trixie's
 # libc and crt files first. -mod=mod: the module has no vendor folder.
 libdir="$sysroot/usr/lib/$triplet"
-(cd "$work" && CGO_ENABLED=1 GOOS=linux GOARCH=$goarch GOFLAGS=-mod=mod \
+(cd "$work" && CC=$cc CGO_ENABLED=1 GOOS=linux GOARCH=$goarch GOFLAGS=-mod=mod \
   CGO_CFLAGS="--sysroot=$sysroot -O2" CGO_LDFLAGS="--sysroot=$sysroot -B$libdir -L$libdir" \
   go build -trimpath -tags "$tags" -ldflags '-s -w' -o "$cached.tmp" github.com/containers/podman/v5/cmd/podman)
 # It must start: run it with trixie's loader and libraries (the build
@@ -120,7 +128,7 @@ libdir="$sysroot/usr/lib/$triplet"
 # start (two packages registering one name, say) fails the build here
 # instead of in the booted guest.
 if [ "$arch" = "$(uname -m)" ]; then
-  "$libdir/ld-linux-x86-64.so.2" --library-path "$libdir" "$cached.tmp" --version ||
+  "$libdir/$loader" --library-path "$libdir" "$cached.tmp" --version ||
     { echo "podman: the built binary does not start" >&2; exit 1; }
 fi
 mv "$cached.tmp" "$cached"
