@@ -72,8 +72,12 @@ out/skiff.iso: out/bzImage out/rootfs.stamp image/build-iso.sh image/grub.cfg im
 $(A64)/Image.gz: kernel-config kernel-config.aarch64 image/build-kernel.sh image/trixie-apt.sh
 	image/build-kernel.sh $(SKIFF_CACHE) $@ aarch64
 
-$(A64)/rootfs.stamp: $(INIT_A64) image/build-rootfs.sh image/trixie-apt.sh $(shell find image/etc -type f)
-	image/build-rootfs.sh $(SKIFF_CACHE) $(INIT_A64) $(A64)/rootfs aarch64
+# Our podman, cross-built (cached); netavark and aardvark-dns stay Debian's.
+$(A64)/podman: FORCE
+	image/build-podman.sh $(SKIFF_CACHE) $@ aarch64
+
+$(A64)/rootfs.stamp: $(INIT_A64) $(A64)/podman image/build-rootfs.sh image/trixie-apt.sh $(shell find image/etc -type f)
+	image/build-rootfs.sh $(SKIFF_CACHE) $(INIT_A64) $(A64)/rootfs aarch64 "" $(A64)/podman
 	touch $@
 
 $(ISO_aarch64): $(A64)/Image.gz $(A64)/rootfs.stamp image/build-iso.sh image/grub.cfg image/grub-embed.cfg image/cmdline.aarch64 image/fetch-arm64.sh
