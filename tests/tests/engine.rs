@@ -1,16 +1,18 @@
 //! Skiff's own engine build: Podman from its Go module with the patches in
 //! engine/patches/, each checked here through a real client (the docker CLI,
-//! and curl on the docker socket for the raw API) against the booted ISO.
+//! and curl on the docker socket for the raw API) against the booted ISO,
+//! x86_64 and aarch64.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use skiff_tests::{busybox_image, root, run_with_input, Scratch, Vm};
+use skiff_tests::{busybox_image, busybox_root_from, image_tar_for, root, run_with_input, Scratch, Vm};
 
-/// The ISO, or None after saying loudly why the test does not run.
-fn iso_or_skip(test: &str) -> Option<PathBuf> {
-    let iso = std::env::var_os("SKIFF_ISO").map(PathBuf::from).unwrap_or_else(|| root().join("out/skiff.iso"));
+/// The ISO (`env` if set, else `default` under the workspace), or None
+/// after saying loudly why the test does not run.
+fn iso_or_skip(test: &str, env: &str, default: &str) -> Option<PathBuf> {
+    let iso = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| root().join(default));
     if iso.is_file() {
         return Some(iso);
     }
@@ -51,10 +53,29 @@ fn listed<'a>(list: &'a serde_json::Value, name: &str) -> &'a serde_json::Value 
 
 #[test]
 fn engine_fixes_through_real_clients() {
-    let Some(iso) = iso_or_skip("engine_fixes_through_real_clients") else { return };
+    let Some(iso) = iso_or_skip("engine_fixes_through_real_clients", "SKIFF_ISO", "out/skiff.iso") else { return };
     let scratch = Scratch::new("engine");
     let image = busybox_image(&scratch.0, "skiff-test/busybox:latest");
-    let vm = Vm::boot_iso(&scratch.0, &iso, &[], &[]);
+    engine_story(Vm::boot_iso(&scratch.0, &iso, &[], &[]), &image);
+}
+
+#[test]
+fn engine_fixes_through_real_clients_aarch64() {
+    let test = "engine_fixes_through_real_clients_aarch64";
+    let Some(iso) = iso_or_skip(test, "SKIFF_ISO_AARCH64", "out/skiff-aarch64.iso") else { return };
+    // Debian's arm64 busybox-static (`make out/aarch64/busybox-static`).
+    let busybox = root().join("out/aarch64/busybox-static");
+    assert!(busybox.is_file(), "no {}: run `make out/aarch64/busybox-static` (make test does)", busybox.display());
+    let scratch = Scratch::new("engine-a64");
+    let rootfs = scratch.0.join("layer-root");
+    busybox_root_from(&rootfs, &busybox);
+    let image = image_tar_for("arm64", &scratch.0, &rootfs, "skiff-test/busybox:latest", r#""Env":["PATH=/bin"],"Cmd":["sh"]"#);
+    engine_story(Vm::boot_iso(&scratch.0, &iso, &[], &[]), &image);
+}
+
+/// The three fixes, on a booted VM, with `image` (a `docker load` archive
+/// of skiff-test/busybox for the VM's architecture); then the power button.
+fn engine_story(vm: Vm, image: &std::path::Path) {
     vm.docker_ok(&["load", "-i", image.to_str().unwrap()]);
 
     // 0001: `docker stats` shows the whole name (the CLI strips the first
