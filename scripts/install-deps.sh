@@ -45,13 +45,6 @@ if [ -n "$missing" ]; then
   fi
 fi
 
-# The engine (image/build-podman.sh) is built by Go from the module proxy;
-# Debian 12's golang (1.19) is too old: Go >= 1.24 from go.dev (tool directive).
-if ! command -v go >/dev/null || ! go version | grep -Eq 'go1\.(2[4-9]|[3-9][0-9])'; then
-  echo "deps: ERROR: Go >= 1.24 is needed to build the engine (have: $(go version 2>/dev/null || echo none)); install it from https://go.dev/dl/ and put it on PATH" >&2
-  exit 1
-fi
-
 # The init is a static musl binary, for each architecture.
 for target in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
   if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
@@ -71,11 +64,13 @@ cargo_tool() { # binary crate version
 cargo_tool vhost-device-vsock vhost-device-vsock 0.3.0
 cargo_tool virtiofsd virtiofsd 1.14.0
 
-# Go >= 1.22 builds skiff-buildkit (buildkit/); Debian 12's golang is 1.19,
-# so it must come from elsewhere (go.dev's tarball in /usr/local/go).
+# Go builds skiff-buildkit (buildkit/, Go >= 1.22) and the engine
+# (image/build-podman.sh, from Podman's module: Go >= 1.24 for engine/go.mod's
+# tool directive); Debian 12's golang is 1.19, so it must come from elsewhere
+# (go.dev's tarball in /usr/local/go).
 PATH="$PATH:/usr/local/go/bin"
-if ! go version 2>/dev/null | grep -Eq 'go1\.(2[2-9]|[3-9][0-9])'; then
-  echo "deps: ERROR: Go >= 1.22 is needed for skiff-buildkit (found: $(go version 2>/dev/null || echo none)); install it from https://go.dev/dl into /usr/local/go" >&2
+if ! go version 2>/dev/null | grep -Eq 'go1\.(2[4-9]|[3-9][0-9])'; then
+  echo "deps: ERROR: Go >= 1.24 is needed for the engine and skiff-buildkit (found: $(go version 2>/dev/null || echo none)); install it from https://go.dev/dl into /usr/local/go" >&2
   exit 1
 fi
 
