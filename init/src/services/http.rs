@@ -6,7 +6,9 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 /// Largest response head accepted.
@@ -250,9 +252,23 @@ impl Lines {
     }
 }
 
+/// Every [`Stream`] still open, so the shutdown can end them: the engine,
+/// told to stop, waits up to a second for open requests, and the init's
+/// own event followers would otherwise be those requests.
+static OPEN: Mutex<Vec<Weak<UnixStream>>> = Mutex::new(Vec::new());
+
+/// Ends every open [`Stream`] (their readers see the end of the body).
+/// Called before the engine is told to stop.
+pub fn close_streams() {
+    let open = std::mem::take(&mut *OPEN.lock().unwrap_or_else(|e| e.into_inner()));
+    for sock in open.iter().filter_map(Weak::upgrade) {
+        let _ = sock.shutdown(Shutdown::Both);
+    }
+}
+
 /// A response being read from the engine's socket.
 pub struct Stream {
-    sock: UnixStream,
+    sock: Arc<UnixStream>,
     decoder: Decoder,
     /// Payload decoded but not yet handed out.
     pending: Vec<u8>,
@@ -291,6 +307,10 @@ impl Stream {
         let mut decoder = Decoder::new(parsed.framing);
         let mut pending = Vec::new();
         decoder.feed(&head[end..], &mut pending)?;
+        let sock = Arc::new(sock);
+        let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+        open.retain(|s| s.strong_count() > 0);
+        open.push(Arc::downgrade(&sock));
         Ok(Stream { sock, decoder, pending })
     }
 
@@ -303,7 +323,7 @@ impl Stream {
             if self.decoder.done() {
                 return Ok(None);
             }
-            let n = self.sock.read(&mut buf)?;
+            let n = (&*self.sock).read(&mut buf)?;
             if n == 0 {
                 self.decoder.finish()?;
                 return Ok(None);
@@ -429,5 +449,34 @@ mod tests {
             let _ = parse_head(&wire);
             let _ = Lines::new(8).push(&wire);
         }
+    }
+
+    #[test]
+    fn close_streams_ends_a_stream_the_engine_keeps_open() {
+        use std::os::unix::net::UnixListener;
+        let path = std::env::temp_dir().join(format!("skiff-http-close-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        std::thread::scope(|s| {
+            // An engine that answers the head of an event stream, then holds it open.
+            let engine = s.spawn(|| {
+                let (mut conn, _) = listener.accept().unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = conn.read(&mut buf);
+                conn.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+                let _ = conn.read(&mut buf); // returns once the init's side is shut
+                conn
+            });
+            let mut stream = Stream::open(path.to_str().unwrap(), "/events", Duration::from_secs(30)).unwrap();
+            let began = std::time::Instant::now();
+            let reader = s.spawn(move || stream.next().map(|piece| piece.is_none()));
+            std::thread::sleep(Duration::from_millis(50));
+            close_streams();
+            let ended = reader.join().unwrap();
+            assert!(began.elapsed() < Duration::from_secs(5), "the reader waited for its 30 s timeout");
+            assert!(ended.is_err() || ended.unwrap(), "the stream did not end");
+            drop(engine.join().unwrap());
+        });
+        let _ = std::fs::remove_file(&path);
     }
 }

@@ -156,6 +156,9 @@ impl<S: Sys> Engine<S> {
     /// The running engine's pid, if any; clears any pending restart.
     pub fn take_for_shutdown(&mut self) -> Option<Pid> {
         self.restart_at = None;
+        // Whatever waits for readiness (event followers, a late probe) stops here.
+        self.readiness.run.fetch_add(1, Ordering::SeqCst);
+        self.readiness.ready.store(false, Ordering::SeqCst);
         self.pid.take()
     }
 

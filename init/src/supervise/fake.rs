@@ -25,6 +25,9 @@ pub enum Call {
     RemountReadOnly(String),
     Sync,
     CloseLog,
+    StopAccepting,
+    CloseEngineStreams,
+    ReleaseLeases,
 }
 
 #[derive(Default)]
@@ -176,5 +179,17 @@ impl Sys for Fake {
     fn close_log(&self, _limit: Duration) -> bool {
         self.record(Call::CloseLog);
         true
+    }
+
+    fn stop_accepting(&self) {
+        self.record(Call::StopAccepting);
+    }
+
+    fn close_engine_streams(&self) {
+        self.record(Call::CloseEngineStreams);
+    }
+
+    fn release_leases(&self) {
+        self.record(Call::ReleaseLeases);
     }
 }

@@ -12,7 +12,6 @@ use rustix::process::{getpid, kill_process, Pid, Signal};
 use rustix::system::{reboot, RebootCommand};
 
 use crate::disk;
-use crate::services::vsock;
 use crate::supervise::sys::{Kernel, Sys};
 use crate::supervise::{engine, reaper};
 
@@ -207,10 +206,12 @@ fn stop_everything<S: Sys>(sys: &S, engine: &mut engine::Engine<S>, why: &str) {
     // The final sync has its own limit, inside `power_off`.
     let budget = Budget::new(sys, WORST_CASE.saturating_sub(FINAL_SYNC_LIMIT));
     log::info!("shutdown: {why}; stopping (at most {}s)", WORST_CASE.as_secs());
-    step("stop accepting vsock connections", vsock::stop_accepting);
+    step("stop accepting vsock connections", || sys.stop_accepting());
     step("stop containers", || engine::stop_containers(sys, CONTAINER_GRACE, budget.take(CONTAINERS_LIMIT)));
     step("stop engine", || {
         if let Some(pid) = engine.take_for_shutdown() {
+            // Not ready any more, so the followers do not come back.
+            sys.close_engine_streams();
             engine.terminate(pid);
             let limit = budget.take(ENGINE_LIMIT);
             if !wait_gone(sys, Some(pid), limit) {
@@ -230,7 +231,7 @@ fn stop_everything<S: Sys>(sys: &S, engine: &mut engine::Engine<S>, why: &str) {
     });
     let s = sys.clone();
     step("unmount host folders", || bounded("unmount shares", budget.take(SHARES_LIMIT), move || crate::services::shares::unmount_all(&s)));
-    step("release DHCP leases", crate::net::release_all);
+    step("release DHCP leases", || sys.release_leases());
     let s = sys.clone();
     step("sync", || bounded("sync", budget.take(SYNC_LIMIT), move || s.sync()));
     step("close log file", || {
@@ -319,6 +320,22 @@ mod tests {
         let unmount = fake.find(|c| *c == Call::Unmount(disk::MOUNT_POINT.into(), false)).expect("the data disk was never unmounted");
         let order = [last_kill, share.0, sync.0, close.0, unmount.0];
         assert!(order.is_sorted(), "order: last signal, host folder, sync, close log, data disk: {order:?} in {:#?}", fake.calls());
+    }
+
+    #[test]
+    fn vsock_closes_first_the_engine_streams_end_before_its_sigterm_and_leases_go_before_the_sync() {
+        let fake = Fake::new(&[Signal::TERM]);
+        let engine = shut_down(&fake);
+        let at = |want: Call| fake.find(|c| *c == want).unwrap_or_else(|| panic!("no {want:?} in {:#?}", fake.calls())).0;
+        let order = [
+            at(Call::StopAccepting),
+            at(Call::CloseEngineStreams),
+            at(Call::Kill(Some(engine), libc::SIGTERM)),
+            at(Call::Kill(None, libc::SIGTERM)),
+            at(Call::ReleaseLeases),
+            at(Call::Sync),
+        ];
+        assert!(order.is_sorted(), "order: vsock, engine streams, engine, the rest, leases, sync: {order:?} in {:#?}", fake.calls());
     }
 
     #[test]
