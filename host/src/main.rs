@@ -33,7 +33,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Boot the VM in the background; returns once the engine answers.
-    /// Memory, CPUs, disk size and shares are remembered for the next start.
+    /// Memory, CPUs, disk size, shares, --balloon and --discard are
+    /// remembered for the next start.
     Start(commands::run::RunOptions),
     /// Boot the ISO headless in QEMU in the foreground and serve the engine on DIR/docker.sock.
     Run(commands::run::RunOptions),
@@ -135,7 +136,11 @@ fn start(opts: &commands::run::RunOptions, matches: Option<&ArgMatches>, rollbac
             "disk_size" => vec![opts.disk_size.clone()],
             "share" => opts.shares.shares.iter().map(|p| vm::shares::absolute(p, &cwd).display().to_string()).collect(),
             "no_shares" => vec!["true".to_string()],
-            _ => vec![opts.shares.share_via.clone()],
+            "balloon" => vec![opts.balloon.as_str().to_string()],
+            "discard" => vec![opts.discard.as_str().to_string()],
+            "share_via" => vec![opts.shares.share_via.clone()],
+            // Every key in `settings::KEYS` has an arm above.
+            _ => vec![],
         })
     });
     // The arguments after the subcommand, passed on to `skiff run`.

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use skiff_proto::DEFAULT_ENGINE_PORT;
 
 use crate::vm::accel;
@@ -114,11 +114,38 @@ pub struct RunOptions {
     /// Also set by SKIFF_PORTS_ALL_INTERFACES=1 (e.g. in a shell profile).
     #[arg(long, env = "SKIFF_PORTS_ALL_INTERFACES")]
     pub ports_all_interfaces: bool,
+    /// Give the memory the guest frees back to the host within seconds (a
+    /// virtio balloon with free page reporting); `off` keeps it in QEMU.
+    #[arg(long, value_enum, default_value = "on")]
+    pub balloon: OnOff,
+    /// Give the disk space the guest frees back to the host (punched out
+    /// of the data disk image, so removing images and volumes frees host
+    /// disk); `off` keeps the image at its largest.
+    #[arg(long, value_enum, default_value = "on")]
+    pub discard: OnOff,
     /// An extra QEMU argument (repeat the flag for each one).
     #[arg(long = "qemu-arg", allow_hyphen_values = true)]
     pub qemu_args: Vec<String>,
     #[command(flatten)]
     pub shares: ShareOptions,
+}
+
+/// A feature that is on by default and can be turned off (and on again:
+/// `skiff start` remembers the last choice).
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+impl OnOff {
+    pub fn is_on(self) -> bool {
+        self == OnOff::On
+    }
+
+    pub fn as_str(self) -> &'static str {
+        if self.is_on() { "on" } else { "off" }
+    }
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -176,7 +203,8 @@ fn machine(o: &RunOptions, arch: Arch, state: &StateDir, build: &str, vsock: &Vs
         console: state.console(),
         qmp: state.qmp(),
         net: o.net.clone(),
-        drives: disks.iter().map(|d| qemu::drive_arg(d)).collect::<io::Result<_>>()?,
+        drives: disks.iter().map(|d| qemu::drive_arg(d, o.discard.is_on())).collect::<io::Result<_>>()?,
+        balloon: o.balloon.is_on(),
         devices: [
             vsock.qemu_args.clone(),
             shares.qemu_args.clone(),

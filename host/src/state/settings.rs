@@ -30,13 +30,15 @@ pub struct Key {
     pub group: &'static str,
 }
 
-pub const KEYS: [Key; 6] = [
+pub const KEYS: [Key; 8] = [
     Key { name: "memory", flag: "--memory", kind: Kind::Value, group: "memory" },
     Key { name: "cpus", flag: "--cpus", kind: Kind::Value, group: "cpus" },
     Key { name: "disk_size", flag: "--disk-size", kind: Kind::Value, group: "disk_size" },
     Key { name: "share", flag: "--share", kind: Kind::List, group: "shares" },
     Key { name: "no_shares", flag: "--no-shares", kind: Kind::Switch, group: "shares" },
     Key { name: "share_via", flag: "--share-via", kind: Kind::Value, group: "share_via" },
+    Key { name: "balloon", flag: "--balloon", kind: Kind::Value, group: "balloon" },
+    Key { name: "discard", flag: "--discard", kind: Kind::Value, group: "discard" },
 ];
 
 /// Key → its values (one for `Value` and `Switch` keys), in file order.

@@ -103,6 +103,9 @@ pub struct Machine {
     pub net: String,
     /// `-drive` values.
     pub drives: Vec<String>,
+    /// A virtio balloon with free page reporting: memory the guest frees
+    /// goes back to the host within seconds (QEMU's RSS otherwise only grows).
+    pub balloon: bool,
     /// Device arguments (vsock, shares), passed as they are.
     pub devices: Vec<String>,
     /// The user's own extra arguments, last.
@@ -160,6 +163,9 @@ impl Machine {
         // An entropy source: without one the guest kernel's random pool took
         // ~10 s of a TCG boot to fill, and the DHCP client and the engine waited for it.
         a.extend(RNG_DEVICE.iter().map(OsString::from));
+        if self.balloon {
+            a.extend(BALLOON_DEVICE.iter().map(OsString::from));
+        }
         if let Some(fw) = &self.firmware {
             a.extend(["-bios".into(), fw.clone().into()]);
         }
@@ -178,6 +184,9 @@ impl Machine {
 
 /// The virtio entropy device (fed from the host's getrandom).
 pub const RNG_DEVICE: [&str; 2] = ["-device", "virtio-rng-pci"];
+/// The balloon never inflates (no target is ever set); it only carries the
+/// guest's free page reports, which QEMU turns into discarded host memory.
+pub const BALLOON_DEVICE: [&str; 2] = ["-device", "virtio-balloon-pci,free-page-reporting=on"];
 
 fn prefixed(prefix: &str, path: &Path) -> OsString {
     let mut s = OsString::from(prefix);
@@ -197,15 +206,18 @@ pub fn boots_directly(uefi: bool, medium: Medium, kernel_args: bool, firmware_bo
 
 /// QEMU's `-drive` value for a data disk. The format is stated, not
 /// guessed: QEMU refuses writes to sector 0 of a guessed raw image, which is
-/// where the partition table goes.
-pub fn drive_arg(disk: &Path) -> io::Result<String> {
+/// where the partition table goes. With `discard`, what the guest frees
+/// (it mounts the data disk with online discard) is punched out of the
+/// image file, so removing images frees host disk; without, it is ignored.
+pub fn drive_arg(disk: &Path, discard: bool) -> io::Result<String> {
     let mut magic = [0u8; 4];
     fs::File::open(disk)
         .and_then(|mut f| f.read(&mut magic))
         .map_err(|e| io::Error::other(format!("cannot read the disk image {}: {e}", disk.display())))?;
     let format = disk_format(&magic);
     let path = fs::canonicalize(disk)?.display().to_string().replace(',', ",,");
-    Ok(format!("file={path},if=virtio,format={format},discard=unmap"))
+    let discard = if discard { "unmap" } else { "ignore" };
+    Ok(format!("file={path},if=virtio,format={format},discard={discard}"))
 }
 
 /// "qcow2" for a QCOW image (magic `QFI\xfb`), else "raw".
@@ -233,6 +245,7 @@ mod tests {
             qmp: "/s/qmp.sock".into(),
             net: "user,model=virtio-net-pci".into(),
             drives: vec![],
+            balloon: true,
             devices: vec!["-device".into(), "vhost-vsock-pci,guest-cid=3".into()],
             extra: vec!["-foo".into()],
         }
@@ -249,6 +262,13 @@ mod tests {
         assert!(!line.contains("-monitor"), "{line}");
         assert!(line.contains("-serial file:/s/console.log"), "{line}");
         assert!(line.contains("-device virtio-rng-pci"), "the guest needs an entropy source: {line}");
+    }
+
+    #[test]
+    fn a_reporting_balloon_unless_turned_off() {
+        assert!(joined(&machine()).contains("-device virtio-balloon-pci,free-page-reporting=on"));
+        let kept = Machine { balloon: false, ..machine() };
+        assert!(!joined(&kept).contains("balloon"), "--no-balloon");
     }
 
     #[test]
@@ -346,13 +366,14 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let raw = dir.join("a,b.img");
         fs::write(&raw, [0u8; 512]).unwrap();
-        let arg = drive_arg(&raw).unwrap();
+        let arg = drive_arg(&raw, true).unwrap();
         assert!(arg.ends_with("a,,b.img,if=virtio,format=raw,discard=unmap"), "{arg}");
+        assert!(drive_arg(&raw, false).unwrap().ends_with("discard=ignore"), "--no-discard keeps freed space in the image");
         let qcow = dir.join("d.qcow2");
         let made = Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&qcow).arg("1G").status().unwrap();
         assert!(made.success());
-        assert!(drive_arg(&qcow).unwrap().contains("format=qcow2"));
-        assert!(drive_arg(&dir.join("missing")).is_err());
+        assert!(drive_arg(&qcow, true).unwrap().contains("format=qcow2"));
+        assert!(drive_arg(&dir.join("missing"), true).is_err());
         fs::remove_dir_all(&dir).unwrap();
     }
 }
