@@ -273,6 +273,19 @@ impl Vm {
         })
     }
 
+    /// QEMU's resident memory in bytes (the guest RAM it holds, shared or not).
+    pub fn qemu_rss(&self) -> u64 {
+        let pid = self.qemu_pid().expect("no QEMU child of skiff run");
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("QEMU's /proc status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS in QEMU's status");
+        kib * 1024
+    }
+
     /// Pulls the plug: `kill -9` of QEMU, as a power loss would. Waits for
     /// `skiff run` to notice and end.
     pub fn kill_hard(mut self) {

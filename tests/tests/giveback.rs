@@ -15,19 +15,6 @@ use skiff_tests::{busybox_image, Scratch, Vm};
 const IMAGE: &str = "skiff-test/busybox:latest";
 const MIB: u64 = 1 << 20;
 
-/// QEMU's resident memory (guest RAM it has touched, shared or not).
-fn qemu_rss(vm: &Vm) -> u64 {
-    let pid = vm.qemu_pid().expect("QEMU's pid");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("QEMU's status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS in QEMU's status");
-    kib * 1024
-}
-
 /// Polls `measure` every second for up to `limit` until `done` holds;
 /// returns the last value and how long it took.
 fn wait_for(limit: Duration, mut measure: impl FnMut() -> u64, done: impl Fn(u64) -> bool) -> (u64, Duration) {
@@ -47,14 +34,14 @@ fn memory_a_container_used_goes_back_to_the_host() {
     let image = busybox_image(&scratch.0, IMAGE);
     let vm = Vm::boot_with(&scratch.0, &["--memory", "1024"]);
     vm.docker_ok(&["load", "-i", image.to_str().unwrap()]);
-    let idle = qemu_rss(&vm);
+    let idle = vm.qemu_rss();
     // 600 MiB written into a tmpfs the container owns: guest pages that are
     // freed when the container ends.
     vm.docker_ok(&["run", "--rm", "--tmpfs", "/t:size=700m", IMAGE, "dd", "if=/dev/zero", "of=/t/fill", "bs=1M", "count=600"]);
-    let peak = qemu_rss(&vm);
+    let peak = vm.qemu_rss();
     eprintln!("giveback: QEMU RSS idle {} MiB, after a container filled 600 MiB {} MiB", idle / MIB, peak / MIB);
     assert!(peak > idle + 400 * MIB, "the container's memory never reached QEMU (idle {idle}, peak {peak}): the test proves nothing");
-    let (after, took) = wait_for(Duration::from_secs(30), || qemu_rss(&vm), |rss| rss < peak - 400 * MIB);
+    let (after, took) = wait_for(Duration::from_secs(30), || vm.qemu_rss(), |rss| rss < peak - 400 * MIB);
     eprintln!("giveback: QEMU RSS {} MiB {:.0} s after the container ended", after / MIB, took.as_secs_f64());
     assert!(after < peak - 400 * MIB, "freed guest memory was not given back within 30 s: peak {} MiB, now {} MiB", peak / MIB, after / MIB);
     vm.shutdown();

@@ -7,6 +7,7 @@ pub mod boot;
 pub mod console;
 pub mod cpio;
 pub mod floor;
+pub mod giveback;
 pub mod http;
 pub mod memory;
 pub mod ports;
@@ -36,6 +37,8 @@ pub struct Results {
     pub ports: ports::PortFigures,
     /// The aarch64 ISO, when measured (`SKIFF_BENCH_AARCH64=1`).
     pub aarch64: Option<Aarch64>,
+    /// Memory and disk given back, on and off (`SKIFF_BENCH_GIVEBACK=0` skips).
+    pub giveback: Option<giveback::GiveBack>,
 }
 
 /// The aarch64 ISO's sizes and one boot's milestones (qemu-system-aarch64,

@@ -154,10 +154,31 @@ pub fn table(r: &Results) -> Table {
         None => t.note("aarch64: not measured (SKIFF_BENCH_AARCH64=1 make bench builds the aarch64 ISO and boots it once)".to_string()),
     }
 
+    match &r.giveback {
+        Some(g) => giveback_rows(&mut t, g),
+        None => t.note("give-back: not measured (SKIFF_BENCH_GIVEBACK=0)".to_string()),
+    }
+
     t.section(format!("Shutdown: power button (skiff stop) → QEMU exit, median of {}", r.boots.len()));
     let down: Vec<f64> = r.boots.iter().filter_map(|b| b.shutdown).collect();
     med_row(&mut t, "host wall time (last boot ran the workload)", &down);
     t
+}
+
+/// Memory and disk given back: "on | off", one boot each.
+fn giveback_rows(t: &mut Table, g: &super::giveback::GiveBack) {
+    t.section(format!(
+        "Given back to the host: balloon and discard on | off (one boot each; a container fills {} MiB of tmpfs, a {} MiB volume is written then removed)",
+        g.touch_mib, g.disk_mib
+    ));
+    let (a, b) = (&g.on, &g.off);
+    t.row("engine ready (uptime)", format!("{} | {}", secs(a.engine_ready), secs(b.engine_ready)));
+    t.row("QEMU RSS idle", format!("{} | {}", mib(a.rss_idle), mib(b.rss_idle)));
+    t.row("QEMU RSS as the container ends", format!("{} | {}", mib(a.rss_peak), mib(b.rss_peak)));
+    t.row(format!("QEMU RSS {} s later", super::giveback::SETTLE.as_secs()), format!("{} | {}", mib(a.rss_after), mib(b.rss_after)));
+    t.row("data disk image with the volume", format!("{} | {}", mib(a.image_full), mib(b.image_full)));
+    t.row(format!("data disk image after removing it (≤ {} s)", super::giveback::DISK_LIMIT.as_secs()), format!("{} | {}", mib(a.image_after), mib(b.image_after)));
+    t.row("removal → image shrunk by half the volume", format!("{} | {}", secs(a.image_shrunk_after), secs(b.image_shrunk_after)));
 }
 
 /// The aarch64 ISO beside x86_64's figures: "x86_64 | aarch64".
@@ -294,6 +315,14 @@ pub fn json(r: &Results) -> Value {
             "notes": r.ports.notes,
         },
         "shutdown_s": stat(&shutdown),
+        "giveback": r.giveback.as_ref().map(|g| {
+            let side = |s: &super::giveback::Side| json!({
+                "engine_ready_s": s.engine_ready, "qemu_rss_idle_bytes": s.rss_idle, "qemu_rss_peak_bytes": s.rss_peak,
+                "qemu_rss_after_bytes": s.rss_after, "image_full_bytes": s.image_full, "image_after_bytes": s.image_after,
+                "image_shrunk_after_s": s.image_shrunk_after,
+            });
+            json!({ "touch_mib": g.touch_mib, "disk_mib": g.disk_mib, "settle_s": super::giveback::SETTLE.as_secs(), "on": side(&g.on), "off": side(&g.off) })
+        }),
         "aarch64": r.aarch64.as_ref().map(|a| {
             let m: serde_json::Map<String, Value> = a.boot.milestones.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
             json!({

@@ -4,14 +4,16 @@
 //! SKIFF_BENCH_PINGS (200; 100 quick), SKIFF_BENCH_SHARE_MIB (256), SKIFF_BENCH_PORT_MIB (128),
 //! SKIFF_BENCH_QUICK=1 (only issue 12's figures: no relay, port or share comparisons),
 //! SKIFF_BENCH_SAVE_BASELINE=1 (write this run's headline figures to tests/bench-baseline.json),
-//! SKIFF_BENCH_AARCH64=1 (also the aarch64 ISO: sizes and one boot; the Makefile builds it).
+//! SKIFF_BENCH_AARCH64=1 (also the aarch64 ISO: sizes and one boot; the Makefile builds it),
+//! SKIFF_BENCH_GIVEBACK=0 (skip the two boots measuring memory and disk given back),
+//! SKIFF_BENCH_TOUCH_MIB (768) and SKIFF_BENCH_DISK_MIB (2048; 512 quick) for them.
 
 use std::fs;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use skiff_tests::bench::http::Endpoint;
-use skiff_tests::bench::{baseline, boot, console, floor, memory, ports, report, shares, size, socket, Aarch64, Results};
+use skiff_tests::bench::{baseline, boot, console, floor, giveback, memory, ports, report, shares, size, socket, Aarch64, Results};
 use skiff_tests::{busybox_image, iso, iso_aarch64, root, skiff_bin, Scratch, Vm};
 
 const VM_MEMORY_MIB: u32 = 2048;
@@ -94,6 +96,10 @@ fn main() {
     let (memory_idle, memory_after, load, save, paths, not_compared, ports) = workload.expect("the last boot ran the workload");
     let shares = if quick { Vec::new() } else { share_figures(dir, &mem, knob("SKIFF_BENCH_SHARE_MIB", 256)) };
     let aarch64 = flag("SKIFF_BENCH_AARCH64").then(|| aarch64_figures(dir, &mem));
+    let giveback = (knob("SKIFF_BENCH_GIVEBACK", 1) != 0).then(|| {
+        let disk_mib = knob("SKIFF_BENCH_DISK_MIB", if quick { 512 } else { 2048 });
+        giveback::measure(dir, &mem, &busybox, BUSYBOX, knob("SKIFF_BENCH_TOUCH_MIB", 768), disk_mib)
+    });
 
     let results = Results {
         vm_memory_mib: VM_MEMORY_MIB,
@@ -112,6 +118,7 @@ fn main() {
         shares,
         ports,
         aarch64,
+        giveback,
     };
     let table = report::table(&results).render();
     println!("{table}");
