@@ -286,6 +286,20 @@ impl Vm {
         kib * 1024
     }
 
+    /// Starts container `name` (from `image`, with busybox) that fills `mib`
+    /// MiB of a tmpfs of its own and holds it; returns once it is full.
+    /// `docker rm -f name` frees it.
+    pub fn hold_memory(&self, image: &str, name: &str, mib: u64) {
+        let tmpfs = format!("/t:size={}m", mib + 64);
+        let fill = format!("dd if=/dev/zero of=/t/fill bs=1M count={mib} 2>/dev/null && echo filled && sleep 3600");
+        self.docker_ok(&["run", "-d", "--name", name, "--tmpfs", &tmpfs, image, "sh", "-c", &fill]);
+        let began = Instant::now();
+        while !self.docker_ok(&["logs", name]).contains("filled") {
+            assert!(began.elapsed() < Duration::from_secs(180), "container {name} did not fill {mib} MiB of tmpfs in 180 s");
+            thread::sleep(Duration::from_secs(1));
+        }
+    }
+
     /// Pulls the plug: `kill -9` of QEMU, as a power loss would. Waits for
     /// `skiff run` to notice and end.
     pub fn kill_hard(mut self) {

@@ -14,9 +14,9 @@ use super::boot;
 pub struct Side {
     pub engine_ready: Option<f64>,
     pub rss_idle: u64,
-    /// Just after a container filled `touch_mib` of tmpfs and ended.
+    /// While a container holds `touch_mib` of tmpfs.
     pub rss_peak: u64,
-    /// [`SETTLE`] after that.
+    /// [`SETTLE`] after it was removed.
     pub rss_after: u64,
     /// The image with a `disk_mib` volume written.
     pub image_full: u64,
@@ -51,9 +51,9 @@ fn side(dir: &Path, mem: &str, busybox: &Path, tag: &str, touch_mib: u64, disk_m
     vm.docker_ok(&["load", "-i", busybox.to_str().unwrap()]);
     thread::sleep(Duration::from_secs(5));
     let rss_idle = vm.qemu_rss();
-    let tmpfs = format!("/t:size={}m", touch_mib + 64);
-    vm.docker_ok(&["run", "--rm", "--tmpfs", &tmpfs, tag, "dd", "if=/dev/zero", "of=/t/fill", "bs=1M", &format!("count={touch_mib}")]);
+    vm.hold_memory(tag, "fill", touch_mib);
     let rss_peak = vm.qemu_rss();
+    vm.docker_ok(&["rm", "-f", "fill"]);
     thread::sleep(SETTLE);
     let rss_after = vm.qemu_rss();
 

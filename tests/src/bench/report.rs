@@ -168,14 +168,14 @@ pub fn table(r: &Results) -> Table {
 /// Memory and disk given back: "on | off", one boot each.
 fn giveback_rows(t: &mut Table, g: &super::giveback::GiveBack) {
     t.section(format!(
-        "Given back to the host: balloon and discard on | off (one boot each; a container fills {} MiB of tmpfs, a {} MiB volume is written then removed)",
+        "Given back to the host: balloon and discard on | off (one boot each; a container holds {} MiB of tmpfs, a {} MiB volume is written then removed)",
         g.touch_mib, g.disk_mib
     ));
     let (a, b) = (&g.on, &g.off);
     t.row("engine ready (uptime)", format!("{} | {}", secs(a.engine_ready), secs(b.engine_ready)));
     t.row("QEMU RSS idle", format!("{} | {}", mib(a.rss_idle), mib(b.rss_idle)));
-    t.row("QEMU RSS as the container ends", format!("{} | {}", mib(a.rss_peak), mib(b.rss_peak)));
-    t.row(format!("QEMU RSS {} s later", super::giveback::SETTLE.as_secs()), format!("{} | {}", mib(a.rss_after), mib(b.rss_after)));
+    t.row("QEMU RSS while the container holds it", format!("{} | {}", mib(a.rss_peak), mib(b.rss_peak)));
+    t.row(format!("QEMU RSS {} s after it is removed", super::giveback::SETTLE.as_secs()), format!("{} | {}", mib(a.rss_after), mib(b.rss_after)));
     t.row("data disk image with the volume", format!("{} | {}", mib(a.image_full), mib(b.image_full)));
     t.row(format!("data disk image after removing it (≤ {} s)", super::giveback::DISK_LIMIT.as_secs()), format!("{} | {}", mib(a.image_after), mib(b.image_after)));
     t.row("removal → image shrunk by half the volume", format!("{} | {}", secs(a.image_shrunk_after), secs(b.image_shrunk_after)));
