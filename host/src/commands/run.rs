@@ -114,6 +114,8 @@ pub struct RunOptions {
     /// Also set by SKIFF_PORTS_ALL_INTERFACES=1 (e.g. in a shell profile).
     #[arg(long, env = "SKIFF_PORTS_ALL_INTERFACES")]
     pub ports_all_interfaces: bool,
+    #[command(flatten)]
+    pub port_limits: crate::guest::ports::LimitOptions,
     /// An extra QEMU argument (repeat the flag for each one).
     #[arg(long = "qemu-arg", allow_hyphen_values = true)]
     pub qemu_args: Vec<String>,
@@ -276,7 +278,7 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
     let mut ports = None;
     let result = ready.and_then(|()| {
         // The port table is read from now on: published ports need the engine anyway.
-        ports = Some(Ports::spawn(vsock.target.clone(), o.ports_all_interfaces, Some(state.ports()))?);
+        ports = Some(Ports::spawn(vsock.target.clone(), o.ports_all_interfaces, o.port_limits.limits(), Some(state.ports()))?);
         images::prune(&state);
         println!("export DOCKER_HOST=unix://{}", docker_sock.display());
         io::stdout().flush()?;
