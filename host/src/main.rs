@@ -112,6 +112,8 @@ struct BridgeArgs {
     /// (also SKIFF_PORTS_ALL_INTERFACES=1).
     #[arg(long, env = "SKIFF_PORTS_ALL_INTERFACES")]
     ports_all_interfaces: bool,
+    #[command(flatten)]
+    port_limits: guest::ports::LimitOptions,
     /// A private folder for the port listing `skiff ports --dir DIR` prints.
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -208,7 +210,7 @@ fn bridge(args: BridgeArgs) -> std::io::Result<()> {
     eprintln!("skiff: bridging {} to {}", args.listen.display(), target.describe(args.port));
     // A plain unix relay reaches an engine socket, not the guest's ports.
     if !args.no_ports && !plain_unix {
-        guest::ports::Ports::spawn(target.clone(), args.ports_all_interfaces, status.map(|s| s.ports()))?;
+        guest::ports::Ports::spawn(target.clone(), args.ports_all_interfaces, args.port_limits.limits(), status.map(|s| s.ports()))?;
     }
     println!("export DOCKER_HOST=unix://{}", args.listen.display());
     guest::bridge::serve(listener, target, args.port, builder.as_ref().map(|h| h.socket().to_path_buf()))

@@ -299,3 +299,128 @@ fn udp_published_ports_answer_each_client() {
     assert!(freed.is_some(), "the host's UDP port stays bound after the container is gone");
     vm.shutdown();
 }
+
+/// A guest forward connection to `target` (`IP PORT`), kept open; its
+/// answer line (`OK`, or `ERR ...`).
+fn hold_forward(vm: &Vm, target: &str) -> (std::os::unix::net::UnixStream, String) {
+    let mut s = vm.raw_vsock(skiff_proto::ports::DEFAULT_FORWARD_PORT).expect("CONNECT 2377");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    if let Some(secret) = vm.secret() {
+        s.write_all(&secret.line()).unwrap();
+    }
+    s.write_all(format!("SKIFF-FORWARD/1 tcp {target}\n").as_bytes()).unwrap();
+    let reply = skiff_proto::read_line(&mut s, 200).unwrap_or_default();
+    (s, String::from_utf8_lossy(&reply).into_owned())
+}
+
+/// Some(true) if the peer has closed `s`, Some(false) if it is open and
+/// silent, None if bytes came.
+fn peer_closed(s: &TcpStream) -> Option<bool> {
+    s.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let r = match (&*s).read(&mut byte) {
+        Ok(0) => Some(true),
+        Ok(_) => None,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Some(false),
+        Err(_) => Some(true), // reset: closed too
+    };
+    s.set_nonblocking(false).unwrap();
+    r
+}
+
+/// Another local user crowds one published port with idle connections:
+/// more than the guest's 512 forward places for every port together. The
+/// port keeps 128 of them (`--port-connections`' default) and closes the
+/// rest at once; another published port still answers; the guest holds
+/// one target to 256 of its places; and a connection with no traffic
+/// either way goes after the idle limit (20 s here, `--port-idle-timeout`)
+/// while a slow request longer than that does not.
+#[test]
+fn one_ports_crowd_does_not_stop_the_others() {
+    skiff_tests::raise_open_files();
+    let scratch = Scratch::new("ports-crowd");
+    let image = busybox_image(&scratch.0, IMAGE);
+    let vm = Vm::boot_with(&scratch.0, &["--port-idle-timeout", "20"]);
+    vm.docker_ok(&["load", "-i", image.to_str().unwrap()]);
+    let base = free_ports(2, 26000 + (std::process::id() % 1000) as u16 * 2);
+    let (p_crowded, p_other) = (base, base + 1);
+    run_web(&vm, "crowded", &["-p", &format!("{p_crowded}:8080")], &[8080]);
+    run_web(&vm, "other", &["-p", &format!("{p_other}:8080")], &[8080]);
+    for (p, name) in [(p_crowded, "hello from crowded"), (p_other, "hello from other")] {
+        assert!(eventually(Duration::from_secs(30), || answers(v4(p), name)).is_some(), "{p} never answered");
+    }
+
+    // 600 idle connections to one port.
+    let crowd: Vec<TcpStream> = (0..600).map(|i| TcpStream::connect(v4(p_crowded)).unwrap_or_else(|e| panic!("connection {i}: {e}"))).collect();
+    let (mut open, mut closed) = (0, 0);
+    let settled = eventually(Duration::from_secs(60), || {
+        let states: Vec<_> = crowd.iter().map(peer_closed).collect();
+        open = states.iter().filter(|s| **s == Some(false)).count();
+        closed = states.iter().filter(|s| **s == Some(true)).count();
+        open + closed == crowd.len() && open <= 128
+    });
+    eprintln!("ports: 600 idle connections to one port: {open} kept, {closed} closed");
+    assert!(settled.is_some(), "{open} of 600 idle connections still open, {closed} closed (the port's limit is 128)");
+    assert_eq!(open, 128, "the port keeps its 128 places ({closed} closed)");
+
+    // Another published port still answers; the crowded one closes a newcomer at once.
+    assert!(answers(v4(p_other), "hello from other"), "another port is crowded out");
+    let late = TcpStream::connect(v4(p_crowded)).expect("the listener still accepts");
+    late.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 64];
+    assert!(matches!((&late).read(&mut buf), Ok(0)), "a connection past the limit is closed at once, with nothing sent");
+
+    // The guest holds one target to 256 of its forward places: 128 more are
+    // served beside the host's 128, the next is refused, another target is not.
+    let ip = vm.docker_ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "crowded"]).trim().to_string();
+    let other_ip = vm.docker_ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "other"]).trim().to_string();
+    // (First the host's 128 forwards have all reached the container.)
+    let count = "awk '$3 ~ /:1F90$/ && $4 == \"01\"' /proc/net/tcp | wc -l";
+    let mut forwarded = 0;
+    let ready = eventually(Duration::from_secs(60), || {
+        forwarded = vm.shell_ok(count).trim().parse().unwrap_or(0);
+        forwarded >= 128
+    });
+    assert!(ready.is_some(), "the guest holds {forwarded} connections to port 8080, not the host's 128");
+    let mut held = Vec::new();
+    for i in 0..128 {
+        let (s, reply) = hold_forward(&vm, &format!("{ip} 8080"));
+        assert_eq!(reply, "OK", "forward {i} to the crowded target");
+        held.push(s);
+    }
+    let (_s, reply) = hold_forward(&vm, &format!("{ip} 8080"));
+    assert!(reply.starts_with("ERR ") && reply.contains("too many connections"), "257th to one target: {reply:?}");
+    assert_eq!(hold_forward(&vm, &format!("{other_ip} 8080")).1, "OK", "another target is still served");
+    drop(held);
+
+    // The crowd leaves: the port answers again.
+    drop(crowd);
+    assert!(eventually(Duration::from_secs(30), || answers(v4(p_crowded), "hello from crowded")).is_some(), "the crowded port does not recover");
+
+    // Idle either way for 20 s: closed (busybox httpd itself would wait 60 s for a request).
+    let idle = TcpStream::connect(v4(p_other)).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
+    let began = Instant::now();
+    let ended = (&idle).read(&mut buf);
+    let after = began.elapsed();
+    eprintln!("ports: an idle connection was closed after {:.1}s ({ended:?})", after.as_secs_f64());
+    assert!(matches!(ended, Ok(0)), "{ended:?}");
+    assert!(after >= Duration::from_secs(18) && after < Duration::from_secs(45), "closed after {after:?}, the idle limit is 20 s");
+
+    // Traffic keeps a connection: a request sent a header line every 2 s
+    // for 30 s, longer than the idle limit, is answered whole.
+    let mut slow = TcpStream::connect(v4(p_other)).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let started = Instant::now();
+    slow.write_all(b"GET / HTTP/1.0\r\n").unwrap();
+    for i in 0..15 {
+        thread::sleep(Duration::from_secs(2));
+        slow.write_all(format!("X-Slow-{i}: yes\r\n").as_bytes()).expect("cut while sending");
+    }
+    slow.write_all(b"\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = slow.read_to_string(&mut answer);
+    eprintln!("ports: a request sent over {:.1}s got {} bytes back", started.elapsed().as_secs_f64(), answer.len());
+    assert!(answer.contains(" 200 ") && answer.contains("hello from other"), "{answer:?}");
+    vm.shutdown();
+}

@@ -123,6 +123,8 @@ pub struct RunOptions {
     /// disk); `off` keeps the image at its largest.
     #[arg(long, value_enum, default_value = "on")]
     pub discard: OnOff,
+    #[command(flatten)]
+    pub port_limits: crate::guest::ports::LimitOptions,
     /// An extra QEMU argument (repeat the flag for each one).
     #[arg(long = "qemu-arg", allow_hyphen_values = true)]
     pub qemu_args: Vec<String>,
@@ -304,7 +306,7 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
     let mut ports = None;
     let result = ready.and_then(|()| {
         // The port table is read from now on: published ports need the engine anyway.
-        ports = Some(Ports::spawn(vsock.target.clone(), o.ports_all_interfaces, Some(state.ports()))?);
+        ports = Some(Ports::spawn(vsock.target.clone(), o.ports_all_interfaces, o.port_limits.limits(), Some(state.ports()))?);
         images::prune(&state);
         println!("export DOCKER_HOST=unix://{}", docker_sock.display());
         io::stdout().flush()?;

@@ -4,6 +4,8 @@
 
 use std::io::{self, Write};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use skiff_proto::ports::{self as wire, Forward, Proto, DEFAULT_FORWARD_PORT, MAX_LINE};
@@ -25,4 +27,22 @@ pub fn open_forward(guest: &Target, proto: Proto, ip: IpAddr, port: u16) -> io::
     conn.set_read_timeout(None)?;
     wire::parse_forward_reply(&reply).map_err(|why| io::Error::new(io::ErrorKind::ConnectionRefused, format!("the guest refused: {why}")))?;
     Ok(conn)
+}
+
+/// One of a published port's places (a TCP connection or a UDP flow), at
+/// most so many at once over all its host addresses; given back on drop.
+pub struct Place(Arc<AtomicUsize>);
+
+impl Place {
+    /// A place among `open`, if fewer than `max` are taken.
+    pub fn take(open: &Arc<AtomicUsize>, max: usize) -> Option<Place> {
+        open.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1)).ok()?;
+        Some(Place(Arc::clone(open)))
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }

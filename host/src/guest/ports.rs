@@ -15,7 +15,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
@@ -25,7 +25,7 @@ use skiff_proto::ports::{self as wire, Proto, Published, Update, MAX_LINE};
 
 use crate::guest::relay;
 use crate::guest::Target;
-use crate::guest::forward::{open_forward, Dest};
+use crate::guest::forward::{open_forward, Dest, Place};
 use crate::guest::udp;
 use crate::threads;
 use crate::state::file as state_file;
@@ -44,6 +44,62 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A listener's place: its protocol and host address (TCP and UDP may
 /// share a port number).
 pub type Key = (Proto, SocketAddr);
+
+/// Connections (TCP) or client flows (UDP) a published port serves at once
+/// by default, over all its host addresses. Any local user can connect to
+/// a published port; each connection holds one of the guest forward port's
+/// 512 places (and the guest holds one target to half of them), so one
+/// port's crowd must stop short of the others'.
+pub const DEFAULT_CONNECTIONS: u32 = 128;
+
+/// How long a forwarded TCP connection may pass with no byte either way by
+/// default: an hour. Docker's own userland proxy has no such limit;
+/// Docker Desktop's vpnkit closed flows idle for 300 s, and its users met
+/// that as broken database pools, debugger sessions and X11 connections
+/// until it was made a setting (docker/for-mac#2197, #5886,
+/// moby/vpnkit#414). An hour outlasts the idle times pools keep (HikariCP:
+/// 10 min idle, 30 min lifetime) while an idle crowd still goes. (UDP flows
+/// end after 90 s idle, as with Docker's proxy: `udp`.)
+pub const DEFAULT_IDLE: Duration = Duration::from_secs(3600);
+
+/// What each published port allows: the settings `--port-connections` and
+/// `--port-idle-timeout`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections or UDP flows at once per port and protocol; more are
+    /// closed at once (UDP: their datagrams dropped).
+    pub connections: usize,
+    /// A TCP connection with no traffic either way for this long is closed;
+    /// `None`: never.
+    pub idle: Option<Duration>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { connections: DEFAULT_CONNECTIONS as usize, idle: Some(DEFAULT_IDLE) }
+    }
+}
+
+/// The port settings of `skiff run` and `skiff bridge`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LimitOptions {
+    /// Connections each published port serves at once (UDP: client
+    /// addresses), over all its host addresses; more are closed at once.
+    /// Also SKIFF_PORT_CONNECTIONS.
+    #[arg(long, env = "SKIFF_PORT_CONNECTIONS", default_value_t = DEFAULT_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub port_connections: u32,
+    /// Seconds a connection to a published TCP port may pass with no byte
+    /// either way before it is closed; 0: never. Also SKIFF_PORT_IDLE_TIMEOUT.
+    #[arg(long, env = "SKIFF_PORT_IDLE_TIMEOUT", default_value_t = DEFAULT_IDLE.as_secs())]
+    pub port_idle_timeout: u64,
+}
+
+impl LimitOptions {
+    pub fn limits(&self) -> Limits {
+        let idle = (self.port_idle_timeout > 0).then(|| Duration::from_secs(self.port_idle_timeout));
+        Limits { connections: self.port_connections as usize, idle }
+    }
+}
 
 /// Why a published port gets no listener on some address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +195,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Ports {
     guest: Target,
     all_interfaces: bool,
+    limits: Limits,
     status_file: Option<PathBuf>,
     /// Set by [`Ports::close`]: the status file is no longer written.
     closed: AtomicBool,
@@ -151,12 +208,21 @@ struct State {
     slots: BTreeMap<Key, Slot>,
     skipped: Vec<(Published, Skip)>,
     guest_link: String,
+    /// Places taken per protocol and host port, shared by its addresses.
+    open: BTreeMap<(Proto, u16), Arc<AtomicUsize>>,
+}
+
+impl State {
+    /// The places counter of `key`'s port.
+    fn open(&mut self, (proto, addr): Key) -> Arc<AtomicUsize> {
+        Arc::clone(self.open.entry((proto, addr.port())).or_default())
+    }
 }
 
 impl Ports {
     /// Starts following the guest's port table in the background.
-    pub fn spawn(guest: Target, all_interfaces: bool, status_file: Option<PathBuf>) -> io::Result<Arc<Ports>> {
-        let ports = Arc::new(Ports { guest, all_interfaces, status_file, closed: AtomicBool::new(false), state: Mutex::new(State::default()) });
+    pub fn spawn(guest: Target, all_interfaces: bool, limits: Limits, status_file: Option<PathBuf>) -> io::Result<Arc<Ports>> {
+        let ports = Arc::new(Ports { guest, all_interfaces, limits, status_file, closed: AtomicBool::new(false), state: Mutex::new(State::default()) });
         ports.write_status(&lock(&ports.state));
         let follower = Arc::clone(&ports);
         threads::spawn("port table", move || follower.follow())?;
@@ -262,12 +328,14 @@ impl Ports {
             }
         }
         st.slots.retain(|key, _| binds.contains_key(key));
+        st.open.retain(|&(proto, port), _| binds.keys().any(|&(p, a)| p == proto && a.port() == port));
         for (key, dest) in binds {
             match st.slots.get(&key) {
                 // Same address, maybe a new container address (a restart).
                 Some(slot) => *lock(slot.dest()) = dest,
                 None => {
-                    let slot = self.open(key, Arc::new(Mutex::new(dest)));
+                    let open = st.open(key);
+                    let slot = self.open(key, Arc::new(Mutex::new(dest)), open);
                     report(key, None, &slot);
                     st.slots.insert(key, slot);
                 }
@@ -293,26 +361,28 @@ impl Ports {
             return;
         }
         for (addr, dest, before) in failed {
-            let slot = self.open(addr, dest);
+            let open = st.open(addr);
+            let slot = self.open(addr, dest, open);
             report(addr, Some(&before), &slot);
             st.slots.insert(addr, slot);
         }
         self.write_status(&st);
     }
 
-    /// Binds `addr` and starts serving it, or records why it cannot.
-    fn open(self: &Arc<Self>, (proto, addr): Key, dest: Arc<Mutex<Dest>>) -> Slot {
-        let (to, guest) = (Arc::clone(&dest), self.guest.clone());
+    /// Binds `addr` and starts serving it, at most the port's limit at once
+    /// among `open`, or records why it cannot.
+    fn open(self: &Arc<Self>, (proto, addr): Key, dest: Arc<Mutex<Dest>>, open: Arc<AtomicUsize>) -> Slot {
+        let (to, guest, limits) = (Arc::clone(&dest), self.guest.clone(), self.limits);
         let bound = match proto {
             Proto::Tcp => TcpListener::bind(addr).and_then(|l| {
                 let theirs = l.try_clone()?;
-                threads::spawn("tcp port", move || accept(theirs, to, guest))?;
+                threads::spawn("tcp port", move || accept(theirs, to, guest, open, limits))?;
                 Ok(Listener::Tcp(l))
             }),
             Proto::Udp => UdpSocket::bind(addr).and_then(|u| {
                 let closed = Arc::new(AtomicBool::new(false));
                 let unpublished = Arc::clone(&closed);
-                threads::spawn("udp port", move || udp::serve(u, to, guest, unpublished))?;
+                threads::spawn("udp port", move || udp::serve(u, to, guest, unpublished, open, limits.connections))?;
                 Ok(Listener::Udp(closed))
             }),
         };
@@ -360,8 +430,11 @@ fn report((proto, addr): Key, failed_before: Option<&str>, slot: &Slot) {
     }
 }
 
-/// Accepts until the listener is shut down; one relay thread per connection.
-fn accept(listener: TcpListener, dest: Arc<Mutex<Dest>>, guest: Target) {
+/// Accepts until the listener is shut down; one relay thread per
+/// connection, while the port has a place among `open`. A connection past
+/// the limit is closed at once, never waited on: the loop keeps accepting.
+fn accept(listener: TcpListener, dest: Arc<Mutex<Dest>>, guest: Target, open: Arc<AtomicUsize>, limits: Limits) {
+    let mut told_full = false;
     for client in listener.incoming() {
         let client = match client {
             Ok(c) => c,
@@ -372,11 +445,23 @@ fn accept(listener: TcpListener, dest: Arc<Mutex<Dest>>, guest: Target) {
                 continue;
             }
         };
+        let Some(place) = Place::take(&open, limits.connections) else {
+            if !told_full {
+                let at = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                eprintln!("skiff: ports: tcp {at}: {} connections open; closing new ones until some end (--port-connections)", limits.connections);
+                told_full = true;
+            }
+            drop(client);
+            continue;
+        };
+        told_full = false;
         let (ip, port) = *lock(&dest);
         let guest = guest.clone();
         let started = threads::spawn("port connection", move || {
-            if let Err(e) = forward(client, &guest, ip, port) {
-                if !matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe) {
+            let _place = place;
+            if let Err(e) = forward(client, &guest, ip, port, limits.idle) {
+                // An idle connection's end (TimedOut) is the limit at work, not a fault.
+                if !matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::TimedOut) {
                     eprintln!("skiff: ports: {}: {e}", SocketAddr::new(ip, port));
                 }
             }
@@ -387,10 +472,13 @@ fn accept(listener: TcpListener, dest: Arc<Mutex<Dest>>, guest: Target) {
     }
 }
 
-fn forward(client: TcpStream, guest: &Target, ip: IpAddr, port: u16) -> io::Result<()> {
+fn forward(client: TcpStream, guest: &Target, ip: IpAddr, port: u16, idle: Option<Duration>) -> io::Result<()> {
     let _ = client.set_nodelay(true);
     let conn = open_forward(guest, Proto::Tcp, ip, port)?;
-    relay::relay(client, conn, guest.needs_framing())
+    match idle {
+        Some(limit) => relay::relay_idle(client, conn, guest.needs_framing(), limit),
+        None => relay::relay(client, conn, guest.needs_framing()),
+    }
 }
 
 /// `skiff ports`: prints the listing a running `skiff run` keeps.
@@ -470,6 +558,7 @@ mod tests {
         let ports = Arc::new(Ports {
             guest: Target::new(crate::guest::Addr::Unix(dir.join("nowhere.sock"))),
             all_interfaces: false,
+            limits: Limits::default(),
             status_file: Some(status.clone()),
             closed: AtomicBool::new(false),
             state: Mutex::new(State::default()),

@@ -3,13 +3,14 @@
 //! `skiff_proto::datagram`; the guest sends them from a socket of that
 //! flow, so the container's replies come back to the right client. A flow
 //! idle for [`IDLE`] ends (Docker's userland proxy uses the same 90 s);
-//! at most [`MAX_FLOWS`] run at once, and beyond that a new client's
-//! datagrams are dropped, as a congested UDP path would.
+//! at most the port's limit run at once (`ports::Limits`, shared by the
+//! port's host addresses), and beyond that a new client's datagrams are
+//! dropped, as a congested UDP path would.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{Shutdown, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -20,12 +21,10 @@ use skiff_proto::ports::Proto;
 
 use crate::guest::Target;
 use crate::threads;
-use crate::guest::forward::{open_forward, Dest};
+use crate::guest::forward::{open_forward, Dest, Place};
 
 /// How long a flow lives without a datagram from its client.
 const IDLE: Duration = Duration::from_secs(90);
-/// Flows at once per published port.
-const MAX_FLOWS: usize = 256;
 /// Datagrams a flow holds while its connection opens or the guest is slow.
 const QUEUE: usize = 64;
 /// How often the receiving loop wakes to see whether its port was unpublished.
@@ -39,8 +38,9 @@ struct Flow {
 }
 
 /// Receives on a published UDP port until `closed` (the port was
-/// unpublished), handing each datagram to its client's flow.
-pub fn serve(sock: UdpSocket, dest: Arc<Mutex<Dest>>, guest: Target, closed: Arc<AtomicBool>) {
+/// unpublished), handing each datagram to its client's flow; a new flow
+/// needs one of the port's `max_flows` places among `open`.
+pub fn serve(sock: UdpSocket, dest: Arc<Mutex<Dest>>, guest: Target, closed: Arc<AtomicBool>, open: Arc<AtomicUsize>, max_flows: usize) {
     let mut flows: HashMap<SocketAddr, Flow> = HashMap::new();
     let mut buf = vec![0u8; datagram::MAX];
     let mut told_full = false;
@@ -67,13 +67,13 @@ pub fn serve(sock: UdpSocket, dest: Arc<Mutex<Dest>>, guest: Target, closed: Arc
             let _ = flow.to_guest.try_send(datagram);
             continue;
         }
-        if flows.len() >= MAX_FLOWS {
+        let Some(place) = Place::take(&open, max_flows) else {
             if !told_full {
-                eprintln!("skiff: ports: udp {client}: {MAX_FLOWS} clients at once on this port; dropping new ones until some go idle");
+                eprintln!("skiff: ports: udp {client}: {max_flows} clients at once on this port; dropping new ones until some go idle (--port-connections)");
                 told_full = true;
             }
             continue;
-        }
+        };
         told_full = false;
         let Ok(replies) = sock.try_clone() else { continue };
         let (to_guest, from_client) = sync_channel(QUEUE);
@@ -81,6 +81,7 @@ pub fn serve(sock: UdpSocket, dest: Arc<Mutex<Dest>>, guest: Target, closed: Arc
         let alive = Arc::new(AtomicBool::new(true));
         let (ended, guest, to) = (Arc::clone(&alive), guest.clone(), *dest.lock().unwrap_or_else(|e| e.into_inner()));
         let started = threads::spawn("udp flow", move || {
+            let _place = place;
             if let Err(e) = flow(from_client, replies, client, &guest, to, &ended) {
                 eprintln!("skiff: ports: udp {client} -> {}: {e}", SocketAddr::new(to.0, to.1));
             }
@@ -130,7 +131,6 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::os::unix::net::UnixListener;
-    use std::sync::atomic::AtomicUsize;
 
     /// A stand-in for the guest's forward port on a unix socket: answers
     /// `OK` to each UDP forward request, then echoes each datagram with
@@ -168,7 +168,7 @@ mod tests {
         let dest = Arc::new(Mutex::new(("10.88.0.9".parse().unwrap(), 53)));
         let (theirs, done) = (port.try_clone().unwrap(), Arc::clone(&closed));
         let target = Target::new(crate::guest::Addr::Unix(path.to_path_buf()));
-        let server = thread::spawn(move || serve(theirs, dest, target, done));
+        let server = thread::spawn(move || serve(theirs, dest, target, done, Arc::default(), 2));
         let clients: Vec<UdpSocket> = (0..2).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
         let mut buf = [0u8; 100];
         for round in 0..2 {
@@ -181,6 +181,12 @@ mod tests {
             }
         }
         assert_eq!(flows.load(Ordering::SeqCst), 2, "one flow per client address");
+        // The port's two places are taken: a third client's datagrams are dropped.
+        let third = UdpSocket::bind("127.0.0.1:0").unwrap();
+        third.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        third.send_to(b"me too", addr).unwrap();
+        assert!(third.recv(&mut buf).is_err(), "a flow past the port's limit was opened");
+        assert_eq!(flows.load(Ordering::SeqCst), 2);
         // Unpublished: the receiving loop ends.
         closed.store(true, Ordering::SeqCst);
         server.join().unwrap();

@@ -137,13 +137,42 @@ pub fn uptime() -> Duration {
 }
 
 /// Formats one log line; kept apart from the writers so it can be tested.
+/// A message of several lines gives several lines, each with the prefix,
+/// so outside text cannot pass a line of its own off as another source's.
 pub fn format_line(up: Duration, source: &str, level: log::Level, msg: &str) -> String {
     let tag = match level {
         log::Level::Error => "ERROR: ",
         log::Level::Warn => "warning: ",
         _ => "",
     };
-    format!("[{:5}.{:06}] {source}: {tag}{msg}\n", up.as_secs(), up.subsec_micros())
+    let prefix = format!("[{:5}.{:06}] {source}: {tag}", up.as_secs(), up.subsec_micros());
+    let mut line = String::with_capacity(prefix.len() + msg.len() + 1);
+    for part in msg.trim_end_matches('\n').split('\n') {
+        line.push_str(&prefix);
+        escape(part, &mut line);
+        line.push('\n');
+    }
+    line
+}
+
+/// Appends `text` as the console may show it. Every line goes through
+/// here, and much of it comes from outside (the engine's and its helpers'
+/// output, names and messages it reports, a shell's command line): ESC
+/// becomes `\e` and every other C0 or C1 control (and DEL) `\xNN`, so no
+/// terminal sequence or carriage return reaches the console, the log file
+/// or `skiff logs`. Tabs and all other text, UTF-8 included, are kept.
+pub fn escape(text: &str, out: &mut String) {
+    use std::fmt::Write as _;
+    for c in text.chars() {
+        match c {
+            '\x1b' => out.push_str("\\e"),
+            '\t' => out.push(c),
+            '\0'..='\x1f' | '\x7f'..='\u{9f}' => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            _ => out.push(c),
+        }
+    }
 }
 
 /// Writes one line from `source` to the console, the ring and the file.
@@ -355,6 +384,26 @@ mod tests {
         assert_eq!(line, "[    1.234567] skiff: engine ready\n");
         let line = format_line(Duration::from_secs(2), "podman", log::Level::Warn, "no disk");
         assert_eq!(line, "[    2.000000] podman: warning: no disk\n");
+    }
+
+    #[test]
+    fn outside_text_reaches_the_console_escaped() {
+        let at = Duration::from_secs(3);
+        let line = |msg: &str| format_line(at, "podman", log::Level::Info, msg);
+        // A terminal title set (OSC), a screen clear (CSI), a bell, a carriage
+        // return hiding what came before, DEL, and an 8-bit CSI (C1, U+009B).
+        assert_eq!(line("\x1b]0;owned\x07name"), "[    3.000000] podman: \\e]0;owned\\x07name\n");
+        assert_eq!(line("a\x1b[2Jb\rc\x7fd\u{9b}31me"), "[    3.000000] podman: a\\e[2Jb\\x0dc\\x7fd\\x9b31me\n");
+        // Ordinary text, tabs and UTF-8 are kept as they are.
+        assert_eq!(line("caf\u{e9}\tdone \u{1f433}"), "[    3.000000] podman: caf\u{e9}\tdone \u{1f433}\n");
+        // A line break starts a new line with the same prefix: no forged lines.
+        assert_eq!(
+            line("pull failed\n[    9.000000] skiff: engine ready\n"),
+            "[    3.000000] podman: pull failed\n[    3.000000] podman: [    9.000000] skiff: engine ready\n"
+        );
+        let mut out = String::new();
+        escape("\0\x01\x1f \u{80}\u{a0}", &mut out);
+        assert_eq!(out, "\\x00\\x01\\x1f \\x80\u{a0}");
     }
 
     #[test]

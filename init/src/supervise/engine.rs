@@ -195,9 +195,14 @@ pub fn stop_containers(sys: &impl Sys, grace: Duration, limit: Duration) {
         .env("HOME", "/root")
         .env("TMPDIR", "/var/tmp")
         .stdin(Stdio::null())
-        .stdout(Stdio::null());
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     let pid = match sys.spawn(&mut cmd) {
-        Ok(c) => c.pid,
+        // Its errors name containers: logged (escaped), never written raw.
+        Ok(c) => {
+            log_output(None::<std::process::ChildStdout>, c.stderr);
+            c.pid
+        }
         Err(e) => return log::warn!("engine: cannot run podman stop: {e}; containers will be signalled directly"),
     };
     let end = sys.now() + limit;

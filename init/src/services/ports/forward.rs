@@ -9,7 +9,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -25,6 +25,40 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How often the UDP relay's receive wakes to see whether its flow ended.
 const UDP_POLL: Duration = Duration::from_secs(1);
+
+/// Connections one target (protocol, address, port) may hold at once: half
+/// of the forward port's places, so a crowd on one published port (the
+/// host bounds each port too) never takes every other port's places.
+pub const PER_TARGET: usize = vsock::MAX_CONNECTIONS / 2;
+
+/// One target's connection: protocol, address, port.
+type Target = (Proto, IpAddr, u16);
+
+/// The targets of the forwarded connections open now, one entry each.
+static HELD: Mutex<Vec<Target>> = Mutex::new(Vec::new());
+
+/// A forwarded connection's place among its target's [`PER_TARGET`].
+struct Held<'a>(&'a Mutex<Vec<Target>>, Target);
+
+impl<'a> Held<'a> {
+    fn take(held: &'a Mutex<Vec<Target>>, t: Target, max: usize) -> Option<Self> {
+        let mut open = held.lock().unwrap_or_else(|e| e.into_inner());
+        if open.iter().filter(|&&o| o == t).count() >= max {
+            return None;
+        }
+        open.push(t);
+        Some(Held(held, t))
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = open.iter().position(|&o| o == self.1) {
+            open.swap_remove(i);
+        }
+    }
+}
 
 /// Serves the forward port in the background.
 pub fn spawn_listener(port: u32) {
@@ -65,17 +99,22 @@ pub fn check(line: &[u8], published: impl Fn(Proto, IpAddr, u16) -> bool) -> Res
 
 fn handle(mut vs: VsockStream) -> io::Result<()> {
     let line = vsock::read_line(&mut vs, MAX_LINE)?;
-    serve(vs, &line, super::is_published)
+    serve(vs, &line, super::is_published, &HELD)
 }
 
-/// Answers one request on `vs` and relays it to its target.
-fn serve<C: Conn>(mut vs: C, line: &[u8], published: impl Fn(Proto, IpAddr, u16) -> bool) -> io::Result<()> {
+/// Answers one request on `vs` and relays it to its target, if the target
+/// has a place left among those `held` open.
+fn serve<C: Conn>(mut vs: C, line: &[u8], published: impl Fn(Proto, IpAddr, u16) -> bool, held: &Mutex<Vec<Target>>) -> io::Result<()> {
     let req = match check(line, published) {
         Ok(req) => req,
         Err(refusal) => {
             log::warn!("ports: refused a forward request: {refusal}");
             return refuse(vs, &refusal.to_string());
         }
+    };
+    let Some(_held) = Held::take(held, (req.proto, req.ip, req.port), PER_TARGET) else {
+        log::debug!("ports: {}:{}: {PER_TARGET} connections open; refusing another", req.ip, req.port);
+        return refuse(vs, &format!("too many connections to {}:{} ({PER_TARGET} open)", req.ip, req.port));
     };
     if req.proto == Proto::Udp {
         return serve_udp(vs, SocketAddr::new(req.ip, req.port));
@@ -194,7 +233,7 @@ mod tests {
         let port = echo_server();
         let (mut host, guest) = UnixStream::pair().unwrap();
         let line = format!("SKIFF-FORWARD/1 tcp 127.0.0.1 {port} framed");
-        thread::spawn(move || serve(guest, line.as_bytes(), move |_, _, p| p == port));
+        thread::spawn(move || serve(guest, line.as_bytes(), move |_, _, p| p == port, &HELD));
         let mut wire = framing::PREAMBLE.to_vec();
         framing::encode(b"hello", &mut wire);
         wire.extend_from_slice(&framing::EOF_FRAME);
@@ -218,7 +257,7 @@ mod tests {
         });
         let (mut host, guest) = UnixStream::pair().unwrap();
         let line = format!("SKIFF-FORWARD/1 udp 127.0.0.1 {port}");
-        let served = thread::spawn(move || serve(guest, line.as_bytes(), move |proto, _, p| proto == Proto::Udp && p == port));
+        let served = thread::spawn(move || serve(guest, line.as_bytes(), move |proto, _, p| proto == Proto::Udp && p == port, &HELD));
         let mut ok = [0u8; 3];
         host.read_exact(&mut ok).unwrap();
         assert_eq!(&ok, b"OK\n");
@@ -234,11 +273,43 @@ mod tests {
     }
 
     #[test]
+    fn one_target_cannot_take_every_place() {
+        static OPEN: Mutex<Vec<Target>> = Mutex::new(Vec::new());
+        let (crowded, other) = (echo_server(), echo_server());
+        let lo = IpAddr::from([127, 0, 0, 1]);
+        let ask = |port: u16| {
+            let (mut host, guest) = UnixStream::pair().unwrap();
+            let line = format!("SKIFF-FORWARD/1 tcp 127.0.0.1 {port}");
+            thread::spawn(move || serve(guest, line.as_bytes(), |_, _, _| true, &OPEN));
+            let answer = String::from_utf8(skiff_proto::read_line(&mut host, 200).unwrap()).unwrap();
+            if answer != "OK" {
+                return answer;
+            }
+            host.write_all(b"hi").unwrap();
+            host.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut reply = String::new();
+            host.read_to_string(&mut reply).unwrap();
+            format!("OK\n{reply}")
+        };
+        let crowd: Vec<Held> = (0..PER_TARGET).map(|_| Held::take(&OPEN, (Proto::Tcp, lo, crowded), PER_TARGET).unwrap()).collect();
+        let refused = ask(crowded);
+        assert!(refused.starts_with("ERR ") && refused.contains("too many connections"), "{refused}");
+        assert_eq!(ask(other), "OK\ngot hi", "another published port is still served");
+        drop(crowd);
+        assert_eq!(ask(crowded), "OK\ngot hi", "places come back when connections end");
+        let given_back = (0..100).any(|_| {
+            thread::sleep(Duration::from_millis(20));
+            OPEN.lock().unwrap().is_empty()
+        });
+        assert!(given_back, "every place is given back");
+    }
+
+    #[test]
     fn refuses_what_is_not_published() {
         let port = echo_server();
         let (mut host, guest) = UnixStream::pair().unwrap();
         let line = format!("SKIFF-FORWARD/1 tcp 127.0.0.1 {port}");
-        thread::spawn(move || serve(guest, line.as_bytes(), |_, _, _| false));
+        thread::spawn(move || serve(guest, line.as_bytes(), |_, _, _| false, &HELD));
         let mut reply = String::new();
         host.read_to_string(&mut reply).unwrap();
         assert!(reply.starts_with("ERR ") && reply.contains("not a published port"), "{reply}");
