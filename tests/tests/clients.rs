@@ -121,13 +121,15 @@ fn real_clients_publish_ports_reachable_from_the_host() {
 }
 
 /// Image names as Docker shows them, through Debian's docker CLI 20.10,
-/// trixie's docker CLI 26 and docker-py: a name given without a registry
-/// (`docker build -t app`, which Podman stores as localhost/app) and a
-/// Docker Hub one (a `docker load`ed busybox:1.36, stored as
-/// docker.io/library/busybox) read `app` and `busybox`, in `docker images`,
+/// trixie's docker CLI 26 and docker-py: a `docker load`ed busybox:1.36
+/// (Podman stores it as localhost/busybox:1.36; without patch 0004 both
+/// CLIs listed it so, seen 2026-12-06) and `docker build -t app` /
+/// `docker tag` names (stored under docker.io/library/, which the CLIs
+/// shorten themselves) read `busybox:1.36` and `app` in `docker images`,
 /// `docker images NAME` (only that name's tags), `docker ps`, `docker
-/// inspect` and the API; short names keep working for run, tag and rmi.
-/// (engine/patches/0004.)
+/// inspect` and docker-py; short names keep working for run, tag and rmi.
+/// (engine/patches/0004; skiff-buildkit's builds, stored as localhost/NAME,
+/// are in tests/tests/build.rs.)
 #[test]
 fn image_names_as_docker_shows_them() {
     let py = python();
