@@ -138,7 +138,8 @@ fn image_names_as_docker_shows_them() {
     let scratch = Scratch::new("names");
     let hub = busybox_image(&scratch.0, "busybox:1.36");
     let vm = Vm::boot(&scratch.0);
-    vm.docker_ok(&["load", "-i", hub.to_str().unwrap()]);
+    let loaded = vm.docker_ok(&["load", "-i", hub.to_str().unwrap()]);
+    assert_eq!(loaded.trim(), "Loaded image: busybox:1.36");
     let ctx = scratch.0.join("app");
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::write(ctx.join("Dockerfile"), "FROM busybox:1.36\nRUN echo built > /built\n").unwrap();
@@ -172,6 +173,11 @@ fn image_names_as_docker_shows_them() {
         assert_eq!(table(ps), ["from-app app", "from-hub busybox:1.36"], "docker {cli} ps");
     }
     assert_eq!(vm.docker_ok(&["inspect", "-f", "{{.Config.Image}}", "from-app"]).trim(), "app");
+    let events = vm.docker_ok(&[
+        "events", "--since", "10m", "--until", "1s", "--filter", "container=from-hub", "--filter", "event=start",
+        "--format", "{{.From}} {{index .Actor.Attributes \"image\"}}",
+    ]);
+    assert_eq!(events.trim(), "busybox:1.36 busybox:1.36", "docker events");
     assert_eq!(vm.docker_ok(&["image", "inspect", "-f", "{{json .RepoTags}}", "busybox:1.36"]).trim(), r#"["busybox:1.36"]"#);
 
     // docker-py reads the same names.

@@ -188,5 +188,8 @@ fn a_probe_past_its_timeout_is_killed() {
     assert_eq!(entry["Output"], "Health check exceeded timeout (2s)", "{h}");
     assert_eq!(status(&h), "unhealthy", "{h}");
     assert_eq!(probes.trim(), "0", "the probe still runs after its check was logged");
+    // `docker ps` shows the health as Docker does (engine/patches/0006).
+    let ps = vm.docker_ok(&["ps", "--filter", "name=stuck", "--format", "{{.Status}}"]);
+    assert!(ps.trim().starts_with("Up ") && ps.trim().ends_with(" (unhealthy)"), "docker ps status: {ps}");
     vm.shutdown();
 }
