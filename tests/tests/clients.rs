@@ -119,3 +119,84 @@ fn real_clients_publish_ports_reachable_from_the_host() {
     assert!(failed.is_empty(), "{} client(s) failed:\n{}", failed.len(), failed.join("\n"));
     assert!(left.trim().is_empty(), "containers left after the clients removed theirs: {left}");
 }
+
+/// Image names as Docker shows them, through Debian's docker CLI 20.10,
+/// trixie's docker CLI 26 and docker-py: a `docker load`ed busybox:1.36
+/// (Podman stores it as localhost/busybox:1.36; without patch 0004 both
+/// CLIs listed it so, seen 2026-12-06) and `docker build -t app` /
+/// `docker tag` names (stored under docker.io/library/, which the CLIs
+/// shorten themselves) read `busybox:1.36` and `app` in `docker images`,
+/// `docker images NAME` (only that name's tags), `docker ps`, `docker
+/// inspect` and docker-py; short names keep working for run, tag and rmi.
+/// (engine/patches/0004; skiff-buildkit's builds, stored as localhost/NAME,
+/// are in tests/tests/build.rs.)
+#[test]
+fn image_names_as_docker_shows_them() {
+    let py = python();
+    let docker26 = clients_dir().join("trixie/docker");
+    assert!(docker26.is_file(), "NO TRIXIE DOCKER CLI at {}: run `make clients`", docker26.display());
+    let scratch = Scratch::new("names");
+    let hub = busybox_image(&scratch.0, "busybox:1.36");
+    let vm = Vm::boot(&scratch.0);
+    let loaded = vm.docker_ok(&["load", "-i", hub.to_str().unwrap()]);
+    assert_eq!(loaded.trim(), "Loaded image: busybox:1.36");
+    let ctx = scratch.0.join("app");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox:1.36\nRUN echo built > /built\n").unwrap();
+    // Debian's CLI 20.10 builds through the engine's own /build.
+    vm.docker_ok(&["build", "-t", "app", ctx.to_str().unwrap()]);
+    vm.docker_ok(&["tag", "app", "app:v2"]);
+    vm.docker_ok(&["tag", "app", "other:1"]);
+    vm.docker_ok(&["run", "--name", "from-app", "app", "cat", "/built"]);
+    vm.docker_ok(&["run", "--name", "from-hub", "busybox:1.36", "true"]);
+
+    let table = |out: String| -> Vec<String> {
+        let mut rows: Vec<String> = out.lines().map(str::to_owned).collect();
+        rows.sort();
+        rows
+    };
+    let with_26 = |args: &[&str]| -> String {
+        let out = Command::new(&docker26).args(args).env("DOCKER_HOST", &vm.docker_host).env_remove("DOCKER_CONTEXT").output().unwrap();
+        assert!(out.status.success(), "docker 26 {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let all = ["app:latest", "app:v2", "busybox:1.36", "other:1"];
+    let format = ["--format", "{{.Repository}}:{{.Tag}}"];
+    for (cli, images, only_app, ps) in [
+        ("20.10", vm.docker_ok(&[&["images"][..], &format].concat()), vm.docker_ok(&[&["images", "app"][..], &format].concat()),
+            vm.docker_ok(&["ps", "-a", "--format", "{{.Names}} {{.Image}}"])),
+        ("26", with_26(&[&["images"][..], &format].concat()), with_26(&[&["images", "app"][..], &format].concat()),
+            with_26(&["ps", "-a", "--format", "{{.Names}} {{.Image}}"])),
+    ] {
+        assert_eq!(table(images), all, "docker {cli} images");
+        assert_eq!(table(only_app), ["app:latest", "app:v2"], "docker {cli} images app");
+        assert_eq!(table(ps), ["from-app app", "from-hub busybox:1.36"], "docker {cli} ps");
+    }
+    assert_eq!(vm.docker_ok(&["inspect", "-f", "{{.Config.Image}}", "from-app"]).trim(), "app");
+    let events = vm.docker_ok(&[
+        "events", "--since", "10m", "--until", "1s", "--filter", "container=from-hub", "--filter", "event=start",
+        "--format", "{{.From}} {{index .Actor.Attributes \"image\"}}",
+    ]);
+    assert_eq!(events.trim(), "busybox:1.36 busybox:1.36", "docker events");
+    assert_eq!(vm.docker_ok(&["image", "inspect", "-f", "{{json .RepoTags}}", "busybox:1.36"]).trim(), r#"["busybox:1.36"]"#);
+
+    // docker-py reads the same names.
+    let script = r#"
+import docker
+c = docker.from_env()
+print(sorted(c.images.get("app").tags))
+print(sorted(t for i in c.images.list(name="busybox") for t in i.tags))
+print(c.containers.get("from-app").attrs["Config"]["Image"])
+"#;
+    let out = Command::new(&py).args(["-c", script]).env("DOCKER_HOST", &vm.docker_host).env("HOME", &scratch.0).output().unwrap();
+    assert!(out.status.success(), "docker-py: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "['app:latest', 'app:v2', 'other:1']\n['busybox:1.36']\napp\n");
+
+    // Short names still reach the images.
+    vm.docker_ok(&["rmi", "other:1"]);
+    assert_eq!(vm.docker_ok(&["run", "--rm", "app:v2", "cat", "/built"]).trim(), "built");
+    vm.docker_ok(&["rm", "from-app", "from-hub"]);
+    vm.docker_ok(&["rmi", "app:v2"]);
+    assert_eq!(table(vm.docker_ok(&[&["images"][..], &format].concat())), ["app:latest", "busybox:1.36"]);
+    vm.shutdown();
+}

@@ -110,7 +110,9 @@ fn healthchecks_run_as_docker_runs_them() {
     let h = wait_status(&vm, "sick", "unhealthy", Duration::from_secs(120));
     assert!(h["FailingStreak"].as_u64().unwrap_or(0) >= 2, "unhealthy before 2 failures: {h}");
     assert!(log(&h).iter().all(|e| e["ExitCode"] == 1 && e["Output"].as_str().unwrap_or("").contains("not well")), "{h}");
-    assert_eq!(vm.docker_ok(&["ps", "--filter", "health=unhealthy", "--format", "{{.Names}}"]).trim(), "sick");
+    // (`slow` may be unhealthy by now too: its probe is killed at 2 s.)
+    let unhealthy = vm.docker_ok(&["ps", "--filter", "health=unhealthy", "--format", "{{.Names}}"]);
+    assert!(unhealthy.lines().any(|n| n == "sick") && !unhealthy.lines().any(|n| n == "fine"), "docker ps --filter health=unhealthy: {unhealthy}");
 
     // A check slower than its timeout counts as failed.
     let h = wait_status(&vm, "slow", "unhealthy", Duration::from_secs(120));
@@ -151,5 +153,45 @@ fn healthchecks_run_as_docker_runs_them() {
     eprintln!("health: the guest said:\n{}", console.lines().filter(|l| l.contains("health:")).collect::<Vec<_>>().join("\n"));
     assert!(console.contains("health: checking container"), "{console}");
     assert!(console.contains("health: stopped checking container"), "{console}");
+    vm.shutdown();
+}
+
+/// A probe still running at `--health-timeout` is killed then, and the
+/// check is logged as Docker logs it: ExitCode -1, "Health check exceeded
+/// timeout (2s)". (Podman 5.4 waited for the probe to end: `sleep 777`
+/// kept its check open for 777 s; engine/patches/0005.)
+#[test]
+fn a_probe_past_its_timeout_is_killed() {
+    if let Some(why) = missing() {
+        eprintln!("\n*** SKIPPED a_probe_past_its_timeout_is_killed: {why} ***\n");
+        return;
+    }
+    let scratch = Scratch::new("health-timeout");
+    let image = busybox_image(&scratch.0, IMAGE);
+    let vm = Vm::boot(&scratch.0);
+    vm.docker_ok(&["load", "-i", image.to_str().unwrap()]);
+    vm.docker_ok(&[
+        "run", "-d", "--name", "stuck", "--network", "none", "--health-cmd", "sleep 777", "--health-timeout", "2s",
+        "--health-interval", "5s", "--health-retries", "1", IMAGE, "sleep", "100000",
+    ]);
+    let started = Instant::now();
+    let mut h = Value::Null;
+    let checked = eventually(Duration::from_secs(90), || {
+        h = health(&vm, "stuck");
+        !log(&h).is_empty()
+    });
+    // The probe's processes, seen from the guest right after the check was logged
+    // (the next probe starts 5 s after it).
+    let probes = vm.shell_ok("for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep -c '^sleep 777 $' || true");
+    assert!(checked, "no check logged {:?} after the container started (the probe runs 777 s): {h}", started.elapsed());
+    eprintln!("health: a check past its timeout logged after {:.1}s: {h}", started.elapsed().as_secs_f64());
+    let entry = log(&h)[0].clone();
+    assert_eq!(entry["ExitCode"], -1, "{h}");
+    assert_eq!(entry["Output"], "Health check exceeded timeout (2s)", "{h}");
+    assert_eq!(status(&h), "unhealthy", "{h}");
+    assert_eq!(probes.trim(), "0", "the probe still runs after its check was logged");
+    // `docker ps` shows the health as Docker does (engine/patches/0006).
+    let ps = vm.docker_ok(&["ps", "--filter", "name=stuck", "--format", "{{.Status}}"]);
+    assert!(ps.trim().starts_with("Up ") && ps.trim().ends_with(" (unhealthy)"), "docker ps status: {ps}");
     vm.shutdown();
 }
