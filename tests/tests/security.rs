@@ -80,6 +80,12 @@ fn dribble(mut s: UnixStream, bytes: Vec<u8>) -> (usize, String, Duration) {
     (sent, reply, closed_after)
 }
 
+/// The secret in the fw_cfg item's text (`secret = "<64 hex>"`).
+fn boot_secret(fw_cfg: &str) -> Option<Secret> {
+    let line = fw_cfg.lines().find(|l| l.trim_start().starts_with("secret"))?;
+    Secret::from_hex(line.split('"').nth(1)?).ok()
+}
+
 /// What became of one flood connection.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 enum Fate {
@@ -201,7 +207,15 @@ fn only_the_host_with_the_secret_gets_in_and_pid1_cannot_be_exhausted() {
     let secret = vm.secret().expect("skiff run writes DIR/secret");
     let hex = secret.to_hex();
     assert_eq!(vm.shell_ok(&format!("stat -c %a {FW_CFG_RAW}")).trim(), "400", "fw_cfg item must be root-only");
-    assert!(vm.shell_ok(&format!("cat {FW_CFG_RAW}")).contains(&hex), "the guest did not get the secret by fw_cfg");
+    // The guest got its boot secret by fw_cfg; `skiff run` replaced it once
+    // the guest was up, so that copy (readable by privileged containers)
+    // admits nobody.
+    let fw_cfg = vm.shell_ok(&format!("cat {FW_CFG_RAW}"));
+    let boot = boot_secret(&fw_cfg).expect("the guest did not get a secret by fw_cfg");
+    assert!(!boot.matches(&secret) && !fw_cfg.contains(&hex), "the boot secret was not replaced: DIR/secret is the fw_cfg one");
+    let e = auth::authenticate(&mut vm.raw_vsock(CONTROL).unwrap(), &boot, &auth::nonce().unwrap()).unwrap_err();
+    assert!(e.to_string().contains("did not prove"), "the boot secret still admits: {e}");
+    assert!(vm.console().contains("the host replaced the boot secret"), "no rekey on the console");
     assert!(!vm.shell_ok("cat /proc/cmdline").contains(&hex), "secret on the kernel command line");
     let qemu_argv = fs::read(format!("/proc/{}/cmdline", vm.qemu_pid().expect("QEMU pid"))).unwrap();
     assert!(!String::from_utf8_lossy(&qemu_argv).contains(&hex), "secret on QEMU's command line");
@@ -268,6 +282,25 @@ fn only_the_host_with_the_secret_gets_in_and_pid1_cannot_be_exhausted() {
     }
     let masked = vm.docker(&["run", "--rm", "skiff-test/probe", "cat", FW_CFG_RAW]);
     assert!(!masked.status.success() && !String::from_utf8_lossy(&masked.stdout).contains(&hex), "a container read the fw_cfg item");
+    // The other ways a container could reach the fw_cfg item or PID 1:
+    // none yields the secret that admits (only a privileged container,
+    // root in the VM, can read PID 1's memory; see README).
+    let boot_hex = boot.to_hex();
+    for (route, args, script) in [
+        ("-v /:/host", &["-v", "/:/host"][..], format!("cat /host{FW_CFG_RAW}")),
+        ("-v /sys:/s", &["-v", "/sys:/s"][..], format!("cat /s{}", FW_CFG_RAW.trim_start_matches("/sys"))),
+        ("--cap-add SYS_ADMIN, mount -t sysfs", &["--cap-add", "SYS_ADMIN"][..],
+            format!("mkdir /s && busybox mount -t sysfs sysfs /s && cat /s{}", FW_CFG_RAW.trim_start_matches("/sys"))),
+        ("--pid host, /proc/1/root, environ, mem", &["--pid", "host"][..],
+            format!("cat /proc/1/root{FW_CFG_RAW}; cat /proc/1/environ; dd if=/proc/1/mem bs=4096 count=1 skip=16 | sha256sum")),
+        ("--privileged", &["--privileged"][..], format!("cat {FW_CFG_RAW}")),
+    ] {
+        let out = vm.docker(&[&["run", "--rm"][..], args, &["skiff-test/probe", "sh", "-c", &script]].concat());
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let got = if said.contains(&boot_hex) { "the boot secret (admits nobody now)" } else { "no secret" };
+        eprintln!("security: container {route}: {got}; {:?}", said.lines().filter(|l| !l.contains(&boot_hex)).collect::<Vec<_>>());
+        assert!(!said.contains(&hex), "a container ({route}) read the secret that admits");
+    }
 
     let (sent, reply, after) = slow_auth.join().unwrap();
     eprintln!("security: slow auth line: {sent} bytes sent, closed after {:.1}s: {reply:?}", after.as_secs_f64());

@@ -24,6 +24,7 @@ use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use skiff_proto::auth::{self, Secret};
@@ -37,6 +38,23 @@ const HANDSHAKE_LIMIT: Duration = Duration::from_secs(15);
 
 /// False while this process holds connections to the guest back.
 static OPEN: AtomicBool = AtomicBool::new(true);
+
+/// The boot secret and the one that replaced it in the guest
+/// (`control::rekey`): a target holding the first proves the second.
+static REKEYED: Mutex<Option<(Secret, Secret)>> = Mutex::new(None);
+
+/// From now on, connections of a target holding `boot` prove `new`.
+pub fn rekeyed(boot: Secret, new: Secret) {
+    *REKEYED.lock().unwrap_or_else(|e| e.into_inner()) = Some((boot, new));
+}
+
+/// The secret to prove for a target holding `secret`.
+fn current(secret: &Secret) -> Secret {
+    match &*REKEYED.lock().unwrap_or_else(|e| e.into_inner()) {
+        Some((boot, new)) if boot.matches(secret) => new.clone(),
+        _ => secret.clone(),
+    }
+}
 
 /// Refuses connections to the guest until [`release_connections`]: `skiff
 /// run` holds them from QEMU's start until the guest's init runs. A
@@ -106,7 +124,7 @@ impl Target {
             Addr::Unix(path) => Conn::Unix(UnixStream::connect(path)?),
         };
         if let Some(secret) = &self.secret {
-            authenticate(&mut conn, secret, HANDSHAKE_LIMIT)?;
+            authenticate(&mut conn, &current(secret), HANDSHAKE_LIMIT)?;
         }
         Ok(conn)
     }

@@ -34,6 +34,10 @@ use crate::services::waiting::{Waiting, GRACE};
 static STOPPING: AtomicBool = AtomicBool::new(false);
 /// The VM's secret setting, set once before any listener.
 static SECRET: OnceLock<Admission> = OnceLock::new();
+/// The secret `skiff run` handed over once the guest was up (`rekey` on
+/// the control port), held in this process's memory alone: it replaces the
+/// boot secret, whose fw_cfg copy a container with enough rights can read.
+static REKEYED: Mutex<Option<Secret>> = Mutex::new(None);
 
 /// Connections served at once per port; more are turned away with a
 /// message (each costs PID 1 two threads and two descriptors).
@@ -94,6 +98,12 @@ pub fn set_secret(secret: Admission) {
     }
 }
 
+/// From now on, connections must prove `secret` instead of the boot secret.
+pub fn rekey(secret: Secret) {
+    *REKEYED.lock().unwrap_or_else(|e| e.into_inner()) = Some(secret);
+    log::info!("vsock: the host replaced the boot secret; the fw_cfg copy admits nobody now");
+}
+
 /// What the accept loop does with a host connection, by the secret setting.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Gate<'a> {
@@ -105,11 +115,12 @@ pub enum Gate<'a> {
     Shut,
 }
 
-/// The admission decision for a connection (unset: shut).
-pub fn gate(setting: Option<&Admission>) -> Gate<'_> {
+/// The admission decision for a connection (unset: shut); a secret the
+/// host handed over later wins over the boot one.
+pub fn gate<'a>(setting: Option<&'a Admission>, rekeyed: Option<&'a Secret>) -> Gate<'a> {
     match setting {
         Some(Admission::Everyone) => Gate::Open,
-        Some(Admission::Secret(s)) => Gate::Secret(s),
+        Some(Admission::Secret(s)) => Gate::Secret(rekeyed.unwrap_or(s)),
         Some(Admission::Nobody(_)) | None => Gate::Shut,
     }
 }
@@ -175,13 +186,14 @@ fn listen(port: u32, what: &'static str, answer: Answer, handle: impl Fn(VsockSt
                 notices.peer.note(|| format!("vsock: port {port}: closed a connection from cid {} (only the host, cid 2, is served)", peer.cid()));
                 continue;
             }
-            let secret = match gate(SECRET.get()) {
+            let rekeyed = REKEYED.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let secret = match gate(SECRET.get(), rekeyed.as_ref()) {
                 Gate::Shut => {
                     turn_away(stream, answer, "403 Forbidden", SHUT);
                     continue;
                 }
                 Gate::Open => None,
-                Gate::Secret(s) => Some(s),
+                Gate::Secret(s) => Some(s.clone()),
             };
             let Some(slot) = Slot::take(open, MAX_CONNECTIONS).or_else(|| waiting.give_way(GRACE)) else {
                 notices.busy.note(|| format!("vsock: port {port}: {MAX_CONNECTIONS} connections open; turning new ones away"));
@@ -198,7 +210,7 @@ fn listen(port: u32, what: &'static str, answer: Answer, handle: impl Fn(VsockSt
             let auth_notice = Arc::clone(&notices.auth);
             let spawned = thread::Builder::new().name("vsock-conn".into()).spawn(move || {
                 let mut stream = stream;
-                match admit(&mut stream, secret, Instant::now() + AUTH_DEADLINE) {
+                match admit(&mut stream, secret.as_ref(), Instant::now() + AUTH_DEADLINE) {
                     // None: it gave way to a newcomer while silent (then cut off).
                     Ok(()) => match ticket.admitted() {
                         Some(_slot) => handle(stream),
@@ -835,10 +847,33 @@ mod tests {
     #[test]
     fn an_unusable_secret_setting_shuts_every_port() {
         let secret = Secret::from_bytes([9; 32]);
-        assert_eq!(gate(Some(&Admission::Everyone)), Gate::Open);
-        assert_eq!(gate(Some(&Admission::Secret(secret.clone()))), Gate::Secret(&secret));
-        assert_eq!(gate(Some(&Admission::Nobody("not TOML".into()))), Gate::Shut);
-        assert_eq!(gate(None), Gate::Shut, "before the setting is known, nothing is served");
+        assert_eq!(gate(Some(&Admission::Everyone), None), Gate::Open);
+        assert_eq!(gate(Some(&Admission::Secret(secret.clone())), None), Gate::Secret(&secret));
+        assert_eq!(gate(Some(&Admission::Nobody("not TOML".into())), None), Gate::Shut);
+        assert_eq!(gate(None, None), Gate::Shut, "before the setting is known, nothing is served");
+        let new = Secret::from_bytes([7; 32]);
+        assert_eq!(gate(Some(&Admission::Nobody("not TOML".into())), Some(&new)), Gate::Shut, "a rekey never opens a shut gate");
+        assert_eq!(gate(Some(&Admission::Everyone), Some(&new)), Gate::Open);
+    }
+
+    #[test]
+    fn once_rekeyed_only_the_new_secret_is_admitted() {
+        let (boot, new) = (Secret::from_bytes([9; 32]), Secret::from_bytes([7; 32]));
+        let setting = Admission::Secret(boot.clone());
+        let Gate::Secret(wanted) = gate(Some(&setting), Some(&new)) else { panic!("not a secret gate") };
+        assert_eq!(wanted, &new);
+        // The boot secret (what a container may read from fw_cfg) gets no proof from the guest.
+        let (mut host, mut guest) = pair();
+        let wanted = wanted.clone();
+        let g = thread::spawn(move || admit(&mut guest, Some(&wanted), soon()));
+        let e = auth::authenticate(&mut host, &boot, &[4; auth::NONCE_LEN]).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
+        drop(host);
+        assert!(g.join().unwrap().is_err());
+        let (mut host, mut guest) = pair();
+        let g = thread::spawn(move || admit(&mut guest, Some(&Secret::from_bytes([7; 32])), soon()));
+        auth::authenticate(&mut host, &new, &[4; auth::NONCE_LEN]).unwrap();
+        g.join().unwrap().unwrap();
     }
 
     #[test]
