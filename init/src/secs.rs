@@ -44,7 +44,7 @@ impl fmt::Display for Tenths {
 
 /// Bytes as GiB with one decimal (`8.0`), truncated.
 pub fn gib(bytes: u64) -> impl fmt::Display {
-    Tenths(u128::from(bytes) * 10 >> 30, 1, 1)
+    Tenths((u128::from(bytes) * 10) >> 30, 1, 1)
 }
 
 #[cfg(test)]
