@@ -64,7 +64,16 @@ pub fn rekey(target: &Target, file: &std::path::Path) -> io::Result<()> {
     let mut conn = target.connect(DEFAULT_CONTROL_PORT)?;
     conn.write_all(control::encode(&Request::Rekey(new.clone())).as_bytes())?;
     conn.set_read_timeout(Some(STATUS_LIMIT))?;
-    let reply = skiff_proto::read_line(&mut conn, 1024)?;
+    let reply = match skiff_proto::read_line(&mut conn, 1024) {
+        Ok(reply) => reply,
+        // No answer: the guest may have taken the new secret all the same,
+        // and then admits only it. If it proves it, it did.
+        Err(e) => {
+            let probe = Target { addr: target.addr.clone(), secret: Some(new.clone()) };
+            probe.connect(DEFAULT_CONTROL_PORT).and_then(|mut c| c.write_all(control::encode(&Request::Status).as_bytes())).map_err(|_| e)?;
+            b"OK".to_vec()
+        }
+    };
     if reply != b"OK" {
         let text = String::from_utf8_lossy(&reply);
         let reason = skiff_proto::auth::parse_refusal(format!("{text}\n").as_bytes()).unwrap_or_else(|| text.into_owned());
@@ -321,6 +330,26 @@ mod tests {
         let (_s, request) = guest_accepts(&listener, &new);
         assert_eq!(request, b"x");
         later.join().unwrap().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_rekey_whose_answer_is_lost_is_checked_with_the_new_secret() {
+        let path = crate::testutil::SocketPath::new("control-rekey-lost", "guest.sock");
+        let file = path.parent().unwrap().join("secret");
+        let listener = UnixListener::bind(&*path).unwrap();
+        let boot = Secret::from_bytes([0x3e; auth::SECRET_LEN]);
+        secret::write(&file, &boot).unwrap();
+        let target = Target { addr: Addr::Unix(path.to_path_buf()), secret: Some(boot.clone()) };
+        let f = file.clone();
+        let host = thread::spawn(move || rekey(&target, &f));
+        let (s, request) = guest_accepts(&listener, &boot);
+        let Ok(Request::Rekey(new)) = control::parse(&request) else { panic!("not a rekey: {request:?}") };
+        drop(s); // taken, but the OK never arrives
+        let n = new.clone();
+        let probe = thread::spawn(move || guest_accepts(&listener, &n).1);
+        host.join().unwrap().expect("the guest took the new secret: the host must use it");
+        assert_eq!(control::parse(&probe.join().unwrap()), Ok(Request::Status));
+        assert_eq!(secret::read(&file).unwrap(), new);
     }
 
     #[test]
