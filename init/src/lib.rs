@@ -12,5 +12,6 @@ pub mod boot;
 pub mod config;
 pub mod disk;
 pub mod net;
+pub mod secs;
 pub mod services;
 pub mod supervise;

@@ -7,13 +7,17 @@
 //! - `SKIFF-CONTROL/1 ports\n`: the published-port table, then its changes
 //!   ([`crate::ports`] lines) until the host goes away;
 //! - `SKIFF-CONTROL/1 status\n`: the guest's figures for `skiff status`
-//!   ([`crate::status`] lines), then the guest closes.
+//!   ([`crate::status`] lines), then the guest closes;
+//! - `SKIFF-CONTROL/1 rekey <64 hex digits>\n`: from now on the guest admits
+//!   only this secret (kept in its memory alone), answers `OK\n` and closes.
 
 /// The guest's vsock port for control requests (logs, debug shell).
 pub const DEFAULT_CONTROL_PORT: u32 = 2376;
 /// Longest request line accepted.
 pub const MAX_REQUEST: usize = 128;
 const MAGIC: &str = "SKIFF-CONTROL/1 ";
+
+use crate::auth::Secret;
 
 /// What a control connection asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +30,9 @@ pub enum Request {
     Ports,
     /// The guest's version, memory, data disk use and shares.
     Status,
+    /// Replace the secret the guest admits (`skiff run` does it once the
+    /// guest is up, so the boot secret's fw_cfg copy admits nobody).
+    Rekey(Secret),
 }
 
 /// The request line for `req`, with its `\n`.
@@ -36,6 +43,7 @@ pub fn encode(req: &Request) -> String {
         Request::Shell => "shell",
         Request::Ports => "ports",
         Request::Status => "status",
+        Request::Rekey(s) => return format!("{MAGIC}rekey {}\n", s.to_hex()),
     };
     format!("{MAGIC}{what}\n")
 }
@@ -73,7 +81,11 @@ pub fn parse(line: &[u8]) -> Result<Request, ParseError> {
         "shell" => Ok(Request::Shell),
         "ports" => Ok(Request::Ports),
         "status" => Ok(Request::Status),
-        other => Err(ParseError::Unknown(other.into())),
+        // The value is never echoed: parse errors are logged.
+        other => match other.strip_prefix("rekey ") {
+            Some(hex) => Secret::from_hex(hex).map(Request::Rekey).map_err(|_| ParseError::Unknown("rekey <not 64 hex digits>".into())),
+            None => Err(ParseError::Unknown(other.into())),
+        },
     }
 }
 
@@ -83,7 +95,8 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for req in [Request::Logs { follow: false }, Request::Logs { follow: true }, Request::Shell, Request::Ports, Request::Status] {
+        let key = Request::Rekey(Secret::from_bytes([0xab; 32]));
+        for req in [Request::Logs { follow: false }, Request::Logs { follow: true }, Request::Shell, Request::Ports, Request::Status, key] {
             let line = encode(&req);
             assert!(line.ends_with('\n'));
             assert_eq!(parse(line.trim_end().as_bytes()), Ok(req));
@@ -96,5 +109,8 @@ mod tests {
         assert_eq!(parse(b"SKIFF-CONTROL/1 reboot"), Err(ParseError::Unknown("reboot".into())));
         assert_eq!(parse(b"SKIFF-CONTROL/2 logs"), Err(ParseError::NotControl("SKIFF-CONTROL/2 logs".into())));
         assert_eq!(parse(b"\xff"), Err(ParseError::NotUtf8));
+        let bad = parse(format!("SKIFF-CONTROL/1 rekey {}", "ab".repeat(31)).as_bytes()).unwrap_err();
+        assert!(!bad.to_string().contains("abab"), "a malformed secret is never echoed: {bad}");
+        assert!(format!("{MAGIC}rekey {}\n", "ab".repeat(32)).len() <= MAX_REQUEST);
     }
 }

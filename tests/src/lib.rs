@@ -231,6 +231,19 @@ impl Vm {
         Ok(s)
     }
 
+    /// A connection to guest `port` that has done the SKIFF-AUTH/2
+    /// handshake with the VM's secret, as the host CLI does (plain hybrid
+    /// handshake only, if the VM has no secret); nothing else sent.
+    pub fn authed_vsock(&self, port: u32) -> std::io::Result<std::os::unix::net::UnixStream> {
+        let mut s = self.raw_vsock(port)?;
+        if let Some(secret) = self.secret() {
+            s.set_read_timeout(Some(Duration::from_secs(60)))?;
+            skiff_proto::auth::authenticate(&mut s, &secret, &skiff_proto::auth::nonce()?)?;
+            s.set_read_timeout(None)?;
+        }
+        Ok(s)
+    }
+
     /// The guest's serial console so far.
     pub fn console(&self) -> String {
         fs::read_to_string(self.dir.join("console.log")).unwrap_or_default()

@@ -390,7 +390,6 @@ fn a_fifo_as_the_layout_version_file_is_refused_untouched() {
 /// everyone).
 #[test]
 fn a_broken_secret_setting_serves_no_connection() {
-    use std::io::{Read, Write};
     let scratch = Scratch::new("disk-bad-secret");
     let image = busybox_image(&scratch.0, IMAGE);
     let disk = scratch.0.join("data.img");
@@ -427,13 +426,10 @@ fn a_broken_secret_setting_serves_no_connection() {
         let mut s = std::os::unix::net::UnixStream::connect(scratch.0.join("vsock.sock")).unwrap();
         skiff_proto::hybrid::handshake(&mut s, port).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-        let _ = s.write_all(&[secret.line(), skiff_proto::http::PING_REQUEST.to_vec()].concat());
-        let mut reply = Vec::new();
-        let _ = s.read_to_end(&mut reply);
-        let reply = String::from_utf8_lossy(&reply);
-        eprintln!("bad secret: port {port}, the right secret: {reply:?}");
-        assert!(reply.contains("skiff: refused: the VM's secret setting cannot be used"), "port {port}: {reply}");
-        assert!(!reply.contains("200 OK"), "port {port} served: {reply}");
+        let refused = skiff_proto::auth::authenticate(&mut s, &secret, &skiff_proto::auth::nonce().unwrap());
+        eprintln!("bad secret: port {port}, the right secret: {refused:?}");
+        let e = refused.expect_err("served with a broken secret setting");
+        assert!(e.to_string().contains("the guest refused: the VM's secret setting cannot be used"), "port {port}: {e}");
     }
     let stop = Command::new(skiff_tests::skiff_bin()).arg("stop").arg("--dir").arg(&scratch.0).output().expect("skiff stop");
     eprintln!("bad secret: skiff stop: {}", String::from_utf8_lossy(&stop.stderr).trim());

@@ -91,12 +91,9 @@ fn run_web(vm: &Vm, name: &str, args: &[&str], ports: &[u16]) {
 /// Speaks the forward protocol directly to the guest's port 2377 over the
 /// hybrid-vsock socket; returns the guest's answer line.
 fn forward_request(vm: &Vm, line: &str) -> String {
-    let mut s = vm.raw_vsock(skiff_proto::ports::DEFAULT_FORWARD_PORT).expect("CONNECT 2377");
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     // Authenticated as the host CLI is: what is refused here is the target.
-    if let Some(secret) = vm.secret() {
-        s.write_all(&secret.line()).unwrap();
-    }
+    let mut s = vm.authed_vsock(skiff_proto::ports::DEFAULT_FORWARD_PORT).expect("CONNECT 2377");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     s.write_all(line.as_bytes()).unwrap();
     let reply = skiff_proto::read_line(&mut s, 200).unwrap_or_default();
     String::from_utf8_lossy(&reply).into_owned()
@@ -303,11 +300,8 @@ fn udp_published_ports_answer_each_client() {
 /// A guest forward connection to `target` (`IP PORT`), kept open; its
 /// answer line (`OK`, or `ERR ...`).
 fn hold_forward(vm: &Vm, target: &str) -> (std::os::unix::net::UnixStream, String) {
-    let mut s = vm.raw_vsock(skiff_proto::ports::DEFAULT_FORWARD_PORT).expect("CONNECT 2377");
+    let mut s = vm.authed_vsock(skiff_proto::ports::DEFAULT_FORWARD_PORT).expect("CONNECT 2377 and the handshake");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    if let Some(secret) = vm.secret() {
-        s.write_all(&secret.line()).unwrap();
-    }
     s.write_all(format!("SKIFF-FORWARD/1 tcp {target}\n").as_bytes()).unwrap();
     let reply = skiff_proto::read_line(&mut s, 200).unwrap_or_default();
     (s, String::from_utf8_lossy(&reply).into_owned())

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use skiff_proto::auth::Secret;
+use skiff_proto::auth::{self, Secret};
 use skiff_tests::{busybox_root, image_tar, raise_open_files, static_test_bin, Scratch, Vm};
 
 const ENGINE: u32 = 2375;
@@ -80,6 +80,12 @@ fn dribble(mut s: UnixStream, bytes: Vec<u8>) -> (usize, String, Duration) {
     (sent, reply, closed_after)
 }
 
+/// The secret in the fw_cfg item's text (`secret = "<64 hex>"`).
+fn boot_secret(fw_cfg: &str) -> Option<Secret> {
+    let line = fw_cfg.lines().find(|l| l.trim_start().starts_with("secret"))?;
+    Secret::from_hex(line.split('"').nth(1)?).ok()
+}
+
 /// What became of one flood connection.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 enum Fate {
@@ -93,26 +99,59 @@ enum Fate {
     Other,
 }
 
-fn fate(s: &mut UnixStream) -> (Fate, String) {
+/// A flood connection: the stream, and what was read of it in place of the
+/// guest's handshake answer (empty once authenticated).
+type Flooder = (UnixStream, Vec<u8>);
+
+fn fate((s, head): &mut Flooder) -> (Fate, String) {
     s.set_nonblocking(true).unwrap();
     let mut buf = vec![0u8; 2048];
-    match s.read(&mut buf) {
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => (Fate::Held, String::new()),
-        Ok(0) => (Fate::Closed, String::new()),
+    let mut text = std::mem::take(head);
+    let closed = match s.read(&mut buf) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+        Ok(0) => true,
         Ok(n) => {
-            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-            let busy = text.starts_with("HTTP/1.1 503") && text.contains("skiff: refused: too many connections");
-            (if busy { Fate::Busy } else { Fate::Other }, text)
+            text.extend_from_slice(&buf[..n]);
+            false
         }
-        Err(e) => (Fate::Other, e.to_string()),
+        Err(e) => return (Fate::Other, e.to_string()),
+    };
+    if text.is_empty() {
+        return (if closed { Fate::Closed } else { Fate::Held }, String::new());
+    }
+    let text = String::from_utf8_lossy(&text).into_owned();
+    let busy = text.starts_with("HTTP/1.1 503") && text.contains("skiff: refused: too many connections");
+    (if busy { Fate::Busy } else { Fate::Other }, text)
+}
+
+/// Opens an engine connection that authenticates and then sends only part
+/// of the framing preamble, so it is held by the guest's forwarder (until
+/// its 10 s handshake deadline). A guest that answers the challenge with
+/// anything else (a refusal) leaves that answer's first line with it.
+fn flooder(vm: &Vm, secret: &Secret) -> std::io::Result<Flooder> {
+    let mut s = vm.raw_vsock(ENGINE)?;
+    let nonce = auth::nonce()?;
+    s.write_all(&auth::challenge(&nonce))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut line = match skiff_proto::read_line(&mut s, 1024) {
+        Ok(line) => line,
+        // Closed without a word: the fate check sees it.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok((s, Vec::new())),
+        Err(e) => return Err(e),
+    };
+    line.push(b'\n');
+    s.set_read_timeout(None)?;
+    match auth::check_answer(&line, secret, &nonce) {
+        Ok(proof) => {
+            s.write_all(&[proof.as_slice(), b"SKIFF-FRA"].concat())?;
+            Ok((s, Vec::new()))
+        }
+        Err(_) => Ok((s, line)),
     }
 }
 
-/// Opens `n` engine connections that authenticate and then send only part
-/// of the framing preamble, so each is held by the guest's forwarder (until
-/// its 10 s handshake deadline), with `threads` openers; returns them and
-/// the failures.
-fn flood(vm: &Vm, secret: &Secret, n: usize, threads: usize) -> (Vec<UnixStream>, Vec<std::io::Error>) {
+/// Opens `n` [`flooder`]s with `threads` openers; returns them and the failures.
+fn flood(vm: &Vm, secret: &Secret, n: usize, threads: usize) -> (Vec<Flooder>, Vec<std::io::Error>) {
     let conns = Arc::new(Mutex::new(Vec::new()));
     let errors = Arc::new(Mutex::new(Vec::new()));
     thread::scope(|scope| {
@@ -120,11 +159,7 @@ fn flood(vm: &Vm, secret: &Secret, n: usize, threads: usize) -> (Vec<UnixStream>
             let (conns, errors) = (Arc::clone(&conns), Arc::clone(&errors));
             scope.spawn(move || {
                 for _ in (t..n).step_by(threads) {
-                    let opened = vm.raw_vsock(ENGINE).and_then(|mut s| {
-                        s.write_all(&[secret.line().as_slice(), b"SKIFF-FRA"].concat())?;
-                        Ok(s)
-                    });
-                    match opened {
+                    match flooder(vm, secret) {
                         Ok(s) => conns.lock().unwrap().push(s),
                         Err(e) => errors.lock().unwrap().push(e),
                     }
@@ -172,7 +207,15 @@ fn only_the_host_with_the_secret_gets_in_and_pid1_cannot_be_exhausted() {
     let secret = vm.secret().expect("skiff run writes DIR/secret");
     let hex = secret.to_hex();
     assert_eq!(vm.shell_ok(&format!("stat -c %a {FW_CFG_RAW}")).trim(), "400", "fw_cfg item must be root-only");
-    assert!(vm.shell_ok(&format!("cat {FW_CFG_RAW}")).contains(&hex), "the guest did not get the secret by fw_cfg");
+    // The guest got its boot secret by fw_cfg; `skiff run` replaced it once
+    // the guest was up, so that copy (readable by privileged containers)
+    // admits nobody.
+    let fw_cfg = vm.shell_ok(&format!("cat {FW_CFG_RAW}"));
+    let boot = boot_secret(&fw_cfg).expect("the guest did not get a secret by fw_cfg");
+    assert!(!boot.matches(&secret) && !fw_cfg.contains(&hex), "the boot secret was not replaced: DIR/secret is the fw_cfg one");
+    let e = auth::authenticate(&mut vm.raw_vsock(CONTROL).unwrap(), &boot, &auth::nonce().unwrap()).unwrap_err();
+    assert!(e.to_string().contains("did not prove"), "the boot secret still admits: {e}");
+    assert!(vm.console().contains("the host replaced the boot secret"), "no rekey on the console");
     assert!(!vm.shell_ok("cat /proc/cmdline").contains(&hex), "secret on the kernel command line");
     let qemu_argv = fs::read(format!("/proc/{}/cmdline", vm.qemu_pid().expect("QEMU pid"))).unwrap();
     assert!(!String::from_utf8_lossy(&qemu_argv).contains(&hex), "secret on QEMU's command line");
@@ -182,11 +225,21 @@ fn only_the_host_with_the_secret_gets_in_and_pid1_cannot_be_exhausted() {
     let no_auth = exchange(vm.raw_vsock(ENGINE).unwrap(), PING);
     eprintln!("security: engine, no secret: {no_auth:?}");
     assert!(no_auth.starts_with("HTTP/1.1 403 Forbidden") && no_auth.contains("skiff: refused:"), "{no_auth}");
+    // A stranger can start the handshake, but the guest's answer proves
+    // nothing it can use: its tag sent back as the proof is refused.
+    let mut s = vm.raw_vsock(ENGINE).unwrap();
+    s.write_all(&auth::challenge(&[0x5a; auth::NONCE_LEN])).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let answer = skiff_proto::read_line(&mut s, 200).unwrap();
+    assert!(answer.starts_with(auth::PREFIX) && !String::from_utf8_lossy(&answer).contains(&hex[..16]), "{answer:?}");
+    let echoed = exchange(s, &[&answer[answer.len() - 2 * auth::NONCE_LEN..], b"\n", PING].concat());
+    eprintln!("security: engine, the guest's own tag as the proof: {echoed:?}");
+    assert!(echoed.starts_with("HTTP/1.1 403 Forbidden") && echoed.contains("wrong secret"), "{echoed}");
+    // A host with another secret: the guest does not prove itself to it.
     let wrong = Secret::from_bytes([0x5a; 32]);
-    let wrong_reply = exchange(vm.raw_vsock(ENGINE).unwrap(), &[wrong.line(), PING.to_vec()].concat());
-    eprintln!("security: engine, wrong secret: {wrong_reply:?}");
-    assert!(wrong_reply.starts_with("HTTP/1.1 403 Forbidden") && wrong_reply.contains("wrong secret"), "{wrong_reply}");
-    let right = exchange(vm.raw_vsock(ENGINE).unwrap(), &[secret.line(), PING.to_vec()].concat());
+    let e = auth::authenticate(&mut vm.raw_vsock(ENGINE).unwrap(), &wrong, &auth::nonce().unwrap()).unwrap_err();
+    assert!(e.kind() == std::io::ErrorKind::PermissionDenied && e.to_string().contains("did not prove"), "{e}");
+    let right = exchange(vm.authed_vsock(ENGINE).unwrap(), PING);
     assert!(right.starts_with("HTTP/1.1 200") || right.starts_with("HTTP/1.0 200"), "right secret: {right}");
     let docker_cli = vm.docker(&["version", "--format", "{{.Server.Version}}"]);
     assert!(docker_cli.status.success(), "docker through DIR/docker.sock (the bridge sends the secret)");
@@ -202,18 +255,16 @@ fn only_the_host_with_the_secret_gets_in_and_pid1_cannot_be_exhausted() {
     let with_wrong = vm.skiff(&["logs", "--uds", uds.to_str().unwrap(), "--secret-file", wrong_file.to_str().unwrap()], None);
     let said = String::from_utf8_lossy(&with_wrong.stderr);
     eprintln!("security: skiff logs with a wrong secret file: {}", said.trim());
-    assert!(!with_wrong.status.success() && said.contains("the guest refused: wrong secret"), "{with_wrong:?}");
+    assert!(!with_wrong.status.success() && said.contains("did not prove it holds the VM's secret"), "{with_wrong:?}");
 
     // --- Slow senders, started now and checked later: an auth line and a
     // control request line, one byte per second each.
     let slow_auth = {
         let s = vm.raw_vsock(CONTROL).unwrap();
-        let line = secret.line();
-        thread::spawn(move || dribble(s, line))
+        thread::spawn(move || dribble(s, auth::challenge(&[7; auth::NONCE_LEN])))
     };
     let slow_request = {
-        let mut s = vm.raw_vsock(CONTROL).unwrap();
-        s.write_all(&secret.line()).unwrap();
+        let s = vm.authed_vsock(CONTROL).unwrap();
         thread::spawn(move || dribble(s, b"SKIFF-CONTROL/1 logs follow\n".to_vec()))
     };
 
@@ -231,10 +282,29 @@ fn only_the_host_with_the_secret_gets_in_and_pid1_cannot_be_exhausted() {
     }
     let masked = vm.docker(&["run", "--rm", "skiff-test/probe", "cat", FW_CFG_RAW]);
     assert!(!masked.status.success() && !String::from_utf8_lossy(&masked.stdout).contains(&hex), "a container read the fw_cfg item");
+    // The other ways a container could reach the fw_cfg item or PID 1:
+    // none yields the secret that admits (only a privileged container,
+    // root in the VM, can read PID 1's memory; see README).
+    let boot_hex = boot.to_hex();
+    for (route, args, script) in [
+        ("-v /:/host", &["-v", "/:/host"][..], format!("cat /host{FW_CFG_RAW}")),
+        ("-v /sys:/s", &["-v", "/sys:/s"][..], format!("cat /s{}", FW_CFG_RAW.trim_start_matches("/sys"))),
+        ("--cap-add SYS_ADMIN, mount -t sysfs", &["--cap-add", "SYS_ADMIN"][..],
+            format!("mkdir /s && busybox mount -t sysfs sysfs /s && cat /s{}", FW_CFG_RAW.trim_start_matches("/sys"))),
+        ("--pid host, /proc/1/root, environ, mem", &["--pid", "host"][..],
+            format!("cat /proc/1/root{FW_CFG_RAW}; cat /proc/1/environ; dd if=/proc/1/mem bs=4096 count=1 skip=16 | sha256sum")),
+        ("--privileged", &["--privileged"][..], format!("cat {FW_CFG_RAW}")),
+    ] {
+        let out = vm.docker(&[&["run", "--rm"][..], args, &["skiff-test/probe", "sh", "-c", &script]].concat());
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let got = if said.contains(&boot_hex) { "the boot secret (admits nobody now)" } else { "no secret" };
+        eprintln!("security: container {route}: {got}; {:?}", said.lines().filter(|l| !l.contains(&boot_hex)).collect::<Vec<_>>());
+        assert!(!said.contains(&hex), "a container ({route}) read the secret that admits");
+    }
 
     let (sent, reply, after) = slow_auth.join().unwrap();
     eprintln!("security: slow auth line: {sent} bytes sent, closed after {:.1}s: {reply:?}", after.as_secs_f64());
-    assert!(sent < secret.line().len() && after < Duration::from_secs(12), "the slow auth line was not cut off");
+    assert!(sent < auth::LINE_LEN && after < Duration::from_secs(12), "the slow auth line was not cut off");
     assert!(reply.starts_with("skiff: refused: "), "{reply}");
     let (sent, reply, after) = slow_request.join().unwrap();
     eprintln!("security: slow control request: {sent} bytes sent, closed after {:.1}s: {reply:?}", after.as_secs_f64());

@@ -305,6 +305,10 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
     bridge::QUIET.store(false, Ordering::Relaxed);
     let mut ports = None;
     let result = ready.and_then(|()| {
+        // The boot secret's fw_cfg copy stays readable in the guest: from now on it admits nobody.
+        if let Err(e) = crate::guest::control::rekey(&vsock.target, &state.secret()) {
+            eprintln!("skiff: cannot replace the boot secret ({e}); the copy the guest read from fw_cfg still admits");
+        }
         // The port table is read from now on: published ports need the engine anyway.
         ports = Some(Ports::spawn(vsock.target.clone(), o.ports_all_interfaces, o.port_limits.limits(), Some(state.ports()))?);
         images::prune(&state);

@@ -3,7 +3,7 @@
 //! skiff-buildkit when it is a BuildKit upgrade (`build`).
 
 use std::fs;
-use std::io;
+use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use crate::guest::build;
 use crate::guest::relay::{relay, relay_after};
-pub use crate::guest::{Addr, Target};
+pub use crate::guest::{Addr, Conn, Target};
 use crate::threads;
 
 /// While set, failed guest connections are not reported (`skiff run` polls
@@ -74,15 +74,32 @@ pub fn serve(listener: UnixListener, target: Target, port: u32, builder: Option<
 
 fn handle(mut client: UnixStream, target: &Target, port: u32, builder: Option<&Path>) -> io::Result<()> {
     let Some(builder) = builder else {
-        let guest = target.connect(port)?;
+        let guest = connect(&mut client, target, port)?;
         return relay(client, guest, target.needs_framing());
     };
     let (head, route) = build::peek(&mut client)?;
     if route == build::Route::Builder {
         return build::relay(client, &head, builder).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", build::HELPER)));
     }
-    let guest = target.connect(port)?;
+    let guest = connect(&mut client, target, port)?;
     relay_after(client, &head, guest, target.needs_framing())
+}
+
+/// Connects to the guest. A refusal in the handshake (the guest's, or the
+/// guest not proving itself) reaches the client as a 403 with the reason,
+/// so `docker` shows why.
+fn connect(client: &mut UnixStream, target: &Target, port: u32) -> io::Result<Conn> {
+    target.connect(port).inspect_err(|e| {
+        if e.kind() == io::ErrorKind::PermissionDenied {
+            let body = format!("skiff: {e}\n");
+            let head = format!("HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let _ = client.write_all(format!("{head}{body}").as_bytes());
+            // Unread request bytes at close would turn the answer into a reset.
+            let _ = client.shutdown(std::net::Shutdown::Write);
+            let _ = client.set_read_timeout(Some(std::time::Duration::from_secs(1)));
+            let _ = io::copy(&mut client.take(1 << 20), &mut io::sink());
+        }
+    })
 }
 
 /// Pings the engine through a bridge socket.
@@ -109,6 +126,30 @@ mod tests {
             got.push(b[0]);
         }
         (s, got)
+    }
+
+    #[test]
+    fn a_guest_that_does_not_prove_itself_gets_no_request_and_docker_is_told_why() {
+        use skiff_proto::auth::{self, Secret, SECRET_LEN};
+        let guest_path = SocketPath::new("bridge-impostor", "guest.sock");
+        let docker_path = guest_path.parent().unwrap().join("docker.sock");
+        let impostor = UnixListener::bind(&*guest_path).unwrap();
+        let listener = bind(&docker_path).unwrap();
+        let target = Target { addr: Addr::Unix(guest_path.to_path_buf()), secret: Some(Secret::from_bytes([1; SECRET_LEN])) };
+        std::thread::Builder::new().spawn(move || serve(listener, target, 2375, None)).unwrap();
+        let mut client = UnixStream::connect(&docker_path).unwrap();
+        client.write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n").unwrap();
+        let (mut s, _) = impostor.accept().unwrap();
+        let mut line = [0u8; auth::LINE_LEN];
+        s.read_exact(&mut line).unwrap();
+        let host = auth::parse_challenge(&line).unwrap();
+        s.write_all(&auth::answer(&Secret::from_bytes([2; SECRET_LEN]), &host, &[3; auth::NONCE_LEN])).unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 403 Forbidden\r\n") && answer.contains("did not prove"), "{answer}");
+        let mut more = Vec::new();
+        s.read_to_end(&mut more).unwrap();
+        assert!(more.is_empty(), "the impostor got {:?}", String::from_utf8_lossy(&more));
     }
 
     #[test]

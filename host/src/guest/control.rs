@@ -53,6 +53,36 @@ impl GuestArgs {
     }
 }
 
+/// Replaces the VM's boot secret, which the guest read from fw_cfg (where
+/// a container with enough rights can read it too), with a new one held
+/// only by the guest's memory, this process and the secret file `file`
+/// (rewritten, for other terminals); the boot secret admits nobody then.
+/// `skiff run` calls it once the guest is up.
+pub fn rekey(target: &Target, file: &std::path::Path) -> io::Result<()> {
+    let Some(boot) = &target.secret else { return Ok(()) };
+    let new = secret::generate()?;
+    let mut conn = target.connect(DEFAULT_CONTROL_PORT)?;
+    conn.write_all(control::encode(&Request::Rekey(new.clone())).as_bytes())?;
+    conn.set_read_timeout(Some(STATUS_LIMIT))?;
+    let reply = match skiff_proto::read_line(&mut conn, 1024) {
+        Ok(reply) => reply,
+        // No answer: the guest may have taken the new secret all the same,
+        // and then admits only it. If it proves it, it did.
+        Err(e) => {
+            let probe = Target { addr: target.addr.clone(), secret: Some(new.clone()) };
+            probe.connect(DEFAULT_CONTROL_PORT).and_then(|mut c| c.write_all(control::encode(&Request::Status).as_bytes())).map_err(|_| e)?;
+            b"OK".to_vec()
+        }
+    };
+    if reply != b"OK" {
+        let text = String::from_utf8_lossy(&reply);
+        let reason = skiff_proto::auth::parse_refusal(format!("{text}\n").as_bytes()).unwrap_or_else(|| text.into_owned());
+        return Err(io::Error::other(format!("the guest did not take the new secret: {}", reason.escape_debug())));
+    }
+    crate::guest::rekeyed(boot.clone(), new.clone());
+    secret::write(file, &new)
+}
+
 /// Connects to the control port and sends `req`.
 pub fn connect(g: &GuestArgs, req: &Request) -> io::Result<Conn> {
     let mut conn = g.target()?.connect(g.control_port)?;
@@ -260,6 +290,84 @@ pub fn shell(g: &GuestArgs, command: Option<String>, force_tty: bool) -> io::Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use skiff_proto::auth::{self, Secret};
+    use std::os::unix::net::{UnixListener, UnixStream};
+
+    /// The guest's side of one connection: the handshake with `secret`,
+    /// then the request line.
+    fn guest_accepts(listener: &UnixListener, secret: &Secret) -> (UnixStream, Vec<u8>) {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut line = [0u8; auth::LINE_LEN];
+        s.read_exact(&mut line).unwrap();
+        let host = auth::parse_challenge(&line).unwrap();
+        s.write_all(&auth::answer(secret, &host, &[6; auth::NONCE_LEN])).unwrap();
+        let mut proof = [0u8; auth::PROOF_LEN];
+        s.read_exact(&mut proof).unwrap();
+        assert_eq!(auth::check_proof(&proof, secret, &host, &[6; auth::NONCE_LEN]), Ok(()));
+        let request = skiff_proto::read_line(&mut s, 200).unwrap();
+        (s, request)
+    }
+
+    #[test]
+    fn rekey_hands_over_a_new_secret_and_every_later_connection_proves_it() {
+        let path = crate::testutil::SocketPath::new("control-rekey", "guest.sock");
+        let file = path.parent().unwrap().join("secret");
+        let listener = UnixListener::bind(&*path).unwrap();
+        let boot = Secret::from_bytes([0x3c; auth::SECRET_LEN]);
+        secret::write(&file, &boot).unwrap();
+        let target = Target { addr: Addr::Unix(path.to_path_buf()), secret: Some(boot.clone()) };
+        let t = target.clone();
+        let f = file.clone();
+        let host = thread::spawn(move || rekey(&t, &f));
+        let (mut s, request) = guest_accepts(&listener, &boot);
+        let Ok(Request::Rekey(new)) = control::parse(&request) else { panic!("not a rekey: {request:?}") };
+        assert!(!new.matches(&boot));
+        s.write_all(b"OK\n").unwrap();
+        host.join().unwrap().unwrap();
+        assert_eq!(secret::read(&file).unwrap(), new, "other terminals read the new secret");
+        // A clone made before the rekey (the bridge's) proves the new one too.
+        let later = thread::spawn(move || target.connect(DEFAULT_CONTROL_PORT).map(|mut c| c.write_all(b"x\n")));
+        let (_s, request) = guest_accepts(&listener, &new);
+        assert_eq!(request, b"x");
+        later.join().unwrap().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_rekey_whose_answer_is_lost_is_checked_with_the_new_secret() {
+        let path = crate::testutil::SocketPath::new("control-rekey-lost", "guest.sock");
+        let file = path.parent().unwrap().join("secret");
+        let listener = UnixListener::bind(&*path).unwrap();
+        let boot = Secret::from_bytes([0x3e; auth::SECRET_LEN]);
+        secret::write(&file, &boot).unwrap();
+        let target = Target { addr: Addr::Unix(path.to_path_buf()), secret: Some(boot.clone()) };
+        let f = file.clone();
+        let host = thread::spawn(move || rekey(&target, &f));
+        let (s, request) = guest_accepts(&listener, &boot);
+        let Ok(Request::Rekey(new)) = control::parse(&request) else { panic!("not a rekey: {request:?}") };
+        drop(s); // taken, but the OK never arrives
+        let n = new.clone();
+        let probe = thread::spawn(move || guest_accepts(&listener, &n).1);
+        host.join().unwrap().expect("the guest took the new secret: the host must use it");
+        assert_eq!(control::parse(&probe.join().unwrap()), Ok(Request::Status));
+        assert_eq!(secret::read(&file).unwrap(), new);
+    }
+
+    #[test]
+    fn a_refused_rekey_keeps_the_secret_file() {
+        let path = crate::testutil::SocketPath::new("control-rekey-refused", "guest.sock");
+        let file = path.parent().unwrap().join("secret");
+        let listener = UnixListener::bind(&*path).unwrap();
+        let boot = Secret::from_bytes([0x3d; auth::SECRET_LEN]);
+        secret::write(&file, &boot).unwrap();
+        let target = Target { addr: Addr::Unix(path.to_path_buf()), secret: Some(boot.clone()) };
+        let f = file.clone();
+        let host = thread::spawn(move || rekey(&target, &f));
+        let (mut s, _) = guest_accepts(&listener, &boot);
+        s.write_all(b"skiff: refused: bad request\n").unwrap();
+        let e = host.join().unwrap().unwrap_err();
+        assert!(e.to_string().contains("bad request"), "{e}");
+        assert_eq!(secret::read(&file).unwrap(), boot);
+    }
 
     /// A writer that yields between bytes, to make interleaving likely.
     struct Slow(Vec<u8>);

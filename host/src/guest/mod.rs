@@ -1,7 +1,8 @@
 //! Reaching a guest vsock port from the host: kernel AF_VSOCK by CID, the
 //! hybrid-vsock unix socket (`CONNECT <port>` handshake), or a plain unix
 //! socket. Every host-side connection to the guest is opened here, and
-//! presents the VM's secret first when one is known.
+//! proves it holds the VM's secret first when one is known, after the guest
+//! has proved it (the secret itself never travels).
 //!
 //! The modules below are the connections built on it: the engine socket
 //! (`bridge`; `build` hands its BuildKit connections to skiff-buildkit),
@@ -23,9 +24,10 @@ use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use skiff_proto::auth::Secret;
+use skiff_proto::auth::{self, Secret};
 use skiff_proto::hybrid;
 use vsock::VsockStream;
 
@@ -36,6 +38,23 @@ const HANDSHAKE_LIMIT: Duration = Duration::from_secs(15);
 
 /// False while this process holds connections to the guest back.
 static OPEN: AtomicBool = AtomicBool::new(true);
+
+/// The boot secret and the one that replaced it in the guest
+/// (`control::rekey`): a target holding the first proves the second.
+static REKEYED: Mutex<Option<(Secret, Secret)>> = Mutex::new(None);
+
+/// From now on, connections of a target holding `boot` prove `new`.
+pub fn rekeyed(boot: Secret, new: Secret) {
+    *REKEYED.lock().unwrap_or_else(|e| e.into_inner()) = Some((boot, new));
+}
+
+/// The secret to prove for a target holding `secret`.
+fn current(secret: &Secret) -> Secret {
+    match &*REKEYED.lock().unwrap_or_else(|e| e.into_inner()) {
+        Some((boot, new)) if boot.matches(secret) => new.clone(),
+        _ => secret.clone(),
+    }
+}
 
 /// Refuses connections to the guest until [`release_connections`]: `skiff
 /// run` holds them from QEMU's start until the guest's init runs. A
@@ -70,8 +89,8 @@ pub enum Addr {
 #[derive(Clone, Debug)]
 pub struct Target {
     pub addr: Addr,
-    /// Sent as the auth line on every connection (`skiff_proto::auth`);
-    /// `None` for a guest given no secret.
+    /// Proved on every connection (`skiff_proto::auth`); `None` for a
+    /// guest given no secret.
     pub secret: Option<Secret>,
 }
 
@@ -89,8 +108,9 @@ impl Target {
         }
     }
 
-    /// Opens a connection to guest `port`: handshake done and the auth line
-    /// sent (with a secret); nothing else sent yet. A plain unix socket is
+    /// Opens a connection to guest `port`: handshakes done (with a secret,
+    /// the guest and this host have proved they hold it); nothing else sent
+    /// yet. A plain unix socket is
     /// either another relay, which authenticates itself (no secret given),
     /// or a hypervisor's socket for the guest port (vfkit), which needs the
     /// secret like any other way in.
@@ -104,7 +124,7 @@ impl Target {
             Addr::Unix(path) => Conn::Unix(UnixStream::connect(path)?),
         };
         if let Some(secret) = &self.secret {
-            conn.write_all(&secret.line())?;
+            authenticate(&mut conn, &current(secret), HANDSHAKE_LIMIT)?;
         }
         Ok(conn)
     }
@@ -114,6 +134,21 @@ impl Target {
     pub fn needs_framing(&self) -> bool {
         matches!(self.addr, Addr::Uds(_))
     }
+}
+
+/// Proves to the guest that this host holds `secret`, once the guest has
+/// proved it first (`skiff_proto::auth`): a peer at the guest's address that
+/// does not hold it gets a random nonce and nothing else. A guest that does
+/// not answer within `limit` is a timeout.
+fn authenticate(conn: &mut Conn, secret: &Secret, limit: Duration) -> io::Result<()> {
+    conn.set_read_timeout(Some(limit))?;
+    auth::authenticate(conn, secret, &auth::nonce()?).map_err(|e| match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            io::Error::new(io::ErrorKind::TimedOut, format!("the guest did not answer the SKIFF-AUTH/2 handshake within {limit:?}"))
+        }
+        _ => e,
+    })?;
+    conn.set_read_timeout(None)
 }
 
 /// Connects to a hybrid-vsock socket and does the handshake. A backend
@@ -191,17 +226,63 @@ mod tests {
     use super::*;
     use std::os::unix::net::UnixListener;
 
+    /// A guest stand-in on a plain unix socket: answers the challenge with
+    /// `secret`, then keeps what it receives until the host closes.
+    fn fake_guest(listener: UnixListener, secret: Secret) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut line = [0u8; auth::LINE_LEN];
+            s.read_exact(&mut line).unwrap();
+            let host = auth::parse_challenge(&line).unwrap();
+            s.write_all(&auth::answer(&secret, &host, &[5; auth::NONCE_LEN])).unwrap();
+            let mut got = line.to_vec();
+            let _ = s.read_to_end(&mut got);
+            got
+        })
+    }
+
     #[test]
-    fn a_plain_unix_socket_gets_the_secret_when_one_is_given() {
-        use skiff_proto::auth::{Secret, SECRET_LEN};
+    fn a_peer_without_the_secret_gets_no_secret_nor_any_proof_and_the_host_stops() {
+        let path = crate::testutil::SocketPath::new("guest-impostor", "guest.sock");
+        let secret = Secret::from_bytes([7; auth::SECRET_LEN]);
+        let target = Target { addr: Addr::Unix(path.to_path_buf()), secret: Some(secret.clone()) };
+        // One that guesses a secret, and one that answers garbage.
+        let impostor = fake_guest(UnixListener::bind(&path).unwrap(), Secret::from_bytes([8; auth::SECRET_LEN]));
+        let e = target.connect(2375).err().expect("the host went on with a peer that proved nothing");
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
+        let got = impostor.join().unwrap();
+        assert_eq!(got.len(), auth::LINE_LEN, "the impostor got more than the challenge: {:?}", String::from_utf8_lossy(&got));
+        assert!(auth::parse_challenge(&got).is_ok());
+        assert!(!String::from_utf8_lossy(&got).contains(&secret.to_hex()[..16]));
+        std::fs::remove_file(&path).unwrap();
+        let listener = UnixListener::bind(&path).unwrap();
+        let garbage = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(b"SKIFF-AUTH/2 hello\n").unwrap();
+            let mut got = Vec::new();
+            let _ = s.read_to_end(&mut got);
+            got
+        });
+        assert_eq!(target.connect(2376).err().map(|e| e.kind()), Some(io::ErrorKind::PermissionDenied));
+        assert_eq!(garbage.join().unwrap().len(), auth::LINE_LEN, "only the challenge");
+    }
+
+    #[test]
+    fn a_plain_unix_socket_gets_the_handshake_when_a_secret_is_given() {
         let path = crate::testutil::SocketPath::new("guest-unix-secret", "guest.sock");
         let listener = UnixListener::bind(&path).unwrap();
-        let secret = Secret::from_bytes([7; SECRET_LEN]);
+        let secret = Secret::from_bytes([7; auth::SECRET_LEN]);
         let target = Target { addr: Addr::Unix(path.to_path_buf()), secret: Some(secret.clone()) };
-        drop(target.connect(2375).unwrap());
-        let mut got = Vec::new();
-        listener.accept().unwrap().0.read_to_end(&mut got).unwrap();
-        assert_eq!(got, secret.line(), "vfkit's socket for the guest port needs the secret");
+        let guest = fake_guest(listener.try_clone().unwrap(), secret.clone());
+        let mut conn = target.connect(2375).unwrap();
+        conn.write_all(b"GET /_ping").unwrap();
+        drop(conn);
+        let got = guest.join().unwrap();
+        let (line, rest) = got.split_at(auth::LINE_LEN);
+        let (proof, request) = rest.split_at(auth::PROOF_LEN);
+        let host = auth::parse_challenge(line).unwrap();
+        assert_eq!(auth::check_proof(proof, &secret, &host, &[5; auth::NONCE_LEN]), Ok(()), "vfkit's socket for the guest port needs the proof");
+        assert_eq!(request, b"GET /_ping");
         drop(Target::new(Addr::Unix(path.to_path_buf())).connect(2375).unwrap());
         let mut got = Vec::new();
         listener.accept().unwrap().0.read_to_end(&mut got).unwrap();

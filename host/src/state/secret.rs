@@ -26,12 +26,17 @@ pub fn read(path: &Path) -> io::Result<Secret> {
 /// last boot's, so a secret that leaked once is good for one boot at most).
 pub fn renew(path: &Path) -> io::Result<Secret> {
     let secret = generate()?;
-    file::write(path, format!("{}\n", secret.to_hex()).as_bytes())?;
+    write(path, &secret)?;
     Ok(secret)
 }
 
+/// Writes `secret` to `path`, 0600, renamed into place.
+pub fn write(path: &Path, secret: &Secret) -> io::Result<()> {
+    file::write(path, format!("{}\n", secret.to_hex()).as_bytes())
+}
+
 /// 32 bytes from the kernel's random source.
-fn generate() -> io::Result<Secret> {
+pub fn generate() -> io::Result<Secret> {
     let mut bytes = [0u8; SECRET_LEN];
     File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     Ok(Secret::from_bytes(bytes))

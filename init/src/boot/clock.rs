@@ -113,7 +113,7 @@ fn step_once(dev: &File) {
             let now = ns(clock_gettime(ClockId::Realtime)) + off as i128;
             let ts = Timespec { tv_sec: (now.div_euclid(1_000_000_000)) as _, tv_nsec: (now.rem_euclid(1_000_000_000)) as _ };
             match clock_settime(ClockId::Realtime, ts) {
-                Ok(()) => log::info!("clock: stepped by {:+.3}s to the host clock (host sleep or VM pause?)", off as f64 / 1e9),
+                Ok(()) => log::info!("clock: stepped by {}s to the host clock (host sleep or VM pause?)", crate::secs::SignedSecs(off)),
                 Err(e) => log::warn!("clock: cannot step the clock: {e}"),
             }
         }

@@ -190,13 +190,13 @@ pub fn prefetch(engine_ready: fn() -> bool) {
         let began = Instant::now();
         let readers = thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_READERS);
         let engine = read_parallel(PREFETCH_ENGINE, readers);
-        log::info!("medium: read {PREFETCH_ENGINE} ({} MiB) in {:.2}s with {readers} thread(s)", engine >> 20, began.elapsed().as_secs_f64());
+        log::info!("medium: read {PREFETCH_ENGINE} ({} MiB) in {}s with {readers} thread(s)", engine >> 20, crate::secs::Secs(began.elapsed(), 2));
         let waited = Instant::now();
         while !engine_ready() && waited.elapsed() < LATER_WAIT {
             thread::sleep(Duration::from_millis(100));
         }
         let later: u64 = PREFETCH_LATER.iter().map(|p| read_parallel(p, 1)).sum();
-        log::debug!("medium: read the container tools ({} MiB) by {:.2}s", later >> 20, began.elapsed().as_secs_f64());
+        log::debug!("medium: read the container tools ({} MiB) by {}s", later >> 20, crate::secs::Secs(began.elapsed(), 2));
     });
     if let Err(e) = spawned {
         log::warn!("medium: cannot start the prefetch thread: {e}");

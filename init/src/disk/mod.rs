@@ -136,7 +136,7 @@ pub fn setup() {
     if waited >= DISK_POLL {
         match names.len() {
             0 => log::info!("disk: no disk appeared within {}s", DISK_WAIT.as_secs()),
-            _ => log::info!("disk: {} appeared after {:.2}s", names.join(", "), waited.as_secs_f64()),
+            _ => log::info!("disk: {} appeared after {}s", names.join(", "), crate::secs::Secs(waited, 2)),
         }
     }
     let disks = scan(names);
@@ -172,7 +172,7 @@ pub fn setup() {
     };
     match device.and_then(|(dev, fresh)| check_and_mount(&dev, fresh).map(|()| dev)) {
         Ok(dev) => {
-            log::info!("disk: data disk ready in {:.2}s: images, containers and volumes persist on /dev/{dev}", began.elapsed().as_secs_f64());
+            log::info!("disk: data disk ready in {}s: images, containers and volumes persist on /dev/{dev}", crate::secs::Secs(began.elapsed(), 2));
         }
         Err(e) => {
             log::error!("disk: {e}");
@@ -319,7 +319,7 @@ fn read_content(name: &str, size: u64) -> io::Result<Content> {
             return Ok(content);
         }
     }
-    log::info!("disk: /dev/{name}: both ends and {} windows across it are zeros (read in {:.2}s)", offsets.len(), t.elapsed().as_secs_f64());
+    log::info!("disk: /dev/{name}: both ends and {} windows across it are zeros (read in {}s)", offsets.len(), crate::secs::Secs(t.elapsed(), 2));
     Ok(content)
 }
 
@@ -377,7 +377,7 @@ fn format(part: &str) -> Result<(), Error> {
     cmd.args(["-q", "-F", "-t", "ext4", "-E", "nodiscard", "-L", probe::LABEL, "-m", "0", &dev]);
     match run_bounded(&mut cmd, MKFS_LIMIT).map_err(|e| Error::Helper("mke2fs", e))? {
         0 => {
-            log::info!("disk: formatted {dev} as ext4 ({:?}) in {:.2}s", probe::LABEL, t.elapsed().as_secs_f64());
+            log::info!("disk: formatted {dev} as ext4 ({:?}) in {}s", probe::LABEL, crate::secs::Secs(t.elapsed(), 2));
             Ok(())
         }
         code => Err(Error::Format(dev, code)),
@@ -397,7 +397,7 @@ fn check_and_mount(part: &str, fresh: bool) -> Result<(), Error> {
     let t = Instant::now();
     let code = run_bounded(Command::new(FSCK).args(["-p", &dev]), FSCK_LIMIT).map_err(|e| Error::Helper("e2fsck", e))?;
     let note = probe::fsck_verdict(code).map_err(|why| Error::NeedsRepair(dev.clone(), why))?;
-    log::info!("disk: checked {dev} in {:.2}s: {note}", t.elapsed().as_secs_f64());
+    log::info!("disk: checked {dev} in {}s: {note}", crate::secs::Secs(t.elapsed(), 2));
     fs::create_dir_all(MOUNT_POINT).map_err(Error::MountPoint)?;
     // Read-only until the layout version is known to be ours (again: a
     // replayed journal may have changed what the first look saw).
@@ -536,7 +536,7 @@ pub fn pretend_mounted() {
 /// "8.0 GiB", "512 MiB".
 fn human(bytes: u64) -> String {
     if bytes >= 1 << 30 {
-        format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+        format!("{} GiB", crate::secs::gib(bytes))
     } else {
         format!("{} MiB", bytes >> 20)
     }

@@ -79,7 +79,7 @@ fn run(link: Link) {
             Err(e) => {
                 failures += 1;
                 let wait = backoff::delay(failures);
-                log::error!("network: {}: cannot open the DHCP socket: {e}; retrying in {:.1}s", link.name, wait.as_secs_f64());
+                log::error!("network: {}: cannot open the DHCP socket: {e}; retrying in {}s", link.name, crate::secs::Secs(wait, 1));
                 thread::sleep(wait);
             }
         }
@@ -231,8 +231,8 @@ impl Io {
             let dns: Vec<String> = lease.dns.iter().map(|d| d.to_string()).collect();
             let mtu = lease.mtu.map_or(String::new(), |m| format!(", MTU {m}"));
             log::info!(
-                "network: {name} address {addr}/{prefix} from DHCP server {} after {:.2}s: {gateway}, DNS [{}], lease {length}{mtu}",
-                lease.server, self.now().as_secs_f64(), dns.join(" ")
+                "network: {name} address {addr}/{prefix} from DHCP server {} after {}s: {gateway}, DNS [{}], lease {length}{mtu}",
+                lease.server, crate::secs::Secs(self.now(), 2), dns.join(" ")
             );
         }
         self.applied = Some(lease);

@@ -1,5 +1,5 @@
 //! The control port (vsock 2376): `skiff logs`, `skiff shell`, the
-//! published-port table and `skiff status` from the host. Each connection names its service in one request line
+//! published-port table, `skiff status` and the rekey from the host. Each connection names its service in one request line
 //! (`skiff_proto::control`).
 
 use std::fs;
@@ -52,6 +52,12 @@ fn handle(mut stream: VsockStream) {
         }
         Ok(Request::Shell) => shell::serve(stream),
         Ok(Request::Ports) => ports::serve_updates(stream),
+        Ok(Request::Rekey(secret)) => {
+            vsock::rekey(secret);
+            if let Err(e) = stream.write_all(b"OK\n") {
+                log::warn!("control: rekey: cannot confirm: {e}");
+            }
+        }
         Ok(Request::Status) => {
             let text = status::encode(&current_status());
             if let Err(e) = stream.write_all(text.as_bytes()).and_then(|()| stream.shutdown(std::net::Shutdown::Write)) {

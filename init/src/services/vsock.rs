@@ -34,6 +34,10 @@ use crate::services::waiting::{Waiting, GRACE};
 static STOPPING: AtomicBool = AtomicBool::new(false);
 /// The VM's secret setting, set once before any listener.
 static SECRET: OnceLock<Admission> = OnceLock::new();
+/// The secret `skiff run` handed over once the guest was up (`rekey` on
+/// the control port), held in this process's memory alone: it replaces the
+/// boot secret, whose fw_cfg copy a container with enough rights can read.
+static REKEYED: Mutex<Option<Secret>> = Mutex::new(None);
 
 /// Connections served at once per port; more are turned away with a
 /// message (each costs PID 1 two threads and two descriptors).
@@ -46,11 +50,11 @@ pub const MAX_CONNECTIONS: usize = 512;
 /// clearly turned away. A listening socket's queue is re-sized by calling
 /// listen(2) again.
 const ACCEPT_QUEUE: i32 = 1024;
-/// Time from accept for the whole auth line.
+/// Time from accept for the whole handshake (`skiff_proto::auth`).
 pub const AUTH_DEADLINE: Duration = Duration::from_secs(5);
 /// Time from accept for the first bytes of an engine request (framing sniff).
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
-/// Pause between looks at a partly arrived auth line.
+/// Pause between looks at a partly arrived challenge line.
 const PEEK_PAUSE: Duration = Duration::from_millis(20);
 /// At most one console line per this long for each kind of refusal.
 const NOTICE_EVERY: Duration = Duration::from_secs(10);
@@ -94,10 +98,16 @@ pub fn set_secret(secret: Admission) {
     }
 }
 
+/// From now on, connections must prove `secret` instead of the boot secret.
+pub fn rekey(secret: Secret) {
+    *REKEYED.lock().unwrap_or_else(|e| e.into_inner()) = Some(secret);
+    log::info!("vsock: the host replaced the boot secret; the fw_cfg copy admits nobody now");
+}
+
 /// What the accept loop does with a host connection, by the secret setting.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Gate<'a> {
-    /// Serve it; an auth line, if any, is consumed.
+    /// Serve it; a challenge (a host with a secret) is refused.
     Open,
     /// Serve it once it presents this secret.
     Secret(&'a Secret),
@@ -105,11 +115,12 @@ pub enum Gate<'a> {
     Shut,
 }
 
-/// The admission decision for a connection (unset: shut).
-pub fn gate(setting: Option<&Admission>) -> Gate<'_> {
+/// The admission decision for a connection (unset: shut); a secret the
+/// host handed over later wins over the boot one.
+pub fn gate<'a>(setting: Option<&'a Admission>, rekeyed: Option<&'a Secret>) -> Gate<'a> {
     match setting {
         Some(Admission::Everyone) => Gate::Open,
-        Some(Admission::Secret(s)) => Gate::Secret(s),
+        Some(Admission::Secret(s)) => Gate::Secret(rekeyed.unwrap_or(s)),
         Some(Admission::Nobody(_)) | None => Gate::Shut,
     }
 }
@@ -175,13 +186,14 @@ fn listen(port: u32, what: &'static str, answer: Answer, handle: impl Fn(VsockSt
                 notices.peer.note(|| format!("vsock: port {port}: closed a connection from cid {} (only the host, cid 2, is served)", peer.cid()));
                 continue;
             }
-            let secret = match gate(SECRET.get()) {
+            let rekeyed = REKEYED.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let secret = match gate(SECRET.get(), rekeyed.as_ref()) {
                 Gate::Shut => {
                     turn_away(stream, answer, "403 Forbidden", SHUT);
                     continue;
                 }
                 Gate::Open => None,
-                Gate::Secret(s) => Some(s),
+                Gate::Secret(s) => Some(s.clone()),
             };
             let Some(slot) = Slot::take(open, MAX_CONNECTIONS).or_else(|| waiting.give_way(GRACE)) else {
                 notices.busy.note(|| format!("vsock: port {port}: {MAX_CONNECTIONS} connections open; turning new ones away"));
@@ -198,7 +210,7 @@ fn listen(port: u32, what: &'static str, answer: Answer, handle: impl Fn(VsockSt
             let auth_notice = Arc::clone(&notices.auth);
             let spawned = thread::Builder::new().name("vsock-conn".into()).spawn(move || {
                 let mut stream = stream;
-                match admit(&mut stream, secret, Instant::now() + AUTH_DEADLINE) {
+                match admit(&mut stream, secret.as_ref(), Instant::now() + AUTH_DEADLINE) {
                     // None: it gave way to a newcomer while silent (then cut off).
                     Ok(()) => match ticket.admitted() {
                         Some(_slot) => handle(stream),
@@ -293,9 +305,9 @@ struct Notices {
 /// Why a host connection was refused before its service saw a byte.
 #[derive(Debug)]
 pub enum Refusal {
-    /// No, a malformed or a wrong auth line.
+    /// No, a malformed or a wrong handshake.
     Auth(AuthError),
-    /// The auth line did not arrive within [`AUTH_DEADLINE`].
+    /// The handshake did not end within [`AUTH_DEADLINE`].
     Timeout,
     /// The host closed before sending anything.
     Closed,
@@ -306,18 +318,19 @@ impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Auth(e) => write!(f, "{e}"),
-            Self::Timeout => write!(f, "no SKIFF-AUTH/1 line within {}s", AUTH_DEADLINE.as_secs()),
+            Self::Timeout => write!(f, "no SKIFF-AUTH/2 handshake within {}s", AUTH_DEADLINE.as_secs()),
             Self::Closed => write!(f, "closed before authenticating"),
             Self::Io(e) => write!(f, "{e}"),
         }
     }
 }
 
-/// Admits a host connection: with a secret, it must open with the right
-/// auth line, whole, before `until`. Without one, an auth line (a host
-/// that has a secret the guest was not given) is consumed and ignored, and
-/// anything else is left unread for the service. Looks with MSG_PEEK, so
-/// nothing but the auth line is ever consumed.
+/// Admits a host connection: with a secret, it must open with the
+/// challenge line, whole, and then prove it holds the secret
+/// (`skiff_proto::auth`), all before `until`. Without one, a challenge (a
+/// host that has a secret the guest was not given) is refused, and anything
+/// else is left unread for the service. Looks with MSG_PEEK, so nothing but
+/// the handshake is ever consumed.
 pub fn admit<C: Conn>(conn: &mut C, secret: Option<&Secret>, until: Instant) -> Result<(), Refusal> {
     let mut first = [0u8; auth::LINE_LEN];
     let result = loop {
@@ -341,12 +354,30 @@ pub fn admit<C: Conn>(conn: &mut C, secret: Option<&Secret>, until: Instant) -> 
                 if let Err(e) = ReadBy::new(conn, until).read_exact(&mut first[..len]) {
                     break Err(Refusal::Io(e));
                 }
-                break secret.map_or(Ok(()), |s| auth::check(&first[..len], s).map_err(Refusal::Auth));
+                break match secret {
+                    Some(s) => prove(conn, &first[..len], s, until),
+                    None => Err(Refusal::Auth(AuthError::NoSecret)),
+                };
             }
         }
     };
     conn.set_read_timeout(None).map_err(Refusal::Io)?;
     result
+}
+
+/// Answers the host's challenge `line` with this guest's nonce and tag,
+/// then checks the host's proof, which must arrive before `until`.
+fn prove<C: Conn>(conn: &mut C, line: &[u8], secret: &Secret, until: Instant) -> Result<(), Refusal> {
+    let host = auth::parse_challenge(line).map_err(Refusal::Auth)?;
+    let guest = auth::nonce().map_err(Refusal::Io)?;
+    conn.write_all(&auth::answer(secret, &host, &guest)).map_err(Refusal::Io)?;
+    let mut proof = [0u8; auth::PROOF_LEN];
+    ReadBy::new(conn, until).read_exact(&mut proof).map_err(|e| match e.kind() {
+        io::ErrorKind::TimedOut => Refusal::Timeout,
+        io::ErrorKind::UnexpectedEof => Refusal::Closed,
+        _ => Refusal::Io(e),
+    })?;
+    auth::check_proof(&proof, secret, &host, &guest).map_err(Refusal::Auth)
 }
 
 /// Reads from a connection with one deadline for all reads together (a
@@ -499,7 +530,7 @@ pub fn relay<C: Conn, T: Conn>(vs: C, leftover: Vec<u8>, framed: bool, target: T
     got.map(|_| ())
 }
 
-/// Time from the auth line for a whole request line (control, forward).
+/// Time from the handshake for a whole request line (control, forward).
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Reads one request line (at most `max` bytes) byte by byte, so nothing
@@ -679,46 +710,90 @@ mod tests {
         Instant::now() + Duration::from_secs(2)
     }
 
+    /// The host's side of the handshake, as `skiff_proto::auth::authenticate`
+    /// runs it, on its own thread; gives back its end once done.
+    fn host_side(host: UnixStream, secret: Secret) -> thread::JoinHandle<(std::io::Result<()>, UnixStream)> {
+        thread::spawn(move || {
+            let mut host = host;
+            let r = auth::authenticate(&mut host, &secret, &auth::nonce().unwrap());
+            (r, host)
+        })
+    }
+
     #[test]
     fn admits_the_right_secret_and_leaves_the_request_unread() {
         let secret = Secret::from_bytes([9; 32]);
-        let (mut host, mut guest) = pair();
-        host.write_all(&[secret.line(), b"GET /_ping HTTP/1.0\r\n\r\n".to_vec()].concat()).unwrap();
+        let (host, mut guest) = pair();
+        let h = host_side(host, secret.clone());
         admit(&mut guest, Some(&secret), soon()).unwrap();
+        let (r, mut host) = h.join().unwrap();
+        r.unwrap();
+        host.write_all(b"GET /_ping HTTP/1.0\r\n\r\n").unwrap();
         let mut rest = [0u8; 10];
         guest.read_exact(&mut rest).unwrap();
         assert_eq!(&rest, b"GET /_ping");
     }
 
     #[test]
-    fn refuses_missing_wrong_and_malformed_lines() {
+    fn refuses_missing_wrong_and_malformed_handshakes() {
         let secret = Secret::from_bytes([9; 32]);
-        type Case = (&'static [u8], fn(&Refusal) -> bool);
-        let cases: [Case; 4] = [
-            (b"GET /_ping HTTP/1.0\r\n\r\n", |r| matches!(r, Refusal::Auth(AuthError::Missing))),
-            (b"SKIFF-FRAMES/1\n", |r| matches!(r, Refusal::Auth(AuthError::Missing))),
-            (b"SKIFF-AUTH/1 1234\n", |r| matches!(r, Refusal::Auth(AuthError::Malformed))),
-            (b"", |r| matches!(r, Refusal::Closed)),
+        let challenge = auth::challenge(&[1; auth::NONCE_LEN]);
+        type Case = (Vec<u8>, fn(&Refusal) -> bool);
+        let cases: [Case; 7] = [
+            (b"GET /_ping HTTP/1.0\r\n\r\n".to_vec(), |r| matches!(r, Refusal::Auth(AuthError::Missing))),
+            (b"SKIFF-FRAMES/1\n".to_vec(), |r| matches!(r, Refusal::Auth(AuthError::Missing))),
+            (b"SKIFF-AUTH/1 1234\n".to_vec(), |r| matches!(r, Refusal::Auth(AuthError::Missing))),
+            (b"SKIFF-AUTH/2 1234\n".to_vec(), |r| matches!(r, Refusal::Auth(AuthError::Malformed))),
+            (b"".to_vec(), |r| matches!(r, Refusal::Closed)),
+            // The challenge, then a proof cut short by the host's close.
+            ([challenge.as_slice(), b"0123\n"].concat(), |r| matches!(r, Refusal::Closed)),
+            // The challenge, then a proof line that is not hex.
+            ([challenge.as_slice(), &[b'x'; 32], b"\n"].concat(), |r| matches!(r, Refusal::Auth(AuthError::Malformed))),
         ];
         for (sent, expected) in cases {
             let (mut host, mut guest) = pair();
-            host.write_all(sent).unwrap();
+            host.write_all(&sent).unwrap();
             host.shutdown(Shutdown::Write).unwrap();
             let r = admit(&mut guest, Some(&secret), soon()).unwrap_err();
-            assert!(expected(&r), "{:?}: {r:?}", String::from_utf8_lossy(sent));
+            assert!(expected(&r), "{:?}: {r:?}", String::from_utf8_lossy(&sent));
         }
+        // A host with another secret: the guest's answer does not prove
+        // itself to it, so it sends no proof and the guest refuses at close.
         let (mut host, mut guest) = pair();
-        host.write_all(&Secret::from_bytes([8; 32]).line()).unwrap();
-        assert!(matches!(admit(&mut guest, Some(&secret), soon()), Err(Refusal::Auth(AuthError::Wrong))));
+        let h = thread::spawn(move || auth::authenticate(&mut host, &Secret::from_bytes([8; 32]), &[2; auth::NONCE_LEN]));
+        let refused = admit(&mut guest, Some(&secret), soon());
+        let r = h.join().unwrap();
+        assert!(matches!(refused, Err(Refusal::Closed)), "{refused:?}");
+        assert_eq!(r.unwrap_err().kind(), std::io::ErrorKind::PermissionDenied);
     }
 
     #[test]
-    fn the_deadline_is_for_the_whole_line() {
+    fn a_stranger_gets_no_proof_it_can_replay() {
+        // A stranger sends a challenge, reads the answer and sends the
+        // guest's own tag back as its proof, then replays a proof recorded
+        // from another connection: both refused.
+        let secret = Secret::from_bytes([9; 32]);
+        let nonce = [3; auth::NONCE_LEN];
+        let (mut host, mut guest) = pair();
+        let g = thread::spawn(move || admit(&mut guest, Some(&Secret::from_bytes([9; 32])), soon()));
+        host.write_all(&auth::challenge(&nonce)).unwrap();
+        let answer = skiff_proto::read_line(&mut host, 200).unwrap();
+        host.write_all(&[&answer[answer.len() - 32..], b"\n"].concat()).unwrap();
+        assert!(matches!(g.join().unwrap(), Err(Refusal::Auth(AuthError::Wrong))));
+        let recorded = auth::check_answer(&[answer.as_slice(), b"\n"].concat(), &secret, &nonce).unwrap();
+        let (mut host, mut guest) = pair();
+        let g = thread::spawn(move || admit(&mut guest, Some(&Secret::from_bytes([9; 32])), soon()));
+        host.write_all(&[auth::challenge(&nonce), recorded].concat()).unwrap();
+        assert!(matches!(g.join().unwrap(), Err(Refusal::Auth(AuthError::Wrong))), "the guest's nonce is new each time");
+    }
+
+    #[test]
+    fn the_deadline_is_for_the_whole_handshake() {
         // A sender that dribbles a byte every 100 ms never lets a per-read
         // timeout fire; the total deadline still does.
         let secret = Secret::from_bytes([9; 32]);
         let (host, mut guest) = pair();
-        let line = secret.line();
+        let line = auth::challenge(&[1; auth::NONCE_LEN]);
         thread::spawn(move || {
             for b in line {
                 if (&host).write_all(&[b]).is_err() {
@@ -734,16 +809,18 @@ mod tests {
         let (_silent, mut guest) = pair();
         let r = admit(&mut guest, Some(&secret), Instant::now() + Duration::from_millis(300));
         assert!(matches!(r, Err(Refusal::Timeout)), "silent host: {r:?}");
+        // The challenge on time, then no proof.
+        let (mut host, mut guest) = pair();
+        host.write_all(&auth::challenge(&[1; auth::NONCE_LEN])).unwrap();
+        let r = admit(&mut guest, Some(&secret), Instant::now() + Duration::from_millis(300));
+        assert!(matches!(r, Err(Refusal::Timeout)), "no proof: {r:?}");
     }
 
     #[test]
-    fn without_a_secret_an_auth_line_is_consumed_and_anything_else_kept() {
+    fn without_a_secret_a_challenge_is_refused_and_anything_else_kept() {
         let (mut host, mut guest) = pair();
-        host.write_all(&[Secret::from_bytes([1; 32]).line(), b"SKIFF-FRAMES/1\n".to_vec()].concat()).unwrap();
-        admit(&mut guest, None, soon()).unwrap();
-        let mut rest = [0u8; 15];
-        guest.read_exact(&mut rest).unwrap();
-        assert_eq!(&rest, framing::PREAMBLE);
+        host.write_all(&auth::challenge(&[1; auth::NONCE_LEN])).unwrap();
+        assert!(matches!(admit(&mut guest, None, soon()), Err(Refusal::Auth(AuthError::NoSecret))));
         let (mut host, mut guest) = pair();
         host.write_all(b"GET /").unwrap();
         admit(&mut guest, None, soon()).unwrap();
@@ -770,10 +847,33 @@ mod tests {
     #[test]
     fn an_unusable_secret_setting_shuts_every_port() {
         let secret = Secret::from_bytes([9; 32]);
-        assert_eq!(gate(Some(&Admission::Everyone)), Gate::Open);
-        assert_eq!(gate(Some(&Admission::Secret(secret.clone()))), Gate::Secret(&secret));
-        assert_eq!(gate(Some(&Admission::Nobody("not TOML".into()))), Gate::Shut);
-        assert_eq!(gate(None), Gate::Shut, "before the setting is known, nothing is served");
+        assert_eq!(gate(Some(&Admission::Everyone), None), Gate::Open);
+        assert_eq!(gate(Some(&Admission::Secret(secret.clone())), None), Gate::Secret(&secret));
+        assert_eq!(gate(Some(&Admission::Nobody("not TOML".into())), None), Gate::Shut);
+        assert_eq!(gate(None, None), Gate::Shut, "before the setting is known, nothing is served");
+        let new = Secret::from_bytes([7; 32]);
+        assert_eq!(gate(Some(&Admission::Nobody("not TOML".into())), Some(&new)), Gate::Shut, "a rekey never opens a shut gate");
+        assert_eq!(gate(Some(&Admission::Everyone), Some(&new)), Gate::Open);
+    }
+
+    #[test]
+    fn once_rekeyed_only_the_new_secret_is_admitted() {
+        let (boot, new) = (Secret::from_bytes([9; 32]), Secret::from_bytes([7; 32]));
+        let setting = Admission::Secret(boot.clone());
+        let Gate::Secret(wanted) = gate(Some(&setting), Some(&new)) else { panic!("not a secret gate") };
+        assert_eq!(wanted, &new);
+        // The boot secret (what a container may read from fw_cfg) gets no proof from the guest.
+        let (mut host, mut guest) = pair();
+        let wanted = wanted.clone();
+        let g = thread::spawn(move || admit(&mut guest, Some(&wanted), soon()));
+        let e = auth::authenticate(&mut host, &boot, &[4; auth::NONCE_LEN]).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
+        drop(host);
+        assert!(g.join().unwrap().is_err());
+        let (mut host, mut guest) = pair();
+        let g = thread::spawn(move || admit(&mut guest, Some(&Secret::from_bytes([7; 32])), soon()));
+        auth::authenticate(&mut host, &new, &[4; auth::NONCE_LEN]).unwrap();
+        g.join().unwrap().unwrap();
     }
 
     #[test]

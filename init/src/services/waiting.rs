@@ -1,9 +1,10 @@
 //! The connections of a port that hold a place but have not yet been
-//! admitted (their auth line is awaited). When every place is taken, a
-//! newcomer gets the place of the longest-waiting connection that has sent
-//! nothing at all for [`GRACE`]: the host sends its auth line with the
-//! connection, so only a silent peer (a local user flooding the vsock)
-//! ever gives way, and it can never keep the owner out. Younger
+//! admitted (their handshake is under way). When every place is taken, a
+//! newcomer gets the place of the longest-waiting connection that has no
+//! unread bytes and is at least [`GRACE`] old: the host sends its challenge
+//! with the connection and its proof within one round trip of the guest's
+//! answer, so only a silent peer (a local user flooding the vsock) ever
+//! gives way, and it can never keep the owner out. Younger
 //! connections and those whose bytes have arrived keep their places, so an
 //! honest burst is served or clearly turned away as before.
 
@@ -113,7 +114,7 @@ mod tests {
         let (talker, mut talker_peer) = UnixStream::pair().unwrap();
         let (silent, silent_peer) = UnixStream::pair().unwrap();
         let (later, _later_peer) = UnixStream::pair().unwrap();
-        talker_peer.write_all(b"SKIFF-AUTH/1 ...").unwrap();
+        talker_peer.write_all(b"SKIFF-AUTH/2 ...").unwrap();
         let t1 = waiting.enter(&talker, "talker's place").unwrap();
         let t2 = waiting.enter(&silent, "silent's place").unwrap();
         let t3 = waiting.enter(&later, "later's place").unwrap();

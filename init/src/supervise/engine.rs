@@ -129,7 +129,7 @@ impl<S: Sys> Engine<S> {
         self.pid = None;
         self.readiness.ready.store(false, Ordering::SeqCst);
         let ran = self.sys.now().saturating_duration_since(self.started);
-        log::warn!("engine: exited ({status}) after {:.1}s", ran.as_secs_f64());
+        log::warn!("engine: exited ({status}) after {}s", crate::secs::Secs(ran, 1));
         self.schedule_restart(ran);
         true
     }
@@ -137,7 +137,7 @@ impl<S: Sys> Engine<S> {
     fn schedule_restart(&mut self, ran: Duration) {
         self.failures = backoff::next_failures(self.failures, ran);
         let delay = backoff::delay(self.failures);
-        log::info!("engine: restarting in {:.1}s (failure {})", delay.as_secs_f64(), self.failures);
+        log::info!("engine: restarting in {}s (failure {})", crate::secs::Secs(delay, 1), self.failures);
         self.restart_at = Some(self.sys.now() + delay);
     }
 
@@ -290,7 +290,7 @@ fn wait_ready(readiness: &Readiness, run: u64, socket: &str, on_ready: fn()) {
         }
         if let Ok(true) = ping(socket) {
             readiness.ready.store(readiness.run.load(Ordering::SeqCst) == run, Ordering::SeqCst);
-            log::info!("engine: ready (answers /_ping after {:.2}s)", began.elapsed().as_secs_f64());
+            log::info!("engine: ready (answers /_ping after {}s)", crate::secs::Secs(began.elapsed(), 2));
             return on_ready();
         }
         thread::sleep(Duration::from_millis(50));
@@ -313,9 +313,9 @@ fn restart_containers() {
     };
     match children::wait(pid, &status, RESTART_CONTAINERS_LIMIT) {
         Some(s) => log::info!(
-            "engine: restarted containers with restart policy always ({}, {:.2}s)",
+            "engine: restarted containers with restart policy always ({}, {}s)",
             reaper::describe(&s),
-            began.elapsed().as_secs_f64()
+            crate::secs::Secs(began.elapsed(), 2)
         ),
         None => {
             log::warn!("engine: podman start --all did not finish within {}s; killing it", RESTART_CONTAINERS_LIMIT.as_secs());

@@ -118,7 +118,7 @@ fn read_events(dev: &str) {
 fn step(name: &str, f: impl FnOnce()) {
     let t = Instant::now();
     f();
-    log::info!("shutdown: {name} done in {:.2}s", t.elapsed().as_secs_f64());
+    log::info!("shutdown: {name} done in {}s", crate::secs::Secs(t.elapsed(), 2));
 }
 
 /// The time left of the whole shutdown: each step gets its own limit, or
@@ -242,7 +242,7 @@ fn stop_everything<S: Sys>(sys: &S, engine: &mut engine::Engine<S>, why: &str) {
     });
     let s = sys.clone();
     step("unmount data disk", || bounded("unmount", budget.take(UNMOUNT_LIMIT), move || disk::unmount_all(&s)));
-    log::info!("shutdown: powering off after {:.2}s (limit {}s)", sys.now().saturating_duration_since(began).as_secs_f64(), WORST_CASE.as_secs());
+    log::info!("shutdown: powering off after {}s (limit {}s)", crate::secs::Secs(sys.now().saturating_duration_since(began), 2), WORST_CASE.as_secs());
 }
 
 /// Last resort for fatal errors as well: sync (for at most a moment: a

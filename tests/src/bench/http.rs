@@ -27,7 +27,7 @@ impl Endpoint {
                 let mut s = UnixStream::connect(p)?;
                 skiff_proto::hybrid::handshake(&mut s, *port)?;
                 if let Some(secret) = secret {
-                    s.write_all(&secret.line())?;
+                    skiff_proto::auth::authenticate(&mut s, secret, &skiff_proto::auth::nonce()?)?;
                 }
                 s
             }

@@ -71,7 +71,7 @@ impl Route {
                 s.set_read_timeout(timeout)?;
                 skiff_proto::hybrid::handshake(&mut s, skiff_proto::ports::DEFAULT_FORWARD_PORT)?;
                 if let Some(secret) = secret {
-                    s.write_all(&secret.line())?;
+                    skiff_proto::auth::authenticate(&mut s, secret, &skiff_proto::auth::nonce()?)?;
                 }
                 let req = skiff_proto::ports::Forward { proto: skiff_proto::ports::Proto::Tcp, ip: target.ip(), port: target.port(), framed: false };
                 s.write_all(skiff_proto::ports::encode_forward(&req).as_bytes())?;
