@@ -7,7 +7,10 @@
 //! - `SKIFF-CONTROL/1 ports\n`: the published-port table, then its changes
 //!   ([`crate::ports`] lines) until the host goes away;
 //! - `SKIFF-CONTROL/1 status\n`: the guest's figures for `skiff status`
-//!   ([`crate::status`] lines), then the guest closes.
+//!   ([`crate::status`] lines), then the guest closes;
+//! - `SKIFF-CONTROL/1 clock <ns>\n`: the host's time (nanoseconds since the
+//!   epoch) after the VM was paused or the host slept; the guest sets its
+//!   clock and answers how far off it was (`<ns>\n`, host minus guest).
 
 /// The guest's vsock port for control requests (logs, debug shell).
 pub const DEFAULT_CONTROL_PORT: u32 = 2376;
@@ -26,16 +29,23 @@ pub enum Request {
     Ports,
     /// The guest's version, memory, data disk use and shares.
     Status,
+    /// The host's time, nanoseconds since the epoch.
+    Clock(i128),
 }
 
 /// The request line for `req`, with its `\n`.
 pub fn encode(req: &Request) -> String {
+    let clock;
     let what = match req {
         Request::Logs { follow: false } => "logs",
         Request::Logs { follow: true } => "logs follow",
         Request::Shell => "shell",
         Request::Ports => "ports",
         Request::Status => "status",
+        Request::Clock(ns) => {
+            clock = format!("clock {ns}");
+            &clock
+        }
     };
     format!("{MAGIC}{what}\n")
 }
@@ -73,7 +83,10 @@ pub fn parse(line: &[u8]) -> Result<Request, ParseError> {
         "shell" => Ok(Request::Shell),
         "ports" => Ok(Request::Ports),
         "status" => Ok(Request::Status),
-        other => Err(ParseError::Unknown(other.into())),
+        other => match other.strip_prefix("clock ").map(str::parse) {
+            Some(Ok(ns)) => Ok(Request::Clock(ns)),
+            _ => Err(ParseError::Unknown(other.into())),
+        },
     }
 }
 
@@ -83,7 +96,8 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for req in [Request::Logs { follow: false }, Request::Logs { follow: true }, Request::Shell, Request::Ports, Request::Status] {
+        let reqs = [Request::Logs { follow: false }, Request::Logs { follow: true }, Request::Shell, Request::Ports, Request::Status, Request::Clock(1_780_000_000_123_456_789), Request::Clock(-1)];
+        for req in reqs {
             let line = encode(&req);
             assert!(line.ends_with('\n'));
             assert_eq!(parse(line.trim_end().as_bytes()), Ok(req));
@@ -96,5 +110,9 @@ mod tests {
         assert_eq!(parse(b"SKIFF-CONTROL/1 reboot"), Err(ParseError::Unknown("reboot".into())));
         assert_eq!(parse(b"SKIFF-CONTROL/2 logs"), Err(ParseError::NotControl("SKIFF-CONTROL/2 logs".into())));
         assert_eq!(parse(b"\xff"), Err(ParseError::NotUtf8));
+        assert_eq!(parse(b"SKIFF-CONTROL/1 clock soon"), Err(ParseError::Unknown("clock soon".into())));
+        assert_eq!(parse(b"SKIFF-CONTROL/1 clock 1e9"), Err(ParseError::Unknown("clock 1e9".into())));
+        let huge = format!("SKIFF-CONTROL/1 clock {}0", i128::MAX);
+        assert!(matches!(parse(huge.as_bytes()), Err(ParseError::Unknown(_))), "out of range");
     }
 }
