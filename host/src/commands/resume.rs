@@ -3,6 +3,8 @@
 //! guest's clock is behind by that long: TLS, `make` and caches then fail
 //! for minutes. `skiff run` tells the guest the time over the control port
 //! when it sees either. Under KVM the guest also follows its PTP clock.
+//! While QEMU has the VM stopped, no connection to it is opened
+//! (`guest::set_paused`).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -47,8 +49,15 @@ fn watch(events: &Path, target: &Target) {
     let mut asleep = suspended();
     loop {
         match qmp.next_line(TICK) {
-            Ok(line) if qmp::event_name(&line) == Some("RESUME") => tell(target, "the VM resumed"),
-            Ok(_) => {}
+            Ok(line) => match qmp::event_name(&line) {
+                Some("STOP") => crate::guest::set_paused(true),
+                Some("RESUME") => {
+                    devices_restarted(&mut qmp);
+                    crate::guest::set_paused(false);
+                    tell(target, "the VM resumed");
+                }
+                _ => {}
+            },
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
             // QEMU has exited.
             Err(_) => return,
@@ -62,6 +71,23 @@ fn watch(events: &Path, target: &Target) {
         asleep = now;
     }
 }
+
+/// Returns once QEMU has restarted the VM's devices after a RESUME event.
+/// QEMU sends the event before it restarts them, and a connection that
+/// reaches vhost-device-vsock before its queues run again ends the
+/// device's worker (a 5 s pause was enough, here). QEMU runs QMP commands
+/// only between such steps, so the answer to one comes after the restart;
+/// the backend then applies the ring settings in its own thread, hence
+/// the short margin.
+fn devices_restarted(qmp: &mut Qmp) {
+    if let Err(e) = qmp.execute("query-status") {
+        eprintln!("skiff: QMP query-status after a resume: {e}");
+    }
+    thread::sleep(RESTART_MARGIN);
+}
+
+/// See [`devices_restarted`].
+const RESTART_MARGIN: Duration = Duration::from_millis(500);
 
 fn tell(target: &Target, why: &str) {
     match control::tell_time(target) {
