@@ -9,7 +9,10 @@
 //! - `SKIFF-CONTROL/1 status\n`: the guest's figures for `skiff status`
 //!   ([`crate::status`] lines), then the guest closes;
 //! - `SKIFF-CONTROL/1 rekey <64 hex digits>\n`: from now on the guest admits
-//!   only this secret (kept in its memory alone), answers `OK\n` and closes.
+//!   only this secret (kept in its memory alone), answers `OK\n` and closes;
+//! - `SKIFF-CONTROL/1 clock <ns>\n`: the host's time (nanoseconds since the
+//!   epoch) after the VM was paused or the host slept; the guest sets its
+//!   clock and answers how far off it was (`<ns>\n`, host minus guest).
 
 /// The guest's vsock port for control requests (logs, debug shell).
 pub const DEFAULT_CONTROL_PORT: u32 = 2376;
@@ -33,6 +36,8 @@ pub enum Request {
     /// Replace the secret the guest admits (`skiff run` does it once the
     /// guest is up, so the boot secret's fw_cfg copy admits nobody).
     Rekey(Secret),
+    /// The host's time, nanoseconds since the epoch.
+    Clock(i128),
 }
 
 /// The request line for `req`, with its `\n`.
@@ -44,6 +49,7 @@ pub fn encode(req: &Request) -> String {
         Request::Ports => "ports",
         Request::Status => "status",
         Request::Rekey(s) => return format!("{MAGIC}rekey {}\n", s.to_hex()),
+        Request::Clock(ns) => return format!("{MAGIC}clock {ns}\n"),
     };
     format!("{MAGIC}{what}\n")
 }
@@ -82,9 +88,10 @@ pub fn parse(line: &[u8]) -> Result<Request, ParseError> {
         "ports" => Ok(Request::Ports),
         "status" => Ok(Request::Status),
         // The value is never echoed: parse errors are logged.
-        other => match other.strip_prefix("rekey ") {
-            Some(hex) => Secret::from_hex(hex).map(Request::Rekey).map_err(|_| ParseError::Unknown("rekey <not 64 hex digits>".into())),
-            None => Err(ParseError::Unknown(other.into())),
+        other => match (other.strip_prefix("rekey "), other.strip_prefix("clock ").map(str::parse)) {
+            (Some(hex), _) => Secret::from_hex(hex).map(Request::Rekey).map_err(|_| ParseError::Unknown("rekey <not 64 hex digits>".into())),
+            (None, Some(Ok(ns))) => Ok(Request::Clock(ns)),
+            _ => Err(ParseError::Unknown(other.into())),
         },
     }
 }
@@ -96,7 +103,8 @@ mod tests {
     #[test]
     fn round_trips() {
         let key = Request::Rekey(Secret::from_bytes([0xab; 32]));
-        for req in [Request::Logs { follow: false }, Request::Logs { follow: true }, Request::Shell, Request::Ports, Request::Status, key] {
+        let reqs = [Request::Logs { follow: false }, Request::Logs { follow: true }, Request::Shell, Request::Ports, Request::Status, key, Request::Clock(1_780_000_000_123_456_789), Request::Clock(-1)];
+        for req in reqs {
             let line = encode(&req);
             assert!(line.ends_with('\n'));
             assert_eq!(parse(line.trim_end().as_bytes()), Ok(req));
@@ -112,5 +120,9 @@ mod tests {
         let bad = parse(format!("SKIFF-CONTROL/1 rekey {}", "ab".repeat(31)).as_bytes()).unwrap_err();
         assert!(!bad.to_string().contains("abab"), "a malformed secret is never echoed: {bad}");
         assert!(format!("{MAGIC}rekey {}\n", "ab".repeat(32)).len() <= MAX_REQUEST);
+        assert_eq!(parse(b"SKIFF-CONTROL/1 clock soon"), Err(ParseError::Unknown("clock soon".into())));
+        assert_eq!(parse(b"SKIFF-CONTROL/1 clock 1e9"), Err(ParseError::Unknown("clock 1e9".into())));
+        let huge = format!("SKIFF-CONTROL/1 clock {}0", i128::MAX);
+        assert!(matches!(parse(huge.as_bytes()), Err(ParseError::Unknown(_))), "out of range");
     }
 }

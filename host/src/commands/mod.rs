@@ -1,4 +1,5 @@
 //! The commands that boot and manage a VM: `skiff run` in the foreground,
 //! and the background lifecycle (`start`, `status`, `stop`, `rollback`).
 pub mod lifecycle;
+pub mod resume;
 pub mod run;

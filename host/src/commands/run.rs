@@ -204,6 +204,7 @@ fn machine(o: &RunOptions, arch: Arch, state: &StateDir, build: &str, vsock: &Vs
         direct_kernel,
         console: state.console(),
         qmp: state.qmp(),
+        qmp_events: state.qmp_events(),
         net: o.net.clone(),
         drives: disks.iter().map(|d| qemu::drive_arg(d, o.discard.is_on())).collect::<io::Result<_>>()?,
         balloon: o.balloon.is_on(),
@@ -312,6 +313,11 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
         // The port table is read from now on: published ports need the engine anyway.
         ports = Some(Ports::spawn(vsock.target.clone(), o.ports_all_interfaces, o.port_limits.limits(), Some(state.ports()))?);
         images::prune(&state);
+        // Only now: a connection while the guest's vsock device is not set up
+        // yet would break it (see `guest::hold_connections`).
+        if let Err(e) = super::resume::spawn(state.qmp_events(), vsock.target.clone()) {
+            eprintln!("skiff: {e}; the guest clock is not set after a pause");
+        }
         println!("export DOCKER_HOST=unix://{}", docker_sock.display());
         io::stdout().flush()?;
         eprintln!("skiff: engine ready after {:.2}s; Ctrl-C or `skiff stop` shuts the VM down", ready_after.as_secs_f64());

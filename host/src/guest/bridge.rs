@@ -87,18 +87,22 @@ fn handle(mut client: UnixStream, target: &Target, port: u32, builder: Option<&P
 
 /// Connects to the guest. A refusal in the handshake (the guest's, or the
 /// guest not proving itself) reaches the client as a 403 with the reason,
+/// and a guest not to be dialled now (still starting, or paused) as a 503,
 /// so `docker` shows why.
 fn connect(client: &mut UnixStream, target: &Target, port: u32) -> io::Result<Conn> {
     target.connect(port).inspect_err(|e| {
-        if e.kind() == io::ErrorKind::PermissionDenied {
-            let body = format!("skiff: {e}\n");
-            let head = format!("HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-            let _ = client.write_all(format!("{head}{body}").as_bytes());
-            // Unread request bytes at close would turn the answer into a reset.
-            let _ = client.shutdown(std::net::Shutdown::Write);
-            let _ = client.set_read_timeout(Some(std::time::Duration::from_secs(1)));
-            let _ = io::copy(&mut client.take(1 << 20), &mut io::sink());
-        }
+        let status = match e.kind() {
+            io::ErrorKind::PermissionDenied => "403 Forbidden",
+            io::ErrorKind::NotConnected => "503 Service Unavailable",
+            _ => return,
+        };
+        let body = format!("skiff: {e}\n");
+        let head = format!("HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+        let _ = client.write_all(format!("{head}{body}").as_bytes());
+        // Unread request bytes at close would turn the answer into a reset.
+        let _ = client.shutdown(std::net::Shutdown::Write);
+        let _ = client.set_read_timeout(Some(std::time::Duration::from_secs(1)));
+        let _ = io::copy(&mut client.take(1 << 20), &mut io::sink());
     })
 }
 

@@ -134,6 +134,21 @@ pub fn guest_status(target: &Target) -> io::Result<status::GuestStatus> {
     status::parse(&answer).map_err(io::Error::other)
 }
 
+/// Tells the guest the host's time (it stood still while the VM was
+/// paused or the host slept); returns how far off the guest was (host
+/// minus guest, ns).
+pub fn tell_time(target: &Target) -> io::Result<i64> {
+    let mut conn = target.connect(DEFAULT_CONTROL_PORT)?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(io::Error::other)?;
+    conn.write_all(control::encode(&Request::Clock(now.as_nanos() as i128)).as_bytes())?;
+    let mut conn = BufReader::new(conn);
+    conn.get_ref().set_read_timeout(Some(STATUS_LIMIT))?;
+    check_refusal(&mut conn)?;
+    let mut line = String::new();
+    conn.by_ref().take(64).read_line(&mut line)?;
+    line.trim().parse().map_err(|_| io::Error::other(format!("the guest answered the time with {line:?}")))
+}
+
 /// `skiff logs`: prints the guest's log (and follows it with `follow`).
 pub fn logs(g: &GuestArgs, follow: bool) -> io::Result<()> {
     let mut conn = BufReader::new(connect(g, &Request::Logs { follow })?);

@@ -25,7 +25,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use skiff_proto::auth::{self, Secret};
 use skiff_proto::hybrid;
@@ -73,6 +73,33 @@ pub fn release_connections() {
     OPEN.store(true, Ordering::SeqCst);
 }
 
+/// True while QEMU has the VM stopped (QMP `stop`, a debugger); when it
+/// last resumed otherwise.
+static PAUSED: Mutex<(bool, Option<Instant>)> = Mutex::new((false, None));
+
+/// The VM stopped or resumed (QEMU's STOP and RESUME events). While it is
+/// stopped no connection is opened: vhost-device-vsock 0.3.0 loses its
+/// worker thread to a connection while the device's queues are stopped, as
+/// it does during boot (see [`hold_connections`]), and never serves again.
+pub fn set_paused(paused: bool) {
+    let mut p = PAUSED.lock().unwrap_or_else(|e| e.into_inner());
+    if p.0 && !paused {
+        p.1 = Some(Instant::now());
+    }
+    p.0 = paused;
+}
+
+/// True if the VM is stopped, or resumed less than `within` ago: silence
+/// from the guest over that time says nothing about the guest.
+pub fn paused_within(within: Duration) -> bool {
+    let p = PAUSED.lock().unwrap_or_else(|e| e.into_inner());
+    p.0 || p.1.is_some_and(|at| at.elapsed() < within)
+}
+
+fn is_paused() -> bool {
+    PAUSED.lock().unwrap_or_else(|e| e.into_inner()).0
+}
+
 /// Where the guest's port is reached.
 #[derive(Clone, Debug)]
 pub enum Addr {
@@ -117,6 +144,9 @@ impl Target {
     pub fn connect(&self, port: u32) -> io::Result<Conn> {
         if !OPEN.load(Ordering::SeqCst) {
             return Err(io::Error::new(io::ErrorKind::NotConnected, "the VM is still starting; try again in a moment"));
+        }
+        if is_paused() {
+            return Err(io::Error::new(io::ErrorKind::NotConnected, "the VM is paused (QEMU stop); it is reached again once it resumes"));
         }
         let mut conn = match &self.addr {
             Addr::Cid(cid) => Conn::Vsock(VsockStream::connect_with_cid_port(*cid, port)?),

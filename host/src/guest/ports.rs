@@ -271,7 +271,12 @@ impl Ports {
         let mut line = Vec::new();
         loop {
             line.clear();
-            let n = lines.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line)?;
+            let n = match lines.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line) {
+                // A stopped VM sends nothing, and reconnecting now would
+                // break the vsock device (see `guest::set_paused`).
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) && crate::guest::paused_within(SILENCE_LIMIT) => continue,
+                other => other?,
+            };
             if n == 0 {
                 return Ok(());
             }

@@ -99,6 +99,8 @@ pub struct Machine {
     pub direct_kernel: Option<DirectKernel>,
     pub console: PathBuf,
     pub qmp: PathBuf,
+    /// The QMP socket `skiff run` reads QEMU's events from.
+    pub qmp_events: PathBuf,
     /// A QEMU `-nic` value.
     pub net: String,
     /// `-drive` values.
@@ -159,6 +161,10 @@ impl Machine {
         let mut qmp = prefixed("unix:", &self.qmp);
         qmp.push(",server=on,wait=off");
         a.push(qmp);
+        a.push("-qmp".into());
+        let mut events = prefixed("unix:", &self.qmp_events);
+        events.push(",server=on,wait=off");
+        a.push(events);
         a.extend(["-nic".into(), OsString::from(&self.net)]);
         // An entropy source: without one the guest kernel's random pool took
         // ~10 s of a TCG boot to fill, and the DHCP client and the engine waited for it.
@@ -243,6 +249,7 @@ mod tests {
             direct_kernel: None,
             console: "/s/console.log".into(),
             qmp: "/s/qmp.sock".into(),
+            qmp_events: "/s/qmp-events.sock".into(),
             net: "user,model=virtio-net-pci".into(),
             drives: vec![],
             balloon: true,
@@ -259,6 +266,7 @@ mod tests {
     fn qmp_not_the_human_monitor() {
         let line = joined(&machine());
         assert!(line.contains("-qmp unix:/s/qmp.sock,server=on,wait=off"), "{line}");
+        assert!(line.contains("-qmp unix:/s/qmp-events.sock,server=on,wait=off"), "{line}");
         assert!(!line.contains("-monitor"), "{line}");
         assert!(line.contains("-serial file:/s/console.log"), "{line}");
         assert!(line.contains("-device virtio-rng-pci"), "the guest needs an entropy source: {line}");

@@ -70,6 +70,22 @@ fn reply_kind(line: &str) -> Reply {
     }
 }
 
+/// The name of the event on a QMP event line (`{"event": "RESUME", ...}`).
+pub fn event_name(line: &str) -> Option<&str> {
+    let rest = &line[line.find("\"event\"")? + 7..];
+    let rest = rest.trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    rest.split_once('"').map(|(name, _)| name)
+}
+
+impl Qmp {
+    /// The next line QEMU sends (an event, once negotiated); a read timeout
+    /// comes back as an error of kind `WouldBlock` or `TimedOut`.
+    pub fn next_line(&mut self, timeout: Duration) -> io::Result<String> {
+        self.reader.get_ref().set_read_timeout(Some(timeout))?;
+        self.line()
+    }
+}
+
 /// Presses the VM's ACPI power button.
 pub fn powerdown(path: &Path) -> io::Result<()> {
     Qmp::connect(path)?.execute("system_powerdown").map(drop)
@@ -79,6 +95,15 @@ pub fn powerdown(path: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn event_names() {
+        assert_eq!(event_name(r#"{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "RESUME"}"#), Some("RESUME"));
+        assert_eq!(event_name(r#"{"event":"STOP","timestamp":{}}"#), Some("STOP"));
+        assert_eq!(event_name(r#"{"return": {}}"#), None);
+        assert_eq!(event_name(r#"{"event": 5}"#), None);
+        assert_eq!(event_name(r#"{"event": "UNTERMINATED"#), None);
+    }
 
     #[test]
     fn classifies_replies() {

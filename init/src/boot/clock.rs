@@ -96,7 +96,21 @@ fn step_once(dev: &File) {
         Err(e) => return log::debug!("clock: reading the host clock failed: {e}"),
     };
     let after = clock_gettime(ClockId::Realtime);
-    let offset = offset_ns(ns(before), ns(host), ns(after));
+    apply(offset_ns(ns(before), ns(host), ns(after)));
+}
+
+/// The host's time as `skiff run` sends it over the control port after a
+/// pause or a host sleep (where no PTP clock tells it): applies it like a
+/// PTP reading and returns the offset it found (host minus guest, ns).
+pub fn set_from_host(host_ns: i128) -> i64 {
+    let now = ns(clock_gettime(ClockId::Realtime));
+    let offset = offset_ns(now, host_ns, now);
+    apply(offset);
+    offset
+}
+
+/// Steps or slews the clock by `offset` ns, as [`decide`] says.
+fn apply(offset: i64) {
     match decide(offset) {
         Action::Nothing => {}
         Action::Slew(us) => {

@@ -58,6 +58,12 @@ fn handle(mut stream: VsockStream) {
                 log::warn!("control: rekey: cannot confirm: {e}");
             }
         }
+        Ok(Request::Clock(host_ns)) => {
+            let offset = crate::boot::clock::set_from_host(host_ns);
+            if let Err(e) = stream.write_all(format!("{offset}\n").as_bytes()) {
+                log::debug!("control: clock connection ended: {e}");
+            }
+        }
         Ok(Request::Status) => {
             let text = status::encode(&current_status());
             if let Err(e) = stream.write_all(text.as_bytes()).and_then(|()| stream.shutdown(std::net::Shutdown::Write)) {
