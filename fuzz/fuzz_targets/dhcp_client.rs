@@ -18,12 +18,16 @@ const MAX_SPIN: u32 = 4;
 /// The clock stops here (a century of uptime).
 const END: Duration = Duration::from_secs(100 * 365 * 86400);
 
-/// A BOOTREPLY for our MAC and `xid`, its fields and options from `u`.
-fn reply(u: &mut Unstructured<'_>, xid: u32) -> Result<Vec<u8>> {
+/// A BOOTREPLY for our MAC and `xid`, its fields and options from `u`; its
+/// address is often the last one offered, so exchanges get past OFFER.
+fn reply(u: &mut Unstructured<'_>, xid: u32, offered: &mut [u8; 4]) -> Result<Vec<u8>> {
     let mut p = vec![0u8; 240];
     p[..3].copy_from_slice(&[2, 1, 6]);
     p[4..8].copy_from_slice(&xid.to_be_bytes());
-    p[16..20].copy_from_slice(&u.arbitrary::<[u8; 4]>()?);
+    if u.arbitrary()? {
+        *offered = u.arbitrary()?;
+    }
+    p[16..20].copy_from_slice(offered);
     p[28..34].copy_from_slice(&MAC);
     p[236..240].copy_from_slice(&[99, 130, 83, 99]);
     let kind = *u.choose(&[2u8, 5, 6, 1, 3])?;
@@ -81,13 +85,14 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
     let mut now = Duration::ZERO;
     let mut xid = 0u32;
     let mut configured: Option<Lease> = None;
+    let mut offered = [10, 0, 2, 15];
     while !u.is_empty() && now < END {
         match u.arbitrary::<u8>()? % 5 {
             // The clock moves on, or straight to the next deadline.
             0 => now += Duration::from_millis(u.int_in_range(0..=10_000_000)?),
             1 => now = c.deadline().map_or(now, |d| d.max(now)).min(END),
             2 => {
-                let packet = reply(u, xid)?;
+                let packet = reply(u, xid, &mut offered)?;
                 apply(c.on_packet(now, &packet), &mut xid, &mut configured);
             }
             3 => {
