@@ -46,6 +46,12 @@ fn same(ours: Json<'_>, theirs: &Value) {
     }
 }
 
+/// Whether the text has a `\uD800`-`\uDFFF` escape (serde_json refuses one
+/// left unpaired, with one of several messages).
+fn has_surrogate_escape(data: &[u8]) -> bool {
+    data.windows(4).any(|w| w[..2] == *b"\\u" && w[2].eq_ignore_ascii_case(&b'd') && matches!(w[3].to_ascii_lowercase(), b'8'..=b'9' | b'a'..=b'f'))
+}
+
 fuzz_target!(|data: &[u8]| {
     let ours = json::parse(data);
     let theirs = serde_json::from_slice::<Value>(data);
@@ -57,7 +63,7 @@ fuzz_target!(|data: &[u8]| {
         // grammar check lets pass (its `as_str` refuses the former, and
         // it reads integers only).
         (Err(json::Error::TooDeep(_)), Ok(_)) => {}
-        (Ok(_), Err(e)) if ["recursion limit", "surrogate", "out of range"].iter().any(|w| e.to_string().contains(w)) => {}
+        (Ok(_), Err(e)) if has_surrogate_escape(data) || ["recursion limit", "out of range"].iter().any(|w| e.to_string().contains(w)) => {}
         (o, t) => panic!("the init says {o:?}, serde_json says {t:?}"),
     }
 
