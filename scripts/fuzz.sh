@@ -18,9 +18,17 @@ if ! cargo-fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
   cargo install --quiet --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION"
 fi
 
+# The fuzz workspace's crates (fuzz/Cargo.lock, committed) come from
+# crates.io once; later runs need no network. Fetched here so a failure
+# says what it is instead of surfacing inside the first target's build.
+mkdir -p fuzz/logs
+if ! cargo +nightly fetch --locked --manifest-path fuzz/Cargo.toml >fuzz/logs/fetch.log 2>&1; then
+  echo "fuzz: FAILED to fetch the fuzz workspace's crates (crates.io unreachable, or fuzz/Cargo.lock out of date; see fuzz/logs/fetch.log)" >&2
+  exit 1
+fi
+
 targets=${FUZZ_TARGETS:-$(cargo +nightly fuzz list)}
 failed=""
-mkdir -p fuzz/logs
 for t in $targets; do
   mkdir -p "fuzz/corpus/$t"
   log="fuzz/logs/$t.log"

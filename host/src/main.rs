@@ -8,19 +8,12 @@
 //! `skiff logs` and `skiff shell` use the guest's control port; `skiff
 //! ports` lists the published ports forwarded to the host.
 
-mod commands;
-mod guest;
-mod state;
-#[cfg(test)]
-mod testutil;
-mod threads;
-mod vm;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use skiff::{commands, guest, state, vm};
 use skiff_proto::DEFAULT_ENGINE_PORT;
 
 #[derive(Parser)]

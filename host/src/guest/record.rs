@@ -33,7 +33,7 @@ pub fn recorded(state: &StateDir) -> io::Result<Target> {
 }
 
 /// One line: `cid N` or `hybrid PATH`.
-fn encode_target(addr: &Addr) -> String {
+pub fn encode_target(addr: &Addr) -> String {
     match addr {
         Addr::Cid(cid) => format!("cid {cid}\n"),
         Addr::Uds(path) => format!("hybrid {}\n", path.display()),
@@ -41,7 +41,7 @@ fn encode_target(addr: &Addr) -> String {
     }
 }
 
-fn decode_target(text: &str) -> Option<Addr> {
+pub fn decode_target(text: &str) -> Option<Addr> {
     let (kind, value) = text.trim_end_matches('\n').split_once(' ')?;
     match kind {
         "cid" => value.parse().ok().map(Addr::Cid),

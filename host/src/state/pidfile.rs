@@ -31,11 +31,11 @@ impl ProcId {
         Some(ProcId { pid, start: stat_start_time(&stat)? })
     }
 
-    fn encode(&self) -> String {
+    pub fn encode(&self) -> String {
         format!("{} {}\n", self.pid, self.start)
     }
 
-    fn decode(text: &str) -> Option<ProcId> {
+    pub fn decode(text: &str) -> Option<ProcId> {
         let mut it = text.split_whitespace();
         let pid = it.next()?.parse().ok().filter(|p: &i32| *p > 0)?;
         let start = it.next()?.parse().ok()?;
@@ -49,19 +49,19 @@ impl ProcId {
 }
 
 /// Field 3 of /proc/PID/stat is Z (zombie) or X (dead): it has exited.
-fn has_exited(stat: &str) -> bool {
+pub fn has_exited(stat: &str) -> bool {
     let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
     matches!(state, Some("Z" | "X"))
 }
 
 /// Field 22 of /proc/PID/stat (after the `(comm)` field, which may hold spaces).
-fn stat_start_time(stat: &str) -> Option<u64> {
+pub fn stat_start_time(stat: &str) -> Option<u64> {
     let after = &stat[stat.rfind(')')? + 1..];
     after.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// True when a command line (NUL-separated) is `skiff … run …`.
-fn is_skiff_run(cmdline: &[u8]) -> bool {
+pub fn is_skiff_run(cmdline: &[u8]) -> bool {
     let mut args = cmdline.split(|b| *b == 0).filter(|a| !a.is_empty());
     let Some(argv0) = args.next() else { return false };
     let name = argv0.rsplit(|b| *b == b'/').next().unwrap_or(argv0);

@@ -2,7 +2,7 @@
 //! power button today. QMP instead of the human monitor: a fixed JSON
 //! grammar, and no way to type arbitrary monitor commands at the VM.
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
@@ -31,23 +31,42 @@ impl Qmp {
     /// Runs a command without arguments; returns its `return` line.
     pub fn execute(&mut self, command: &str) -> io::Result<String> {
         self.writer.write_all(format!("{{\"execute\":\"{command}\"}}\n").as_bytes())?;
-        loop {
-            let line = self.line()?;
-            match reply_kind(&line) {
-                Reply::Return => return Ok(line),
-                Reply::Error => return Err(io::Error::other(format!("QMP {command}: {line}"))),
-                Reply::Event => continue,
-            }
-        }
+        read_reply(&mut self.reader, command)
     }
 
     fn line(&mut self) -> io::Result<String> {
-        let mut line = String::new();
-        if self.reader.read_line(&mut line)? == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "QMP socket closed"));
-        }
-        Ok(line.trim_end().to_string())
+        read_line(&mut self.reader)
     }
+}
+
+/// Longest QMP line read: QEMU's greeting, replies and events are short;
+/// whatever answers on the socket must not fill memory with an endless line.
+const MAX_LINE: u64 = 64 * 1024;
+
+/// Reads the answer to `command`, just sent: its `return` line, or an
+/// error for its `error` line; events before it are skipped.
+pub fn read_reply(r: &mut impl BufRead, command: &str) -> io::Result<String> {
+    loop {
+        let line = read_line(r)?;
+        match reply_kind(&line) {
+            Reply::Return => return Ok(line),
+            Reply::Error => return Err(io::Error::other(format!("QMP {command}: {line}"))),
+            Reply::Event => continue,
+        }
+    }
+}
+
+/// One line, without its line end, of at most [`MAX_LINE`] bytes.
+fn read_line(r: &mut impl BufRead) -> io::Result<String> {
+    let mut line = Vec::new();
+    if r.take(MAX_LINE + 1).read_until(b'\n', &mut line)? == 0 {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "QMP socket closed"));
+    }
+    if line.len() as u64 > MAX_LINE {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("a QMP line longer than {MAX_LINE} bytes")));
+    }
+    let line = String::from_utf8(line).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "a QMP line that is not UTF-8"))?;
+    Ok(line.trim_end().to_string())
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -110,6 +129,15 @@ mod tests {
         assert_eq!(reply_kind(r#"{"return": {}}"#), Reply::Return);
         assert_eq!(reply_kind(r#"{"error": {"class": "GenericError", "desc": "x"}}"#), Reply::Error);
         assert_eq!(reply_kind(r#"{"timestamp": {"seconds": 1}, "event": "POWERDOWN"}"#), Reply::Event);
+    }
+
+    #[test]
+    fn an_endless_line_is_refused_not_stored() {
+        let endless = vec![b'x'; MAX_LINE as usize * 4];
+        let err = read_reply(&mut io::Cursor::new(endless), "system_powerdown").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        let longest = [vec![b' '; MAX_LINE as usize - 15], b"{\"return\": {}}\n".to_vec()].concat();
+        assert_eq!(read_reply(&mut io::Cursor::new(longest), "x").unwrap().trim_start(), "{\"return\": {}}", "a line of MAX_LINE bytes is read");
     }
 
     /// A scripted QMP server: greeting, capabilities, an event, then the reply.

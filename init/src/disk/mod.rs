@@ -4,8 +4,8 @@
 //! file does the I/O, and every slow step has a time limit.
 
 mod gpt;
-mod layout;
-mod mountinfo;
+pub mod layout;
+pub mod mountinfo;
 pub mod probe;
 
 use std::fs::{self, File, OpenOptions};
