@@ -284,7 +284,7 @@ fn only_the_host_with_the_secret_gets_in_and_pid1_cannot_be_exhausted() {
     assert!(!masked.status.success() && !String::from_utf8_lossy(&masked.stdout).contains(&hex), "a container read the fw_cfg item");
     // The other ways a container could reach the fw_cfg item or PID 1:
     // none yields the secret that admits (only a privileged container,
-    // root in the VM, can read PID 1's memory; see README).
+    // root in the VM, can read PID 1's memory; see docs/security.md).
     let boot_hex = boot.to_hex();
     for (route, args, script) in [
         ("-v /:/host", &["-v", "/:/host"][..], format!("cat /host{FW_CFG_RAW}")),

@@ -33,9 +33,9 @@ pub struct GiveBack {
     pub off: Side,
 }
 
-/// How long after the container ends QEMU's RSS is read again (the 30 s).
+/// How long after the container ends QEMU's RSS is read again.
 pub const SETTLE: Duration = Duration::from_secs(30);
-/// How long the image may take to shrink (the minute).
+/// How long the image may take to shrink.
 pub const DISK_LIMIT: Duration = Duration::from_secs(60);
 
 fn allocated(file: &Path) -> u64 {

@@ -193,7 +193,7 @@ impl KeepAlive {
 /// A ping on a new connection (what each `docker` command pays). The
 /// whole answer is read before the connection is closed: on the hybrid-vsock
 /// path, closing while the guest is still sending leaves the guest's end
-/// of the connection open (see README, Performance). Returns what came back
+/// of the connection open (see docs/performance.md). Returns what came back
 /// when it was not 200 "OK".
 pub fn ping_new(ep: &Endpoint) -> Result<(), String> {
     let mut s = ep.connect().map_err(|e| format!("connect: {e}"))?;

@@ -1,8 +1,8 @@
 //! `make bench`: measures the appliance and prints a table; writes
-//! `out/bench.json`. See README "Performance" for what each figure means.
+//! `out/bench.json`. See docs/performance.md for what each figure means.
 //! Knobs (environment): SKIFF_BENCH_BOOTS (3), SKIFF_BENCH_IMAGE_MIB (256; 64 quick),
 //! SKIFF_BENCH_PINGS (200; 100 quick), SKIFF_BENCH_SHARE_MIB (256), SKIFF_BENCH_PORT_MIB (128),
-//! SKIFF_BENCH_QUICK=1 (only issue 12's figures: no relay, port or share comparisons),
+//! SKIFF_BENCH_QUICK=1 (only the headline figures: no relay, port or share comparisons),
 //! SKIFF_BENCH_SAVE_BASELINE=1 (write this run's headline figures to tests/bench-baseline.json),
 //! SKIFF_BENCH_AARCH64=1 (also the aarch64 ISO: sizes and one boot; the Makefile builds it),
 //! SKIFF_BENCH_GIVEBACK=0 (skip the two boots measuring memory and disk given back),
