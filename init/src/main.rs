@@ -11,7 +11,7 @@
 #![deny(clippy::disallowed_methods)]
 
 use skiff_init::boot::{clock, logger, medium, mounts, rootfs, safe_file};
-use skiff_init::services::{control, healthchecks, ports, shares, vsock};
+use skiff_init::services::{control, healthchecks, http, ports, shares, vsock};
 use skiff_init::supervise::sys::Kernel;
 use skiff_init::supervise::{children, engine, power, reaper, signals};
 use skiff_init::config::{self, SecretSetting};
@@ -94,15 +94,32 @@ fn raise_fd_limit() {
     }
 }
 
+/// The services' own shutdown steps, for [`power::shutdown`].
+struct Live;
+
+impl power::Services for Live {
+    fn stop_accepting(&self) {
+        vsock::stop_accepting()
+    }
+
+    fn close_engine_streams(&self) {
+        http::close_streams()
+    }
+
+    fn release_leases(&self) {
+        net::release_all()
+    }
+}
+
 /// The main loop: reap children, restart the engine, act on signals.
 fn supervise(engine: &mut engine::Engine<Kernel>) -> ! {
     loop {
         let timeout = engine.tick().unwrap_or(Duration::from_secs(1)).min(Duration::from_secs(1));
         match signals::wait(timeout) {
             Some(libc::SIGCHLD) | None => {}
-            Some(libc::SIGTERM) => power::shutdown(engine, "SIGTERM"),
-            Some(libc::SIGINT) => power::shutdown(engine, "Ctrl-Alt-Del (SIGINT)"),
-            Some(libc::SIGPWR) => power::shutdown(engine, "power button or SIGPWR"),
+            Some(libc::SIGTERM) => power::shutdown(engine, &Live, "SIGTERM"),
+            Some(libc::SIGINT) => power::shutdown(engine, &Live, "Ctrl-Alt-Del (SIGINT)"),
+            Some(libc::SIGPWR) => power::shutdown(engine, &Live, "power button or SIGPWR"),
             Some(sig) => log::info!("ignoring signal {sig}"),
         }
         for (pid, status) in reaper::reap_all(&Kernel) {

@@ -180,7 +180,9 @@ impl Sys for Fake {
         self.record(Call::CloseLog);
         true
     }
+}
 
+impl super::power::Services for Fake {
     fn stop_accepting(&self) {
         self.record(Call::StopAccepting);
     }

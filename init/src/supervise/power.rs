@@ -193,25 +193,38 @@ fn signal_all(sys: &impl Sys, sig: Signal) {
     }
 }
 
+/// The shutdown's steps that belong to the services above supervision
+/// (vsock, the init's engine streams, DHCP): `main.rs` hands in the real
+/// ones, the tests a recording fake, so the whole order is tested.
+pub trait Services {
+    /// Closes the vsock listeners (connections being served go on).
+    fn stop_accepting(&self);
+    /// Ends the init's own requests to the engine (its event followers),
+    /// which the engine would otherwise wait for when told to stop.
+    fn close_engine_streams(&self);
+    /// Releases every DHCP lease (non-blocking).
+    fn release_leases(&self);
+}
+
 /// The one shutdown sequence for every trigger. Never returns, and takes
 /// at most [`WORST_CASE`] (each step's limit is logged if it is hit).
-pub fn shutdown(engine: &mut engine::Engine<Kernel>, why: &str) -> ! {
-    stop_everything(&Kernel, engine, why);
+pub fn shutdown(engine: &mut engine::Engine<Kernel>, services: &impl Services, why: &str) -> ! {
+    stop_everything(&Kernel, services, engine, why);
     power_off()
 }
 
 /// Every step of the shutdown but the power-off, in order.
-fn stop_everything<S: Sys>(sys: &S, engine: &mut engine::Engine<S>, why: &str) {
+fn stop_everything<S: Sys>(sys: &S, services: &impl Services, engine: &mut engine::Engine<S>, why: &str) {
     let began = sys.now();
     // The final sync has its own limit, inside `power_off`.
     let budget = Budget::new(sys, WORST_CASE.saturating_sub(FINAL_SYNC_LIMIT));
     log::info!("shutdown: {why}; stopping (at most {}s)", WORST_CASE.as_secs());
-    step("stop accepting vsock connections", || sys.stop_accepting());
+    step("stop accepting vsock connections", || services.stop_accepting());
     step("stop containers", || engine::stop_containers(sys, CONTAINER_GRACE, budget.take(CONTAINERS_LIMIT)));
     step("stop engine", || {
         if let Some(pid) = engine.take_for_shutdown() {
             // Not ready any more, so the followers do not come back.
-            sys.close_engine_streams();
+            services.close_engine_streams();
             engine.terminate(pid);
             let limit = budget.take(ENGINE_LIMIT);
             if !wait_gone(sys, Some(pid), limit) {
@@ -231,7 +244,7 @@ fn stop_everything<S: Sys>(sys: &S, engine: &mut engine::Engine<S>, why: &str) {
     });
     let s = sys.clone();
     step("unmount host folders", || bounded("unmount shares", budget.take(SHARES_LIMIT), move || crate::services::shares::unmount_all(&s)));
-    step("release DHCP leases", || sys.release_leases());
+    step("release DHCP leases", || services.release_leases());
     let s = sys.clone();
     step("sync", || bounded("sync", budget.take(SYNC_LIMIT), move || s.sync()));
     step("close log file", || {
@@ -305,7 +318,7 @@ mod tests {
         };
         disk::pretend_mounted();
         crate::services::shares::pretend_mounted("/home/u");
-        stop_everything(fake, &mut engine, "test");
+        stop_everything(fake, fake, &mut engine, "test");
         pid
     }
 

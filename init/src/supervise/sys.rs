@@ -43,13 +43,6 @@ pub trait Sys: Clone + Send + Sync + 'static {
     /// Hands the log file its last lines and closes it (it holds the data
     /// disk busy while open); false if that took longer than `limit`.
     fn close_log(&self, limit: Duration) -> bool;
-    /// Closes the vsock listeners (connections being served go on).
-    fn stop_accepting(&self);
-    /// Ends the init's own requests to the engine (its event followers),
-    /// which the engine would otherwise wait for when told to stop.
-    fn close_engine_streams(&self);
-    /// Releases every DHCP lease (non-blocking).
-    fn release_leases(&self);
 }
 
 /// Unmounts `target`, retrying every 100 ms while it is busy, until
@@ -122,18 +115,6 @@ impl Sys for Kernel {
 
     fn close_log(&self, limit: Duration) -> bool {
         crate::boot::logger::close_file(limit)
-    }
-
-    fn stop_accepting(&self) {
-        crate::services::vsock::stop_accepting()
-    }
-
-    fn close_engine_streams(&self) {
-        crate::services::http::close_streams()
-    }
-
-    fn release_leases(&self) {
-        crate::net::release_all()
     }
 }
 
