@@ -173,6 +173,9 @@ fn image_names_as_docker_shows_them() {
         assert_eq!(table(ps), ["from-app app", "from-hub busybox:1.36"], "docker {cli} ps");
     }
     assert_eq!(vm.docker_ok(&["inspect", "-f", "{{.Config.Image}}", "from-app"]).trim(), "app");
+    // `--until 1s` ends a second ago: the start event must be older than that
+    // (the calls above can take less than a second).
+    std::thread::sleep(std::time::Duration::from_secs(2));
     let events = vm.docker_ok(&[
         "events", "--since", "10m", "--until", "1s", "--filter", "container=from-hub", "--filter", "event=start",
         "--format", "{{.From}} {{index .Actor.Attributes \"image\"}}",
