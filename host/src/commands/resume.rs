@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use rustix::time::{clock_gettime, ClockId, Timespec};
 
-use crate::guest::{control, Target};
+use crate::guest::{self, control, Addr, Target};
 use crate::threads;
 use crate::vm::qmp::{self, Qmp};
 
@@ -42,6 +42,10 @@ fn slept(before: i128, now: i128) -> bool {
 }
 
 fn watch(events: &Path, target: &Target) {
+    let marker = match &target.addr {
+        Addr::Uds(hybrid) => Some(guest::pause_marker(hybrid)),
+        _ => None,
+    };
     let mut qmp = match Qmp::connect(events) {
         Ok(q) => q,
         Err(e) => return eprintln!("skiff: cannot read QEMU's events ({e}); the guest clock is not set after a pause"),
@@ -50,10 +54,10 @@ fn watch(events: &Path, target: &Target) {
     loop {
         match qmp.next_line(TICK) {
             Ok(line) => match qmp::event_name(&line) {
-                Some("STOP") => crate::guest::set_paused(true),
+                Some("STOP") => guest::set_paused(true, marker.as_deref()),
                 Some("RESUME") => {
                     devices_restarted(&mut qmp);
-                    crate::guest::set_paused(false);
+                    guest::set_paused(false, marker.as_deref());
                     tell(target, "the VM resumed");
                 }
                 _ => {}

@@ -77,11 +77,25 @@ pub fn release_connections() {
 /// last resumed otherwise.
 static PAUSED: Mutex<(bool, Option<Instant>)> = Mutex::new((false, None));
 
+/// The file beside a hybrid-vsock socket that says the VM is paused, so
+/// every skiff process (`skiff shell` and `logs` from another terminal
+/// too) holds its connections back, not only `skiff run`.
+pub fn pause_marker(hybrid: &Path) -> PathBuf {
+    hybrid.with_file_name("paused")
+}
+
 /// The VM stopped or resumed (QEMU's STOP and RESUME events). While it is
 /// stopped no connection is opened: vhost-device-vsock 0.3.0 loses its
 /// worker thread to a connection while the device's queues are stopped, as
 /// it does during boot (see [`hold_connections`]), and never serves again.
-pub fn set_paused(paused: bool) {
+/// `marker`: the [`pause_marker`] of the VM's hybrid-vsock socket, if any.
+pub fn set_paused(paused: bool, marker: Option<&Path>) {
+    if let Some(m) = marker {
+        let done = if paused { crate::state::file::write(m, b"QEMU has the VM stopped\n") } else { std::fs::remove_file(m) };
+        if let Err(e) = done.or_else(|e| if e.kind() == io::ErrorKind::NotFound { Ok(()) } else { Err(e) }) {
+            eprintln!("skiff: {}: {e}", m.display());
+        }
+    }
     let mut p = PAUSED.lock().unwrap_or_else(|e| e.into_inner());
     if p.0 && !paused {
         p.1 = Some(Instant::now());
@@ -96,8 +110,9 @@ pub fn paused_within(within: Duration) -> bool {
     p.0 || p.1.is_some_and(|at| at.elapsed() < within)
 }
 
-fn is_paused() -> bool {
-    PAUSED.lock().unwrap_or_else(|e| e.into_inner()).0
+/// True if this process saw the VM stop, or another left the marker.
+fn is_paused(addr: &Addr) -> bool {
+    PAUSED.lock().unwrap_or_else(|e| e.into_inner()).0 || matches!(addr, Addr::Uds(p) if pause_marker(p).exists())
 }
 
 /// Where the guest's port is reached.
@@ -145,7 +160,7 @@ impl Target {
         if !OPEN.load(Ordering::SeqCst) {
             return Err(io::Error::new(io::ErrorKind::NotConnected, "the VM is still starting; try again in a moment"));
         }
-        if is_paused() {
+        if is_paused(&self.addr) {
             return Err(io::Error::new(io::ErrorKind::NotConnected, "the VM is paused (QEMU stop); it is reached again once it resumes"));
         }
         let mut conn = match &self.addr {

@@ -145,7 +145,7 @@ impl StateDir {
         let hybrid = self.hybrid_vsock();
         let ports_tmp = self.ports().with_extension("tmp");
         let mut files = vec![
-            self.docker_sock(), self.build_sock(), self.qmp(), self.qmp_events(), self.vhost(), hybrid.clone(), self.target_record(), self.pid_file(),
+            self.docker_sock(), self.build_sock(), self.qmp(), self.qmp_events(), self.root.join("paused"), self.vhost(), hybrid.clone(), self.target_record(), self.pid_file(),
             self.qemu_pid_file(), self.ports(), ports_tmp,
         ];
         let hybrid_prefix = format!("{}_", hybrid.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
@@ -242,7 +242,7 @@ mod tests {
     fn runtime_files_are_cleared_and_nothing_else() {
         let dir = scratch("runtime");
         let s = StateDir::create(&dir).unwrap();
-        let runtime = ["docker.sock", "qmp.sock", "qmp-events.sock", "vhost.sock", "vsock.sock", "vsock.sock_1024", "vsock-target", "skiff.pid", "qemu.pid",
+        let runtime = ["docker.sock", "qmp.sock", "qmp-events.sock", "paused", "vhost.sock", "vsock.sock", "vsock.sock_1024", "vsock-target", "skiff.pid", "qemu.pid",
             "ports", "ports.tmp", "fs-0.sock", "fs-0.sock.pid", "fs-12.sock"];
         let kept = ["data.qcow2", "settings", "secret", "console.log", "skiff.log", "fs-x.sock", "fs-.sock", "vsock.socket"];
         for name in runtime.iter().chain(&kept) {
