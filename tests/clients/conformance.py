@@ -21,6 +21,29 @@ def check(name, ok, detail=""):
     print(f"PASS {name}" if ok else f"FAIL {name}: {detail}", flush=True)
 
 
+def frames(data):
+    """Splits a multiplexed stream (8-byte headers: stream, 0, 0, 0, size)
+    into (stream, payload) pairs; None when the bytes are not frames."""
+    out = []
+    while data:
+        if len(data) < 8 or data[0] not in (0, 1, 2) or data[1:4] != b"\0\0\0":
+            return None
+        size = struct.unpack(">I", data[4:8])[0]
+        out.append((data[0], data[8:8 + size]))
+        data = data[8 + size:]
+    return out
+
+
+def read_all(sock):
+    sock = getattr(sock, "_sock", sock)
+    chunks = []
+    while True:
+        b = sock.recv(65536)
+        if not b:
+            return b"".join(chunks)
+        chunks.append(b)
+
+
 def container_list_ports():
     """GET /containers/json: each published port with the address it is
     bound on (0.0.0.0 for all IPv4 addresses, or the address given)."""
@@ -35,6 +58,20 @@ def container_list_ports():
         c.remove(force=True)
 
 
+def exec_framing(c):
+    """POST /exec/{id}/start frames by the start request's Tty."""
+    eid = api.exec_create(c.id, ["echo", "hi"], tty=True)["Id"]
+    sock = api.exec_start(eid, tty=False, socket=True)
+    data = read_all(sock)
+    got = frames(data)
+    check("exec start Tty false: frames for an exec created with a TTY",
+          got == [(1, b"hi\r\n")], f"read {data!r}")
+    eid = api.exec_create(c.id, ["sh", "-c", "echo out; echo err >&2"], tty=False)["Id"]
+    data = read_all(api.exec_start(eid, tty=True, socket=True))
+    check("exec start Tty true: raw stdout and stderr for an exec created without one",
+          sorted(data.splitlines()) == [b"err", b"out"], f"read {data!r}")
+
+
 def guarded(row, *args):
     """A row that raises fails as a whole, and the others still run."""
     try:
@@ -45,6 +82,11 @@ def guarded(row, *args):
 
 def main():
     guarded(container_list_ports)
+    c = client.containers.run(IMAGE, ["sleep", "300"], detach=True, name="conf-exec")
+    try:
+        guarded(exec_framing, c)
+    finally:
+        c.remove(force=True)
 
 
 if __name__ == "__main__":
