@@ -72,6 +72,13 @@ def exec_framing(c):
           sorted(data.splitlines()) == [b"err", b"out"], f"read {data!r}")
 
 
+def exec_detach(c):
+    """A detached exec start answers 200 with an empty body."""
+    eid = api.exec_create(c.id, ["true"])["Id"]
+    body = api.exec_start(eid, detach=True)
+    check("exec start Detach: empty body", body == "", f"body {body!r}")
+
+
 def guarded(row, *args):
     """A row that raises fails as a whole, and the others still run."""
     try:
@@ -85,6 +92,7 @@ def main():
     c = client.containers.run(IMAGE, ["sleep", "300"], detach=True, name="conf-exec")
     try:
         guarded(exec_framing, c)
+        guarded(exec_detach, c)
     finally:
         c.remove(force=True)
 
