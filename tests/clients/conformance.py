@@ -79,6 +79,35 @@ def exec_detach(c):
     check("exec start Detach: empty body", body == "", f"body {body!r}")
 
 
+def container_state():
+    """A killed container is exited; removing a running one is refused
+    with 409 in Docker's words."""
+    c = client.containers.run(IMAGE, ["sleep", "300"], detach=True, name="conf-kill")
+    try:
+        c.kill()
+        inspected = api.inspect_container(c.id)["State"]["Status"]
+        listed = api.containers(all=True, filters={"id": c.id})[0]["State"]
+        check("kill: the container is exited", (inspected, listed) == ("exited", "exited"),
+              f"inspect {inspected!r}, list {listed!r}")
+    finally:
+        c.remove(force=True)
+    c = client.containers.run(IMAGE, ["sleep", "300"], detach=True, name="conf-rm")
+    try:
+        try:
+            c.remove()
+            check("rm of a running container: 409 in Docker's words", False, "it was removed")
+        except APIError as e:
+            want = ('cannot remove container "/conf-rm": container is running: '
+                    "stop the container before removing or force remove")
+            got = (e.response.status_code, e.explanation)
+            check("rm of a running container: 409 in Docker's words", got == (409, want), f"{got!r}")
+    finally:
+        try:
+            c.remove(force=True)
+        except APIError:
+            pass
+
+
 def guarded(row, *args):
     """A row that raises fails as a whole, and the others still run."""
     try:
@@ -95,6 +124,7 @@ def main():
         guarded(exec_detach, c)
     finally:
         c.remove(force=True)
+    guarded(container_state)
 
 
 if __name__ == "__main__":
