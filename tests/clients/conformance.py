@@ -108,6 +108,22 @@ def container_state():
             pass
 
 
+def memory_swappiness():
+    """On cgroup v2 (the guest's), MemorySwappiness is discarded with
+    Docker's warning and the container runs."""
+    hc = api.create_host_config(mem_swappiness=60)
+    created = api.create_container(IMAGE, ["true"], host_config=hc, name="conf-swap")
+    try:
+        api.start(created["Id"])
+        code = api.wait(created["Id"], timeout=120)["StatusCode"]
+        want = ("Your kernel does not support memory swappiness capabilities or the cgroup is not mounted. "
+                "Memory swappiness discarded.")
+        got = (created.get("Warnings"), code)
+        check("MemorySwappiness on cgroup v2: ignored with a warning", got == ([want], 0), f"{got!r}")
+    finally:
+        api.remove_container(created["Id"], force=True)
+
+
 def guarded(row, *args):
     """A row that raises fails as a whole, and the others still run."""
     try:
@@ -125,6 +141,7 @@ def main():
     finally:
         c.remove(force=True)
     guarded(container_state)
+    guarded(memory_swappiness)
 
 
 if __name__ == "__main__":
