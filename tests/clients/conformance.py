@@ -9,6 +9,7 @@ import sys
 
 import docker
 from docker.errors import APIError
+from docker.types import LogConfig
 
 IMAGE = os.environ["SKIFF_IMAGE"]
 client = docker.from_env()
@@ -124,6 +125,19 @@ def memory_swappiness():
         api.remove_container(created["Id"], force=True)
 
 
+def unknown_log_driver():
+    """An unknown log driver: 400, in Docker's words."""
+    hc = api.create_host_config(log_config=LogConfig(type="asdf"))
+    name = "unknown log driver: 400 in Docker's words"
+    try:
+        created = api.create_container(IMAGE, ["true"], host_config=hc, name="conf-log")
+        api.remove_container(created["Id"], force=True)
+        check(name, False, "it was created")
+    except APIError as e:
+        got = (e.response.status_code, e.explanation)
+        check(name, got == (400, "logger: no log driver named 'asdf' is registered"), f"{got!r}")
+
+
 def guarded(row, *args):
     """A row that raises fails as a whole, and the others still run."""
     try:
@@ -142,6 +156,7 @@ def main():
         c.remove(force=True)
     guarded(container_state)
     guarded(memory_swappiness)
+    guarded(unknown_log_driver)
 
 
 if __name__ == "__main__":
