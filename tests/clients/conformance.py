@@ -138,6 +138,22 @@ def unknown_log_driver():
         check(name, got == (400, "logger: no log driver named 'asdf' is registered"), f"{got!r}")
 
 
+def volume_answers():
+    """A volume made without labels or options: {} for both (docs'
+    `docker volume inspect` example), and create, inspect and the list
+    answer it alike."""
+    created = api.create_volume("conf-vol")
+    try:
+        inspected = api.inspect_volume("conf-vol")
+        listed = [v for v in api.volumes()["Volumes"] if v["Name"] == "conf-vol"]
+        empty = (created.get("Labels"), created.get("Options"))
+        check("volume create: no labels or options are {}", empty == ({}, {}), f"create answered {created!r}")
+        check("volume create, inspect and list answer alike", created == inspected and listed == [inspected],
+              f"create {created!r}, inspect {inspected!r}, list {listed!r}")
+    finally:
+        api.remove_volume("conf-vol", force=True)
+
+
 def guarded(row, *args):
     """A row that raises fails as a whole, and the others still run."""
     try:
@@ -157,6 +173,7 @@ def main():
     guarded(container_state)
     guarded(memory_swappiness)
     guarded(unknown_log_driver)
+    guarded(volume_answers)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 //! (`tests/clients/conformance.py`) or the docker CLI against the booted
 //! ISO, as Docker's Engine API reference describes them. Prints
 //! `N of M Docker behaviours match` and fails when any differs.
-//! The engine's side of each is a patch in `engine/patches/` (0007-0012).
+//! The engine's side of each is a patch in `engine/patches/` (0007-0013).
 //!
 //! Needs `make clients` (docker-py in a venv); offline: the image is a
 //! loaded busybox.
@@ -16,7 +16,7 @@ use skiff_tests::{busybox_image, run_with_input, Scratch, Vm};
 
 const IMAGE: &str = "skiff-test/busybox:latest";
 /// The behaviours checked: `docker ps` here, the rest in conformance.py.
-const ROWS: usize = 9;
+const ROWS: usize = 11;
 
 /// The venv's python from `make clients`, or a panic saying how to get it.
 fn python() -> PathBuf {
