@@ -1,0 +1,184 @@
+"""Docker API behaviours, checked through docker-py as Docker's Engine API
+reference describes them (https://docs.docker.com/reference/api/engine/).
+Environment: DOCKER_HOST, SKIFF_IMAGE (a busybox image already loaded).
+Prints one line per behaviour: `PASS name` or `FAIL name: what differed`.
+Exits non-zero only when the script itself cannot run."""
+import os
+import struct
+import sys
+
+import docker
+from docker.errors import APIError
+from docker.types import LogConfig
+
+IMAGE = os.environ["SKIFF_IMAGE"]
+client = docker.from_env()
+api = client.api
+results = []
+
+
+def check(name, ok, detail=""):
+    results.append(name)
+    print(f"PASS {name}" if ok else f"FAIL {name}: {detail}", flush=True)
+
+
+def frames(data):
+    """Splits a multiplexed stream (8-byte headers: stream, 0, 0, 0, size)
+    into (stream, payload) pairs; None when the bytes are not frames."""
+    out = []
+    while data:
+        if len(data) < 8 or data[0] not in (0, 1, 2) or data[1:4] != b"\0\0\0":
+            return None
+        size = struct.unpack(">I", data[4:8])[0]
+        out.append((data[0], data[8:8 + size]))
+        data = data[8 + size:]
+    return out
+
+
+def read_all(sock):
+    sock = getattr(sock, "_sock", sock)
+    chunks = []
+    while True:
+        b = sock.recv(65536)
+        if not b:
+            return b"".join(chunks)
+        chunks.append(b)
+
+
+def container_list_ports():
+    """GET /containers/json: each published port with the address it is
+    bound on (0.0.0.0 for all IPv4 addresses, or the address given)."""
+    c = client.containers.run(IMAGE, ["sleep", "300"], detach=True, name="conf-ports",
+                              ports={"8080/tcp": None, "8081/tcp": ("127.0.0.1", None)})
+    try:
+        listed = api.containers(filters={"id": c.id})[0]["Ports"]
+        got = sorted(((p.get("IP"), p.get("PrivatePort"), p.get("Type")) for p in listed), key=str)
+        want = sorted([("0.0.0.0", 8080, "tcp"), ("127.0.0.1", 8081, "tcp")], key=str)
+        check("container list: published ports carry their IP", got == want, f"Ports {listed!r}")
+    finally:
+        c.remove(force=True)
+
+
+def exec_framing(c):
+    """POST /exec/{id}/start frames by the start request's Tty."""
+    eid = api.exec_create(c.id, ["echo", "hi"], tty=True)["Id"]
+    sock = api.exec_start(eid, tty=False, socket=True)
+    data = read_all(sock)
+    got = frames(data)
+    check("exec start Tty false: frames for an exec created with a TTY",
+          got == [(1, b"hi\r\n")], f"read {data!r}")
+    eid = api.exec_create(c.id, ["sh", "-c", "echo out; echo err >&2"], tty=False)["Id"]
+    data = read_all(api.exec_start(eid, tty=True, socket=True))
+    check("exec start Tty true: raw stdout and stderr for an exec created without one",
+          sorted(data.splitlines()) == [b"err", b"out"], f"read {data!r}")
+
+
+def exec_detach(c):
+    """A detached exec start answers 200 with an empty body."""
+    eid = api.exec_create(c.id, ["true"])["Id"]
+    body = api.exec_start(eid, detach=True)
+    check("exec start Detach: empty body", body == "", f"body {body!r}")
+
+
+def container_state():
+    """A killed container is exited; removing a running one is refused
+    with 409 in Docker's words."""
+    c = client.containers.run(IMAGE, ["sleep", "300"], detach=True, name="conf-kill")
+    try:
+        c.kill()
+        inspected = api.inspect_container(c.id)["State"]["Status"]
+        listed = api.containers(all=True, filters={"id": c.id})[0]["State"]
+        check("kill: the container is exited", (inspected, listed) == ("exited", "exited"),
+              f"inspect {inspected!r}, list {listed!r}")
+    finally:
+        c.remove(force=True)
+    c = client.containers.run(IMAGE, ["sleep", "300"], detach=True, name="conf-rm")
+    try:
+        try:
+            c.remove()
+            check("rm of a running container: 409 in Docker's words", False, "it was removed")
+        except APIError as e:
+            want = ('cannot remove container "/conf-rm": container is running: '
+                    "stop the container before removing or force remove")
+            got = (e.response.status_code, e.explanation)
+            check("rm of a running container: 409 in Docker's words", got == (409, want), f"{got!r}")
+    finally:
+        try:
+            c.remove(force=True)
+        except APIError:
+            pass
+
+
+def memory_swappiness():
+    """On cgroup v2 (the guest's), MemorySwappiness is discarded with
+    Docker's warning and the container runs."""
+    hc = api.create_host_config(mem_swappiness=60)
+    created = api.create_container(IMAGE, ["true"], host_config=hc, name="conf-swap")
+    try:
+        api.start(created["Id"])
+        code = api.wait(created["Id"], timeout=120)["StatusCode"]
+        want = ("Your kernel does not support memory swappiness capabilities or the cgroup is not mounted. "
+                "Memory swappiness discarded.")
+        got = (created.get("Warnings"), code)
+        check("MemorySwappiness on cgroup v2: ignored with a warning", got == ([want], 0), f"{got!r}")
+    finally:
+        api.remove_container(created["Id"], force=True)
+
+
+def unknown_log_driver():
+    """An unknown log driver: 400, in Docker's words."""
+    hc = api.create_host_config(log_config=LogConfig(type="asdf"))
+    name = "unknown log driver: 400 in Docker's words"
+    try:
+        created = api.create_container(IMAGE, ["true"], host_config=hc, name="conf-log")
+        api.remove_container(created["Id"], force=True)
+        check(name, False, "it was created")
+    except APIError as e:
+        got = (e.response.status_code, e.explanation)
+        check(name, got == (400, "logger: no log driver named 'asdf' is registered"), f"{got!r}")
+
+
+def volume_answers():
+    """A volume made without labels or options: {} for both (docs'
+    `docker volume inspect` example), and create, inspect and the list
+    answer it alike."""
+    created = api.create_volume("conf-vol")
+    try:
+        inspected = api.inspect_volume("conf-vol")
+        listed = [v for v in api.volumes()["Volumes"] if v["Name"] == "conf-vol"]
+        empty = (created.get("Labels"), created.get("Options"))
+        check("volume create: no labels or options are {}", empty == ({}, {}), f"create answered {created!r}")
+        check("volume create, inspect and list answer alike", created == inspected and listed == [inspected],
+              f"create {created!r}, inspect {inspected!r}, list {listed!r}")
+    finally:
+        api.remove_volume("conf-vol", force=True)
+
+
+def guarded(row, *args):
+    """A row that raises fails as a whole, and the others still run."""
+    try:
+        row(*args)
+    except Exception as e:
+        check(row.__name__, False, f"{type(e).__name__}: {e}")
+
+
+def main():
+    guarded(container_list_ports)
+    c = client.containers.run(IMAGE, ["sleep", "300"], detach=True, name="conf-exec")
+    try:
+        guarded(exec_framing, c)
+        guarded(exec_detach, c)
+    finally:
+        c.remove(force=True)
+    guarded(container_state)
+    guarded(memory_swappiness)
+    guarded(unknown_log_driver)
+    guarded(volume_answers)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as e:  # the script itself broke: say where
+        print(f"conformance.py: {type(e).__name__}: {e}", file=sys.stderr)
+        sys.exit(2)
