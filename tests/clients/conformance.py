@@ -125,6 +125,17 @@ def memory_swappiness():
         api.remove_container(created["Id"], force=True)
 
 
+def memory_swappiness_unset():
+    """-1 is what the docker CLI sends when --memory-swappiness is not
+    given: unset, so no warning (Docker warns only for a real value)."""
+    hc = api.create_host_config(mem_swappiness=-1)
+    created = api.create_container(IMAGE, ["true"], host_config=hc, name="conf-swap-unset")
+    try:
+        check("MemorySwappiness -1 (unset): no warning", not created.get("Warnings"), f"{created.get('Warnings')!r}")
+    finally:
+        api.remove_container(created["Id"], force=True)
+
+
 def unknown_log_driver():
     """An unknown log driver: 400, in Docker's words."""
     hc = api.create_host_config(log_config=LogConfig(type="asdf"))
@@ -172,6 +183,7 @@ def main():
         c.remove(force=True)
     guarded(container_state)
     guarded(memory_swappiness)
+    guarded(memory_swappiness_unset)
     guarded(unknown_log_driver)
     guarded(volume_answers)
 

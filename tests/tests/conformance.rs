@@ -16,7 +16,7 @@ use skiff_tests::{busybox_image, run_with_input, Scratch, Vm};
 
 const IMAGE: &str = "skiff-test/busybox:latest";
 /// The behaviours checked: `docker ps` here, the rest in conformance.py.
-const ROWS: usize = 11;
+const ROWS: usize = 12;
 
 /// The venv's python from `make clients`, or a panic saying how to get it.
 fn python() -> PathBuf {
