@@ -54,6 +54,14 @@ pub fn is_ready() -> bool {
 /// The engine's API socket inside the guest.
 pub const SOCKET: &str = "/run/skiff/engine.sock";
 const PODMAN: &str = "/usr/bin/podman";
+/// The Go runtime's settings for the service (not for the short CLI runs):
+/// a heap goal of 1.5x the live heap instead of 2x, so an idle engine holds
+/// less. Measured (bench, TCG, busy host): engine anonymous memory idle
+/// 14.8 -> 12.8 MiB, after 10 containers 18.5 -> 13.7 MiB; start-up runs 3
+/// more collections of ~1 ms; docker load 3.4 vs 3.3 MiB/s (noise).
+/// GOMEMLIMIT is not set: a cap near the idle size makes a big docker load
+/// collect over and over.
+const SERVICE_GO_RUNTIME: [(&str, &str); 1] = [("GOGC", "50")];
 
 /// Supervision state of the engine process.
 pub struct Engine<S: Sys> {
@@ -95,7 +103,7 @@ impl<S: Sys> Engine<S> {
         readiness.ready.store(false, Ordering::SeqCst);
         let run = readiness.run.fetch_add(1, Ordering::SeqCst) + 1;
         let mut cmd = podman();
-        cmd
+        cmd.envs(SERVICE_GO_RUNTIME)
             .args([&format!("--log-level={}", self.log_level), "system", "service", "--time=0"])
             .arg(format!("unix://{}", self.socket));
         // PID 1 reaps every child with waitpid(-1); no Child handle is kept,
