@@ -55,12 +55,12 @@ pub fn is_ready() -> bool {
 pub const SOCKET: &str = "/run/skiff/engine.sock";
 const PODMAN: &str = "/usr/bin/podman";
 /// The Go runtime's settings for the service (not for the short CLI runs):
-/// a heap goal of 1.5x the live heap instead of 2x, so an idle engine holds
-/// less. Measured (bench, TCG, busy host): engine anonymous memory idle
-/// 14.8 -> 12.8 MiB, after 10 containers 18.5 -> 13.7 MiB; start-up runs 3
-/// more collections of ~1 ms; docker load 3.4 vs 3.3 MiB/s (noise).
-/// GOMEMLIMIT is not set: a cap near the idle size makes a big docker load
-/// collect over and over.
+/// a heap goal of 1.5x the live heap instead of 2x. Measured (bench, TCG,
+/// busy host, two runs each): engine anonymous memory after 10 containers
+/// 17.2-18.5 -> 13.7-14.4 MiB; idle 13.8-14.9 -> 12.8-14.3 MiB (noise);
+/// start-up runs 3 more ~1 ms collections; docker load 3.4/9.2 -> 3.3/8.6
+/// MiB/s (within the runs' spread). No GOMEMLIMIT: a cap near the idle
+/// size would make a big docker load collect over and over.
 const SERVICE_GO_RUNTIME: [(&str, &str); 1] = [("GOGC", "50")];
 
 /// Supervision state of the engine process.
