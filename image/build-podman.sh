@@ -39,7 +39,8 @@ export SKIFF_DEB_ARCH=$deb_arch
 # containers_image_fulcio_stub does not build (containers/image 5.34), and
 # containers_image_docker_daemon_stub panics at start ("Duplicate image
 # transport name docker-daemon": Podman imports the real transport too).
-tags="seccomp libsqlite3 containers_image_openpgp exclude_graphdriver_btrfs btrfs_noversion
+# skiff: our patch 0014's tag, which leaves out the CLI's machine parts.
+tags="skiff seccomp libsqlite3 containers_image_openpgp exclude_graphdriver_btrfs btrfs_noversion
   exclude_graphdriver_devicemapper exclude_graphdriver_zfs containers_image_rekor_stub"
 tags=$(echo $tags)
 # The development packages cgo compiles and links against (with their

@@ -54,6 +54,14 @@ pub fn is_ready() -> bool {
 /// The engine's API socket inside the guest.
 pub const SOCKET: &str = "/run/skiff/engine.sock";
 const PODMAN: &str = "/usr/bin/podman";
+/// The Go runtime's settings for the service (not for the short CLI runs):
+/// a heap goal of 1.5x the live heap instead of 2x. Measured (bench, TCG,
+/// busy host, two runs each): engine anonymous memory after 10 containers
+/// 17.2-18.5 -> 13.7-14.4 MiB; idle 13.8-14.9 -> 12.8-14.3 MiB (noise);
+/// start-up runs 3 more ~1 ms collections; docker load 3.4/9.2 -> 3.3/8.6
+/// MiB/s (within the runs' spread). No GOMEMLIMIT: a cap near the idle
+/// size would make a big docker load collect over and over.
+const SERVICE_GO_RUNTIME: [(&str, &str); 1] = [("GOGC", "50")];
 
 /// Supervision state of the engine process.
 pub struct Engine<S: Sys> {
@@ -95,7 +103,7 @@ impl<S: Sys> Engine<S> {
         readiness.ready.store(false, Ordering::SeqCst);
         let run = readiness.run.fetch_add(1, Ordering::SeqCst) + 1;
         let mut cmd = podman();
-        cmd
+        cmd.envs(SERVICE_GO_RUNTIME)
             .args([&format!("--log-level={}", self.log_level), "system", "service", "--time=0"])
             .arg(format!("unix://{}", self.socket));
         // PID 1 reaps every child with waitpid(-1); no Child handle is kept,
