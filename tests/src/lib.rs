@@ -682,6 +682,12 @@ pub fn e2fs_tool(tool: &str, args: &[&str], image: &Path, offset: u64) -> Output
 }
 
 /// sha256 of a file, as hex.
+/// Bytes a file takes on the host's disk (a sparse image's allocated size).
+pub fn allocated_bytes(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).blocks() * 512
+}
+
 pub fn sha256_file(path: &Path) -> String {
     sha256(path)
 }

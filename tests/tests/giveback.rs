@@ -4,13 +4,11 @@
 //! qcow2 image). Both are on by default; `--balloon off` and `--discard off`
 //! turn them off (the QEMU arguments are unit-tested in the host crate).
 
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use skiff_tests::{busybox_image, Scratch, Vm};
+use skiff_tests::{allocated_bytes as allocated, busybox_image, Scratch, Vm};
 
 const IMAGE: &str = "skiff-test/busybox:latest";
 const MIB: u64 = 1 << 20;
@@ -49,11 +47,6 @@ fn memory_a_container_used_goes_back_to_the_host() {
     eprintln!("giveback: QEMU RSS {} MiB {:.0} s after the container ended", after / MIB, took.as_secs_f64());
     assert!(after < peak - 400 * MIB, "freed guest memory was not given back within 30 s: peak {} MiB, now {} MiB", peak / MIB, after / MIB);
     vm.shutdown();
-}
-
-/// Bytes the image file takes on the host's disk.
-fn allocated(file: &Path) -> u64 {
-    std::fs::metadata(file).expect("the disk image").blocks() * 512
 }
 
 #[test]

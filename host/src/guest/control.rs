@@ -103,18 +103,25 @@ fn check_refusal(conn: &mut BufReader<Conn>) -> io::Result<()> {
     Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("the guest refused: {reason}")))
 }
 
+/// Sends `req` to the control port of `target` and fails with the guest's
+/// reason if it refuses; reads wait at most [`STATUS_LIMIT`].
+fn ask(target: &Target, req: &Request) -> io::Result<BufReader<Conn>> {
+    let mut conn = target.connect(DEFAULT_CONTROL_PORT)?;
+    conn.write_all(control::encode(req).as_bytes())?;
+    let mut conn = BufReader::new(conn);
+    conn.get_ref().set_read_timeout(Some(STATUS_LIMIT))?;
+    check_refusal(&mut conn)?;
+    Ok(conn)
+}
+
 /// How long the guest may take to answer a status request, in all.
 const STATUS_LIMIT: Duration = Duration::from_secs(5);
 
 /// The guest's own figures (build, memory, data disk use, shares), read
 /// within [`STATUS_LIMIT`] and at most `status::MAX_STATUS` bytes.
 pub fn guest_status(target: &Target) -> io::Result<status::GuestStatus> {
-    let mut conn = target.connect(DEFAULT_CONTROL_PORT)?;
-    conn.write_all(control::encode(&Request::Status).as_bytes())?;
     let end = std::time::Instant::now() + STATUS_LIMIT;
-    let mut conn = BufReader::new(conn);
-    conn.get_ref().set_read_timeout(Some(STATUS_LIMIT))?;
-    check_refusal(&mut conn)?;
+    let mut conn = ask(target, &Request::Status)?;
     let mut answer = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -138,12 +145,8 @@ pub fn guest_status(target: &Target) -> io::Result<status::GuestStatus> {
 /// paused or the host slept); returns how far off the guest was (host
 /// minus guest, ns).
 pub fn tell_time(target: &Target) -> io::Result<i64> {
-    let mut conn = target.connect(DEFAULT_CONTROL_PORT)?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(io::Error::other)?;
-    conn.write_all(control::encode(&Request::Clock(now.as_nanos() as i128)).as_bytes())?;
-    let mut conn = BufReader::new(conn);
-    conn.get_ref().set_read_timeout(Some(STATUS_LIMIT))?;
-    check_refusal(&mut conn)?;
+    let mut conn = ask(target, &Request::Clock(now.as_nanos() as i128))?;
     let mut line = String::new();
     conn.by_ref().take(64).read_line(&mut line)?;
     line.trim().parse().map_err(|_| io::Error::other(format!("the guest answered the time with {line:?}")))

@@ -2,13 +2,13 @@
 //! image's allocated size, each measured with the feature on (the default)
 //! and off (`--balloon off --discard off`), one boot each, in one run.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::boot;
+use crate::allocated_bytes as allocated;
 
 /// One boot's figures, bytes and seconds.
 pub struct Side {
@@ -37,10 +37,6 @@ pub struct GiveBack {
 pub const SETTLE: Duration = Duration::from_secs(30);
 /// How long the image may take to shrink.
 pub const DISK_LIMIT: Duration = Duration::from_secs(60);
-
-fn allocated(file: &Path) -> u64 {
-    std::fs::metadata(file).map(|m| m.blocks() * 512).unwrap_or(0)
-}
 
 fn side(dir: &Path, mem: &str, busybox: &Path, tag: &str, touch_mib: u64, disk_mib: u64, on: bool) -> Side {
     let disk = dir.join("data.qcow2");
