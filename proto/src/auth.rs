@@ -239,8 +239,15 @@ pub fn check_proof(line: &[u8], secret: &Secret, host: &Nonce, guest: &Nonce) ->
 /// itself is `PermissionDenied` with [`AuthError::Unproven`]. The caller
 /// bounds the wait with a read timeout.
 pub fn authenticate<S: Read + Write>(s: &mut S, secret: &Secret, host: &Nonce) -> io::Result<()> {
-    s.write_all(&challenge(host))?;
-    let mut line = crate::read_line(s, 1024)?;
+    // A guest that turns every connection away answers and closes without
+    // reading, so the challenge can meet a closed socket; its refusal may
+    // still be waiting to be read, and it says more than the broken pipe.
+    let sent = s.write_all(&challenge(host));
+    let mut line = match (sent, crate::read_line(s, 1024)) {
+        (_, Ok(line)) if line.starts_with(REFUSED.as_bytes()) || line.starts_with(b"HTTP/") => line,
+        (Err(e), _) => return Err(e),
+        (Ok(()), read) => read?,
+    };
     line.push(b'\n');
     let denied = |why: String| io::Error::new(io::ErrorKind::PermissionDenied, why);
     if !line.starts_with(PREFIX) {
@@ -455,6 +462,12 @@ mod tests {
             g.write_all(b"skiff: refused: \x1b[2Jtoo many\n").unwrap();
         }, &s);
         assert_eq!(r.unwrap_err().to_string(), "the guest refused: [2Jtoo many", "no terminal escapes from the peer");
+        // A guest that refuses and closes before the challenge is written.
+        let (mut host, mut peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        peer.write_all(b"skiff: refused: shut\n").unwrap();
+        drop(peer);
+        let e = authenticate(&mut host, &s, &HOST).unwrap_err();
+        assert_eq!(e.to_string(), "the guest refused: shut", "the refusal, not the broken pipe");
         let g = s.clone();
         let r = host_against(move |mut peer| {
             let mut line = [0u8; LINE_LEN];
