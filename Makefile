@@ -83,6 +83,16 @@ $(A64)/rootfs.stamp: $(INIT_A64) $(A64)/podman image/build-rootfs.sh image/trixi
 $(ISO_aarch64): $(A64)/Image.gz $(A64)/rootfs.stamp image/build-iso.sh image/grub.cfg image/grub-embed.cfg image/cmdline.aarch64 image/fetch-arm64.sh
 	image/build-iso.sh $(A64)/Image.gz $(A64)/rootfs $@ $(INITRD_COMPRESSION) aarch64 "$$(image/fetch-arm64.sh $(SKIFF_CACHE) grub-efi-arm64-bin)/usr/lib/grub/arm64-efi"
 
+# For `make bench` only (SKIFF_BENCH_DEBIAN_ENGINE=1): the same appliance with
+# Debian 13's podman package instead of ours, measured side by side.
+DEB := out/debian-engine
+$(DEB)/rootfs.stamp: $(INIT) out/netavark.stamp image/build-rootfs.sh image/trixie-apt.sh $(shell find image/etc -type f)
+	image/build-rootfs.sh $(SKIFF_CACHE) $(INIT) $(DEB)/rootfs x86_64 out/netavark
+	touch $@
+
+$(DEB)/skiff.iso: out/bzImage $(DEB)/rootfs.stamp image/build-iso.sh image/grub.cfg image/grub-embed.cfg image/cmdline
+	image/build-iso.sh out/bzImage $(DEB)/rootfs $@ $(INITRD_COMPRESSION)
+
 # Debian's arm64 busybox-static, for the aarch64 tests' container image.
 $(A64)/busybox-static: image/fetch-arm64.sh
 	d=$$(image/fetch-arm64.sh $(SKIFF_CACHE) busybox-static) && \
@@ -106,7 +116,7 @@ clients:
 	scripts/fetch-clients.sh $(SKIFF_CACHE)
 	scripts/fetch-py-node-clients.sh $(SKIFF_CACHE)
 
-bench: deps iso host $(if $(filter 1,$(SKIFF_BENCH_AARCH64)),iso-aarch64)
+bench: deps iso host $(if $(filter 1,$(SKIFF_BENCH_AARCH64)),iso-aarch64) $(if $(filter 1,$(SKIFF_BENCH_DEBIAN_ENGINE)),$(DEB)/skiff.iso)
 	cargo run --release --locked -p skiff-tests --bin bench
 
 # Needs nightly (skipped, saying so, without it); fuzz/ is its own workspace.

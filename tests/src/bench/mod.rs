@@ -39,6 +39,8 @@ pub struct Results {
     pub aarch64: Option<Aarch64>,
     /// Memory and disk given back, on and off (`SKIFF_BENCH_GIVEBACK=0` skips).
     pub giveback: Option<giveback::GiveBack>,
+    /// The same appliance with Debian's podman package (`SKIFF_BENCH_DEBIAN_ENGINE=1`).
+    pub debian_engine: Option<DebianEngine>,
 }
 
 /// The aarch64 ISO's sizes and one boot's milestones (qemu-system-aarch64,
@@ -46,4 +48,13 @@ pub struct Results {
 pub struct Aarch64 {
     pub sizes: size::Sizes,
     pub boot: boot::Boot,
+}
+
+/// The appliance built with Debian 13's podman package instead of our
+/// build: its sizes, one boot and its idle memory, so the own-engine build
+/// is judged against what it replaced in one run.
+pub struct DebianEngine {
+    pub sizes: size::Sizes,
+    pub boot: boot::Boot,
+    pub memory_idle: memory::Memory,
 }

@@ -154,6 +154,11 @@ pub fn table(r: &Results) -> Table {
         None => t.note("aarch64: not measured (SKIFF_BENCH_AARCH64=1 make bench builds the aarch64 ISO and boots it once)".to_string()),
     }
 
+    match &r.debian_engine {
+        Some(d) => debian_engine_rows(&mut t, r, d),
+        None => t.note("Debian's podman: not compared (SKIFF_BENCH_DEBIAN_ENGINE=1 make bench builds that ISO and boots it once)".to_string()),
+    }
+
     match &r.giveback {
         Some(g) => giveback_rows(&mut t, g),
         None => t.note("give-back: not measured (SKIFF_BENCH_GIVEBACK=0)".to_string()),
@@ -179,6 +184,28 @@ fn giveback_rows(t: &mut Table, g: &super::giveback::GiveBack) {
     t.row("data disk image with the volume", format!("{} | {}", mib(a.image_full), mib(b.image_full)));
     t.row(format!("data disk image after removing it (≤ {} s)", super::giveback::DISK_LIMIT.as_secs()), format!("{} | {}", mib(a.image_after), mib(b.image_after)));
     t.row("removal → image shrunk by half the volume", format!("{} | {}", secs(a.image_shrunk_after), secs(b.image_shrunk_after)));
+}
+
+/// Our engine build beside Debian's podman package: "ours | Debian's".
+fn debian_engine_rows(t: &mut Table, r: &Results, d: &super::DebianEngine) {
+    t.section("Our podman build | Debian 13's podman package (ours: median of the boots above; Debian's: one boot)");
+    let podman = |s: &super::size::Sizes| s.top_files.iter().find(|(p, _)| p.ends_with("usr/bin/podman")).map(|(_, n)| *n);
+    let (x, y) = (&r.sizes, &d.sizes);
+    let opt = |v: Option<u64>| v.map(mib).unwrap_or_else(|| "-".into());
+    t.row("ISO", format!("{} | {}", mib(x.iso), mib(y.iso)));
+    t.row("/usr squashfs", format!("{} | {}", mib(x.usr_squashfs), mib(y.usr_squashfs)));
+    t.row("/usr files, uncompressed", format!("{} | {}", mib(x.usr_uncompressed), mib(y.usr_uncompressed)));
+    t.row("/usr/bin/podman", format!("{} | {}", opt(podman(x)), opt(podman(y))));
+    for m in MILESTONES {
+        t.row(m.label, format!("{} | {}", secs(median(&milestone_samples(r, m.key))), secs(d.boot.milestone(m.key))));
+    }
+    let ping: Vec<f64> = r.boots.iter().filter_map(|b| b.qemu_to_ping).collect();
+    t.row("host: QEMU start → first /_ping via bridge", format!("{} | {}", secs(median(&ping)), secs(d.boot.qemu_to_ping)));
+    let (a, b) = (&r.memory_idle, &d.memory_idle);
+    t.row("idle guest memory (MemTotal − MemAvailable)", format!("{} | {}", kib_mib(a.used), kib_mib(b.used)));
+    t.row("engine RSS, idle", format!("{} | {}", kib_mib(a.engine_rss), kib_mib(b.engine_rss)));
+    t.row("engine anonymous memory, idle", format!("{} | {}", kib_mib(a.engine_anon), kib_mib(b.engine_anon)));
+    t.row("shutdown: power button → QEMU exit", format!("{} | {}", secs(median(&r.boots.iter().filter_map(|b| b.shutdown).collect::<Vec<_>>())), secs(d.boot.shutdown)));
 }
 
 /// The aarch64 ISO beside x86_64's figures: "x86_64 | aarch64".
@@ -330,6 +357,14 @@ pub fn json(r: &Results) -> Value {
                     "init_binary": a.sizes.init_binary, "usr_squashfs": a.sizes.usr_squashfs, "usr_files": a.sizes.usr_uncompressed },
                 "boot": { "guest_uptime_s": m, "host_qemu_to_ping_s": a.boot.qemu_to_ping,
                     "host_spawn_to_docker_host_s": a.boot.spawn_to_docker_host, "shutdown_s": a.boot.shutdown },
+            })
+        }),
+        "debian_engine": r.debian_engine.as_ref().map(|d| {
+            let m: serde_json::Map<String, Value> = d.boot.milestones.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+            json!({
+                "size_bytes": { "iso": d.sizes.iso, "usr_squashfs": d.sizes.usr_squashfs, "usr_files": d.sizes.usr_uncompressed },
+                "boot": { "guest_uptime_s": m, "host_qemu_to_ping_s": d.boot.qemu_to_ping, "shutdown_s": d.boot.shutdown },
+                "memory_idle": mem(&d.memory_idle),
             })
         }),
         "shares": r.shares.iter().map(|f| json!({

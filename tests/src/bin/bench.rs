@@ -6,14 +6,16 @@
 //! SKIFF_BENCH_SAVE_BASELINE=1 (write this run's headline figures to tests/bench-baseline.json),
 //! SKIFF_BENCH_AARCH64=1 (also the aarch64 ISO: sizes and one boot; the Makefile builds it),
 //! SKIFF_BENCH_GIVEBACK=0 (skip the two boots measuring memory and disk given back),
-//! SKIFF_BENCH_TOUCH_MIB (768) and SKIFF_BENCH_DISK_MIB (2048; 512 quick) for them.
+//! SKIFF_BENCH_TOUCH_MIB (768) and SKIFF_BENCH_DISK_MIB (2048; 512 quick) for them,
+//! SKIFF_BENCH_DEBIAN_ENGINE=1 (also the appliance with Debian's podman package: sizes, one
+//! boot, idle memory; the Makefile builds out/debian-engine/skiff.iso).
 
 use std::fs;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use skiff_tests::bench::http::Endpoint;
-use skiff_tests::bench::{baseline, boot, console, floor, giveback, memory, ports, report, shares, size, socket, Aarch64, Results};
+use skiff_tests::bench::{baseline, boot, console, floor, giveback, memory, ports, report, shares, size, socket, Aarch64, DebianEngine, Results};
 use skiff_tests::{busybox_image, iso, iso_aarch64, root, skiff_bin, Scratch, Vm};
 
 const VM_MEMORY_MIB: u32 = 2048;
@@ -38,12 +40,17 @@ fn flag(name: &str) -> bool {
 const BASELINE: &str = "tests/bench-baseline.json";
 
 /// Engine ready, no containers: load the probe's image, let the guest settle, read.
-fn memory_figures(vm: &Vm, busybox: &std::path::Path) -> (memory::Memory, memory::Memory) {
+fn idle_memory(vm: &Vm, busybox: &std::path::Path) -> (memory::Memory, u32) {
     let pid = console::engine_pid(&vm.console()).expect("the console names the engine's pid");
     socket::docker_load(vm, busybox, BUSYBOX);
     thread::sleep(Duration::from_secs(5));
     eprintln!("bench: memory probe (idle)");
-    let idle = memory::probe(vm, BUSYBOX, pid);
+    (memory::probe(vm, BUSYBOX, pid), pid)
+}
+
+/// Idle, then after [`CONTAINERS`] containers have run.
+fn memory_figures(vm: &Vm, busybox: &std::path::Path) -> (memory::Memory, memory::Memory) {
+    let (idle, pid) = idle_memory(vm, busybox);
     for i in 0..CONTAINERS {
         let out = vm.docker_ok(&["run", "--rm", BUSYBOX, "echo", &format!("container {i}")]);
         assert_eq!(out.trim(), format!("container {i}"), "container {i} did not run");
@@ -96,6 +103,7 @@ fn main() {
     let (memory_idle, memory_after, load, save, paths, not_compared, ports) = workload.expect("the last boot ran the workload");
     let shares = if quick { Vec::new() } else { share_figures(dir, &mem, knob("SKIFF_BENCH_SHARE_MIB", 256)) };
     let aarch64 = flag("SKIFF_BENCH_AARCH64").then(|| aarch64_figures(dir, &mem));
+    let debian_engine = flag("SKIFF_BENCH_DEBIAN_ENGINE").then(|| debian_engine_figures(dir, &mem, &busybox));
     let giveback = (knob("SKIFF_BENCH_GIVEBACK", 1) != 0).then(|| {
         let disk_mib = knob("SKIFF_BENCH_DISK_MIB", if quick { 512 } else { 2048 });
         giveback::measure(dir, &mem, &busybox, BUSYBOX, knob("SKIFF_BENCH_TOUCH_MIB", 768), disk_mib)
@@ -119,6 +127,7 @@ fn main() {
         ports,
         aarch64,
         giveback,
+        debian_engine,
     };
     let table = report::table(&results).render();
     println!("{table}");
@@ -141,6 +150,22 @@ fn aarch64_figures(dir: &std::path::Path, mem: &str) -> Aarch64 {
     let (vm, mut b) = boot::boot_iso(&a64.join("vm"), &iso, &["--memory", mem]);
     b.shutdown = Some(vm.shutdown().as_secs_f64());
     Aarch64 { sizes, boot: b }
+}
+
+/// The appliance with Debian's podman package (`make bench` builds it when
+/// asked): sizes, one boot, idle memory.
+fn debian_engine_figures(dir: &std::path::Path, mem: &str, busybox: &std::path::Path) -> DebianEngine {
+    let iso = root().join("out/debian-engine/skiff.iso");
+    assert!(iso.is_file(), "no {}: SKIFF_BENCH_DEBIAN_ENGINE=1 make bench builds it", iso.display());
+    eprintln!("bench: Debian's podman: sizes (read from {})", iso.display());
+    let deb = dir.join("debian-engine");
+    fs::create_dir_all(deb.join("vm")).expect("create debian-engine folder");
+    let sizes = size::measure(&iso, &deb);
+    eprintln!("bench: Debian's podman: boot");
+    let (vm, mut boot) = boot::boot_iso(&deb.join("vm"), &iso, &["--memory", mem]);
+    let (memory_idle, _) = idle_memory(&vm, busybox);
+    boot.shutdown = Some(vm.shutdown().as_secs_f64());
+    DebianEngine { sizes, boot, memory_idle }
 }
 
 /// Prints the headline figures against the committed baseline; writes them
