@@ -18,6 +18,9 @@ pub struct Side {
     pub rss_peak: u64,
     /// [`SETTLE`] after it was removed.
     pub rss_after: u64,
+    /// A container writing `touch_mib` to tmpfs once that memory was given
+    /// back (the host faults it in again): MiB/s, inside the guest.
+    pub write_mib_s: Option<f64>,
     /// The image with a `disk_mib` volume written.
     pub image_full: u64,
     /// Up to [`DISK_LIMIT`] after the volume was removed.
@@ -52,6 +55,7 @@ fn side(dir: &Path, mem: &str, busybox: &Path, tag: &str, touch_mib: u64, disk_m
     vm.docker_ok(&["rm", "-f", "fill"]);
     thread::sleep(SETTLE);
     let rss_after = vm.qemu_rss();
+    let write_mib_s = write_speed(&vm, tag, touch_mib);
 
     vm.docker_ok(&["run", "--rm", "-v", "big:/d", tag, "sh", "-c", &format!("dd if=/dev/zero of=/d/fill bs=1M count={disk_mib} && sync")]);
     thread::sleep(Duration::from_secs(5));
@@ -69,7 +73,24 @@ fn side(dir: &Path, mem: &str, busybox: &Path, tag: &str, touch_mib: u64, disk_m
     }
     let image_after = allocated(&disk);
     vm.shutdown();
-    Side { engine_ready: b.milestone("engine_ready"), rss_idle, rss_peak, rss_after, image_full, image_after, image_shrunk_after }
+    Side { engine_ready: b.milestone("engine_ready"), rss_idle, rss_peak, rss_after, write_mib_s, image_full, image_after, image_shrunk_after }
+}
+
+/// The memory benchmark inside a container: `mib` written to a tmpfs, timed
+/// by the guest's uptime clock around `dd` (container start left out).
+fn write_speed(vm: &crate::Vm, tag: &str, mib: u64) -> Option<f64> {
+    let script = format!(
+        "read a _ < /proc/uptime; dd if=/dev/zero of=/t/w bs=1M count={mib} 2>/dev/null; read b _ < /proc/uptime; echo $a $b"
+    );
+    let out = vm.docker_ok(&["run", "--rm", "--tmpfs", &format!("/t:size={}m", mib + 64), tag, "sh", "-c", &script]);
+    let t: Vec<f64> = out.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+    match t[..] {
+        [a, b] if b > a => Some(mib as f64 / (b - a)),
+        _ => {
+            eprintln!("bench: give-back: no timing from the write benchmark: {out:?}");
+            None
+        }
+    }
 }
 
 /// Two boots: the features on, then off.

@@ -181,6 +181,8 @@ fn giveback_rows(t: &mut Table, g: &super::giveback::GiveBack) {
     t.row("QEMU RSS idle", format!("{} | {}", mib(a.rss_idle), mib(b.rss_idle)));
     t.row("QEMU RSS while the container holds it", format!("{} | {}", mib(a.rss_peak), mib(b.rss_peak)));
     t.row(format!("QEMU RSS {} s after it is removed", super::giveback::SETTLE.as_secs()), format!("{} | {}", mib(a.rss_after), mib(b.rss_after)));
+    let speed = |v: Option<f64>| v.map(|v| format!("{v:.0} MiB/s")).unwrap_or_else(|| "-".into());
+    t.row(format!("then a container writes {} MiB to tmpfs", g.touch_mib), format!("{} | {}", speed(a.write_mib_s), speed(b.write_mib_s)));
     t.row("data disk image with the volume", format!("{} | {}", mib(a.image_full), mib(b.image_full)));
     t.row(format!("data disk image after removing it (≤ {} s)", super::giveback::DISK_LIMIT.as_secs()), format!("{} | {}", mib(a.image_after), mib(b.image_after)));
     t.row("removal → image shrunk by half the volume", format!("{} | {}", secs(a.image_shrunk_after), secs(b.image_shrunk_after)));
@@ -345,7 +347,7 @@ pub fn json(r: &Results) -> Value {
         "giveback": r.giveback.as_ref().map(|g| {
             let side = |s: &super::giveback::Side| json!({
                 "engine_ready_s": s.engine_ready, "qemu_rss_idle_bytes": s.rss_idle, "qemu_rss_peak_bytes": s.rss_peak,
-                "qemu_rss_after_bytes": s.rss_after, "image_full_bytes": s.image_full, "image_after_bytes": s.image_after,
+                "qemu_rss_after_bytes": s.rss_after, "write_mib_per_s": s.write_mib_s, "image_full_bytes": s.image_full, "image_after_bytes": s.image_after,
                 "image_shrunk_after_s": s.image_shrunk_after,
             });
             json!({ "touch_mib": g.touch_mib, "disk_mib": g.disk_mib, "settle_s": super::giveback::SETTLE.as_secs(), "on": side(&g.on), "off": side(&g.off) })
