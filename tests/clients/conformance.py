@@ -292,6 +292,26 @@ def links():
         db.remove(force=True)
 
 
+def volume_subpath():
+    """Mounts.VolumeOptions.Subpath mounts that folder of the volume."""
+    api.create_volume("conf-subpath")
+    try:
+        fill = client.containers.run(IMAGE, ["sh", "-c", "mkdir /v/sub && echo in-sub > /v/sub/f && echo top > /v/f"],
+                                     volumes={"conf-subpath": {"bind": "/v", "mode": "rw"}}, remove=True)
+        mount = {"Type": "volume", "Source": "conf-subpath", "Target": "/m", "VolumeOptions": {"Subpath": "sub"}}
+        created = api.create_container(IMAGE, ["cat", "/m/f"], name="conf-subpath",
+                                       host_config=api.create_host_config(mounts=[mount]))
+        try:
+            api.start(created["Id"])
+            api.wait(created["Id"], timeout=120)
+            out = api.logs(created["Id"]).decode().strip()
+            check("VolumeOptions.Subpath: that folder of the volume is mounted", out == "in-sub", f"/m/f reads {out!r} ({fill!r})")
+        finally:
+            api.remove_container(created["Id"], force=True)
+    finally:
+        api.remove_volume("conf-subpath", force=True)
+
+
 def guarded(row, *args):
     """A row that raises fails as a whole, and the others still run."""
     try:
@@ -321,6 +341,7 @@ def main():
     guarded(cgroupns_mode)
     guarded(changes)
     guarded(links)
+    guarded(volume_subpath)
 
 
 if __name__ == "__main__":
