@@ -165,6 +165,153 @@ def volume_answers():
         api.remove_volume("conf-vol", force=True)
 
 
+def network_default_shown():
+    """Inspect and the list show the default network as "bridge" (docker-py
+    names no network here)."""
+    c = client.containers.run(IMAGE, ["sleep", "300"], detach=True, name="conf-default-net")
+    try:
+        inspected = list(api.inspect_container(c.id)["NetworkSettings"]["Networks"])
+        listed = list(api.containers(filters={"id": c.id})[0]["NetworkSettings"]["Networks"])
+        check("the default network shows as bridge in inspect and the list", (inspected, listed) == (["bridge"], ["bridge"]),
+              f"inspect {inspected!r}, list {listed!r}")
+    finally:
+        c.remove(force=True)
+
+
+def mac_address():
+    """Config.MacAddress (docker-py's mac_address) is the container's MAC
+    on the default network."""
+    mac = "02:42:ac:11:00:99"
+    created = api.create_container(IMAGE, ["sleep", "300"], mac_address=mac, name="conf-mac")
+    try:
+        api.start(created["Id"])
+        nets = api.inspect_container(created["Id"])["NetworkSettings"]["Networks"]
+        got = [n.get("MacAddress") for n in nets.values()]
+        check("Config.MacAddress: the container has that MAC", got == [mac], f"Networks {nets!r}")
+    finally:
+        api.remove_container(created["Id"], force=True)
+
+
+def env_without_value():
+    """An Env entry without "=" is removed from the process's environment
+    and kept in Config.Env as given. (GOGC is set in the engine's own
+    environment: it must not reach the container.)"""
+    env = ["GOGC", "Other=one", "Blank="]
+    created = api.create_container(IMAGE, ["env"], environment=env, name="conf-env")
+    try:
+        api.start(created["Id"])
+        api.wait(created["Id"], timeout=120)
+        listed = api.inspect_container(created["Id"])["Config"]["Env"]
+        seen = api.logs(created["Id"]).decode().splitlines()
+        ok = (all(e in listed for e in env) and "Other=one" in seen and "Blank=" in seen
+              and not any(line.startswith("GOGC") for line in seen))
+        check("env entry without =: unset in the process, kept in Config.Env", ok, f"Config.Env {listed!r}, env {seen!r}")
+    finally:
+        api.remove_container(created["Id"], force=True)
+
+
+def tmpfs_as_given():
+    """HostConfig.Tmpfs shows the options the client gave."""
+    given = {"/conf-tmp": "rw,noexec,size=1m"}
+    created = api.create_container(IMAGE, ["true"], host_config=api.create_host_config(tmpfs=given), name="conf-tmpfs")
+    try:
+        got = api.inspect_container(created["Id"])["HostConfig"].get("Tmpfs")
+        check("Tmpfs options as given", got == given, f"Tmpfs {got!r}")
+    finally:
+        api.remove_container(created["Id"], force=True)
+
+
+def host_config_as_given():
+    """Runtime is runc (Docker's default); Isolation, LogConfig.Config,
+    VolumeDriver and DeviceCgroupRules read back as given."""
+    hc = api.create_host_config(isolation="default", volume_driver="local", device_cgroup_rules=["c 1:3 mr"],
+                                log_config=LogConfig(type="json-file", config={"max-size": "1m"}))
+    created = api.create_container(IMAGE, ["true"], host_config=hc, name="conf-hostconfig")
+    try:
+        h = api.inspect_container(created["Id"])["HostConfig"]
+        got = {k: h.get(k) for k in ("Runtime", "Isolation", "LogConfig", "VolumeDriver", "DeviceCgroupRules")}
+        want = {"Runtime": "runc", "Isolation": "default", "LogConfig": {"Type": "json-file", "Config": {"max-size": "1m"}},
+                "VolumeDriver": "local", "DeviceCgroupRules": ["c 1:3 mr"]}
+        check("HostConfig: Runtime runc, the rest as given", got == want, f"{got!r}")
+    finally:
+        api.remove_container(created["Id"], force=True)
+
+
+def cgroupns_mode():
+    """CgroupnsMode "host" is applied (the process sees the host's cgroup
+    path, not "/") and shown; without one, inspect shows the default,
+    "private" on cgroup v2."""
+    hc = api.create_host_config(cgroupns="host")
+    host = api.create_container(IMAGE, ["cat", "/proc/self/cgroup"], host_config=hc, name="conf-cgns-host")
+    default = api.create_container(IMAGE, ["cat", "/proc/self/cgroup"], name="conf-cgns-default")
+    try:
+        api.start(host["Id"])
+        api.wait(host["Id"], timeout=120)
+        seen = api.logs(host["Id"]).decode().strip()
+        modes = [api.inspect_container(c["Id"])["HostConfig"].get("CgroupnsMode") for c in (host, default)]
+        check("CgroupnsMode host applied and shown, private by default",
+              modes == ["host", "private"] and seen not in ("", "0::/"), f"modes {modes!r}, /proc/self/cgroup {seen!r}")
+    finally:
+        api.remove_container(host["Id"], force=True)
+        api.remove_container(default["Id"], force=True)
+
+
+def changes():
+    """GET /containers/{id}/changes lists what the process changed, not
+    the engine's own files (hosts, resolv.conf, mount points)."""
+    created = api.create_container(IMAGE, ["sh", "-c", "mkdir /conf && echo hi > /conf/x"], name="conf-changes")
+    try:
+        api.start(created["Id"])
+        api.wait(created["Id"], timeout=120)
+        got = sorted(((d["Path"], d["Kind"]) for d in api.diff(created["Id"]) or []))
+        check("changes: only what the process changed", got == [("/conf", 1), ("/conf/x", 1)], f"changes {got!r}")
+    finally:
+        api.remove_container(created["Id"], force=True)
+
+
+def links():
+    """A legacy link (--link, compose's links:): in the linking container
+    the alias reaches the linked container, and inspect shows the link."""
+    db = client.containers.run(IMAGE, ["sh", "-c", "echo linked > /index.html && httpd -f -p 8080 -h /"],
+                               detach=True, name="conf-db")
+    try:
+        hc = api.create_host_config(links={"conf-db": "database"})
+        created = api.create_container(IMAGE, ["sh", "-c", "for i in 1 2 3 4 5; do wget -q -O - http://database:8080/index.html && exit; sleep 1; done; exit 1"],
+                                       host_config=hc, name="conf-web")
+        try:
+            api.start(created["Id"])
+            code = api.wait(created["Id"], timeout=120)["StatusCode"]
+            out = api.logs(created["Id"]).decode().strip()
+            shown = api.inspect_container(created["Id"])["HostConfig"].get("Links")
+            check("links: the alias reaches the linked container, inspect shows it",
+                  (code, out, shown) == (0, "linked", ["/conf-db:/conf-web/database"]),
+                  f"exit {code}, output {out!r}, Links {shown!r}")
+        finally:
+            api.remove_container(created["Id"], force=True)
+    finally:
+        db.remove(force=True)
+
+
+def volume_subpath():
+    """Mounts.VolumeOptions.Subpath mounts that folder of the volume."""
+    api.create_volume("conf-subpath")
+    try:
+        fill = client.containers.run(IMAGE, ["sh", "-c", "mkdir /v/sub && echo in-sub > /v/sub/f && echo top > /v/f"],
+                                     volumes={"conf-subpath": {"bind": "/v", "mode": "rw"}}, remove=True)
+        mount = {"Type": "volume", "Source": "conf-subpath", "Target": "/m", "VolumeOptions": {"Subpath": "sub"}}
+        created = api.create_container(IMAGE, ["cat", "/m/f"], name="conf-subpath",
+                                       host_config=api.create_host_config(mounts=[mount]))
+        try:
+            api.start(created["Id"])
+            api.wait(created["Id"], timeout=120)
+            out = api.logs(created["Id"]).decode().strip()
+            check("VolumeOptions.Subpath: that folder of the volume is mounted", out == "in-sub", f"/m/f reads {out!r} ({fill!r})")
+        finally:
+            api.remove_container(created["Id"], force=True)
+    finally:
+        api.remove_volume("conf-subpath", force=True)
+
+
 def guarded(row, *args):
     """A row that raises fails as a whole, and the others still run."""
     try:
@@ -186,6 +333,15 @@ def main():
     guarded(memory_swappiness_unset)
     guarded(unknown_log_driver)
     guarded(volume_answers)
+    guarded(network_default_shown)
+    guarded(mac_address)
+    guarded(env_without_value)
+    guarded(tmpfs_as_given)
+    guarded(host_config_as_given)
+    guarded(cgroupns_mode)
+    guarded(changes)
+    guarded(links)
+    guarded(volume_subpath)
 
 
 if __name__ == "__main__":

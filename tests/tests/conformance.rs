@@ -3,7 +3,8 @@
 //! (`tests/clients/conformance.py`) or the docker CLI against the booted
 //! ISO, as Docker's Engine API reference describes them. Prints
 //! `N of M Docker behaviours match` and fails when any differs.
-//! The engine's side of each is a patch in `engine/patches/` (0007-0013).
+//! The engine's side of each is a patch in `engine/patches/` (0007-0013,
+//! 0015-0021).
 //!
 //! Needs `make clients` (docker-py in a venv); offline: the image is a
 //! loaded busybox.
@@ -15,8 +16,9 @@ use std::time::Duration;
 use skiff_tests::{busybox_image, run_with_input, Scratch, Vm};
 
 const IMAGE: &str = "skiff-test/busybox:latest";
-/// The behaviours checked: `docker ps` here, the rest in conformance.py.
-const ROWS: usize = 12;
+/// The behaviours checked: `docker ps`, `--network bridge` and `--ip`
+/// here, the rest in conformance.py.
+const ROWS: usize = 23;
 
 /// The venv's python from `make clients`, or a panic saying how to get it.
 fn python() -> PathBuf {
@@ -45,6 +47,42 @@ fn docker_ps_shows_mappings(vm: &Vm) -> Result<(), String> {
     if got == want { Ok(()) } else { Err(format!("docker ps showed {:?}, Docker shows {want:?}", shown.trim())) }
 }
 
+/// `docker run --network bridge` puts the container on the default
+/// network, which inspect names `bridge`: the line scripts use for a
+/// container's address works.
+fn docker_network_bridge(vm: &Vm) -> Result<(), String> {
+    let run = vm.docker(&["run", "-d", "--name", "conf-net", "--network", "bridge", IMAGE, "sleep", "300"]);
+    if !run.status.success() {
+        return Err(format!("docker run --network bridge: {}", String::from_utf8_lossy(&run.stderr).trim()));
+    }
+    let ip = vm.docker_ok(&["inspect", "-f", "{{.NetworkSettings.Networks.bridge.IPAddress}}", "conf-net"]);
+    vm.docker_ok(&["rm", "-f", "conf-net"]);
+    let ip = ip.trim();
+    if ip.parse::<std::net::Ipv4Addr>().is_ok() { Ok(()) } else { Err(format!("Networks.bridge.IPAddress is {ip:?}")) }
+}
+
+/// `docker run --ip` on a user network: inspect shows the address asked
+/// for in the network's `IPAMConfig`, and the container has it.
+fn docker_ip_in_ipam_config(vm: &Vm) -> Result<(), String> {
+    vm.docker_ok(&["network", "create", "--subnet", "172.30.9.0/24", "conf-ipam"]);
+    let run = vm.docker(&["run", "-d", "--name", "conf-ip", "--network", "conf-ipam", "--ip", "172.30.9.9", IMAGE, "sleep", "300"]);
+    let shown = run.status.success().then(|| {
+        let f = "{{with .NetworkSettings.Networks}}{{(index . \"conf-ipam\").IPAMConfig.IPv4Address}} {{(index . \"conf-ipam\").IPAddress}}{{end}}";
+        vm.docker(&["inspect", "-f", f, "conf-ip"])
+    });
+    vm.docker(&["rm", "-f", "conf-ip"]);
+    vm.docker_ok(&["network", "rm", "conf-ipam"]);
+    match shown {
+        None => Err(format!("docker run --ip: {}", String::from_utf8_lossy(&run.stderr).trim())),
+        Some(out) if String::from_utf8_lossy(&out.stdout).trim() == "172.30.9.9 172.30.9.9" => Ok(()),
+        Some(out) => Err(format!(
+            "IPAMConfig.IPv4Address and IPAddress: {:?} {:?}",
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+    }
+}
+
 #[test]
 fn docker_api_as_docker_answers_it() {
     let py = python();
@@ -53,8 +91,11 @@ fn docker_api_as_docker_answers_it() {
     let vm = Vm::boot(&scratch.0);
     vm.docker_ok(&["load", "-i", image.to_str().unwrap()]);
 
-    let mut rows: Vec<(String, Result<(), String>)> =
-        vec![("docker ps: published ports as IP:HOST->PORT/tcp".into(), docker_ps_shows_mappings(&vm))];
+    let mut rows: Vec<(String, Result<(), String>)> = vec![
+        ("docker ps: published ports as IP:HOST->PORT/tcp".into(), docker_ps_shows_mappings(&vm)),
+        ("docker run --network bridge: inspect's Networks.bridge has the address".into(), docker_network_bridge(&vm)),
+        ("docker run --ip: IPAMConfig shows the address asked for".into(), docker_ip_in_ipam_config(&vm)),
+    ];
     let script = skiff_tests::root().join("tests/clients/conformance.py");
     let mut cmd = Command::new(&py);
     cmd.arg(&script)
