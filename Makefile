@@ -27,7 +27,7 @@ export PATH := $(PATH):$(or $(CARGO_HOME),$(HOME)/.cargo)/bin:/usr/local/go/bin
 all: iso host
 
 deps:
-	@scripts/install-deps.sh
+	@scripts/install-deps.sh $(SKIFF_CACHE)
 
 # PID 1: a static musl binary (static-pie), so it needs nothing from the
 # image; musl instead of static glibc keeps it near 1 MiB (1.75 MB with glibc).

@@ -5,6 +5,7 @@
 # separately through image/trixie-apt.sh. Checks again after installing:
 # apt may remove a package to satisfy another (a newer qemu-utils from
 # backports conflicts with Debian 12's qemu-system-x86).
+# Usage: scripts/install-deps.sh [CACHE]
 set -eu
 packages="qemu-system-x86 qemu-utils ovmf qemu-system-arm qemu-efi-aarch64 gcc-aarch64-linux-gnu xorriso grub-pc-bin grub-efi-amd64-bin grub-common mtools
   squashfs-tools docker.io socat busybox-static bc bison flex libelf-dev libssl-dev cpio zstd xz-utils make
@@ -61,8 +62,10 @@ cargo_tool() { # binary crate version
     cargo install --quiet --locked "$2" --version "$3"
   fi
 }
-cargo_tool vhost-device-vsock vhost-device-vsock 0.3.0
 cargo_tool virtiofsd virtiofsd 1.14.0
+# vhost-device-vsock: its release with our patches (cached in CACHE, the
+# first argument; default ~/.cache/skiff), over any unpatched one.
+"$(dirname "$0")/build-vsockdev.sh" "${1:-$HOME/.cache/skiff}"
 
 # Go builds skiff-buildkit (buildkit/, Go >= 1.22) and the engine
 # (image/build-podman.sh, from Podman's module: Go >= 1.24 for engine/go.mod's

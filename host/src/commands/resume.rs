@@ -56,7 +56,6 @@ fn watch(events: &Path, target: &Target) {
             Ok(line) => match qmp::event_name(&line) {
                 Some("STOP") => guest::set_paused(true, marker.as_deref()),
                 Some("RESUME") => {
-                    devices_restarted(&mut qmp);
                     guest::set_paused(false, marker.as_deref());
                     tell(target, "the VM resumed");
                 }
@@ -75,23 +74,6 @@ fn watch(events: &Path, target: &Target) {
         asleep = now;
     }
 }
-
-/// Returns once QEMU has restarted the VM's devices after a RESUME event.
-/// QEMU sends the event before it restarts them, and a connection that
-/// reaches vhost-device-vsock before its queues run again ends the
-/// device's worker (a 5 s pause was enough, here). QEMU runs QMP commands
-/// only between such steps, so the answer to one comes after the restart;
-/// the backend then applies the ring settings in its own thread, hence
-/// the short margin.
-fn devices_restarted(qmp: &mut Qmp) {
-    if let Err(e) = qmp.execute("query-status") {
-        eprintln!("skiff: QMP query-status after a resume: {e}");
-    }
-    thread::sleep(RESTART_MARGIN);
-}
-
-/// See [`devices_restarted`].
-const RESTART_MARGIN: Duration = Duration::from_millis(500);
 
 fn tell(target: &Target, why: &str) {
     match control::tell_time(target) {

@@ -281,8 +281,6 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
     // QEMU creates the console log; the umask keeps it private (0600).
     eprintln!("skiff: booting {} ({arch:?}; serial console: {})", o.iso.display(), console.display());
     let started = Instant::now();
-    // No connection to the guest until its kernel has set the vsock device up (see `guest::hold_connections`).
-    crate::guest::hold_connections();
     let mut vm = die_with_parent(Command::new(arch.qemu_binary()).args(machine.args()))
         .stdin(Stdio::null())
         .spawn()
@@ -298,9 +296,9 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
 
     bridge::QUIET.store(true, Ordering::Relaxed);
     // Other processes (`skiff shell`, `status`) find the VM through the
-    // record, so it is written once connections are let through.
-    let ready = wait_init(&console, &mut vm, started, Duration::from_secs(o.timeout))
-        .and_then(|()| crate::guest::record::record(&state, &vsock.target))
+    // record. Connections may be made from QEMU's start: the vsock device
+    // holds one made before the guest's driver is up (vsockdev/patches).
+    let ready = crate::guest::record::record(&state, &vsock.target)
         .and_then(|()| wait_ready(o, &docker_sock, &console, &mut vm, started));
     let ready_after = started.elapsed();
     bridge::QUIET.store(false, Ordering::Relaxed);
@@ -313,8 +311,6 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
         // The port table is read from now on: published ports need the engine anyway.
         ports = Some(Ports::spawn(vsock.target.clone(), o.ports_all_interfaces, o.port_limits.limits(), Some(state.ports()))?);
         images::prune(&state);
-        // Only now: a connection while the guest's vsock device is not set up
-        // yet would break it (see `guest::hold_connections`).
         if let Err(e) = super::resume::spawn(state.qmp_events(), vsock.target.clone()) {
             eprintln!("skiff: {e}; the guest clock is not set after a pause");
         }
@@ -384,28 +380,6 @@ impl std::error::Error for Unreachable {}
 /// How long the host keeps trying after the guest reports its engine ready.
 const UNREACHABLE_LIMIT: Duration = Duration::from_secs(30);
 
-/// How long connections are held back when the console shows no kernel (a
-/// guest that logs nothing, or `quiet` on its command line).
-const HOLD_LIMIT: Duration = Duration::from_secs(20);
-
-/// Waits until the console shows the guest's init running (its kernel has
-/// set the vsock device up by then), then lets connections to the guest
-/// through (see `guest::hold_connections`). A console that shows no kernel
-/// after [`HOLD_LIMIT`] (a kernel told to be `quiet`) lets them through
-/// then; a kernel that is slow to reach its init (aarch64 firmware, a
-/// loaded host) is waited for up to the start's time limit.
-fn wait_init(console: &Path, vm: &mut Child, started: Instant, limit: Duration) -> io::Result<()> {
-    while started.elapsed() < limit {
-        still_booting(vm)?;
-        if may_connect(&console::milestones(&read_console(console)), started.elapsed()) {
-            break;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    crate::guest::release_connections();
-    Ok(())
-}
-
 /// Fails once there is nothing left to wait for: QEMU exited, or we were
 /// told to stop.
 fn still_booting(vm: &mut Child) -> io::Result<()> {
@@ -421,12 +395,6 @@ fn still_booting(vm: &mut Child) -> io::Result<()> {
 /// The guest's console so far ("" before QEMU has created it).
 fn read_console(console: &Path) -> String {
     console::tail(console, u64::MAX).unwrap_or_default()
-}
-
-/// Whether the guest's vsock device is safe to connect to, given the boot
-/// milestones on its console `elapsed` after QEMU started.
-fn may_connect(reached: &[&str], elapsed: Duration) -> bool {
-    reached.contains(&"init") || (!reached.contains(&"kernel") && elapsed > HOLD_LIMIT)
 }
 
 fn wait_ready(o: &RunOptions, sock: &Path, console: &Path, vm: &mut Child, started: Instant) -> io::Result<()> {
@@ -535,16 +503,6 @@ impl<'a> Shutdown<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn connections_wait_for_the_init_unless_the_console_is_silent() {
-        let secs = Duration::from_secs;
-        assert!(may_connect(&["kernel", "init"], secs(2)));
-        assert!(!may_connect(&["kernel"], secs(5)));
-        assert!(!may_connect(&["kernel"], secs(60)), "a slow kernel is waited for");
-        assert!(!may_connect(&[], secs(5)));
-        assert!(may_connect(&[], HOLD_LIMIT + secs(1)), "a quiet console lets them through after HOLD_LIMIT");
-    }
 
     #[test]
     fn only_an_unreachable_engine_is_booted_again() {

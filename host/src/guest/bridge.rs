@@ -87,16 +87,17 @@ fn handle(mut client: UnixStream, target: &Target, port: u32, builder: Option<&P
 
 /// Connects to the guest. A refusal in the handshake (the guest's, or the
 /// guest not proving itself) reaches the client as a 403 with the reason,
-/// and a guest not to be dialled now (still starting, or paused) as a 503,
-/// so `docker` shows why.
+/// and a guest not to be dialled now (paused) or not answering yet (before
+/// `skiff run` has seen the engine answer, [`QUIET`]) as a 503, so
+/// `docker` shows why.
 fn connect(client: &mut UnixStream, target: &Target, port: u32) -> io::Result<Conn> {
     target.connect(port).inspect_err(|e| {
-        let status = match e.kind() {
-            io::ErrorKind::PermissionDenied => "403 Forbidden",
-            io::ErrorKind::NotConnected => "503 Service Unavailable",
+        let body = match e.kind() {
+            io::ErrorKind::PermissionDenied | io::ErrorKind::NotConnected => format!("skiff: {e}\n"),
+            _ if QUIET.load(Ordering::Relaxed) => format!("skiff: the VM is still starting; try again in a moment ({e})\n"),
             _ => return,
         };
-        let body = format!("skiff: {e}\n");
+        let status = if e.kind() == io::ErrorKind::PermissionDenied { "403 Forbidden" } else { "503 Service Unavailable" };
         let head = format!("HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
         let _ = client.write_all(format!("{head}{body}").as_bytes());
         // Unread request bytes at close would turn the answer into a reset.
@@ -154,6 +155,27 @@ mod tests {
         let mut more = Vec::new();
         s.read_to_end(&mut more).unwrap();
         assert!(more.is_empty(), "the impostor got {:?}", String::from_utf8_lossy(&more));
+    }
+
+    #[test]
+    fn a_guest_not_answering_while_the_vm_starts_gets_docker_a_503_saying_so() {
+        // A vsock device that closes every connection at once, as
+        // vhost-device-vsock does before QEMU has given it the guest's memory.
+        let device_path = SocketPath::new("bridge-starting", "vsock.sock");
+        let docker_path = device_path.parent().unwrap().join("docker.sock");
+        let device = UnixListener::bind(&*device_path).unwrap();
+        std::thread::spawn(move || device.incoming().flatten().for_each(drop));
+        let listener = bind(&docker_path).unwrap();
+        let target = Target::new(Addr::Uds(device_path.to_path_buf()));
+        std::thread::Builder::new().spawn(move || serve(listener, target, 2375, None)).unwrap();
+        QUIET.store(true, Ordering::Relaxed);
+        let mut client = UnixStream::connect(&docker_path).unwrap();
+        client.write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        let read = client.read_to_string(&mut answer);
+        QUIET.store(false, Ordering::Relaxed);
+        read.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n") && answer.contains("still starting"), "{answer}");
     }
 
     #[test]

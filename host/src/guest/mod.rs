@@ -23,7 +23,6 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -35,9 +34,6 @@ use vsock::VsockStream;
 /// answers at once when the guest accepts or refuses, so only a wedged
 /// backend (or guest) takes this long.
 const HANDSHAKE_LIMIT: Duration = Duration::from_secs(15);
-
-/// False while this process holds connections to the guest back.
-static OPEN: AtomicBool = AtomicBool::new(true);
 
 /// The boot secret and the one that replaced it in the guest
 /// (`control::rekey`): a target holding the first proves the second.
@@ -56,23 +52,6 @@ fn current(secret: &Secret) -> Secret {
     }
 }
 
-/// Refuses connections to the guest until [`release_connections`]: `skiff
-/// run` holds them from QEMU's start until the guest's init runs. A
-/// connection that reaches vhost-device-vsock (0.3.0) after QEMU gave it
-/// the guest's memory but before the queues are ready ends the device's
-/// only worker thread ("queue not ready" from its event handler), and no
-/// connection is ever served again: the "engine ready but unreachable"
-/// boots, about one in fifty here. The guest's kernel has set the device up
-/// before it starts init.
-pub fn hold_connections() {
-    OPEN.store(false, Ordering::SeqCst);
-}
-
-/// Lets connections to the guest through again.
-pub fn release_connections() {
-    OPEN.store(true, Ordering::SeqCst);
-}
-
 /// True while QEMU has the VM stopped (QMP `stop`, a debugger); when it
 /// last resumed otherwise.
 static PAUSED: Mutex<(bool, Option<Instant>)> = Mutex::new((false, None));
@@ -85,9 +64,9 @@ pub fn pause_marker(hybrid: &Path) -> PathBuf {
 }
 
 /// The VM stopped or resumed (QEMU's STOP and RESUME events). While it is
-/// stopped no connection is opened: vhost-device-vsock 0.3.0 loses its
-/// worker thread to a connection while the device's queues are stopped, as
-/// it does during boot (see [`hold_connections`]), and never serves again.
+/// stopped no connection is opened: the caller is told at once that the VM
+/// is paused, instead of waiting for an answer that comes only after the
+/// resume (the vsock device keeps such a connection until then).
 /// `marker`: the [`pause_marker`] of the VM's hybrid-vsock socket, if any.
 pub fn set_paused(paused: bool, marker: Option<&Path>) {
     if let Some(m) = marker {
@@ -157,9 +136,6 @@ impl Target {
     /// or a hypervisor's socket for the guest port (vfkit), which needs the
     /// secret like any other way in.
     pub fn connect(&self, port: u32) -> io::Result<Conn> {
-        if !OPEN.load(Ordering::SeqCst) {
-            return Err(io::Error::new(io::ErrorKind::NotConnected, "the VM is still starting; try again in a moment"));
-        }
         if is_paused(&self.addr) {
             return Err(io::Error::new(io::ErrorKind::NotConnected, "the VM is paused (QEMU stop); it is reached again once it resumes"));
         }
