@@ -36,8 +36,17 @@ impl VsockDevice {
             });
         }
         let prog = find_program("vhost-device-vsock").ok_or_else(|| {
-            io::Error::other("no /dev/vhost-vsock and no vhost-device-vsock (cargo install vhost-device-vsock)")
+            io::Error::other("no /dev/vhost-vsock and no vhost-device-vsock (`make deps` builds Skiff's patched one: scripts/build-vsockdev.sh)")
         })?;
+        let version = Command::new(&prog).arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        if !version.as_deref().is_ok_and(is_skiffs_build) {
+            eprintln!(
+                "skiff: warning: {} is not Skiff's patched build (it says {:?}); a connection made before the guest is up \
+                 or while it is paused can stop it for good; `make deps` installs the patched one",
+                prog.display(),
+                version.as_deref().map(str::trim).unwrap_or("nothing")
+            );
+        }
         // The folder holds no stale sockets: `skiff run`'s claim cleared them.
         let (vhost, uds) = (state.vhost(), state.hybrid_vsock());
         let mut child = die_with_parent(
@@ -72,5 +81,24 @@ impl Drop for VsockDevice {
         if let Some(child) = &mut self.daemon {
             stop(child);
         }
+    }
+}
+
+/// True when `vhost-device-vsock --version` printed the marker of the build
+/// `make deps` makes (vsockdev/patches): a stock one loses its worker thread
+/// to a connection made while the device's queues are not ready.
+fn is_skiffs_build(version: &str) -> bool {
+    version.split_whitespace().any(|w| w.ends_with("+skiff"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_patched_build_passes() {
+        assert!(is_skiffs_build("vhost-device-vsock 0.3.0+skiff\n"));
+        assert!(!is_skiffs_build("vhost-device-vsock 0.3.0\n"));
+        assert!(!is_skiffs_build(""));
     }
 }
