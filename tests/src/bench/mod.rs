@@ -17,6 +17,7 @@ pub mod size;
 pub mod socket;
 pub mod stats;
 pub mod table;
+pub mod watch;
 
 /// Everything one run measured.
 pub struct Results {
@@ -39,6 +40,8 @@ pub struct Results {
     pub aarch64: Option<Aarch64>,
     /// Memory and disk given back, on and off (`SKIFF_BENCH_GIVEBACK=0` skips).
     pub giveback: Option<giveback::GiveBack>,
+    /// Host edits to file watchers, on and off (`SKIFF_BENCH_WATCH=0` skips).
+    pub watch: Option<watch::Watch>,
 }
 
 /// The aarch64 ISO's sizes and one boot's milestones (qemu-system-aarch64,
