@@ -7,7 +7,7 @@
 //! The modules below are the connections built on it: the engine socket
 //! (`bridge`; `build` hands its BuildKit connections to skiff-buildkit),
 //! published ports (`ports`, `forward`, `udp`), the control port
-//! (`control`), host edits for file watchers (`touch`), and the record that tells other terminals how to connect.
+//! (`control`), and the record that tells other terminals how to connect.
 
 pub mod bridge;
 pub mod build;
@@ -16,7 +16,6 @@ pub mod forward;
 pub mod ports;
 pub mod record;
 pub mod relay;
-pub mod touch;
 pub mod udp;
 
 

@@ -170,6 +170,13 @@ mod tests {
     }
 
     #[test]
+    fn switches_are_remembered() {
+        let (first, _) = merge(&Settings::new(), given(&[("watch", &["off"]), ("balloon", &["off"])]));
+        let (_, flags) = merge(&parse(&render(&first)), given(&[]));
+        assert_eq!(flags, ["--balloon", "off", "--watch", "off"]);
+    }
+
+    #[test]
     fn junk_is_ignored() {
         let m = parse("# c\nmemory = 1024\nbogus=1\ncpus=\nnoequals\nmemory=2048\n");
         assert_eq!(m.len(), 1);

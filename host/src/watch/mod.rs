@@ -2,16 +2,17 @@
 //! the guest's inotify never hears of changes made on the host, so `skiff
 //! run` watches each share here (inotify, one watch a folder, added for new
 //! folders, at most `--watch-limit` of them) and hands the changed paths,
-//! coalesced, to `guest::touch`, which names them to the guest. The guest
+//! coalesced, to `send`, which names them to the guest. The guest
 //! raises IN_MODIFY on each (`SKIFF-CONTROL/1 touch`).
 //!
 //! A created, written or moved-in file is named itself; a deleted or
-//! moved-away one by its folder. IN_ATTRIB is not watched and a folder's
-//! own IN_MODIFY is ignored: both are what the guest's touch looks like
-//! when it comes back through the file server; a file's IN_MODIFY whose
-//! mtime and size are those last sent is that echo too (`coalesce::Sent`).
+//! moved-away one by its folder. IN_ATTRIB is not watched (no edit), and a
+//! folder's own IN_MODIFY is ignored: it is the guest's touch of a folder
+//! coming back through the file server; a file's IN_MODIFY whose mtime and
+//! size are those last sent is its touch coming back (`coalesce::Sent`).
 
 pub mod coalesce;
+mod send;
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsStr;
@@ -164,7 +165,7 @@ pub fn spawn(shares: &[Share], state: &Path, limit: usize, target: Target) -> st
     let skip = fs::canonicalize(state).unwrap_or_else(|_| state.to_path_buf());
     let w = Watcher { fd, dirs: HashMap::new(), queue: VecDeque::new(), roots, skip, limit, changes: Arc::clone(&changes), told_full: false, told_overflow: false };
     threads::spawn("watch shares", move || w.run())?;
-    crate::guest::touch::spawn(changes, target)
+    send::spawn(changes, target)
 }
 
 impl Watcher {

@@ -16,8 +16,8 @@ use skiff_proto::touch::{self, DONE};
 
 use crate::guest::{Conn, Target};
 use crate::threads;
-use crate::watch::coalesce::stamp;
-use crate::watch::Changes;
+use super::coalesce::stamp;
+use super::Changes;
 
 /// How long changes gather before they are sent.
 const WINDOW: Duration = Duration::from_millis(50);
