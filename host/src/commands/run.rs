@@ -128,10 +128,12 @@ pub struct RunOptions {
     /// `cargo watch`); `off` watches nothing.
     #[arg(long, value_enum, default_value = "on")]
     pub watch: OnOff,
-    /// Folders watched at most for --watch; past it, edits in folders not
-    /// watched are not forwarded (a message says so). Also SKIFF_WATCH_LIMIT.
-    #[arg(long, env = "SKIFF_WATCH_LIMIT", default_value_t = crate::watch::DEFAULT_LIMIT)]
-    pub watch_limit: usize,
+    /// Folders watched at most for --watch (by default 65,536, and at most
+    /// half the system's fs.inotify.max_user_watches, so editors keep
+    /// theirs); past it, edits in folders not watched are not forwarded (a
+    /// message says so). Also SKIFF_WATCH_LIMIT.
+    #[arg(long, env = "SKIFF_WATCH_LIMIT")]
+    pub watch_limit: Option<usize>,
     #[command(flatten)]
     pub port_limits: crate::guest::ports::LimitOptions,
     /// An extra QEMU argument (repeat the flag for each one).
@@ -323,7 +325,7 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
         ports = Some(Ports::spawn(vsock.target.clone(), o.ports_all_interfaces, o.port_limits.limits(), Some(state.ports()))?);
         images::prune(&state);
         if o.watch.is_on() && !shares.shares.is_empty() {
-            if let Err(e) = crate::watch::spawn(&shares.shares, state.path(), o.watch_limit, vsock.target.clone()) {
+            if let Err(e) = crate::watch::spawn(&shares.shares, state.path(), o.watch_limit.unwrap_or_else(crate::watch::default_limit), vsock.target.clone()) {
                 eprintln!("skiff: watch: {e}; host edits do not reach file watchers in containers");
             }
         }

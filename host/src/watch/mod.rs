@@ -35,6 +35,13 @@ use coalesce::{stamp, Pending, Sent};
 /// Folders watched at most per VM by default (each costs the host kernel
 /// about 1 KiB, and counts against the user's fs.inotify.max_user_watches).
 pub const DEFAULT_LIMIT: usize = 65_536;
+
+/// [`DEFAULT_LIMIT`], or half the user's fs.inotify.max_user_watches if
+/// that is less: an editor's own watcher must not run out because of us.
+pub fn default_limit() -> usize {
+    let max = fs::read_to_string("/proc/sys/fs/inotify/max_user_watches").ok().and_then(|t| t.trim().parse::<usize>().ok());
+    max.map_or(DEFAULT_LIMIT, |m| DEFAULT_LIMIT.min(m / 2))
+}
 /// Distinct paths handed over at once; past it, their folders.
 pub const BATCH_CAP: usize = 256;
 /// Files whose stamps are kept for echo detection.
@@ -245,7 +252,7 @@ impl Watcher {
                 continue;
             }
             if self.dirs.len() >= self.limit {
-                self.full(&format!("{} folders (--watch-limit)", self.limit));
+                self.full(&format!("{} folders (--watch-limit; by default at most half of sysctl fs.inotify.max_user_watches)", self.limit));
                 break;
             }
             match inotify::add_watch(&self.fd, &dir.host, MASK) {
