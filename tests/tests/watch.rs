@@ -6,6 +6,7 @@
 //! with `--watch off` the container hears nothing (as before).
 
 use std::fs;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -90,6 +91,8 @@ fn host_edits_reach_a_watching_container() {
     for d in [&app, &burst, &last] {
         fs::create_dir_all(d).unwrap();
     }
+    fs::write(last.join("target.txt"), "t\n").unwrap();
+    std::os::unix::fs::symlink("../last/target.txt", app.join("link")).unwrap();
     let vm = boot_watching(&scratch, &shared, &[&app, &burst, &last], &[]);
     let limit = Duration::from_secs(15);
     let line = |folder: &Path, name: &str| format!("MODIFY\t{}\t{name}", s(folder));
@@ -144,6 +147,25 @@ fn host_edits_reach_a_watching_container() {
     assert!(in_burst >= 1, "nothing seen of the burst");
     assert!(in_burst <= 2_000, "the burst was not coalesced: {in_burst} events");
     assert!(all[n..].iter().all(|l| l.starts_with("MODIFY")), "only IN_MODIFY is raised: {:?}", all[n..].iter().find(|l| !l.starts_with("MODIFY")));
+
+    // The guest never follows a symlink nor a `..` that a named path holds.
+    let mut control = vm.authed_vsock(skiff_proto::control::DEFAULT_CONTROL_PORT).unwrap();
+    control.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    control.write_all(skiff_proto::control::encode(&skiff_proto::control::Request::Touch).as_bytes()).unwrap();
+    let mut touch = |paths: &[String]| {
+        let text = skiff_proto::touch::encode(paths);
+        control.write_all(text.as_bytes()).unwrap();
+        let mut answer = [0u8; 3];
+        control.read_exact(&mut answer).unwrap();
+        assert_eq!(&answer, skiff_proto::touch::DONE);
+    };
+    let n = settled(&vm, Duration::from_secs(3), limit).len();
+    let target = line(&last, "target.txt");
+    touch(&[format!("{}/link", s(&app)), format!("{}/../last/target.txt", s(&app)), "/etc/hostname".into()]);
+    thread::sleep(Duration::from_secs(3));
+    assert!(!events(&vm)[n..].contains(&target), "the guest followed a symlink or `..`: {:?}", &events(&vm)[n..]);
+    touch(&[format!("{}/target.txt", s(&last))]);
+    seen(&vm, n, limit, |l| l == target).expect("the same file named plainly was not touched");
     vm.shutdown();
 }
 
