@@ -10,3 +10,4 @@ pub mod state;
 mod testutil;
 mod threads;
 pub mod vm;
+pub mod watch;

@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Boot the VM in the background; returns once the engine answers.
-    /// Memory, CPUs, disk size, shares, --balloon and --discard are
+    /// Memory, CPUs, disk size, shares, --balloon, --discard and --watch are
     /// remembered for the next start.
     Start(commands::run::RunOptions),
     /// Boot the ISO headless in QEMU in the foreground and serve the engine on DIR/docker.sock.
@@ -133,6 +133,7 @@ fn start(opts: &commands::run::RunOptions, matches: Option<&ArgMatches>, rollbac
             "no_shares" => vec!["true".to_string()],
             "balloon" => vec![opts.balloon.as_str().to_string()],
             "discard" => vec![opts.discard.as_str().to_string()],
+            "watch" => vec![opts.watch.as_str().to_string()],
             "share_via" => vec![opts.shares.share_via.clone()],
             // Every key in `settings::KEYS` has an arm above.
             _ => vec![],

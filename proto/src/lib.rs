@@ -16,6 +16,7 @@ pub mod shares;
 pub mod ports;
 pub mod shell;
 pub mod status;
+pub mod touch;
 
 use std::io::{self, Read};
 

@@ -50,11 +50,7 @@ pub fn check_path(path: &str) -> Result<(), PathError> {
     if !path.starts_with('/') {
         return Err(PathError::Relative);
     }
-    let plain = path == "/"
-        || (!path.ends_with('/')
-            && path[1..].split('/').all(|c| !c.is_empty() && c != "." && c != "..")
-            && !path.bytes().any(|b| b < 0x20 || b == 0x7f));
-    if !plain {
+    if !plain(path) {
         return Err(PathError::NotNormal);
     }
     if let Some(dir) = SYSTEM_FOLDERS.iter().find(|d| **d == path) {
@@ -65,6 +61,16 @@ pub fn check_path(path: &str) -> Result<(), PathError> {
         Some(tree) => Err(PathError::System(tree)),
         None => Ok(()),
     }
+}
+
+/// Absolute, with no `.`, `..` or empty component, no trailing `/` and no
+/// control byte.
+pub fn plain(path: &str) -> bool {
+    path == "/"
+        || (path.starts_with('/')
+            && !path.ends_with('/')
+            && path[1..].split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+            && !path.bytes().any(|b| b < 0x20 || b == 0x7f))
 }
 
 /// A tag: 1 to 36 ASCII letters, digits, `-`, `_` or `.`.

@@ -123,6 +123,17 @@ pub struct RunOptions {
     /// disk); `off` keeps the image at its largest.
     #[arg(long, value_enum, default_value = "on")]
     pub discard: OnOff,
+    /// Host edits under a share (create, write, rename, delete) raise
+    /// IN_MODIFY for file watchers in containers (`vite`, `nodemon`,
+    /// `cargo watch`); `off` watches nothing.
+    #[arg(long, value_enum, default_value = "on")]
+    pub watch: OnOff,
+    /// Folders watched at most for --watch (by default 65,536, and at most
+    /// half the system's fs.inotify.max_user_watches, so editors keep
+    /// theirs); past it, edits in folders not watched are not forwarded (a
+    /// message says so). Also SKIFF_WATCH_LIMIT.
+    #[arg(long, env = "SKIFF_WATCH_LIMIT")]
+    pub watch_limit: Option<usize>,
     #[command(flatten)]
     pub port_limits: crate::guest::ports::LimitOptions,
     /// An extra QEMU argument (repeat the flag for each one).
@@ -311,6 +322,11 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
         // The port table is read from now on: published ports need the engine anyway.
         ports = Some(Ports::spawn(vsock.target.clone(), o.ports_all_interfaces, o.port_limits.limits(), Some(state.ports()))?);
         images::prune(&state);
+        if o.watch.is_on() && !shares.shares.is_empty() {
+            if let Err(e) = crate::watch::spawn(&shares.shares, state.path(), o.watch_limit.unwrap_or_else(crate::watch::default_limit), vsock.target.clone()) {
+                eprintln!("skiff: watch: {e}; host edits do not reach file watchers in containers");
+            }
+        }
         if let Err(e) = super::resume::spawn(state.qmp_events(), vsock.target.clone()) {
             eprintln!("skiff: {e}; the guest clock is not set after a pause");
         }

@@ -30,7 +30,7 @@ pub struct Key {
     pub group: &'static str,
 }
 
-pub const KEYS: [Key; 8] = [
+pub const KEYS: [Key; 9] = [
     Key { name: "memory", flag: "--memory", kind: Kind::Value, group: "memory" },
     Key { name: "cpus", flag: "--cpus", kind: Kind::Value, group: "cpus" },
     Key { name: "disk_size", flag: "--disk-size", kind: Kind::Value, group: "disk_size" },
@@ -39,6 +39,7 @@ pub const KEYS: [Key; 8] = [
     Key { name: "share_via", flag: "--share-via", kind: Kind::Value, group: "share_via" },
     Key { name: "balloon", flag: "--balloon", kind: Kind::Value, group: "balloon" },
     Key { name: "discard", flag: "--discard", kind: Kind::Value, group: "discard" },
+    Key { name: "watch", flag: "--watch", kind: Kind::Value, group: "watch" },
 ];
 
 /// Key → its values (one for `Value` and `Switch` keys), in file order.
@@ -166,6 +167,13 @@ mod tests {
         let (on, _) = merge(&off, given(&[("share", &["/y"])]));
         assert!(!on.contains_key("no_shares"));
         assert_eq!(describe(&on), "cpus=4, share=/y");
+    }
+
+    #[test]
+    fn switches_are_remembered() {
+        let (first, _) = merge(&Settings::new(), given(&[("watch", &["off"]), ("balloon", &["off"])]));
+        let (_, flags) = merge(&parse(&render(&first)), given(&[]));
+        assert_eq!(flags, ["--balloon", "off", "--watch", "off"]);
     }
 
     #[test]

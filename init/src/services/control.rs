@@ -1,5 +1,5 @@
 //! The control port (vsock 2376): `skiff logs`, `skiff shell`, the
-//! published-port table, `skiff status` and the rekey from the host. Each connection names its service in one request line
+//! published-port table, `skiff status`, the rekey and host edits (`touch`) from the host. Each connection names its service in one request line
 //! (`skiff_proto::control`).
 
 use std::fs;
@@ -12,7 +12,7 @@ use ::vsock::VsockStream;
 
 use crate::boot::{logger, medium};
 use crate::disk;
-use crate::services::{ports, shares, shell, vsock};
+use crate::services::{ports, shares, shell, touch, vsock};
 
 /// Serves the control port in the background.
 pub fn spawn_listener(port: u32) {
@@ -52,6 +52,7 @@ fn handle(mut stream: VsockStream) {
         }
         Ok(Request::Shell) => shell::serve(stream),
         Ok(Request::Ports) => ports::serve_updates(stream),
+        Ok(Request::Touch) => touch::serve(stream),
         Ok(Request::Rekey(secret)) => {
             vsock::rekey(secret);
             if let Err(e) = stream.write_all(b"OK\n") {

@@ -9,5 +9,6 @@ pub mod json;
 pub mod ports;
 pub mod shares;
 pub mod shell;
+pub mod touch;
 pub mod vsock;
 pub mod waiting;

@@ -17,6 +17,7 @@ pub mod size;
 pub mod socket;
 pub mod stats;
 pub mod table;
+pub mod watch;
 
 /// Everything one run measured.
 pub struct Results {
@@ -41,6 +42,8 @@ pub struct Results {
     pub giveback: Option<giveback::GiveBack>,
     /// The same appliance with Debian's podman package (`SKIFF_BENCH_DEBIAN_ENGINE=1`).
     pub debian_engine: Option<DebianEngine>,
+    /// Host edits to file watchers, on and off (`SKIFF_BENCH_WATCH=0` skips).
+    pub watch: Option<watch::Watch>,
 }
 
 /// The aarch64 ISO's sizes and one boot's milestones (qemu-system-aarch64,

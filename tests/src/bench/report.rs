@@ -164,6 +164,11 @@ pub fn table(r: &Results) -> Table {
         None => t.note("give-back: not measured (SKIFF_BENCH_GIVEBACK=0)".to_string()),
     }
 
+    match &r.watch {
+        Some(w) => watch_rows(&mut t, w),
+        None => t.note("host edits to file watchers: not measured (SKIFF_BENCH_WATCH=0)".to_string()),
+    }
+
     t.section(format!("Shutdown: power button (skiff stop) → QEMU exit, median of {}", r.boots.len()));
     let down: Vec<f64> = r.boots.iter().filter_map(|b| b.shutdown).collect();
     med_row(&mut t, "host wall time (last boot ran the workload)", &down);
@@ -208,6 +213,19 @@ fn debian_engine_rows(t: &mut Table, r: &Results, d: &super::DebianEngine) {
     t.row("engine RSS, idle", format!("{} | {}", kib_mib(a.engine_rss), kib_mib(b.engine_rss)));
     t.row("engine anonymous memory, idle", format!("{} | {}", kib_mib(a.engine_anon), kib_mib(b.engine_anon)));
     t.row("shutdown: power button → QEMU exit", format!("{} | {}", secs(median(&r.boots.iter().filter_map(|b| b.shutdown).collect::<Vec<_>>())), secs(d.boot.shutdown)));
+}
+
+/// Host edits to file watchers: "on | off", one boot each.
+fn watch_rows(t: &mut Table, w: &super::watch::Watch) {
+    t.section("Host edits → a container's inotify watcher (through `docker logs -f`): --watch on | off (one boot each)");
+    let (a, b) = (&w.on, &w.off);
+    let seen = |s: &super::watch::Side| format!("{} seen, {} missed", s.seen.len(), s.missed);
+    t.row("host writes", format!("{} | {}", seen(a), seen(b)));
+    t.row("write → event, median", format!("{} | {}", ms(median(&a.seen)), ms(median(&b.seen))));
+    t.row("write → event, p99", format!("{} | {}", ms(p99(&a.seen)), ms(p99(&b.seen))));
+    let idle = super::watch::IDLE.as_secs();
+    t.row(format!("CPU of skiff run over {idle} s idle"), format!("{} | {}", secs(Some(a.idle_cpu_skiff)), secs(Some(b.idle_cpu_skiff))));
+    t.row(format!("CPU of QEMU over {idle} s idle"), format!("{} | {}", secs(Some(a.idle_cpu_qemu)), secs(Some(b.idle_cpu_qemu))));
 }
 
 /// The aarch64 ISO beside x86_64's figures: "x86_64 | aarch64".
@@ -351,6 +369,13 @@ pub fn json(r: &Results) -> Value {
                 "image_shrunk_after_s": s.image_shrunk_after,
             });
             json!({ "touch_mib": g.touch_mib, "disk_mib": g.disk_mib, "settle_s": super::giveback::SETTLE.as_secs(), "on": side(&g.on), "off": side(&g.off) })
+        }),
+        "watch": r.watch.as_ref().map(|w| {
+            let side = |s: &super::watch::Side| json!({
+                "write_to_event_s": { "median": median(&s.seen), "p99": p99(&s.seen), "samples": s.seen }, "missed": s.missed,
+                "idle_cpu_skiff_s": s.idle_cpu_skiff, "idle_cpu_qemu_s": s.idle_cpu_qemu,
+            });
+            json!({ "idle_s": super::watch::IDLE.as_secs(), "on": side(&w.on), "off": side(&w.off) })
         }),
         "aarch64": r.aarch64.as_ref().map(|a| {
             let m: serde_json::Map<String, Value> = a.boot.milestones.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();

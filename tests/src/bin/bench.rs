@@ -15,8 +15,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use skiff_tests::bench::http::Endpoint;
-use skiff_tests::bench::{baseline, boot, console, floor, giveback, memory, ports, report, shares, size, socket, Aarch64, DebianEngine, Results};
-use skiff_tests::{busybox_image, iso, iso_aarch64, root, skiff_bin, Scratch, Vm};
+use skiff_tests::bench::{baseline, boot, console, floor, giveback, memory, ports, report, shares, size, socket, watch, Aarch64, DebianEngine, Results};
+use skiff_tests::{busybox_image, busybox_root, iso, iso_aarch64, root, skiff_bin, Scratch, Vm};
 
 const VM_MEMORY_MIB: u32 = 2048;
 /// `skiff run`'s default.
@@ -108,6 +108,7 @@ fn main() {
         let disk_mib = knob("SKIFF_BENCH_DISK_MIB", if quick { 512 } else { 2048 });
         giveback::measure(dir, &mem, &busybox, BUSYBOX, knob("SKIFF_BENCH_TOUCH_MIB", 768), disk_mib)
     });
+    let watch = (knob("SKIFF_BENCH_WATCH", 1) != 0).then(|| watch::measure(dir, &mem, busybox_root, knob("SKIFF_BENCH_WATCH_WRITES", 50) as usize));
 
     let results = Results {
         vm_memory_mib: VM_MEMORY_MIB,
@@ -128,6 +129,7 @@ fn main() {
         aarch64,
         giveback,
         debian_engine,
+        watch,
     };
     let table = report::table(&results).render();
     println!("{table}");
