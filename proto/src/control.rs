@@ -12,7 +12,9 @@
 //!   only this secret (kept in its memory alone), answers `OK\n` and closes;
 //! - `SKIFF-CONTROL/1 clock <ns>\n`: the host's time (nanoseconds since the
 //!   epoch) after the VM was paused or the host slept; the guest sets its
-//!   clock and answers how far off it was (`<ns>\n`, host minus guest).
+//!   clock and answers how far off it was (`<ns>\n`, host minus guest);
+//! - `SKIFF-CONTROL/1 events\n`: the guest's milestones ([`crate::events`]),
+//!   those so far then new ones, until the host goes away.
 
 /// The guest's vsock port for control requests (logs, debug shell).
 pub const DEFAULT_CONTROL_PORT: u32 = 2376;
@@ -38,6 +40,8 @@ pub enum Request {
     Rekey(Secret),
     /// The host's time, nanoseconds since the epoch.
     Clock(i128),
+    /// The guest's milestones so far, then new ones.
+    Events,
 }
 
 /// The request line for `req`, with its `\n`.
@@ -48,6 +52,7 @@ pub fn encode(req: &Request) -> String {
         Request::Shell => "shell",
         Request::Ports => "ports",
         Request::Status => "status",
+        Request::Events => "events",
         Request::Rekey(s) => return format!("{MAGIC}rekey {}\n", s.to_hex()),
         Request::Clock(ns) => return format!("{MAGIC}clock {ns}\n"),
     };
@@ -87,6 +92,7 @@ pub fn parse(line: &[u8]) -> Result<Request, ParseError> {
         "shell" => Ok(Request::Shell),
         "ports" => Ok(Request::Ports),
         "status" => Ok(Request::Status),
+        "events" => Ok(Request::Events),
         // The value is never echoed: parse errors are logged.
         other => match (other.strip_prefix("rekey "), other.strip_prefix("clock ").map(str::parse)) {
             (Some(hex), _) => Secret::from_hex(hex).map(Request::Rekey).map_err(|_| ParseError::Unknown("rekey <not 64 hex digits>".into())),
@@ -103,7 +109,7 @@ mod tests {
     #[test]
     fn round_trips() {
         let key = Request::Rekey(Secret::from_bytes([0xab; 32]));
-        let reqs = [Request::Logs { follow: false }, Request::Logs { follow: true }, Request::Shell, Request::Ports, Request::Status, key, Request::Clock(1_780_000_000_123_456_789), Request::Clock(-1)];
+        let reqs = [Request::Logs { follow: false }, Request::Logs { follow: true }, Request::Shell, Request::Ports, Request::Status, Request::Events, key, Request::Clock(1_780_000_000_123_456_789), Request::Clock(-1)];
         for req in reqs {
             let line = encode(&req);
             assert!(line.ends_with('\n'));
