@@ -78,7 +78,7 @@ pub fn code(text: &str) -> String {
 
 /// The line for `s`, with its `\n`.
 pub fn encode(s: &Stamped) -> String {
-    let mut line = format!("{} {} ", s.seq, s.at.as_micros());
+    let mut line = format!("{} {} ", s.seq, s.at.as_micros() as u64);
     let _ = match &s.event {
         Event::InitStarted => write!(line, "init-started"),
         Event::InitRunning => write!(line, "init-running"),
