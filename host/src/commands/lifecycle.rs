@@ -1,5 +1,5 @@
 //! The background lifecycle: `skiff start` (a detached `skiff run` in its
-//! own session, output in DIR/skiff.log, progress from the guest console),
+//! own session, output in DIR/skiff.log, progress from the guest's events),
 //! `skiff status`, `skiff stop` (power button, then wait for the exit) and
 //! `skiff rollback`. One VM per state folder: `skiff run` claims it
 //! (`state::pidfile`).
@@ -25,7 +25,8 @@ use crate::vm::qmp;
 use crate::state::pidfile::{self, clean_leftovers, running, ProcId};
 use crate::state::file;
 use crate::threads;
-use crate::vm::console::{self, milestones};
+use crate::guest::events;
+use crate::vm::console;
 
 /// The most read of a console, a run log or the port listing.
 const MAX_READ: u64 = 4 << 20;
@@ -121,8 +122,8 @@ fn finish(state: &StateDir) -> io::Result<()> {
 /// Starts `skiff run` detached and follows it until the engine answers or it exits.
 fn boot(state: &StateDir, args: &[OsString], iso: &Path) -> io::Result<()> {
     let log = state.run_log();
-    // The last boot's console must not count as this one's progress.
-    let _ = fs::remove_file(state.console());
+    // The last boot's events must not count as this one's progress.
+    let _ = fs::remove_file(state.events());
     let out = file::create(&log)?;
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
@@ -143,8 +144,7 @@ fn boot(state: &StateDir, args: &[OsString], iso: &Path) -> io::Result<()> {
     let mut retold = false;
     let started = Instant::now();
     loop {
-        let console = console::tail(&state.console(), MAX_READ).unwrap_or_default();
-        let reached = milestones(&console);
+        let reached = events::progress(&events::read_file(&state.events()));
         if reached.len() > shown {
             if tty {
                 eprint!("\rskiff: starting: {} …", reached.join(", "));

@@ -79,6 +79,11 @@ impl StateDir {
     pub fn console(&self) -> PathBuf {
         self.root.join("console.log")
     }
+    /// The guest's events of the last boot (`skiff_proto::events` lines),
+    /// copied by `skiff run` as they arrive; kept after the VM stops.
+    pub fn events(&self) -> PathBuf {
+        self.root.join("events")
+    }
     /// QEMU's machine protocol socket (power button, status).
     pub fn qmp(&self) -> PathBuf {
         self.root.join("qmp.sock")
