@@ -276,15 +276,9 @@ mod tests {
     fn decisions_follow_the_latest_engine_event() {
         let mut seen = Seen::default();
         let t = Instant::now();
-        let mut push = |e: Event| {
-            let seq = seen.next;
-            seen.add(Stamped { seq, at: Duration::ZERO, event: e }, t);
-        };
-        push(Event::InitStarted);
-        push(Event::EngineStarted { pid: 10 });
-        push(Event::EngineReady);
-        push(Event::EngineRestarting { reason: "signal-9".into() });
-        drop(push);
+        for (seq, event) in [Event::InitStarted, Event::EngineStarted { pid: 10 }, Event::EngineReady, Event::EngineRestarting { reason: "signal-9".into() }].into_iter().enumerate() {
+            seen.add(Stamped { seq: seq as u64, at: Duration::ZERO, event }, t);
+        }
         assert!(seen.init_runs());
         assert_eq!(seen.engine_ready(), None, "ready, then exited: not ready");
         assert_eq!(seen.failure(), None);
