@@ -27,6 +27,7 @@ use crate::vm::process::{self, die_with_parent};
 use crate::guest::ports::Ports;
 use crate::vm::qemu::{self, Arch, DirectKernel, Machine, Medium};
 use crate::vm::qmp;
+use crate::state::run_state::{self, Phase, RunState};
 use crate::state::secret;
 use crate::vm::shares::{self, ShareOptions, Shares};
 use crate::state::{default_dir, StateDir};
@@ -243,22 +244,21 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
     if !o.iso.is_file() {
         return Err(io::Error::other(format!("no ISO at {} (build it with `make iso`)", o.iso.display())));
     }
-    match run_once(o) {
+    match run_once(o, None) {
         Err(e) if Unreachable::is(&e) && !STOP.load(Ordering::SeqCst) => {
             let state = StateDir::create(&o.dir)?;
             let kept = state.first_console();
             let _ = fs::rename(state.console(), &kept);
-            eprintln!("skiff: {e}\n{BOOTING_AGAIN} (the first console: {})", kept.display());
-            run_once(o)
+            eprintln!("skiff: {e}\nskiff: booting once more (the first console: {})", kept.display());
+            run_once(o, Some(e.to_string()))
         }
         other => other,
     }
 }
 
-/// What `skiff run` says when it boots once more (`skiff start` passes it on).
-pub const BOOTING_AGAIN: &str = "skiff: booting once more";
-
-fn run_once(o: &RunOptions) -> io::Result<()> {
+/// One boot; `retrying` says why the one before was given up (the
+/// `run-state` record carries it to `skiff start`).
+fn run_once(o: &RunOptions, retrying: Option<String>) -> io::Result<()> {
     let state = StateDir::create(&o.dir)?;
     let _claim = pidfile::claim(&state)?;
     if let Err(e) = process::become_subreaper() {
@@ -292,6 +292,17 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
         .spawn()
         .map_err(|e| io::Error::other(format!("cannot start {}: {e}", arch.qemu_binary())))?;
     pidfile::record_qemu(&state, vm.id())?;
+    let mut run_state = RunState {
+        phase: Phase::Booting,
+        attempt: if retrying.is_some() { 2 } else { 1 },
+        retry_reason: retrying,
+        iso: o.iso.clone(),
+        build: build.clone(),
+        memory_mib: o.memory,
+        cpus: o.cpus,
+        accel: machine.accel.clone(),
+    };
+    run_state::write(&state, &run_state)?;
 
     let docker_sock = state.docker_sock();
     let listener = bridge::bind(&docker_sock)?;
@@ -328,6 +339,8 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
         }
         println!("export DOCKER_HOST=unix://{}", docker_sock.display());
         io::stdout().flush()?;
+        run_state.phase = Phase::Ready;
+        run_state::write(&state, &run_state)?;
         eprintln!("skiff: engine ready after {:.2}s; Ctrl-C or `skiff stop` shuts the VM down", ready_after.as_secs_f64());
         wait_exit(&state.qmp(), &events, &mut vm)
     });
@@ -358,9 +371,8 @@ fn data_disks(o: &RunOptions, state: &StateDir) -> io::Result<Vec<PathBuf>> {
     Ok(disks)
 }
 
-/// Words of the [`Unreachable`] message, which `skiff start` picks out of
-/// this process's output to pass on.
-pub const UNREACHABLE: &str = "the host cannot reach the guest's engine";
+/// The start of the [`Unreachable`] message.
+const UNREACHABLE: &str = "the host cannot reach the guest's engine";
 
 /// The host cannot reach the guest's engine through a transport fault, on
 /// which [`run`] boots once more.
