@@ -349,6 +349,7 @@ fn run_once(o: &RunOptions, retrying: Option<String>) -> io::Result<()> {
         // button first, so its data disk is left clean.
         shut_down(&state.qmp(), &events, &mut vm);
     }
+    events.close();
     drop(builder);
     drop(vsock);
     drop(shares);

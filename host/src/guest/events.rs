@@ -30,6 +30,8 @@ pub struct Seen {
     /// When the guest last answered over vsock (a line, a keep-alive, a
     /// connection taken or refused).
     heard: Option<Instant>,
+    /// This boot is over: no reconnection (a next boot has its own follower).
+    closed: bool,
 }
 
 impl Seen {
@@ -132,7 +134,7 @@ impl Events {
             let (mut delay, mut said) = (BACKOFF_MIN, false);
             loop {
                 let result = this.read(&guest, &mut out);
-                if this.seen().powering_off().is_some() {
+                if this.seen().powering_off().is_some() || this.seen().closed {
                     return;
                 }
                 // Said once, when retries have slowed down (early refusals
@@ -150,6 +152,11 @@ impl Events {
             }
         })?;
         Ok(())
+    }
+
+    /// Stops following once the current stream ends (the boot is over).
+    pub fn close(&self) {
+        self.seen().closed = true;
     }
 
     fn read(&self, guest: &Target, out: &mut File) -> io::Result<()> {
