@@ -162,7 +162,8 @@ impl Events {
     fn read(&self, guest: &Target, out: &mut File) -> io::Result<()> {
         let mut conn = match guest.connect(DEFAULT_CONTROL_PORT) {
             Ok(conn) => conn,
-            // The guest said no (its control port is not open yet): it answers.
+            // The guest said no (its control port is not open yet, or the
+            // secret is refused): the transport works.
             Err(e) if refused_by_guest(&guest.addr, &e) => {
                 self.seen().heard();
                 return Err(e);
@@ -206,6 +207,10 @@ impl Events {
 /// True if `e` is the guest's own refusal of a connection (the vsock
 /// transport works), not a device or socket that does not answer.
 fn refused_by_guest(addr: &Addr, e: &io::Error) -> bool {
+    // The secret handshake ran and the guest said no.
+    if e.kind() == io::ErrorKind::PermissionDenied {
+        return true;
+    }
     match addr {
         Addr::Uds(_) => e.get_ref().is_some_and(|inner| inner.is::<HandshakeError>()),
         Addr::Cid(_) => matches!(e.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset),
@@ -307,6 +312,7 @@ mod tests {
         assert!(!refused_by_guest(&uds, &io::Error::new(io::ErrorKind::TimedOut, "no answer to CONNECT")));
         assert!(refused_by_guest(&Addr::Cid(3), &io::Error::from(io::ErrorKind::ConnectionReset)));
         assert!(!refused_by_guest(&Addr::Cid(3), &io::Error::from(io::ErrorKind::TimedOut)));
+        assert!(refused_by_guest(&uds, &io::Error::new(io::ErrorKind::PermissionDenied, "the guest refused: bad secret")));
     }
 
     #[test]
