@@ -10,7 +10,8 @@
 
 #![deny(clippy::disallowed_methods)]
 
-use skiff_init::boot::{clock, logger, medium, mounts, rootfs, safe_file};
+use skiff_init::boot::{clock, events, logger, medium, mounts, rootfs, safe_file};
+use skiff_proto::events::Event;
 use skiff_init::services::{control, healthchecks, http, ports, shares, vsock};
 use skiff_init::supervise::sys::Kernel;
 use skiff_init::supervise::{children, engine, power, reaper, signals};
@@ -28,17 +29,23 @@ fn main() {
     let stage2 = std::env::args().nth(1).as_deref() == Some(rootfs::STAGE2_ARG);
     if !stage2 {
         log::info!("init started (initramfs)");
+        events::emit(Event::InitStarted);
         // Only the command line exists yet; its problems are reported once, by the second stage.
         let (cmdline, _) = config::cmdline::parse(&config::cmdline::read());
         let (early, _) = config::resolve([cmdline]);
-        let err = rootfs::switch_to_tmpfs(&early.root_size);
+        let err = rootfs::switch_to_tmpfs(&early.root_size, logger::uptime());
         log::error!("cannot switch to a tmpfs root: {err}; staying on the initramfs (containers will fail to start)");
+    } else {
+        // The first stage's start, handed over by the re-execution (its memory is gone).
+        let at = std::env::args().nth(2).and_then(|us| us.parse().ok()).map(Duration::from_micros);
+        events::emit_at(at.unwrap_or_else(logger::uptime), Event::InitStarted);
     }
     boot()
 }
 
 fn boot() -> ! {
     log::info!("init running on tmpfs root");
+    events::emit(Event::InitRunning);
     mounts::mount_all();
     let (cmdline, warnings) = config::cmdline::parse(&config::cmdline::read());
     // Verbose logging is a command-line setting; the rest waits for the data disk.
@@ -51,8 +58,14 @@ fn boot() -> ! {
         power::power_off();
     }
     match medium::mount_usr(Duration::from_secs(30)) {
-        Ok(_) => medium::prefetch(engine::is_ready),
-        Err(e) => log::error!("medium: {e}; the engine cannot start without /usr"),
+        Ok(_) => {
+            events::emit(Event::UsrMounted);
+            medium::prefetch(engine::is_ready)
+        }
+        Err(e) => {
+            log::error!("medium: {e}; the engine cannot start without /usr");
+            events::emit(Event::Failed { what: skiff_proto::events::FAILED_USR.into() });
+        }
     }
     signals::catch_ctrl_alt_del();
     raise_fd_limit();

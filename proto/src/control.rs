@@ -15,6 +15,8 @@
 //!   clock and answers how far off it was (`<ns>\n`, host minus guest);
 //! - `SKIFF-CONTROL/1 touch\n`: batches of paths changed on the host
 //!   ([`crate::touch`]) until the host goes away.
+//! - `SKIFF-CONTROL/1 events\n`: the guest's milestones ([`crate::events`]),
+//!   those so far then new ones, until the host goes away.
 
 /// The guest's vsock port for control requests (logs, debug shell).
 pub const DEFAULT_CONTROL_PORT: u32 = 2376;
@@ -42,6 +44,8 @@ pub enum Request {
     Clock(i128),
     /// Paths changed on the host, for file watchers in the guest.
     Touch,
+    /// The guest's milestones so far, then new ones.
+    Events,
 }
 
 /// The request line for `req`, with its `\n`.
@@ -53,6 +57,7 @@ pub fn encode(req: &Request) -> String {
         Request::Ports => "ports",
         Request::Status => "status",
         Request::Touch => "touch",
+        Request::Events => "events",
         Request::Rekey(s) => return format!("{MAGIC}rekey {}\n", s.to_hex()),
         Request::Clock(ns) => return format!("{MAGIC}clock {ns}\n"),
     };
@@ -93,6 +98,7 @@ pub fn parse(line: &[u8]) -> Result<Request, ParseError> {
         "ports" => Ok(Request::Ports),
         "status" => Ok(Request::Status),
         "touch" => Ok(Request::Touch),
+        "events" => Ok(Request::Events),
         // The value is never echoed: parse errors are logged.
         other => match (other.strip_prefix("rekey "), other.strip_prefix("clock ").map(str::parse)) {
             (Some(hex), _) => Secret::from_hex(hex).map(Request::Rekey).map_err(|_| ParseError::Unknown("rekey <not 64 hex digits>".into())),
@@ -109,7 +115,7 @@ mod tests {
     #[test]
     fn round_trips() {
         let key = Request::Rekey(Secret::from_bytes([0xab; 32]));
-        let reqs = [Request::Logs { follow: false }, Request::Logs { follow: true }, Request::Shell, Request::Ports, Request::Status, key, Request::Clock(1_780_000_000_123_456_789), Request::Clock(-1), Request::Touch];
+        let reqs = [Request::Logs { follow: false }, Request::Logs { follow: true }, Request::Shell, Request::Ports, Request::Status, Request::Events, key, Request::Clock(1_780_000_000_123_456_789), Request::Clock(-1), Request::Touch];
         for req in reqs {
             let line = encode(&req);
             assert!(line.ends_with('\n'));

@@ -9,6 +9,7 @@ pub mod bzimage;
 pub mod control;
 pub mod copy;
 pub mod datagram;
+pub mod events;
 pub mod framing;
 pub mod http;
 pub mod hybrid;

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use skiff_proto::events::Event;
 use skiff_tests::{busybox_image, Scratch, Vm};
 
 const IMAGE: &str = "skiff-test/busybox:latest";
@@ -171,9 +172,11 @@ fn dhcp_dns_and_container_traffic() {
     let report = console.lines().find(|l| l.contains("network: eth0 up:")).unwrap_or_default().to_string();
     assert!(report.contains("10.0.2.15/24") && report.contains("fec0:") && report.contains("(IPv6 site-local)"), "link report: {report:?}");
 
-    let started = uptime_of(&console, "skiff: init started").expect("init start line");
+    let events = vm.events();
+    let at = |matches: &dyn Fn(&Event) -> bool| events.iter().find(|s| matches(&s.event)).map(|s| s.at.as_secs_f64());
+    let started = at(&|e| *e == Event::InitStarted).expect("an init-started event");
+    let address = at(&|e| matches!(e, Event::Network { link, .. } if link == "eth0")).expect("a network event for eth0");
     let dhcp = uptime_of(&console, "DHCP running in the background").expect("DHCP start line");
-    let address = uptime_of(&console, "network: eth0 address").expect("address line");
     eprintln!(
         "network: PID 1 start {started:.3}s, DHCP start {dhcp:.3}s, eth0 address {address:.3}s: {:.3}s from PID 1, {:.3}s from DHCP start",
         address - started, address - dhcp

@@ -66,6 +66,11 @@ fn engine_and_restart_always_containers_come_back_after_kill() {
 
     let console = vm.console();
     assert!(console.contains("engine: exited (signal 9)"), "the exit reason should be logged");
+    let restarting = vm.events().into_iter().find_map(|s| match s.event {
+        skiff_proto::events::Event::EngineRestarting { reason } => Some(reason),
+        _ => None,
+    });
+    assert_eq!(restarting.as_deref(), Some("signal-9"), "the host should hear why the engine restarts: {:?}", vm.events());
     // `skiff logs` has the init's lines and the engine's own output (docker load's progress).
     let logs = vm.skiff(&["logs"], None);
     assert!(logs.status.success());

@@ -1,5 +1,5 @@
 //! The background lifecycle: `skiff start` (a detached `skiff run` in its
-//! own session, output in DIR/skiff.log, progress from the guest console),
+//! own session, output in DIR/skiff.log, progress from the guest's events),
 //! `skiff status`, `skiff stop` (power button, then wait for the exit) and
 //! `skiff rollback`. One VM per state folder: `skiff run` claims it
 //! (`state::pidfile`).
@@ -25,10 +25,12 @@ use crate::vm::qmp;
 use crate::state::pidfile::{self, clean_leftovers, running, ProcId};
 use crate::state::file;
 use crate::threads;
-use crate::vm::console::{self, milestones};
+use crate::guest::events;
+use crate::vm::console;
 
 /// The most read of a console, a run log or the port listing.
 const MAX_READ: u64 = 4 << 20;
+use crate::state::run_state::{self, Phase};
 use crate::state::settings;
 use crate::state::StateDir;
 
@@ -121,8 +123,9 @@ fn finish(state: &StateDir) -> io::Result<()> {
 /// Starts `skiff run` detached and follows it until the engine answers or it exits.
 fn boot(state: &StateDir, args: &[OsString], iso: &Path) -> io::Result<()> {
     let log = state.run_log();
-    // The last boot's console must not count as this one's progress.
-    let _ = fs::remove_file(state.console());
+    // The last boot's events and record must not count as this one's progress.
+    let _ = fs::remove_file(state.events());
+    let _ = fs::remove_file(state.run_state());
     let out = file::create(&log)?;
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
@@ -140,11 +143,10 @@ fn boot(state: &StateDir, args: &[OsString], iso: &Path) -> io::Result<()> {
     let mut child = cmd.spawn()?;
     let tty = io::stderr().is_terminal();
     let mut shown = 0;
-    let mut retold = false;
+    let mut attempt = 1;
     let started = Instant::now();
     loop {
-        let console = console::tail(&state.console(), MAX_READ).unwrap_or_default();
-        let reached = milestones(&console);
+        let reached = events::progress(&events::read_file(&state.events()));
         if reached.len() > shown {
             if tty {
                 eprint!("\rskiff: starting: {} …", reached.join(", "));
@@ -155,17 +157,20 @@ fn boot(state: &StateDir, args: &[OsString], iso: &Path) -> io::Result<()> {
             }
             shown = reached.len();
         }
-        let text = console::tail(&log, MAX_READ).unwrap_or_default();
+        let run = run_state::read(state);
         // `skiff run` gave up on a boot and boots once more: the user hears why.
-        if !retold && text.contains(crate::commands::run::BOOTING_AGAIN) {
-            retold = true;
+        if let Some(r) = run.as_ref().filter(|r| r.attempt > attempt) {
+            attempt = r.attempt;
             if tty {
                 eprintln!();
             }
-            text.lines().filter(|l| l.contains(crate::commands::run::UNREACHABLE) || l.starts_with(crate::commands::run::BOOTING_AGAIN)).for_each(|l| eprintln!("{l}"));
+            if let Some(why) = &r.retry_reason {
+                eprintln!("skiff: {why}");
+            }
+            eprintln!("skiff: booting once more");
             shown = 0;
         }
-        if text.contains("export DOCKER_HOST=") {
+        if run.is_some_and(|r| r.phase == Phase::Ready) {
             if tty {
                 eprintln!();
             }
@@ -176,6 +181,8 @@ fn boot(state: &StateDir, args: &[OsString], iso: &Path) -> io::Result<()> {
             if tty {
                 eprintln!();
             }
+            // Shown to the user, not read for a decision.
+            let text = console::tail(&log, MAX_READ).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
             return Err(io::Error::other(format!("the VM did not start ({status}):\n  {}", tail.join("\n  "))));
         }
@@ -211,7 +218,8 @@ pub fn stop(state: &StateDir) -> io::Result<()> {
 /// `skiff status`: plain `key: value` lines. Running: the VM's ISO, the
 /// guest's own figures (version, build, uptime, memory, the data disk as
 /// its `df` sees it, mounted shares: `SKIFF-CONTROL/1 status`), the engine,
-/// the forwarded ports (DIR/ports) and what QEMU was given. Stopped: what
+/// the forwarded ports (DIR/ports) and what `skiff run` booted (its
+/// `run-state` record). Stopped: what
 /// the next start boots. Both: the data disk's size on the host and the
 /// remembered settings.
 pub fn status(state: &StateDir) -> io::Result<()> {
@@ -229,15 +237,15 @@ pub fn status(state: &StateDir) -> io::Result<()> {
     };
     println!("state: running (pid {})", id.pid);
     println!("state folder: {}", state.path().display());
+    let run = run_state::read(state);
+    if let Some(r) = &run {
+        println!("iso: {} (build {})", r.iso.display(), r.build);
+    }
     if let Some(q) = pidfile::qemu(state) {
-        let cmdline = fs::read(format!("/proc/{}/cmdline", q.pid)).unwrap_or_default();
-        let arg = |flag: &str| qemu_arg(&cmdline, flag);
-        if let Some(iso) = arg("-cdrom") {
-            let build = Path::new(&iso).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            println!("iso: {iso} (build {build})");
-        }
         println!("uptime: {}", uptime(&q).map(human_duration).unwrap_or_else(|| "?".into()));
-        println!("memory: {} MiB, cpus: {}, accel: {}", arg("-m").unwrap_or_default(), arg("-smp").unwrap_or_default(), arg("-accel").unwrap_or_default());
+    }
+    if let Some(r) = &run {
+        println!("memory: {} MiB, cpus: {}, accel: {}", r.memory_mib, r.cpus, r.accel);
     }
     match fetch_guest_status(state) {
         Ok(g) => print!("{}", describe_guest(&g)),
@@ -309,13 +317,6 @@ fn print_disk(disk: &Path) {
         Some((used, size)) => println!("data disk: {} ({} used of {})", disk.display(), human_bytes(used), human_bytes(size)),
         None => println!("data disk: none (images live in RAM)"),
     }
-}
-
-/// The value after `flag` in a NUL-separated command line.
-fn qemu_arg(cmdline: &[u8], flag: &str) -> Option<String> {
-    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let at = args.iter().position(|a| *a == flag.as_bytes())?;
-    args.get(at + 1).map(|a| String::from_utf8_lossy(a).into_owned())
 }
 
 fn uptime(p: &ProcId) -> Option<Duration> {
@@ -398,9 +399,7 @@ mod tests {
     }
 
     #[test]
-    fn qemu_arg_and_version_fields() {
-        assert_eq!(qemu_arg(b"qemu\0-m\0x\0-cdrom\0/s/images/ab.iso\0", "-cdrom").as_deref(), Some("/s/images/ab.iso"));
-        assert_eq!(qemu_arg(b"qemu\0-m\0", "-cdrom"), None);
+    fn version_fields() {
         let v = r#"{"Components":[{"Name":"Podman Engine","Version":"5.4.2"}],"Version":"5.4.2","ApiVersion":"1.41"}"#;
         assert_eq!(json_string_field(v, "Version").as_deref(), Some("5.4.2"));
         assert_eq!(json_string_field(v, "ApiVersion").as_deref(), Some("1.41"));

@@ -20,12 +20,13 @@ use crate::vm::datadisk;
 use crate::vm::images;
 use crate::state::pidfile;
 use crate::threads;
-use crate::vm::console;
+use crate::guest::events::Events;
 use crate::vm::guestcfg::GuestConfig;
 use crate::vm::process::{self, die_with_parent};
 use crate::guest::ports::Ports;
 use crate::vm::qemu::{self, Arch, DirectKernel, Machine, Medium};
 use crate::vm::qmp;
+use crate::state::run_state::{self, Phase, RunState};
 use crate::state::secret;
 use crate::vm::shares::{self, ShareOptions, Shares};
 use crate::state::{default_dir, StateDir};
@@ -246,28 +247,28 @@ fn guest_config(shares: &Shares, target: &crate::guest::Target) -> GuestConfig {
 /// Boots the ISO, bridges the engine socket, prints DOCKER_HOST once the
 /// engine answers, and runs until QEMU exits or we are told to stop.
 /// A boot whose engine the host cannot reach though the guest reports it
-/// ready (a transport fault, [`Unreachable`]) is booted once more, with
+/// ready, or whose vsock device stopped answering (a transport fault,
+/// [`Unreachable`]), is booted once more, with
 /// the first console kept as console.log.1.
 pub fn run(o: &RunOptions) -> io::Result<()> {
     if !o.iso.is_file() {
         return Err(io::Error::other(format!("no ISO at {} (build it with `make iso`)", o.iso.display())));
     }
-    match run_once(o) {
+    match run_once(o, None) {
         Err(e) if Unreachable::is(&e) && !STOP.load(Ordering::SeqCst) => {
             let state = StateDir::create(&o.dir)?;
             let kept = state.first_console();
             let _ = fs::rename(state.console(), &kept);
-            eprintln!("skiff: {e}\n{BOOTING_AGAIN} (the first console: {})", kept.display());
-            run_once(o)
+            eprintln!("skiff: {e}\nskiff: booting once more (the first console: {})", kept.display());
+            run_once(o, Some(e.to_string()))
         }
         other => other,
     }
 }
 
-/// What `skiff run` says when it boots once more (`skiff start` passes it on).
-pub const BOOTING_AGAIN: &str = "skiff: booting once more";
-
-fn run_once(o: &RunOptions) -> io::Result<()> {
+/// One boot; `retrying` says why the one before was given up (the
+/// `run-state` record carries it to `skiff start`).
+fn run_once(o: &RunOptions, retrying: Option<String>) -> io::Result<()> {
     let state = StateDir::create(&o.dir)?;
     let _claim = pidfile::claim(&state)?;
     if let Err(e) = process::become_subreaper() {
@@ -289,6 +290,8 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
     let machine = machine(o, arch, &state, &build, &vsock, &shares, &disks)?;
     let console = state.console();
     let _ = fs::remove_file(&console);
+    // The last boot's events must not count as this one's.
+    let _ = fs::remove_file(state.events());
     // QEMU creates the console log; the umask keeps it private (0600).
     eprintln!("skiff: booting {} ({arch:?}; serial console: {})", o.iso.display(), console.display());
     let started = Instant::now();
@@ -297,6 +300,17 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
         .spawn()
         .map_err(|e| io::Error::other(format!("cannot start {}: {e}", arch.qemu_binary())))?;
     pidfile::record_qemu(&state, vm.id())?;
+    let mut run_state = RunState {
+        phase: Phase::Booting,
+        attempt: if retrying.is_some() { 2 } else { 1 },
+        retry_reason: retrying,
+        iso: o.iso.clone(),
+        build: build.clone(),
+        memory_mib: o.memory,
+        cpus: o.cpus,
+        accel: machine.accel.clone(),
+    };
+    run_state::write(&state, &run_state)?;
 
     let docker_sock = state.docker_sock();
     let listener = bridge::bind(&docker_sock)?;
@@ -309,8 +323,12 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
     // Other processes (`skiff shell`, `status`) find the VM through the
     // record. Connections may be made from QEMU's start: the vsock device
     // holds one made before the guest's driver is up (vsockdev/patches).
+    // What the guest reports (engine ready, powering off) is followed from
+    // then until the guest closes the stream.
+    let events = Events::default();
     let ready = crate::guest::record::record(&state, &vsock.target)
-        .and_then(|()| wait_ready(o, &docker_sock, &console, &mut vm, started));
+        .and_then(|()| events.follow(vsock.target.clone(), &state.events()))
+        .and_then(|()| wait_ready(o, &docker_sock, &events, &mut vm, started));
     let ready_after = started.elapsed();
     bridge::QUIET.store(false, Ordering::Relaxed);
     let mut ports = None;
@@ -332,14 +350,17 @@ fn run_once(o: &RunOptions) -> io::Result<()> {
         }
         println!("export DOCKER_HOST=unix://{}", docker_sock.display());
         io::stdout().flush()?;
+        run_state.phase = Phase::Ready;
+        run_state::write(&state, &run_state)?;
         eprintln!("skiff: engine ready after {:.2}s; Ctrl-C or `skiff stop` shuts the VM down", ready_after.as_secs_f64());
-        wait_exit(&state.qmp(), &console, &mut vm)
+        wait_exit(&state.qmp(), &events, &mut vm)
     });
     if result.is_err() {
         // A guest that runs (its engine up but unreachable) gets the power
         // button first, so its data disk is left clean.
-        shut_down(&state.qmp(), &console, &mut vm);
+        shut_down(&state.qmp(), &events, &mut vm);
     }
+    events.close();
     drop(builder);
     drop(vsock);
     drop(shares);
@@ -362,14 +383,15 @@ fn data_disks(o: &RunOptions, state: &StateDir) -> io::Result<Vec<PathBuf>> {
     Ok(disks)
 }
 
-/// Words of the [`Unreachable`] message, which `skiff start` picks out of
-/// this process's output to pass on.
-pub const UNREACHABLE: &str = "but the host cannot reach it";
+/// The start of the [`Unreachable`] message.
+const UNREACHABLE: &str = "the host cannot reach the guest's engine";
 
-/// The guest's engine is up but the host cannot reach it: a transport
-/// fault, on which [`run`] boots once more.
+/// The host cannot reach the guest's engine through a transport fault, on
+/// which [`run`] boots once more.
 #[derive(Debug)]
 struct Unreachable {
+    /// How the fault shows ([`transport_fault`]).
+    why: &'static str,
     /// What the last attempt ran into.
     last: String,
 }
@@ -384,7 +406,8 @@ impl std::fmt::Display for Unreachable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "the guest reports its engine ready, {UNREACHABLE} for {}s (last attempt: {}); see the console log",
+            "{UNREACHABLE} ({} for {}s; last attempt: {}); see the console log",
+            self.why,
             UNREACHABLE_LIMIT.as_secs(),
             self.last
         )
@@ -393,8 +416,23 @@ impl std::fmt::Display for Unreachable {
 
 impl std::error::Error for Unreachable {}
 
-/// How long the host keeps trying after the guest reports its engine ready.
+/// How long the host keeps trying after the guest reports its engine
+/// ready, or after its vsock device last answered.
 const UNREACHABLE_LIMIT: Duration = Duration::from_secs(30);
+
+/// Whether an engine that does not answer the host is a transport fault,
+/// and how it shows: the guest reported it ready `ready_for` ago, or the
+/// vsock device (which answers every connection at once, taken or
+/// refused, once the guest's kernel runs) has been silent for `silent_for`.
+fn transport_fault(ready_for: Option<Duration>, silent_for: Option<Duration>, paused: bool) -> Option<&'static str> {
+    if ready_for.is_some_and(|t| t > UNREACHABLE_LIMIT) {
+        Some("the guest reports it ready")
+    } else if silent_for.is_some_and(|t| t > UNREACHABLE_LIMIT) && !paused {
+        Some("the guest's vsock device stopped answering")
+    } else {
+        None
+    }
+}
 
 /// Fails once there is nothing left to wait for: QEMU exited, or we were
 /// told to stop.
@@ -408,17 +446,13 @@ fn still_booting(vm: &mut Child) -> io::Result<()> {
     Ok(())
 }
 
-/// The guest's console so far ("" before QEMU has created it).
-fn read_console(console: &Path) -> String {
-    console::tail(console, u64::MAX).unwrap_or_default()
-}
-
-fn wait_ready(o: &RunOptions, sock: &Path, console: &Path, vm: &mut Child, started: Instant) -> io::Result<()> {
+/// Waits until the engine answers through the bridge; gives up when the
+/// guest reports its engine ready but the host cannot reach it
+/// ([`Unreachable`]), when the guest reports it cannot start its engine,
+/// at the time limit, or when QEMU exits.
+fn wait_ready(o: &RunOptions, sock: &Path, events: &Events, vm: &mut Child, started: Instant) -> io::Result<()> {
     let limit = Duration::from_secs(o.timeout);
     bridge::take_quiet_error();
-    // When the guest's console first said its engine answers.
-    let mut guest_ready: Option<Instant> = None;
-    let mut checked = Instant::now();
     loop {
         still_booting(vm)?;
         // What this attempt ran into, for the message if none succeeds.
@@ -428,16 +462,18 @@ fn wait_ready(o: &RunOptions, sock: &Path, console: &Path, vm: &mut Child, start
             Err(e) => format!("the ping failed: {e}"),
         };
         let last = bridge::take_quiet_error().unwrap_or(last);
-        if guest_ready.is_none() && checked.elapsed() > Duration::from_secs(1) {
-            checked = Instant::now();
-            if console::engine_ready_on_console(&read_console(console)) {
-                guest_ready = Some(Instant::now());
-            }
+        let seen = events.seen();
+        // (When the guest last said its engine answers, not since restarted.)
+        let fault = transport_fault(seen.engine_ready().map(|t| t.elapsed()), seen.silent_for(), crate::guest::paused_within(UNREACHABLE_LIMIT));
+        let failure = seen.failure().map(str::to_string);
+        drop(seen);
+        if failure.as_deref() == Some(skiff_proto::events::FAILED_USR) {
+            return Err(io::Error::other("the guest found no /usr on its boot medium, so its engine cannot start; see the console log"));
         }
         // A transport that lost its way (seen rarely with vhost-device-vsock
         // on hybrid vsock) fails fast and clearly instead of at the limit.
-        if guest_ready.is_some_and(|t| t.elapsed() > UNREACHABLE_LIMIT) {
-            return Err(io::Error::other(Unreachable { last }));
+        if let Some(why) = fault {
+            return Err(io::Error::other(Unreachable { why, last }));
         }
         if started.elapsed() > limit {
             return Err(io::Error::other(format!(
@@ -450,13 +486,14 @@ fn wait_ready(o: &RunOptions, sock: &Path, console: &Path, vm: &mut Child, start
 }
 
 /// Stops a VM that is being given up on: the power button if its init
-/// runs (it unmounts the data disk), then a kill once [`Shutdown`] says it
-/// is overdue; a guest whose init never started is killed at once (nothing
-/// there watches the button, nothing is mounted).
-fn shut_down(qmp_sock: &Path, console: &Path, vm: &mut Child) {
-    let init_runs = console::milestones(&read_console(console)).contains(&"init");
+/// reported running (it unmounts the data disk), then a kill once
+/// [`Shutdown`] says it is overdue; a guest whose init was never heard
+/// from is killed at once (nothing there watches the button, or its
+/// events never reached the host: nothing is known to be mounted).
+fn shut_down(qmp_sock: &Path, events: &Events, vm: &mut Child) {
+    let init_runs = events.seen().init_runs();
     if init_runs && matches!(vm.try_wait(), Ok(None)) && qmp::powerdown(qmp_sock).is_ok() {
-        let mut shutdown = Shutdown::new(console);
+        let mut shutdown = Shutdown::new(events);
         while !shutdown.overdue() {
             if !matches!(vm.try_wait(), Ok(None)) {
                 return;
@@ -471,7 +508,7 @@ fn shut_down(qmp_sock: &Path, console: &Path, vm: &mut Child) {
 
 /// Waits for QEMU to exit; on a signal, presses the power button first and
 /// kills QEMU once [`Shutdown`] says it is overdue.
-fn wait_exit(qmp_sock: &Path, console: &Path, vm: &mut Child) -> io::Result<()> {
+fn wait_exit(qmp_sock: &Path, events: &Events, vm: &mut Child) -> io::Result<()> {
     let mut shutdown: Option<Shutdown> = None;
     loop {
         if let Some(status) = vm.try_wait()? {
@@ -483,7 +520,7 @@ fn wait_exit(qmp_sock: &Path, console: &Path, vm: &mut Child) -> io::Result<()> 
             if let Err(e) = qmp::powerdown(qmp_sock) {
                 eprintln!("skiff: cannot press the power button: {e}");
             }
-            shutdown = Some(Shutdown::new(console));
+            shutdown = Some(Shutdown::new(events));
         }
         if shutdown.as_mut().is_some_and(Shutdown::overdue) {
             eprintln!("skiff: the VM did not exit after its shutdown; killing it");
@@ -494,26 +531,29 @@ fn wait_exit(qmp_sock: &Path, console: &Path, vm: &mut Child) -> io::Result<()> 
 }
 
 /// A shutdown after the power button: QEMU is overdue after
-/// [`SHUTDOWN_LIMIT`], or [`POWERED_OFF_GRACE`] after the guest's console
-/// said it powers off (its disks are unmounted by then; a QEMU still
-/// waiting on a stuck device backend has nothing left to save).
+/// [`SHUTDOWN_LIMIT`], or [`POWERED_OFF_GRACE`] after the guest reported
+/// it powers off (its disks are unmounted by then; a QEMU still waiting on
+/// a stuck device backend has nothing left to save). A guest that dies
+/// without the event is QEMU's exit or the limit, as before.
 struct Shutdown<'a> {
-    console: &'a Path,
+    events: &'a Events,
     pressed: Instant,
-    off: Option<Instant>,
 }
 
 impl<'a> Shutdown<'a> {
-    fn new(console: &'a Path) -> Self {
-        Shutdown { console, pressed: Instant::now(), off: None }
+    fn new(events: &'a Events) -> Self {
+        Shutdown { events, pressed: Instant::now() }
     }
 
     fn overdue(&mut self) -> bool {
-        if self.off.is_none() && console::tail(self.console, 64 * 1024).is_some_and(|t| console::powered_off_on_console(&t)) {
-            self.off = Some(Instant::now());
-        }
-        self.pressed.elapsed() > SHUTDOWN_LIMIT || self.off.is_some_and(|t| t.elapsed() > POWERED_OFF_GRACE)
+        overdue(self.pressed.elapsed(), self.events.seen().powering_off().map(|t| t.elapsed()))
     }
+}
+
+/// Whether QEMU is overdue `since_pressed` after the power button, the
+/// guest having said it powers off `since_off` ago (if it did).
+fn overdue(since_pressed: Duration, since_off: Option<Duration>) -> bool {
+    since_pressed > SHUTDOWN_LIMIT || since_off.is_some_and(|t| t > POWERED_OFF_GRACE)
 }
 
 #[cfg(test)]
@@ -521,8 +561,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_transport_fault_shows_as_a_ready_engine_or_a_silent_device() {
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(transport_fault(None, secs(1), false), None, "booting: the engine is not ready yet");
+        assert_eq!(transport_fault(secs(5), secs(1), false), None, "ready a moment ago: the bridge catches up");
+        assert!(transport_fault(secs(31), secs(1), false).is_some_and(|w| w.contains("ready")));
+        assert!(transport_fault(None, secs(31), false).is_some_and(|w| w.contains("stopped answering")));
+        assert_eq!(transport_fault(None, secs(31), true), None, "a paused VM sends nothing");
+        assert_eq!(transport_fault(None, None, false), None, "never heard: the hold, or a guest still starting");
+    }
+
+    #[test]
+    fn the_guests_power_off_event_shortens_the_wait() {
+        let secs = Duration::from_secs;
+        assert!(!overdue(secs(10), None));
+        assert!(!overdue(secs(10), Some(secs(1))));
+        assert!(overdue(secs(10), Some(POWERED_OFF_GRACE + secs(1))));
+        assert!(overdue(SHUTDOWN_LIMIT + secs(1), None), "a guest that never says so is killed at the limit");
+    }
+
+    #[test]
     fn only_an_unreachable_engine_is_booted_again() {
-        let e = io::Error::other(Unreachable { last: "no answer".into() });
+        let e = io::Error::other(Unreachable { why: "the guest reports it ready", last: "no answer".into() });
         assert!(Unreachable::is(&e));
         assert!(e.to_string().contains(UNREACHABLE) && e.to_string().contains("no answer"), "{e}");
         assert!(!Unreachable::is(&io::Error::other(format!("a message that says {UNREACHABLE}"))));

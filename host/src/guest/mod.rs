@@ -12,6 +12,7 @@
 pub mod bridge;
 pub mod build;
 pub mod control;
+pub mod events;
 pub mod forward;
 pub mod ports;
 pub mod record;

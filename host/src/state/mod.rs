@@ -4,11 +4,13 @@
 //! owned by another user is refused.
 //!
 //! The records kept in it or for it: the secret, the remembered settings,
-//! and the docker context that points at its socket.
+//! the running VM's `run-state`, and the docker context that points at its
+//! socket.
 
 pub mod context;
 pub mod file;
 pub mod pidfile;
+pub mod run_state;
 pub mod secret;
 pub mod settings;
 
@@ -79,6 +81,15 @@ impl StateDir {
     pub fn console(&self) -> PathBuf {
         self.root.join("console.log")
     }
+    /// The guest's events of the last boot (`skiff_proto::events` lines),
+    /// copied by `skiff run` as they arrive; kept after the VM stops.
+    pub fn events(&self) -> PathBuf {
+        self.root.join("events")
+    }
+    /// What the running `skiff run` booted and how far it is (`run_state`).
+    pub fn run_state(&self) -> PathBuf {
+        self.root.join("run-state")
+    }
     /// QEMU's machine protocol socket (power button, status).
     pub fn qmp(&self) -> PathBuf {
         self.root.join("qmp.sock")
@@ -145,7 +156,7 @@ impl StateDir {
         let hybrid = self.hybrid_vsock();
         let ports_tmp = self.ports().with_extension("tmp");
         let mut files = vec![
-            self.docker_sock(), self.build_sock(), self.qmp(), self.qmp_events(), self.root.join("paused"), self.vhost(), hybrid.clone(), self.target_record(), self.pid_file(),
+            self.docker_sock(), self.build_sock(), self.qmp(), self.qmp_events(), self.root.join("paused"), self.vhost(), hybrid.clone(), self.target_record(), self.run_state(), self.pid_file(),
             self.qemu_pid_file(), self.ports(), ports_tmp,
         ];
         let hybrid_prefix = format!("{}_", hybrid.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());

@@ -1,34 +1,10 @@
-//! What the guest's console says of its boot: milestones, engine ready,
-//! powering off. Read from the serial log the init writes for people.
+//! The guest's serial console, a log for people: its tail is shown on
+//! failure. No decision reads it: the host decides from the guest's events
+//! (`guest::events`).
 
 use std::path::Path;
 
 use crate::state::file;
-
-/// Boot milestones on the guest console: what a line contains, and its name.
-const MILESTONES: [(&str, &str); 5] = [
-    ("Linux version", "kernel"),
-    ("skiff: init started", "init"),
-    ("skiff: medium:", "medium"),
-    ("skiff: net", "network"),
-    ("skiff: engine", "engine"),
-];
-
-/// True once the guest's console says its engine answers (init's
-/// `engine: ready` line).
-pub fn engine_ready_on_console(console: &str) -> bool {
-    console.contains("skiff: engine: ready")
-}
-
-/// True once the guest's console says it powers off (init's last line).
-pub fn powered_off_on_console(console: &str) -> bool {
-    console.contains("skiff: shutdown: powering off")
-}
-
-/// The milestones reached so far in a console text, in boot order.
-pub fn milestones(console: &str) -> Vec<&'static str> {
-    MILESTONES.iter().filter(|(needle, _)| console.contains(needle)).map(|(_, name)| *name).collect()
-}
 
 /// The last `n` bytes of a file (a long-running VM's console can be large).
 pub fn tail(path: &Path, n: u64) -> Option<String> {
@@ -44,13 +20,6 @@ pub fn tail(path: &Path, n: u64) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn milestones_in_boot_order() {
-        let c = "[ 0.0] Linux version 6.12\n[ 2.0] skiff: init started (initramfs)\n";
-        assert_eq!(milestones(c), ["kernel", "init"]);
-        assert!(milestones("").is_empty());
-    }
 
     #[test]
     fn tail_reads_the_end_of_a_file() {

@@ -63,6 +63,11 @@ impl Ring {
         }
     }
 
+    /// The sequence number the next line will get.
+    pub fn next(&self) -> u64 {
+        self.next
+    }
+
     /// Lines with sequence numbers from `seq` on (as many as are still
     /// kept), and the sequence number to ask for next time.
     pub fn since(&self, seq: u64) -> (Vec<String>, u64) {
@@ -126,7 +131,7 @@ static NEW_LINES: Condvar = Condvar::new();
 static FILE: Mutex<Option<FileQueue>> = Mutex::new(None);
 
 /// Locks, ignoring poisoning: a panicked logger thread must not stop logging.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -342,11 +347,17 @@ pub fn close_file(limit: Duration) -> bool {
 /// Lines from `seq` on and the next sequence number; waits up to `wait`
 /// for a new line when there is none yet.
 pub fn lines_since(seq: u64, wait: Duration) -> (Vec<String>, u64) {
-    let ring = lock(&RING);
+    wait_since(&RING, &NEW_LINES, seq, wait)
+}
+
+/// [`Ring::since`] on `ring`, waiting up to `wait` on `new` (notified at
+/// each push) when it holds nothing from `seq` on yet.
+pub fn wait_since(ring: &Mutex<Ring>, new: &Condvar, seq: u64, wait: Duration) -> (Vec<String>, u64) {
+    let ring = lock(ring);
     if ring.next > seq || wait.is_zero() {
         return ring.since(seq);
     }
-    let (ring, _) = NEW_LINES.wait_timeout(ring, wait).unwrap_or_else(|e| e.into_inner());
+    let (ring, _) = new.wait_timeout(ring, wait).unwrap_or_else(|e| e.into_inner());
     ring.since(seq)
 }
 

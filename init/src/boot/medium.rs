@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use linux_raw_sys::loop_device as lo;
 use rustix::mount::{mount, unmount, MountFlags, UnmountFlags};
 
+use skiff_proto::events::Event;
+
 use super::safe_file;
 
 /// Where the ISO is mounted.
@@ -191,6 +193,7 @@ pub fn prefetch(engine_ready: fn() -> bool) {
         let readers = thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_READERS);
         let engine = read_parallel(PREFETCH_ENGINE, readers);
         log::info!("medium: read {PREFETCH_ENGINE} ({} MiB) in {}s with {readers} thread(s)", engine >> 20, crate::secs::Secs(began.elapsed(), 2));
+        super::events::emit(Event::EngineRead);
         let waited = Instant::now();
         while !engine_ready() && waited.elapsed() < LATER_WAIT {
             thread::sleep(Duration::from_millis(100));

@@ -2,6 +2,7 @@
 //! boot medium's `/usr`, the clock, and reading files others can write.
 
 pub mod clock;
+pub mod events;
 pub mod logger;
 pub mod medium;
 pub mod mounts;

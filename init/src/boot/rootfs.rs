@@ -19,16 +19,17 @@ const NEW_ROOT: &str = "/newroot";
 /// argv[1] of the re-executed init, so it knows the switch is done.
 pub const STAGE2_ARG: &str = "--stage2";
 
-/// Moves the initramfs onto a tmpfs of `size` and re-executes `/init` there.
+/// Moves the initramfs onto a tmpfs of `size` and re-executes `/init` there
+/// (told the uptime `started` of this first stage, argv[2] in µs).
 /// Returns only on failure; the caller logs it and carries on in the initramfs.
-pub fn switch_to_tmpfs(size: &str) -> io::Error {
-    match try_switch(size) {
+pub fn switch_to_tmpfs(size: &str, started: std::time::Duration) -> io::Error {
+    match try_switch(size, started) {
         Ok(never) => match never {},
         Err(e) => e,
     }
 }
 
-fn try_switch(size: &str) -> io::Result<std::convert::Infallible> {
+fn try_switch(size: &str, started: std::time::Duration) -> io::Result<std::convert::Infallible> {
     fs::DirBuilder::new().mode(0o755).create(NEW_ROOT).or_else(ignore_exists)?;
     let data = CString::new(format!("size={size},mode=0755")).map_err(io::Error::other)?;
     mount("tmpfs", NEW_ROOT, "tmpfs", MountFlags::empty(), data.as_c_str())?;
@@ -41,7 +42,8 @@ fn try_switch(size: &str) -> io::Result<std::convert::Infallible> {
     std::env::set_current_dir("/")?;
     let init = CString::new("/init").map_err(io::Error::other)?;
     let arg = CString::new(STAGE2_ARG).map_err(io::Error::other)?;
-    let argv = [init.as_ptr(), arg.as_ptr(), std::ptr::null()];
+    let at = CString::new((started.as_micros() as u64).to_string()).map_err(io::Error::other)?;
+    let argv = [init.as_ptr(), arg.as_ptr(), at.as_ptr(), std::ptr::null()];
     // SAFETY: argv is a NULL-terminated array of pointers to NUL-terminated
     // strings that outlive the call; execv only returns on failure.
     unsafe { libc::execv(init.as_ptr(), argv.as_ptr()) };

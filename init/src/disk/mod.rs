@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use rustix::mount::{mount, mount_bind, mount_remount, MountFlags};
 
+use crate::boot::events;
 use crate::supervise::sys::{unmount_retrying, Kernel, Sys};
+use skiff_proto::events::{Disk as Outcome, Event};
 
 use probe::{Choice, Content, Decision, Disk, Fsck, Partition};
 
@@ -122,8 +124,13 @@ impl std::fmt::Display for RunError {
 static MOUNTED: AtomicBool = AtomicBool::new(false);
 
 /// Finds, prepares and mounts the data disk. Never fails the boot: without
-/// a usable disk the engine runs on the tmpfs root, and the console says so.
+/// a usable disk the engine runs on the tmpfs root, and the console says so
+/// (and the host, through an event).
 pub fn setup() {
+    events::emit(Event::Disk(set_up()));
+}
+
+fn set_up() -> Outcome {
     let began = Instant::now();
     let limit = match host_data_disks() {
         Some(0) => {
@@ -149,11 +156,13 @@ pub fn setup() {
     let i = match probe::choose(&disks, &decisions) {
         Choice::Use(i) => i,
         Choice::Nothing => {
-            return log::warn!("disk: no data disk (attach a blank disk or one with an ext4 filesystem labelled {:?}); images, containers and volumes live in RAM and will NOT persist", probe::LABEL);
+            log::warn!("disk: no data disk (attach a blank disk or one with an ext4 filesystem labelled {:?}); images, containers and volumes live in RAM and will NOT persist", probe::LABEL);
+            return Outcome::None;
         }
         Choice::Ambiguous(devices) => {
             let list: Vec<String> = devices.iter().map(|d| format!("/dev/{d}")).collect();
-            return log::error!("disk: {} filesystems are labelled {:?} ({}); not guessing which one holds your data, so none is used and nothing is written to any disk. Detach all but one (or relabel the others: e2label DEVICE other-name) and reboot. Images, containers and volumes live in RAM and will NOT persist", devices.len(), probe::LABEL, list.join(" and "));
+            log::error!("disk: {} filesystems are labelled {:?} ({}); not guessing which one holds your data, so none is used and nothing is written to any disk. Detach all but one (or relabel the others: e2label DEVICE other-name) and reboot. Images, containers and volumes live in RAM and will NOT persist", devices.len(), probe::LABEL, list.join(" and "));
+            return Outcome::Refused("ambiguous".into());
         }
     };
     let disk = &disks[i];
@@ -168,15 +177,20 @@ pub fn setup() {
             log::info!("disk: /dev/{} ({}) is blank; making it Skiff's data disk", disk.name, human(disk.size));
             partition(disk).and_then(|part| format(&part).map(|()| (part, true)))
         }
-        Decision::Skip(_) => return log::warn!("disk: no data disk mounted; images, containers and volumes live in RAM and will NOT persist"),
+        Decision::Skip(_) => {
+            log::warn!("disk: no data disk mounted; images, containers and volumes live in RAM and will NOT persist");
+            return Outcome::None;
+        }
     };
     match device.and_then(|(dev, fresh)| check_and_mount(&dev, fresh).map(|()| dev)) {
         Ok(dev) => {
             log::info!("disk: data disk ready in {}s: images, containers and volumes persist on /dev/{dev}", crate::secs::Secs(began.elapsed(), 2));
+            Outcome::Mounted
         }
         Err(e) => {
             log::error!("disk: {e}");
             log::warn!("disk: no data disk mounted; images, containers and volumes live in RAM and will NOT persist");
+            Outcome::Refused("failed".into())
         }
     }
 }

@@ -19,6 +19,7 @@ use super::dhcp_packet::{CLIENT_PORT, SERVER_PORT};
 use super::names::{self, LinkNames};
 use super::{netlink, Link, Rtnl};
 use crate::supervise::backoff;
+use skiff_proto::events::Event;
 
 /// A running client, reachable from the shutdown path.
 struct Registered {
@@ -230,6 +231,7 @@ impl Io {
         } else {
             let dns: Vec<String> = lease.dns.iter().map(|d| d.to_string()).collect();
             let mtu = lease.mtu.map_or(String::new(), |m| format!(", MTU {m}"));
+            crate::boot::events::emit(Event::Network { link: name.clone(), addr: addr.into(), prefix });
             log::info!(
                 "network: {name} address {addr}/{prefix} from DHCP server {} after {}s: {gateway}, DNS [{}], lease {length}{mtu}",
                 lease.server, crate::secs::Secs(self.now(), 2), dns.join(" ")

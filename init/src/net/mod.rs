@@ -108,5 +108,7 @@ fn configure_static(rtnl: &mut Rtnl, link: &Link, addr: Ipv4Addr, prefix: u8, gw
         },
     };
     log::info!("network: {} static address {addr}/{prefix}, {gw_text} (skiff.ip; no DHCP)", link.name);
+    let link = link.name.clone();
+    crate::boot::events::emit(skiff_proto::events::Event::Network { link, addr: addr.into(), prefix });
 }
 

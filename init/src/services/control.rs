@@ -10,7 +10,7 @@ use skiff_proto::control::{self, Request, MAX_REQUEST};
 use skiff_proto::status::{self, GuestStatus};
 use ::vsock::VsockStream;
 
-use crate::boot::{logger, medium};
+use crate::boot::{events, logger, medium};
 use crate::disk;
 use crate::services::{ports, shares, shell, touch, vsock};
 
@@ -53,6 +53,11 @@ fn handle(mut stream: VsockStream) {
         Ok(Request::Shell) => shell::serve(stream),
         Ok(Request::Ports) => ports::serve_updates(stream),
         Ok(Request::Touch) => touch::serve(stream),
+        Ok(Request::Events) => {
+            if let Err(e) = send_events(&mut stream) {
+                log::debug!("control: events connection ended: {e}");
+            }
+        }
         Ok(Request::Rekey(secret)) => {
             vsock::rekey(secret);
             if let Err(e) = stream.write_all(b"OK\n") {
@@ -93,6 +98,14 @@ fn send_logs(mut stream: VsockStream, follow: bool) -> io::Result<()> {
         let text = if lines.is_empty() { "\0".to_string() } else { lines.concat() };
         stream.write_all(text.as_bytes())?;
     }
+}
+
+/// The event stream's header, the events so far, then new ones until the host goes away.
+fn send_events(stream: &mut VsockStream) -> io::Result<()> {
+    // A host that stops reading must not hold this thread forever.
+    stream.set_write_timeout(Some(Duration::from_secs(30)))?;
+    stream.write_all(format!("{}\n", skiff_proto::events::HEADER).as_bytes())?;
+    events::follow(Duration::from_secs(5), |text| stream.write_all(text.as_bytes()))
 }
 
 /// What `skiff status` shows from inside the guest. A figure that cannot

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal};
 
-use crate::boot::logger;
+use crate::boot::{events, logger};
+use skiff_proto::events::Event;
 use crate::supervise::sys::Sys;
 use crate::supervise::{backoff, children, reaper};
 
@@ -112,6 +113,7 @@ impl<S: Sys> Engine<S> {
             Ok(child) => {
                 let pid = child.pid;
                 log::info!("engine: started podman system service (pid {})", pid.as_raw_nonzero());
+                events::emit(Event::EngineStarted { pid: pid.as_raw_nonzero().get() as u32 });
                 log_output(child.stdout, child.stderr);
                 self.pid = Some(pid);
                 self.started = self.sys.now();
@@ -138,6 +140,7 @@ impl<S: Sys> Engine<S> {
         self.readiness.ready.store(false, Ordering::SeqCst);
         let ran = self.sys.now().saturating_duration_since(self.started);
         log::warn!("engine: exited ({status}) after {}s", crate::secs::Secs(ran, 1));
+        events::emit(Event::EngineRestarting { reason: status.into() });
         self.schedule_restart(ran);
         true
     }
@@ -299,6 +302,7 @@ fn wait_ready(readiness: &Readiness, run: u64, socket: &str, on_ready: fn()) {
         if let Ok(true) = ping(socket) {
             readiness.ready.store(readiness.run.load(Ordering::SeqCst) == run, Ordering::SeqCst);
             log::info!("engine: ready (answers /_ping after {}s)", crate::secs::Secs(began.elapsed(), 2));
+            events::emit(Event::EngineReady);
             return on_ready();
         }
         thread::sleep(Duration::from_millis(50));

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use rustix::process::{getpid, kill_process, Pid, Signal};
 use rustix::system::{reboot, RebootCommand};
 
+use crate::boot::events;
 use crate::disk;
+use skiff_proto::events::Event;
 use crate::supervise::sys::{Kernel, Sys};
 use crate::supervise::{engine, reaper};
 
@@ -210,6 +212,8 @@ pub trait Services {
 /// at most [`WORST_CASE`] (each step's limit is logged if it is hit).
 pub fn shutdown(engine: &mut engine::Engine<Kernel>, services: &impl Services, why: &str) -> ! {
     stop_everything(&Kernel, services, engine, why);
+    // The host learns of the power-off from its event; a moment for it to leave.
+    events::wait_sent(Duration::from_millis(500));
     power_off()
 }
 
@@ -256,6 +260,7 @@ fn stop_everything<S: Sys>(sys: &S, services: &impl Services, engine: &mut engin
     let s = sys.clone();
     step("unmount data disk", || bounded("unmount", budget.take(UNMOUNT_LIMIT), move || disk::unmount_all(&s)));
     log::info!("shutdown: powering off after {}s (limit {}s)", crate::secs::Secs(sys.now().saturating_duration_since(began), 2), WORST_CASE.as_secs());
+    events::emit(Event::PoweringOff);
 }
 
 /// Last resort for fatal errors as well: sync (for at most a moment: a

@@ -1,9 +1,8 @@
 //! Boot figures from one `skiff run`: guest uptime at each milestone (from
-//! the console log) and host wall times.
+//! the guest's events, the kernel's from the console) and host wall times.
 
 use std::path::Path;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::console::{self, MILESTONES};
 use crate::Vm;
@@ -42,14 +41,11 @@ fn figures(vm: Vm) -> (Vm, Boot) {
     // The engine answered through the bridge; check it really is the engine.
     let version = vm.docker_ok(&["version", "--format", "{{.Server.Version}}"]);
     assert!(!version.trim().is_empty(), "the engine did not report a version");
-    // The guest logs readiness just before the host's ping succeeds; give
-    // the serial log a moment to reach the file.
-    let end = Instant::now() + Duration::from_secs(10);
-    while !vm.console().contains("skiff: engine: ready") && Instant::now() < end {
-        thread::sleep(Duration::from_millis(100));
-    }
-    let text = vm.console();
-    let milestones = MILESTONES.iter().map(|m| (m.key, console::first(&text, m.matches))).collect();
+    // The guest reports readiness just before the host's ping succeeds;
+    // give the event a moment to reach the file.
+    vm.wait_event(Duration::from_secs(10), |e| *e == skiff_proto::events::Event::EngineReady);
+    let (text, events) = (vm.console(), vm.events());
+    let milestones = MILESTONES.iter().map(|m| (m.key, console::at(m, &text, &events))).collect();
     let b = Boot {
         milestones,
         qemu_to_ping: vm.qemu_to_ping().map(|d| d.as_secs_f64()),

@@ -1,5 +1,8 @@
-//! Reads boot milestones off a serial console log: every line the kernel
-//! and Skiff's init print starts with `[ seconds.micros]` of guest uptime.
+//! Boot milestones: the guest's events (`skiff_proto::events`, stamped
+//! with guest uptime) and, for the kernel's own, the serial console, where
+//! every line starts with `[ seconds.micros]` of guest uptime.
+
+use skiff_proto::events::{Event, Stamped};
 
 /// Guest uptime in seconds at the start of `line`, if it carries a stamp.
 pub fn stamp(line: &str) -> Option<f64> {
@@ -13,27 +16,40 @@ pub fn first(console: &str, matches: impl Fn(&str) -> bool) -> Option<f64> {
     console.lines().filter(|l| matches(l)).find_map(stamp)
 }
 
-/// A named boot milestone and how to recognise its console line.
+/// How a boot milestone is recognised: the kernel's console line (the
+/// kernel's wording, not ours), or the first guest event that matches.
+pub enum Source {
+    Kernel(&'static str),
+    Event(fn(&Event) -> bool),
+}
+
+/// A named boot milestone and where it is read.
 pub struct Milestone {
     pub key: &'static str,
     pub label: &'static str,
-    pub matches: fn(&str) -> bool,
+    pub source: Source,
 }
 
 /// Skiff's boot milestones, in boot order.
 pub const MILESTONES: &[Milestone] = &[
-    Milestone { key: "kernel_run_init", label: "kernel runs /init", matches: |l| l.contains("Run /init as init process") },
-    Milestone { key: "init_start", label: "PID 1 start", matches: |l| l.contains("skiff: init started") },
-    Milestone { key: "tmpfs_root", label: "tmpfs root switch done", matches: |l| l.contains("skiff: init running on tmpfs root") },
-    Milestone { key: "usr_mounted", label: "/usr squashfs mounted", matches: |l| l.contains("skiff: medium: /usr mounted") },
-    // The first settings line comes right after the data disk step.
-    Milestone { key: "settings", label: "data disk step done, settings read", matches: |l| l.contains("skiff: config:") },
-    // Loose on purpose: the static configuration and DHCP word it differently.
-    Milestone { key: "network_address", label: "network address", matches: |l| l.contains("skiff: network:") && l.contains("address") },
-    Milestone { key: "engine_binary_read", label: "engine binary read from /usr (background)", matches: |l| l.contains("skiff: medium: read /usr/bin/podman") },
-    Milestone { key: "engine_exec", label: "engine exec", matches: |l| l.contains("skiff: engine: started") },
-    Milestone { key: "engine_ready", label: "engine ready (/_ping)", matches: |l| l.contains("skiff: engine: ready") },
+    Milestone { key: "kernel_run_init", label: "kernel runs /init", source: Source::Kernel("Run /init as init process") },
+    Milestone { key: "init_start", label: "PID 1 start", source: Source::Event(|e| *e == Event::InitStarted) },
+    Milestone { key: "tmpfs_root", label: "tmpfs root switch done", source: Source::Event(|e| *e == Event::InitRunning) },
+    Milestone { key: "usr_mounted", label: "/usr squashfs mounted", source: Source::Event(|e| *e == Event::UsrMounted) },
+    Milestone { key: "settings", label: "data disk step done", source: Source::Event(|e| matches!(e, Event::Disk(_))) },
+    Milestone { key: "network_address", label: "network address", source: Source::Event(|e| matches!(e, Event::Network { .. })) },
+    Milestone { key: "engine_binary_read", label: "engine binary read from /usr (background)", source: Source::Event(|e| *e == Event::EngineRead) },
+    Milestone { key: "engine_exec", label: "engine exec", source: Source::Event(|e| matches!(e, Event::EngineStarted { .. })) },
+    Milestone { key: "engine_ready", label: "engine ready (/_ping)", source: Source::Event(|e| *e == Event::EngineReady) },
 ];
+
+/// The guest uptime of milestone `m` in one boot's console and events.
+pub fn at(m: &Milestone, console: &str, events: &[Stamped]) -> Option<f64> {
+    match m.source {
+        Source::Kernel(text) => first(console, |l| l.contains(text)),
+        Source::Event(matches) => events.iter().find(|s| matches(&s.event)).map(|s| s.at.as_secs_f64()),
+    }
+}
 
 /// A stage of the boot: from one milestone to another (`None`: guest uptime 0).
 pub struct Stage {
@@ -64,31 +80,35 @@ pub fn stage_length(stage: &Stage, milestone: impl Fn(&str) -> Option<f64>) -> O
     Some(milestone(stage.to)? - from)
 }
 
-/// The pid the init logged when it last started the engine.
-pub fn engine_pid(console: &str) -> Option<u32> {
-    console.lines().rev().filter(|l| l.contains("skiff: engine: started")).find_map(|l| {
-        let (_, rest) = l.split_once("(pid ")?;
-        rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+/// The pid the guest reported when it last started the engine.
+pub fn engine_pid(events: &[Stamped]) -> Option<u32> {
+    events.iter().rev().find_map(|s| match s.event {
+        Event::EngineStarted { pid } => Some(pid),
+        _ => None,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use skiff_proto::events::Disk;
+    use std::time::Duration;
 
     const LOG: &str = "\
 SeaBIOS (version 1.16)
 [    0.000000] Linux version 6.12
 [    0.912345] Run /init as init process
-[    0.950000] skiff: init started (initramfs)
-[    1.500000] skiff: init running on tmpfs root
-[    1.520000] skiff: medium: /usr mounted from skiff/usr.squashfs on /dev/sr0 (/dev/loop0)
-[    1.550000] skiff: config: no /var/lib/skiff/config.toml (defaults)
-[    1.600000] skiff: network: eth0 up, address 10.0.2.15/24, gateway 10.0.2.2
-[    1.650000] skiff: medium: read /usr/bin/podman (45 MiB) in 3.00s with 2 thread(s)
-[    1.700000] skiff: engine: started podman system service (pid 123)
-[   12.250001] skiff: engine: ready (answers /_ping after 10.55s)
 ";
+
+    fn events() -> Vec<Stamped> {
+        let at = |s: f64| Duration::from_secs_f64(s);
+        let net = Event::Network { link: "eth0".into(), addr: "10.0.2.15".parse().unwrap(), prefix: 24 };
+        [(0.95, Event::InitStarted), (1.5, Event::InitRunning), (1.52, Event::UsrMounted), (1.55, Event::Disk(Disk::None)), (1.6, net), (1.65, Event::EngineRead), (1.7, Event::EngineStarted { pid: 123 }), (12.250001, Event::EngineReady)]
+            .into_iter()
+            .enumerate()
+            .map(|(seq, (t, event))| Stamped { seq: seq as u64, at: at(t), event })
+            .collect()
+    }
 
     #[test]
     fn stamps_parse_with_padding() {
@@ -100,17 +120,22 @@ SeaBIOS (version 1.16)
 
     #[test]
     fn milestones_are_found_in_order() {
-        let got: Vec<Option<f64>> = MILESTONES.iter().map(|m| first(LOG, m.matches)).collect();
-        assert_eq!(got, vec![Some(0.912345), Some(0.95), Some(1.5), Some(1.52), Some(1.55), Some(1.6), Some(1.65), Some(1.7), Some(12.250001)]);
+        let got: Vec<Option<f64>> = MILESTONES.iter().map(|m| at(m, LOG, &events())).collect();
+        let want = [0.912345, 0.95, 1.5, 1.52, 1.55, 1.6, 1.65, 1.7, 12.250001];
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(want) {
+            assert!((g.unwrap() - w).abs() < 1e-6, "{got:?}");
+        }
     }
 
     #[test]
     fn stages_are_differences_of_milestones() {
-        let at = |k: &str| MILESTONES.iter().find(|m| m.key == k).and_then(|m| first(LOG, m.matches));
+        let ev = events();
+        let at = |k: &str| MILESTONES.iter().find(|m| m.key == k).and_then(|m| at(m, LOG, &ev));
         let len = |label: &str| stage_length(STAGES.iter().find(|s| s.label.starts_with(label)).unwrap(), at);
         assert_eq!(len("kernel:"), Some(0.912345));
-        assert!((len("engine: exec").unwrap() - 10.550001).abs() < 1e-9);
-        assert!((len("init: data disk").unwrap() - 0.03).abs() < 1e-9);
+        assert!((len("engine: exec").unwrap() - 10.550001).abs() < 1e-6);
+        assert!((len("init: data disk").unwrap() - 0.03).abs() < 1e-6);
         assert_eq!(stage_length(&STAGES[0], |_| None), None);
         for s in STAGES {
             assert!(MILESTONES.iter().any(|m| m.key == s.to), "{} ends at an unknown milestone", s.label);
@@ -119,16 +144,18 @@ SeaBIOS (version 1.16)
 
     #[test]
     fn missing_milestones_are_none() {
-        let log = "[    0.9] skiff: init started\n[    1.0] skiff: network: no Ethernet link found\n";
         let net = MILESTONES.iter().find(|m| m.key == "network_address").unwrap();
-        assert_eq!(first(log, net.matches), None);
+        assert_eq!(at(net, LOG, &events()[..4]), None);
+        let kernel = &MILESTONES[0];
+        assert_eq!(at(kernel, "[ 0.9] floor: init started\n", &[]), None);
     }
 
     #[test]
-    fn engine_pid_is_read_from_the_start_line() {
-        assert_eq!(engine_pid(LOG), Some(123));
-        let restarted = format!("{LOG}[   20.0] skiff: engine: started podman system service (pid 456)\n");
-        assert_eq!(engine_pid(&restarted), Some(456));
-        assert_eq!(engine_pid("[ 1.0] skiff: engine: started podman (pid x)"), None);
+    fn engine_pid_is_the_last_start() {
+        let mut ev = events();
+        assert_eq!(engine_pid(&ev), Some(123));
+        ev.push(Stamped { seq: 99, at: Duration::from_secs(20), event: Event::EngineStarted { pid: 456 } });
+        assert_eq!(engine_pid(&ev), Some(456));
+        assert_eq!(engine_pid(&[]), None);
     }
 }

@@ -41,7 +41,7 @@ const BASELINE: &str = "tests/bench-baseline.json";
 
 /// Engine ready, no containers: load the probe's image, let the guest settle, read.
 fn idle_memory(vm: &Vm, busybox: &std::path::Path) -> (memory::Memory, u32) {
-    let pid = console::engine_pid(&vm.console()).expect("the console names the engine's pid");
+    let pid = console::engine_pid(&vm.events()).expect("the guest reports the engine's pid");
     socket::docker_load(vm, busybox, BUSYBOX);
     thread::sleep(Duration::from_secs(5));
     eprintln!("bench: memory probe (idle)");
@@ -96,8 +96,7 @@ fn main() {
             workload = Some(run_workload(&vm, &busybox, &big, &socat_tar, pings, dir, quick));
         }
         b.shutdown = Some(vm.shutdown().as_secs_f64());
-        let console = fs::read_to_string(vm_dir.join("console.log")).unwrap_or_default();
-        assert!(console.contains("shutdown: powering off"), "boot {}: no clean shutdown in the console log", i + 1);
+        assert!(skiff_tests::powered_off_cleanly(&vm_dir), "boot {}: no powering-off event (clean shutdown)", i + 1);
         boots.push(b);
     }
     let (memory_idle, memory_after, load, save, paths, not_compared, ports) = workload.expect("the last boot ran the workload");
