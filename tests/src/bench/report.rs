@@ -223,6 +223,11 @@ fn watch_rows(t: &mut Table, w: &super::watch::Watch) {
     t.row("host writes", format!("{} | {}", seen(a), seen(b)));
     t.row("write → event, median", format!("{} | {}", ms(median(&a.seen)), ms(median(&b.seen))));
     t.row("write → event, p99", format!("{} | {}", ms(p99(&a.seen)), ms(p99(&b.seen))));
+    let last = |s: &super::watch::Side| match s.burst_last_seen {
+        Some(t) => format!("{} ({} events)", secs(Some(t)), s.burst_events),
+        None => format!("not seen ({} events)", s.burst_events),
+    };
+    t.row(format!("burst of {} host writes + 1: the last one seen after", super::watch::BURST), format!("{} | {}", last(a), last(b)));
     let idle = super::watch::IDLE.as_secs();
     t.row(format!("CPU of skiff run over {idle} s idle"), format!("{} | {}", secs(Some(a.idle_cpu_skiff)), secs(Some(b.idle_cpu_skiff))));
     t.row(format!("CPU of QEMU over {idle} s idle"), format!("{} | {}", secs(Some(a.idle_cpu_qemu)), secs(Some(b.idle_cpu_qemu))));
@@ -374,6 +379,7 @@ pub fn json(r: &Results) -> Value {
             let side = |s: &super::watch::Side| json!({
                 "write_to_event_s": { "median": median(&s.seen), "p99": p99(&s.seen), "samples": s.seen }, "missed": s.missed,
                 "idle_cpu_skiff_s": s.idle_cpu_skiff, "idle_cpu_qemu_s": s.idle_cpu_qemu,
+                "burst_files": super::watch::BURST, "burst_last_seen_s": s.burst_last_seen, "burst_events": s.burst_events,
             });
             json!({ "idle_s": super::watch::IDLE.as_secs(), "on": side(&w.on), "off": side(&w.off) })
         }),

@@ -23,6 +23,11 @@ pub struct Side {
     /// CPU seconds over [`IDLE`]: `skiff run`, and QEMU (the guest's).
     pub idle_cpu_skiff: f64,
     pub idle_cpu_qemu: f64,
+    /// A burst of [`BURST`] files written on the host (a `git checkout`),
+    /// then one more: when the container saw that last one, if it did
+    /// within [`BURST_LIMIT`], and how many event lines it got meanwhile.
+    pub burst_last_seen: Option<f64>,
+    pub burst_events: usize,
 }
 
 pub struct Watch {
@@ -33,6 +38,9 @@ pub struct Watch {
 /// The idle stretch whose CPU is measured.
 pub const IDLE: Duration = Duration::from_secs(30);
 const SEEN_LIMIT: Duration = Duration::from_secs(5);
+/// Files in the burst, and how long its last write may take to be seen.
+pub const BURST: usize = 10_000;
+const BURST_LIMIT: Duration = Duration::from_secs(60);
 const IMAGE: &str = "skiff-bench/watch:latest";
 
 /// utime + stime of `pid`, seconds.
@@ -82,6 +90,33 @@ fn write_seen(shared: &Path, name: &str, events: &mpsc::Receiver<(Instant, Strin
     None
 }
 
+/// Writes [`BURST`] files in a new folder, then one more beside it; the
+/// time from the first write to the container's line naming the last, and
+/// the event lines received until then (or until [`BURST_LIMIT`]).
+fn burst(shared: &Path, events: &mpsc::Receiver<(Instant, String)>) -> (Option<f64>, usize) {
+    while events.try_recv().is_ok() {}
+    let folder = shared.join("burst");
+    fs::create_dir_all(&folder).expect("create burst folder");
+    let t0 = Instant::now();
+    for i in 0..BURST {
+        fs::write(folder.join(format!("b{i}")), "x").expect("write");
+    }
+    fs::write(shared.join("burst-last"), "x").expect("write");
+    let mut lines = 0;
+    while let Some(left) = BURST_LIMIT.checked_sub(t0.elapsed()) {
+        match events.recv_timeout(left) {
+            Ok((at, line)) => {
+                lines += 1;
+                if line.ends_with("\tburst-last") {
+                    return (Some(at.duration_since(t0).as_secs_f64()), lines);
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    (None, lines)
+}
+
 fn side(dir: &Path, mem: &str, image: &Path, on: bool, writes: usize) -> Side {
     let shared = dir.join("shared");
     fs::create_dir_all(&shared).expect("create shared folder");
@@ -108,8 +143,9 @@ fn side(dir: &Path, mem: &str, image: &Path, on: bool, writes: usize) -> Side {
         }
         thread::sleep(Duration::from_millis(200));
     }
+    let (burst_last_seen, burst_events) = burst(&shared, &events);
     vm.shutdown();
-    Side { seen, missed, idle_cpu_skiff, idle_cpu_qemu }
+    Side { seen, missed, idle_cpu_skiff, idle_cpu_qemu, burst_last_seen, burst_events }
 }
 
 /// Two boots: watch on (`writes` writes), then off (3 writes).
