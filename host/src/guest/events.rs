@@ -17,6 +17,7 @@ use skiff_proto::control::{self, Request, DEFAULT_CONTROL_PORT};
 use skiff_proto::events::{self as wire, Event, Stamped, MAX_LINE};
 use skiff_proto::hybrid::HandshakeError;
 
+use crate::guest::backoff::Backoff;
 use crate::guest::{Addr, Target};
 use crate::state::file;
 use crate::threads;
@@ -131,7 +132,7 @@ impl Events {
         let mut out = file::create(copy)?;
         let this = self.clone();
         threads::spawn("guest events", move || {
-            let (mut delay, mut said) = (BACKOFF_MIN, false);
+            let (mut backoff, mut said) = (Backoff::new(BACKOFF_MIN, BACKOFF_MAX), false);
             loop {
                 let result = this.read(&guest, &mut out);
                 if this.seen().powering_off().is_some() || this.seen().closed {
@@ -139,7 +140,7 @@ impl Events {
                 }
                 // Said once, when retries have slowed down (early refusals
                 // are normal: the port opens once the guest's services run).
-                if let (Err(e), false, true) = (result, said, delay == BACKOFF_MAX) {
+                if let (Err(e), false, true) = (result, said, backoff.at_max()) {
                     eprintln!("skiff: guest events: {e}; still trying");
                     said = true;
                 }
@@ -147,8 +148,7 @@ impl Events {
                 while crate::guest::paused_within(Duration::ZERO) {
                     thread::sleep(BACKOFF_MIN);
                 }
-                thread::sleep(delay);
-                delay = (delay * 2).min(BACKOFF_MAX);
+                backoff.wait();
             }
         })?;
         Ok(())

@@ -9,6 +9,7 @@
 //! published ports (`ports`, `forward`, `udp`), the control port
 //! (`control`), and the record that tells other terminals how to connect.
 
+pub mod backoff;
 pub mod bridge;
 pub mod build;
 pub mod control;

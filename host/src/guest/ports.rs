@@ -23,6 +23,7 @@ use std::time::Duration;
 use skiff_proto::control::{self, Request, DEFAULT_CONTROL_PORT};
 use skiff_proto::ports::{self as wire, Proto, Published, Update, MAX_LINE};
 
+use crate::guest::backoff::Backoff;
 use crate::guest::relay;
 use crate::guest::Target;
 use crate::guest::forward::{open_forward, Dest, Place};
@@ -243,7 +244,7 @@ impl Ports {
 
     /// Keeps reading the port table, reconnecting with backoff.
     fn follow(self: &Arc<Self>) {
-        let mut delay = BACKOFF_MIN;
+        let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
         loop {
             let mut connected = false;
             let result = self.read_table(&mut connected);
@@ -253,11 +254,10 @@ impl Ports {
             };
             if connected {
                 eprintln!("skiff: ports: lost the guest's port table ({why}); reconnecting");
-                delay = BACKOFF_MIN;
+                backoff.reset();
             }
             self.set_link(format!("not connected ({why})"));
-            thread::sleep(delay);
-            delay = (delay * 2).min(BACKOFF_MAX);
+            backoff.wait();
         }
     }
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 use skiff_proto::control::{self, Request, DEFAULT_CONTROL_PORT};
 use skiff_proto::touch::{self, DONE};
 
+use crate::guest::backoff::Backoff;
 use crate::guest::{Conn, Target};
 use crate::threads;
 use super::coalesce::stamp;
@@ -34,7 +35,7 @@ pub fn spawn(changes: Arc<Changes>, target: Target) -> io::Result<()> {
 }
 
 fn send_all(changes: &Changes, target: &Target) {
-    let (mut conn, mut window, mut delay, mut told) = (None, WINDOW, BACKOFF_MIN, false);
+    let (mut conn, mut window, mut backoff, mut told) = (None, WINDOW, Backoff::new(BACKOFF_MIN, BACKOFF_MAX), false);
     loop {
         {
             let mut st = changes.lock();
@@ -48,7 +49,10 @@ fn send_all(changes: &Changes, target: &Target) {
         let batch = settle(changes, batch);
         let paths: Vec<String> = batch.iter().map(|(g, _)| g.clone()).collect();
         match send(&mut conn, target, &paths) {
-            Ok(()) => (delay, told) = (BACKOFF_MIN, false),
+            Ok(()) => {
+                backoff.reset();
+                told = false;
+            }
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                 return eprintln!("skiff: watch: the guest does not take host edits ({e}; an older ISO?): file watchers in containers do not see them");
             }
@@ -63,8 +67,7 @@ fn send_all(changes: &Changes, target: &Target) {
                     st.0.add(g, h);
                 }
                 drop(st);
-                thread::sleep(delay);
-                delay = (delay * 2).min(BACKOFF_MAX);
+                backoff.wait();
             }
         }
     }
