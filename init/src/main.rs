@@ -70,7 +70,7 @@ fn boot() -> ! {
     signals::catch_ctrl_alt_del();
     raise_fd_limit();
     power::watch_power_button();
-    disk::setup();
+    let data_disk = disk::setup();
     // Settings come after the data disk (if any) holds /var/lib/skiff.
     let settings = config::load(cmdline);
     logger::persist(std::path::Path::new("/var/lib/skiff/log"));
@@ -80,17 +80,17 @@ fn boot() -> ! {
     net::bring_up(&settings.net, settings.hostname.clone());
     let mut engine = engine::Engine::new(Kernel, settings.engine_log.as_str());
     engine.start();
-    vsock::set_secret(match settings.secret.clone() {
+    let door = vsock::Door::new(match settings.secret.clone() {
         SecretSetting::None => vsock::Admission::Everyone,
         SecretSetting::Given(s) => vsock::Admission::Secret(s),
         SecretSetting::Unusable(why) => vsock::Admission::Nobody(why.to_string()),
     });
-    vsock::spawn_listener(settings.port, engine::SOCKET);
-    control::spawn_listener(skiff_proto::control::DEFAULT_CONTROL_PORT);
+    vsock::spawn_listener(&door, settings.port, engine::SOCKET);
+    control::spawn_listener(&door, skiff_proto::control::DEFAULT_CONTROL_PORT, data_disk);
     ports::discover::spawn();
     healthchecks::spawn();
-    ports::forward::spawn_listener(skiff_proto::ports::DEFAULT_FORWARD_PORT);
-    supervise(&mut engine)
+    ports::forward::spawn_listener(&door, skiff_proto::ports::DEFAULT_FORWARD_PORT);
+    supervise(&mut engine, &Live { door, data_disk })
 }
 
 /// PID 1 holds two descriptors per forwarded connection, and the engine
@@ -107,32 +107,47 @@ fn raise_fd_limit() {
     }
 }
 
-/// The services' own shutdown steps, for [`power::shutdown`].
-struct Live;
+/// The shutdown steps of what the boot sequence started, for [`power::shutdown`].
+#[derive(Clone)]
+struct Live {
+    door: vsock::Door,
+    data_disk: Option<disk::DataDisk>,
+}
 
 impl power::Services for Live {
     fn stop_accepting(&self) {
-        vsock::stop_accepting()
+        self.door.stop_accepting()
     }
 
     fn close_engine_streams(&self) {
         http::close_streams()
     }
 
+    fn unmount_shares(&self) {
+        shares::unmount_all(&Kernel)
+    }
+
     fn release_leases(&self) {
         net::release_all()
+    }
+
+    fn unmount_data_disk(&self) {
+        match self.data_disk {
+            Some(d) => d.unmount(&Kernel),
+            None => log::info!("disk: no data disk to unmount"),
+        }
     }
 }
 
 /// The main loop: reap children, restart the engine, act on signals.
-fn supervise(engine: &mut engine::Engine<Kernel>) -> ! {
+fn supervise(engine: &mut engine::Engine<Kernel>, live: &Live) -> ! {
     loop {
         let timeout = engine.tick().unwrap_or(Duration::from_secs(1)).min(Duration::from_secs(1));
         match signals::wait(timeout) {
             Some(libc::SIGCHLD) | None => {}
-            Some(libc::SIGTERM) => power::shutdown(engine, &Live, "SIGTERM"),
-            Some(libc::SIGINT) => power::shutdown(engine, &Live, "Ctrl-Alt-Del (SIGINT)"),
-            Some(libc::SIGPWR) => power::shutdown(engine, &Live, "power button or SIGPWR"),
+            Some(libc::SIGTERM) => power::shutdown(engine, live, "SIGTERM"),
+            Some(libc::SIGINT) => power::shutdown(engine, live, "Ctrl-Alt-Del (SIGINT)"),
+            Some(libc::SIGPWR) => power::shutdown(engine, live, "power button or SIGPWR"),
             Some(sig) => log::info!("ignoring signal {sig}"),
         }
         for (pid, status) in reaper::reap_all(&Kernel) {

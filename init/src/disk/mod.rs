@@ -14,7 +14,6 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -120,14 +119,19 @@ impl std::fmt::Display for RunError {
     }
 }
 
-/// Set once the data disk is mounted, so shutdown knows to unmount it.
-static MOUNTED: AtomicBool = AtomicBool::new(false);
+/// The mounted data disk, which only [`setup`] makes: the boot sequence
+/// hands it to `skiff status` and to the shutdown, which unmounts it.
+#[derive(Clone, Copy, Debug)]
+pub struct DataDisk(());
 
 /// Finds, prepares and mounts the data disk. Never fails the boot: without
-/// a usable disk the engine runs on the tmpfs root, and the console says so
-/// (and the host, through an event).
-pub fn setup() {
-    events::emit(Event::Disk(set_up()));
+/// a usable disk (`None`) the engine runs on the tmpfs root, and the
+/// console says so (and the host, through an event).
+pub fn setup() -> Option<DataDisk> {
+    let outcome = set_up();
+    let mounted = matches!(outcome, Outcome::Mounted).then_some(DataDisk(()));
+    events::emit(Event::Disk(outcome));
+    mounted
 }
 
 fn set_up() -> Outcome {
@@ -195,12 +199,19 @@ fn set_up() -> Outcome {
     }
 }
 
-/// The data filesystem's size and use as `df` counts them, while it is
-/// mounted; `None` when the engine runs in RAM.
-pub fn usage() -> Option<skiff_proto::status::DiskUse> {
-    if !MOUNTED.load(Ordering::SeqCst) {
-        return None;
+impl DataDisk {
+    /// The data filesystem's size and use as `df` counts them.
+    pub fn usage(&self) -> Option<skiff_proto::status::DiskUse> {
+        usage()
     }
+
+    /// Unmounts it for the shutdown ([`unmount_all`]).
+    pub fn unmount(self, sys: &impl Sys) {
+        unmount_all(sys)
+    }
+}
+
+fn usage() -> Option<skiff_proto::status::DiskUse> {
     match rustix::fs::statvfs(MOUNT_POINT) {
         Ok(st) => Some(df(st.f_blocks, st.f_bfree, st.f_bavail, st.f_frsize)),
         Err(e) => {
@@ -416,7 +427,6 @@ fn check_and_mount(part: &str, fresh: bool) -> Result<(), Error> {
     // Read-only until the layout version is known to be ours (again: a
     // replayed journal may have changed what the first look saw).
     mount(dev.as_str(), MOUNT_POINT, "ext4", MountFlags::NOATIME | MountFlags::RDONLY, MOUNT_OPTIONS).map_err(|e| Error::Mount(dev.clone(), e))?;
-    MOUNTED.store(true, Ordering::SeqCst);
     if let Err(why) = layout::check(Path::new(MOUNT_POINT)) {
         unmount_all(&Kernel);
         return Err(Error::Layout(dev, why));
@@ -504,10 +514,7 @@ fn run_bounded(cmd: &mut Command, limit: Duration) -> Result<i32, RunError> {
 /// (the engine's overlay and shm mounts), innermost first. A busy mount is
 /// retried for a few seconds; then the data filesystem is remounted
 /// read-only (so it is consistent on the disk) and detached.
-pub fn unmount_all(sys: &impl Sys) {
-    if !MOUNTED.swap(false, Ordering::SeqCst) {
-        return log::info!("disk: no data disk to unmount");
-    }
+fn unmount_all(sys: &impl Sys) {
     let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_else(|e| {
         log::warn!("disk: cannot read mountinfo: {e}");
         String::new()
@@ -541,12 +548,6 @@ pub fn unmount_all(sys: &impl Sys) {
     log::info!("disk: data disk unmounted ({} mounts)", targets.len());
 }
 
-/// Tells [`unmount_all`] that a data disk is mounted, as `check_and_mount` does.
-#[cfg(test)]
-pub fn pretend_mounted() {
-    MOUNTED.store(true, Ordering::SeqCst);
-}
-
 /// "8.0 GiB", "512 MiB".
 fn human(bytes: u64) -> String {
     if bytes >= 1 << 30 {
@@ -559,6 +560,7 @@ fn human(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::supervise::fake::{Call, Fake};
 
     /// A bind source a container replaced with a symlink (to `/`, say) is
     /// refused, not followed into the tmpfs root.
@@ -573,6 +575,18 @@ mod tests {
         assert!(real_folder(&dir.join("skiff")).is_err());
         assert!(real_folder(&dir.join("file")).is_err());
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_busy_data_disk_is_remounted_read_only_then_detached() {
+        let fake = Fake::new(&[]);
+        fake.mounts_busy();
+        DataDisk(()).unmount(&fake);
+        let first = fake.find(|c| *c == Call::Unmount(MOUNT_POINT.into(), false)).expect("never unmounted");
+        let ro = fake.find(|c| *c == Call::RemountReadOnly(MOUNT_POINT.into())).expect("not remounted read-only");
+        let detach = fake.find(|c| *c == Call::Unmount(MOUNT_POINT.into(), true)).expect("not detached");
+        assert!(first.0 < ro.0 && ro.0 < detach.0);
+        assert!(ro.1 - first.1 >= Duration::from_secs(5), "gave up on the busy disk after {:?}", ro.1 - first.1);
     }
 
     #[test]

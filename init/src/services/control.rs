@@ -14,9 +14,11 @@ use crate::boot::{events, logger, medium};
 use crate::disk;
 use crate::services::{ports, shares, shell, touch, vsock};
 
-/// Serves the control port in the background.
-pub fn spawn_listener(port: u32) {
-    vsock::serve_port(port, "control (skiff logs, skiff shell, port table, status)", handle);
+/// Serves the control port in the background; `disk` is the data disk
+/// `skiff status` reports on, if one is mounted.
+pub fn spawn_listener(door: &vsock::Door, port: u32, disk: Option<disk::DataDisk>) {
+    let rekey = door.clone();
+    vsock::serve_port(door, port, "control (skiff logs, skiff shell, port table, status)", move |stream| handle(stream, &rekey, disk));
 }
 
 /// Why a control connection is refused.
@@ -43,7 +45,7 @@ fn request(stream: &mut VsockStream) -> Result<Request, Error> {
     control::parse(&line).map_err(Error::Parse)
 }
 
-fn handle(mut stream: VsockStream) {
+fn handle(mut stream: VsockStream, door: &vsock::Door, disk: Option<disk::DataDisk>) {
     match request(&mut stream) {
         Ok(Request::Logs { follow }) => {
             if let Err(e) = send_logs(stream, follow) {
@@ -59,7 +61,7 @@ fn handle(mut stream: VsockStream) {
             }
         }
         Ok(Request::Rekey(secret)) => {
-            vsock::rekey(secret);
+            door.rekey(secret);
             if let Err(e) = stream.write_all(b"OK\n") {
                 log::warn!("control: rekey: cannot confirm: {e}");
             }
@@ -71,7 +73,7 @@ fn handle(mut stream: VsockStream) {
             }
         }
         Ok(Request::Status) => {
-            let text = status::encode(&current_status());
+            let text = status::encode(&current_status(disk));
             if let Err(e) = stream.write_all(text.as_bytes()).and_then(|()| stream.shutdown(std::net::Shutdown::Write)) {
                 log::debug!("control: status connection ended: {e}");
             }
@@ -110,7 +112,7 @@ fn send_events(stream: &mut VsockStream) -> io::Result<()> {
 
 /// What `skiff status` shows from inside the guest. A figure that cannot
 /// be read is 0 (and the build `-`), never a reason to fail the answer.
-fn current_status() -> GuestStatus {
+fn current_status(disk: Option<disk::DataDisk>) -> GuestStatus {
     let (mem_total_kib, mem_available_kib) = fs::read_to_string("/proc/meminfo").ok().and_then(|t| meminfo(&t)).unwrap_or((0, 0));
     GuestStatus {
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -118,7 +120,7 @@ fn current_status() -> GuestStatus {
         uptime_secs: fs::read_to_string("/proc/uptime").ok().and_then(|t| uptime_secs(&t)).unwrap_or(0),
         mem_total_kib,
         mem_available_kib,
-        disk: disk::usage(),
+        disk: disk.and_then(|d| d.usage()),
         shares: shares::mounted(),
     }
 }

@@ -177,15 +177,27 @@ pub fn unmount_all(sys: &impl Sys) {
     }
 }
 
-/// Records `path` as mounted, as [`mount_all`] does.
-#[cfg(test)]
-pub fn pretend_mounted(path: &str) {
-    MOUNTED.lock().unwrap_or_else(|e| e.into_inner()).push((path.into(), Transport::Virtiofs));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::supervise::fake::{Call, Fake};
+
+    /// The only test that touches the mounted list.
+    #[test]
+    fn mounted_shares_are_unmounted_innermost_first_and_a_busy_one_detached() {
+        for path in ["/home/u", "/home/u/src"] {
+            MOUNTED.lock().unwrap_or_else(|e| e.into_inner()).push((path.into(), Transport::Virtiofs));
+        }
+        assert_eq!(mounted().len(), 2);
+        let fake = Fake::new(&[]);
+        fake.mounts_busy();
+        unmount_all(&fake);
+        let inner = fake.find(|c| *c == Call::Unmount("/home/u/src".into(), false)).expect("inner share not unmounted");
+        let outer = fake.find(|c| *c == Call::Unmount("/home/u".into(), false)).expect("outer share not unmounted");
+        assert!(inner.0 < outer.0, "innermost first: {:#?}", fake.calls());
+        assert!(fake.find(|c| *c == Call::Unmount("/home/u".into(), true)).is_some(), "a busy share is detached");
+        assert!(mounted().is_empty(), "status still lists unmounted shares");
+    }
 
     fn entry(text: &str) -> DeValue<'_> {
         let t = toml::de::DeTable::parse(text).unwrap().into_inner();

@@ -20,7 +20,7 @@ use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -30,14 +30,6 @@ use vsock::{VsockListener, VsockStream, VMADDR_CID_ANY, VMADDR_CID_HOST};
 
 use crate::services::waiting::{Waiting, GRACE};
 
-/// Set at shutdown: new connections are refused from then on.
-static STOPPING: AtomicBool = AtomicBool::new(false);
-/// The VM's secret setting, set once before any listener.
-static SECRET: OnceLock<Admission> = OnceLock::new();
-/// The secret `skiff run` handed over once the guest was up (`rekey` on
-/// the control port), held in this process's memory alone: it replaces the
-/// boot secret, whose fw_cfg copy a container with enough rights can read.
-static REKEYED: Mutex<Option<Secret>> = Mutex::new(None);
 
 /// Connections served at once per port; more are turned away with a
 /// message (each costs PID 1 two threads and two descriptors).
@@ -62,11 +54,6 @@ const NOTICE_EVERY: Duration = Duration::from_secs(10);
 /// Answer sent while the engine socket cannot be reached.
 const UNAVAILABLE_BODY: &str = "skiff: the container engine is not running yet (starting or restarting); try again shortly\n";
 
-/// Stops accepting new connections (shutdown's first step).
-pub fn stop_accepting() {
-    STOPPING.store(true, Ordering::SeqCst);
-}
-
 /// Who the host's connections must prove to be, as the boot sequence
 /// decided it from the secret setting (`config::SecretSetting`).
 #[derive(Debug)]
@@ -79,29 +66,73 @@ pub enum Admission {
     Nobody(String),
 }
 
-/// Sets who is admitted on every port; call once, before any listener.
-/// The console says, once, who can reach the guest.
-pub fn set_secret(secret: Admission) {
-    match &secret {
-        Admission::Everyone => log::warn!(
-            "vsock: no secret configured (none from the host's fw_cfg, config.toml or cidata): every local user of \
-             the host who can reach this VM's vsock can use the engine and the debug shell"
-        ),
-        Admission::Secret(_) => log::info!("vsock: connections must present the VM's secret"),
-        Admission::Nobody(why) => log::error!(
-            "vsock: the secret setting cannot be used ({why}): no connection will be served on any port until it \
-             is fixed (the secret is never shown)"
-        ),
+/// Who every port admits, shared by all the listeners: made once by the
+/// boot sequence from the secret setting, before any listener, and handed
+/// to each ([`spawn_listener`], [`serve_port`]).
+#[derive(Clone, Debug)]
+pub struct Door(Arc<DoorState>);
+
+#[derive(Debug)]
+struct DoorState {
+    admission: Admission,
+    /// The secret `skiff run` handed over once the guest was up (`rekey` on
+    /// the control port), held in this process's memory alone: it replaces
+    /// the boot secret, whose fw_cfg copy a container with enough rights can read.
+    rekeyed: Mutex<Option<Secret>>,
+    /// Set at shutdown: new connections are refused from then on.
+    stopping: AtomicBool,
+}
+
+impl Door {
+    /// The console says, once, who can reach the guest.
+    pub fn new(admission: Admission) -> Self {
+        match &admission {
+            Admission::Everyone => log::warn!(
+                "vsock: no secret configured (none from the host's fw_cfg, config.toml or cidata): every local user of \
+                 the host who can reach this VM's vsock can use the engine and the debug shell"
+            ),
+            Admission::Secret(_) => log::info!("vsock: connections must present the VM's secret"),
+            Admission::Nobody(why) => log::error!(
+                "vsock: the secret setting cannot be used ({why}): no connection will be served on any port until it \
+                 is fixed (the secret is never shown)"
+            ),
+        }
+        Door(Arc::new(DoorState { admission, rekeyed: Mutex::new(None), stopping: AtomicBool::new(false) }))
     }
-    if SECRET.set(secret).is_err() {
-        log::error!("vsock: secret set twice; keeping the first");
+
+    /// From now on, connections must prove `secret` instead of the boot secret.
+    pub fn rekey(&self, secret: Secret) {
+        *self.0.rekeyed.lock().unwrap_or_else(|e| e.into_inner()) = Some(secret);
+        log::info!("vsock: the host replaced the boot secret; the fw_cfg copy admits nobody now");
+    }
+
+    /// Stops accepting new connections (shutdown's first step).
+    pub fn stop_accepting(&self) {
+        self.0.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// What a connection accepted now must prove (`None`: nothing), or
+    /// why none is served.
+    fn decide(&self) -> Result<Option<Secret>, Closed> {
+        if self.0.stopping.load(Ordering::SeqCst) {
+            return Err(Closed::Stopping);
+        }
+        let rekeyed = self.0.rekeyed.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match gate(&self.0.admission, rekeyed.as_ref()) {
+            Gate::Shut => Err(Closed::Shut),
+            Gate::Open => Ok(None),
+            Gate::Secret(s) => Ok(Some(s.clone())),
+        }
     }
 }
 
-/// From now on, connections must prove `secret` instead of the boot secret.
-pub fn rekey(secret: Secret) {
-    *REKEYED.lock().unwrap_or_else(|e| e.into_inner()) = Some(secret);
-    log::info!("vsock: the host replaced the boot secret; the fw_cfg copy admits nobody now");
+/// Why the door serves no connection.
+#[derive(Debug, PartialEq, Eq)]
+enum Closed {
+    /// Shutdown began: connections are dropped unread.
+    Stopping,
+    /// The secret setting is unusable: each is told so.
+    Shut,
 }
 
 /// What the accept loop does with a host connection, by the secret setting.
@@ -115,13 +146,13 @@ pub enum Gate<'a> {
     Shut,
 }
 
-/// The admission decision for a connection (unset: shut); a secret the
-/// host handed over later wins over the boot one.
-pub fn gate<'a>(setting: Option<&'a Admission>, rekeyed: Option<&'a Secret>) -> Gate<'a> {
+/// The admission decision for a connection; a secret the host handed
+/// over later wins over the boot one.
+pub fn gate<'a>(setting: &'a Admission, rekeyed: Option<&'a Secret>) -> Gate<'a> {
     match setting {
-        Some(Admission::Everyone) => Gate::Open,
-        Some(Admission::Secret(s)) => Gate::Secret(rekeyed.unwrap_or(s)),
-        Some(Admission::Nobody(_)) | None => Gate::Shut,
+        Admission::Everyone => Gate::Open,
+        Admission::Secret(s) => Gate::Secret(rekeyed.unwrap_or(s)),
+        Admission::Nobody(_) => Gate::Shut,
     }
 }
 
@@ -137,19 +168,20 @@ pub enum Answer {
 }
 
 /// Listens on vsock `port` in a background thread, forwarding to `engine`.
-pub fn spawn_listener(port: u32, engine: &'static str) {
-    listen(port, "engine API", Answer::Http, move |stream| serve(stream, engine));
+pub fn spawn_listener(door: &Door, port: u32, engine: &'static str) {
+    listen(door, port, "engine API", Answer::Http, move |stream| serve(stream, engine));
 }
 
 /// Listens on vsock `port` in a background thread and runs `handle` in a
 /// thread per admitted connection; refusals are `skiff: refused:` lines.
-pub fn serve_port(port: u32, what: &'static str, handle: impl Fn(VsockStream) + Send + Sync + Copy + 'static) {
-    listen(port, what, Answer::Line, handle)
+pub fn serve_port(door: &Door, port: u32, what: &'static str, handle: impl Fn(VsockStream) + Send + Sync + Clone + 'static) {
+    listen(door, port, what, Answer::Line, handle)
 }
 
 /// The one accept loop of every port: host only, capped, authenticated.
 /// Binding is retried (a transport can appear late); it never blocks boot.
-fn listen(port: u32, what: &'static str, answer: Answer, handle: impl Fn(VsockStream) + Send + Sync + Copy + 'static) {
+fn listen(door: &Door, port: u32, what: &'static str, answer: Answer, handle: impl Fn(VsockStream) + Send + Sync + Clone + 'static) {
+    let door = door.clone();
     let spawned = thread::Builder::new().name("vsock".into()).spawn(move || {
         let mut delay = Duration::from_millis(200);
         let listener = loop {
@@ -179,21 +211,17 @@ fn listen(port: u32, what: &'static str, answer: Answer, handle: impl Fn(VsockSt
                     continue;
                 }
             };
-            if STOPPING.load(Ordering::SeqCst) {
-                continue; // dropped: closes it
-            }
             if !peer_allowed(peer.cid()) {
                 notices.peer.note(|| format!("vsock: port {port}: closed a connection from cid {} (only the host, cid 2, is served)", peer.cid()));
                 continue;
             }
-            let rekeyed = REKEYED.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let secret = match gate(SECRET.get(), rekeyed.as_ref()) {
-                Gate::Shut => {
+            let secret = match door.decide() {
+                Ok(secret) => secret,
+                Err(Closed::Stopping) => continue, // dropped, which closes it
+                Err(Closed::Shut) => {
                     turn_away(stream, answer, "403 Forbidden", SHUT);
                     continue;
                 }
-                Gate::Open => None,
-                Gate::Secret(s) => Some(s.clone()),
             };
             let Some(slot) = Slot::take(open, MAX_CONNECTIONS).or_else(|| waiting.give_way(GRACE)) else {
                 notices.busy.note(|| format!("vsock: port {port}: {MAX_CONNECTIONS} connections open; turning new ones away"));
@@ -208,6 +236,7 @@ fn listen(port: u32, what: &'static str, answer: Answer, handle: impl Fn(VsockSt
                 }
             };
             let auth_notice = Arc::clone(&notices.auth);
+            let handle = handle.clone();
             let spawned = thread::Builder::new().name("vsock-conn".into()).spawn(move || {
                 let mut stream = stream;
                 match admit(&mut stream, secret.as_ref(), Instant::now() + AUTH_DEADLINE) {
@@ -847,20 +876,33 @@ mod tests {
     #[test]
     fn an_unusable_secret_setting_shuts_every_port() {
         let secret = Secret::from_bytes([9; 32]);
-        assert_eq!(gate(Some(&Admission::Everyone), None), Gate::Open);
-        assert_eq!(gate(Some(&Admission::Secret(secret.clone())), None), Gate::Secret(&secret));
-        assert_eq!(gate(Some(&Admission::Nobody("not TOML".into())), None), Gate::Shut);
-        assert_eq!(gate(None, None), Gate::Shut, "before the setting is known, nothing is served");
+        assert_eq!(gate(&Admission::Everyone, None), Gate::Open);
+        assert_eq!(gate(&Admission::Secret(secret.clone()), None), Gate::Secret(&secret));
+        assert_eq!(gate(&Admission::Nobody("not TOML".into()), None), Gate::Shut);
         let new = Secret::from_bytes([7; 32]);
-        assert_eq!(gate(Some(&Admission::Nobody("not TOML".into())), Some(&new)), Gate::Shut, "a rekey never opens a shut gate");
-        assert_eq!(gate(Some(&Admission::Everyone), Some(&new)), Gate::Open);
+        assert_eq!(gate(&Admission::Nobody("not TOML".into()), Some(&new)), Gate::Shut, "a rekey never opens a shut gate");
+        assert_eq!(gate(&Admission::Everyone, Some(&new)), Gate::Open);
+    }
+
+    #[test]
+    fn the_door_takes_a_rekey_and_closes_at_shutdown() {
+        let (boot, new) = (Secret::from_bytes([9; 32]), Secret::from_bytes([7; 32]));
+        let door = Door::new(Admission::Secret(boot.clone()));
+        let other = door.clone();
+        assert_eq!(door.decide(), Ok(Some(boot)));
+        other.rekey(new.clone());
+        assert_eq!(door.decide(), Ok(Some(new)), "every listener sees the rekey");
+        other.stop_accepting();
+        assert_eq!(door.decide(), Err(Closed::Stopping));
+        assert_eq!(Door::new(Admission::Nobody("not TOML".into())).decide(), Err(Closed::Shut));
+        assert_eq!(Door::new(Admission::Everyone).decide(), Ok(None));
     }
 
     #[test]
     fn once_rekeyed_only_the_new_secret_is_admitted() {
         let (boot, new) = (Secret::from_bytes([9; 32]), Secret::from_bytes([7; 32]));
         let setting = Admission::Secret(boot.clone());
-        let Gate::Secret(wanted) = gate(Some(&setting), Some(&new)) else { panic!("not a secret gate") };
+        let Gate::Secret(wanted) = gate(&setting, Some(&new)) else { panic!("not a secret gate") };
         assert_eq!(wanted, &new);
         // The boot secret (what a container may read from fw_cfg) gets no proof from the guest.
         let (mut host, mut guest) = pair();

@@ -27,7 +27,9 @@ pub enum Call {
     CloseLog,
     StopAccepting,
     CloseEngineStreams,
+    UnmountShares,
     ReleaseLeases,
+    UnmountDataDisk,
 }
 
 #[derive(Default)]
@@ -191,7 +193,15 @@ impl super::power::Services for Fake {
         self.record(Call::CloseEngineStreams);
     }
 
+    fn unmount_shares(&self) {
+        self.record(Call::UnmountShares);
+    }
+
     fn release_leases(&self) {
         self.record(Call::ReleaseLeases);
+    }
+
+    fn unmount_data_disk(&self) {
+        self.record(Call::UnmountDataDisk);
     }
 }

@@ -12,7 +12,6 @@ use rustix::process::{getpid, kill_process, Pid, Signal};
 use rustix::system::{reboot, RebootCommand};
 
 use crate::boot::events;
-use crate::disk;
 use skiff_proto::events::Event;
 use crate::supervise::sys::{Kernel, Sys};
 use crate::supervise::{engine, reaper};
@@ -195,17 +194,22 @@ fn signal_all(sys: &impl Sys, sig: Signal) {
     }
 }
 
-/// The shutdown's steps that belong to the services above supervision
-/// (vsock, the init's engine streams, DHCP): `main.rs` hands in the real
-/// ones, the tests a recording fake, so the whole order is tested.
-pub trait Services {
+/// The shutdown's steps that belong to the parts above supervision
+/// (vsock, the init's engine streams, host folders, DHCP, the data disk):
+/// `main.rs` hands in the real ones, the tests a recording fake, so the
+/// whole order is tested.
+pub trait Services: Clone + Send + 'static {
     /// Closes the vsock listeners (connections being served go on).
     fn stop_accepting(&self);
     /// Ends the init's own requests to the engine (its event followers),
     /// which the engine would otherwise wait for when told to stop.
     fn close_engine_streams(&self);
+    /// Unmounts the host folders (may block on a stuck transport).
+    fn unmount_shares(&self);
     /// Releases every DHCP lease (non-blocking).
     fn release_leases(&self);
+    /// Unmounts the data disk, if one is mounted (may block on a stuck disk).
+    fn unmount_data_disk(&self);
 }
 
 /// The one shutdown sequence for every trigger. Never returns, and takes
@@ -246,8 +250,8 @@ fn stop_everything<S: Sys>(sys: &S, services: &impl Services, engine: &mut engin
             wait_gone(sys, None, budget.take(KILL_LIMIT));
         }
     });
-    let s = sys.clone();
-    step("unmount host folders", || bounded("unmount shares", budget.take(SHARES_LIMIT), move || crate::services::shares::unmount_all(&s)));
+    let sv = services.clone();
+    step("unmount host folders", || bounded("unmount shares", budget.take(SHARES_LIMIT), move || sv.unmount_shares()));
     step("release DHCP leases", || services.release_leases());
     let s = sys.clone();
     step("sync", || bounded("sync", budget.take(SYNC_LIMIT), move || s.sync()));
@@ -257,8 +261,8 @@ fn stop_everything<S: Sys>(sys: &S, services: &impl Services, engine: &mut engin
             log::error!("shutdown: the log file writer is still not done after {}s (disk stuck?); going on", limit.as_secs());
         }
     });
-    let s = sys.clone();
-    step("unmount data disk", || bounded("unmount", budget.take(UNMOUNT_LIMIT), move || disk::unmount_all(&s)));
+    let sv = services.clone();
+    step("unmount data disk", || bounded("unmount", budget.take(UNMOUNT_LIMIT), move || sv.unmount_data_disk()));
     log::info!("shutdown: powering off after {}s (limit {}s)", crate::secs::Secs(sys.now().saturating_duration_since(began), 2), WORST_CASE.as_secs());
     events::emit(Event::PoweringOff);
 }
@@ -306,13 +310,9 @@ mod tests {
         assert_eq!(budget.take(Duration::from_secs(10)), Duration::ZERO, "an overrun leaves nothing for later steps");
     }
 
-    /// Tests that run the sequence share the data disk's "mounted" flag.
-    static SEQUENCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
     /// Starts an engine on `fake` (nothing answers its socket), then runs
-    /// the shutdown with a data disk mounted.
+    /// the shutdown.
     fn shut_down(fake: &Fake) -> i32 {
-        let _one = SEQUENCE.lock().unwrap_or_else(|e| e.into_inner());
         let socket = std::env::temp_dir().join(format!("skiff-power-{}-{}.sock", std::process::id(), fake.elapsed().as_nanos()));
         let socket: &'static str = Box::leak(socket.to_string_lossy().into_owned().into_boxed_str());
         let mut engine = engine::Engine::for_tests(fake.clone(), socket, Box::leak(Box::new(engine::Readiness::new())));
@@ -321,8 +321,6 @@ mod tests {
             Some((_, Call::Spawn(pid, _))) => *pid,
             other => panic!("the engine did not start: {other:?}"),
         };
-        disk::pretend_mounted();
-        crate::services::shares::pretend_mounted("/home/u");
         stop_everything(fake, fake, &mut engine, "test");
         pid
     }
@@ -332,10 +330,10 @@ mod tests {
         let fake = Fake::new(&[Signal::TERM]);
         shut_down(&fake);
         let last_kill = fake.calls().iter().rposition(|(_, c)| matches!(c, Call::Kill(..))).unwrap();
-        let share = fake.find(|c| *c == Call::Unmount("/home/u".into(), false)).expect("the host folder was never unmounted");
+        let share = fake.find(|c| *c == Call::UnmountShares).expect("the host folders were never unmounted");
         let sync = fake.find(|c| *c == Call::Sync).expect("no sync");
         let close = fake.find(|c| *c == Call::CloseLog).expect("the log file was never closed");
-        let unmount = fake.find(|c| *c == Call::Unmount(disk::MOUNT_POINT.into(), false)).expect("the data disk was never unmounted");
+        let unmount = fake.find(|c| *c == Call::UnmountDataDisk).expect("the data disk was never unmounted");
         let order = [last_kill, share.0, sync.0, close.0, unmount.0];
         assert!(order.is_sorted(), "order: last signal, host folder, sync, close log, data disk: {order:?} in {:#?}", fake.calls());
     }
@@ -383,18 +381,6 @@ mod tests {
         shut_down(&fake);
         assert!(fake.find(|c| matches!(c, Call::Kill(_, libc::SIGKILL))).is_none(), "{:#?}", fake.calls());
         assert!(fake.elapsed() < Duration::from_secs(1), "waited {:?} for processes that were gone", fake.elapsed());
-    }
-
-    #[test]
-    fn a_busy_data_disk_is_remounted_read_only_then_detached() {
-        let fake = Fake::new(&[Signal::TERM]);
-        fake.mounts_busy();
-        shut_down(&fake);
-        let first = fake.find(|c| *c == Call::Unmount(disk::MOUNT_POINT.into(), false)).unwrap();
-        let ro = fake.find(|c| *c == Call::RemountReadOnly(disk::MOUNT_POINT.into())).expect("not remounted read-only");
-        let detach = fake.find(|c| *c == Call::Unmount(disk::MOUNT_POINT.into(), true)).expect("not detached");
-        assert!(first.0 < ro.0 && ro.0 < detach.0);
-        assert!(ro.1 - first.1 >= Duration::from_secs(5), "gave up on the busy disk after {:?}", ro.1 - first.1);
     }
 
     #[test]

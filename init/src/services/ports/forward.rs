@@ -61,8 +61,8 @@ impl Drop for Held<'_> {
 }
 
 /// Serves the forward port in the background.
-pub fn spawn_listener(port: u32) {
-    vsock::serve_port(port, "published ports", |stream| {
+pub fn spawn_listener(door: &vsock::Door, port: u32) {
+    vsock::serve_port(door, port, "published ports", |stream| {
         if let Err(e) = handle(stream) {
             log::debug!("ports: forwarded connection ended: {e}");
         }
