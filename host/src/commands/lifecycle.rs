@@ -21,6 +21,7 @@ use crate::state::context;
 use crate::guest::control;
 use crate::vm::datadisk;
 use crate::vm::images::{self, Records};
+use crate::vm::power::{self, PowerSwitch};
 use crate::vm::qmp;
 use crate::state::pidfile::{self, clean_leftovers, running, ProcId};
 use crate::state::file;
@@ -33,10 +34,6 @@ const MAX_READ: u64 = 4 << 20;
 use crate::state::run_state::{self, Phase};
 use crate::state::settings;
 use crate::state::StateDir;
-
-/// How long `skiff stop` waits for the VM to exit before killing it: as
-/// long as `skiff run` gives the guest after a signal.
-const STOP_LIMIT: Duration = crate::commands::run::SHUTDOWN_LIMIT;
 
 /// What `skiff start` passes on to `skiff run`.
 pub struct StartPlan {
@@ -190,7 +187,9 @@ fn boot(state: &StateDir, args: &[OsString], iso: &Path) -> io::Result<()> {
     }
 }
 
-/// `skiff stop`: presses the power button and waits for the VM to exit.
+/// `skiff stop`: powers the VM off as `skiff run` does after a signal
+/// (`power::power_off`): the power button, then the running `skiff run`
+/// is killed once overdue.
 pub fn stop(state: &StateDir) -> io::Result<()> {
     let Some(id) = running(state) else {
         clean_leftovers(state);
@@ -198,21 +197,49 @@ pub fn stop(state: &StateDir) -> io::Result<()> {
         return Ok(());
     };
     eprintln!("skiff: shutting the VM down");
-    qmp::powerdown(&state.qmp()).map_err(|e| io::Error::other(format!("cannot press the power button: {e}")))?;
-    let end = Instant::now() + STOP_LIMIT;
-    let mut killed = false;
-    while id.alive() {
-        if !killed && Instant::now() > end {
-            eprintln!("skiff: the VM did not stop within {}s; killing it", STOP_LIMIT.as_secs());
-            // SAFETY: kill only signals the process we verified is our `skiff run`.
-            unsafe { libc::kill(id.pid, libc::SIGKILL) };
-            killed = true;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
+    power::power_off(&mut RunningVm { state, id });
     clean_leftovers(state);
     eprintln!("skiff: stopped");
     Ok(())
+}
+
+/// The `skiff run` of a state folder, seen from another process, for
+/// [`power::power_off`]: QEMU's QMP socket, its pid file and the copy of
+/// the guest's events it keeps.
+struct RunningVm<'a> {
+    state: &'a StateDir,
+    id: ProcId,
+}
+
+impl PowerSwitch for RunningVm<'_> {
+    fn press_power_button(&mut self) -> io::Result<()> {
+        qmp::powerdown(&self.state.qmp())
+    }
+
+    fn exited(&mut self) -> bool {
+        !self.id.alive()
+    }
+
+    fn guest_powering_off(&mut self) -> bool {
+        events::read_file(&self.state.events()).contains(&skiff_proto::events::Event::PoweringOff)
+    }
+
+    fn kill(&mut self) {
+        // SAFETY: kill only signals the process we verified is our `skiff run`.
+        unsafe { libc::kill(self.id.pid, libc::SIGKILL) };
+        let end = Instant::now() + Duration::from_secs(5);
+        while self.id.alive() && Instant::now() < end {
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn sleep(&mut self, d: Duration) {
+        thread::sleep(d)
+    }
 }
 
 /// `skiff status`: plain `key: value` lines. Running: the VM's ISO, the

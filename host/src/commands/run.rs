@@ -25,19 +25,13 @@ use crate::vm::guestcfg::GuestConfig;
 use crate::vm::process::{self, die_with_parent};
 use crate::guest::ports::Ports;
 use crate::vm::qemu::{self, Arch, DirectKernel, Machine, Medium};
+use crate::vm::power::{self, PowerSwitch};
 use crate::vm::qmp;
 use crate::state::run_state::{self, Phase, RunState};
 use crate::state::secret;
 use crate::vm::shares::{self, ShareOptions, Shares};
 use crate::state::{default_dir, StateDir};
 use crate::vm::vsockdev::VsockDevice;
-
-/// How long the guest may take to shut down after the power button before
-/// QEMU is killed: its own worst case plus a margin for a slow host.
-pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(skiff_proto::GUEST_SHUTDOWN_WORST_CASE_SECS + 23);
-
-/// How long QEMU may take to exit once the guest said it powers off.
-const POWERED_OFF_GRACE: Duration = Duration::from_secs(5);
 
 /// Options of `skiff run`.
 #[derive(Args, Debug, Clone)]
@@ -486,74 +480,65 @@ fn wait_ready(o: &RunOptions, sock: &Path, events: &Events, vm: &mut Child, star
 }
 
 /// Stops a VM that is being given up on: the power button if its init
-/// reported running (it unmounts the data disk), then a kill once
-/// [`Shutdown`] says it is overdue; a guest whose init was never heard
-/// from is killed at once (nothing there watches the button, or its
-/// events never reached the host: nothing is known to be mounted).
+/// reported running (it unmounts the data disk); a guest whose init was
+/// never heard from is killed at once (nothing there watches the button,
+/// or its events never reached the host: nothing is known to be mounted).
 fn shut_down(qmp_sock: &Path, events: &Events, vm: &mut Child) {
-    let init_runs = events.seen().init_runs();
-    if init_runs && matches!(vm.try_wait(), Ok(None)) && qmp::powerdown(qmp_sock).is_ok() {
-        let mut shutdown = Shutdown::new(events);
-        while !shutdown.overdue() {
-            if !matches!(vm.try_wait(), Ok(None)) {
-                return;
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-        eprintln!("skiff: the VM did not exit after its shutdown; killing it");
+    let mut qemu = Qemu { qmp: qmp_sock, events, child: vm };
+    if events.seen().init_runs() && !qemu.exited() {
+        power::power_off(&mut qemu);
+    } else {
+        qemu.kill();
     }
-    let _ = vm.kill();
-    let _ = vm.wait();
 }
 
-/// Waits for QEMU to exit; on a signal, presses the power button first and
-/// kills QEMU once [`Shutdown`] says it is overdue.
+/// Waits for QEMU to exit; on a signal, powers it off.
 fn wait_exit(qmp_sock: &Path, events: &Events, vm: &mut Child) -> io::Result<()> {
-    let mut shutdown: Option<Shutdown> = None;
     loop {
         if let Some(status) = vm.try_wait()? {
             eprintln!("skiff: VM exited ({status})");
             return Ok(());
         }
-        if shutdown.is_none() && STOP.load(Ordering::SeqCst) {
+        if STOP.load(Ordering::SeqCst) {
             eprintln!("skiff: shutting the VM down");
-            if let Err(e) = qmp::powerdown(qmp_sock) {
-                eprintln!("skiff: cannot press the power button: {e}");
-            }
-            shutdown = Some(Shutdown::new(events));
-        }
-        if shutdown.as_mut().is_some_and(Shutdown::overdue) {
-            eprintln!("skiff: the VM did not exit after its shutdown; killing it");
-            vm.kill()?;
+            power::power_off(&mut Qemu { qmp: qmp_sock, events, child: vm });
         }
         thread::sleep(Duration::from_millis(100));
     }
 }
 
-/// A shutdown after the power button: QEMU is overdue after
-/// [`SHUTDOWN_LIMIT`], or [`POWERED_OFF_GRACE`] after the guest reported
-/// it powers off (its disks are unmounted by then; a QEMU still waiting on
-/// a stuck device backend has nothing left to save). A guest that dies
-/// without the event is QEMU's exit or the limit, as before.
-struct Shutdown<'a> {
+/// `skiff run`'s QEMU child, for [`power::power_off`].
+struct Qemu<'a> {
+    qmp: &'a Path,
     events: &'a Events,
-    pressed: Instant,
+    child: &'a mut Child,
 }
 
-impl<'a> Shutdown<'a> {
-    fn new(events: &'a Events) -> Self {
-        Shutdown { events, pressed: Instant::now() }
+impl PowerSwitch for Qemu<'_> {
+    fn press_power_button(&mut self) -> io::Result<()> {
+        qmp::powerdown(self.qmp)
     }
 
-    fn overdue(&mut self) -> bool {
-        overdue(self.pressed.elapsed(), self.events.seen().powering_off().map(|t| t.elapsed()))
+    fn exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
     }
-}
 
-/// Whether QEMU is overdue `since_pressed` after the power button, the
-/// guest having said it powers off `since_off` ago (if it did).
-fn overdue(since_pressed: Duration, since_off: Option<Duration>) -> bool {
-    since_pressed > SHUTDOWN_LIMIT || since_off.is_some_and(|t| t > POWERED_OFF_GRACE)
+    fn guest_powering_off(&mut self) -> bool {
+        self.events.seen().powering_off().is_some()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn sleep(&mut self, d: Duration) {
+        thread::sleep(d)
+    }
 }
 
 #[cfg(test)]
@@ -569,15 +554,6 @@ mod tests {
         assert!(transport_fault(None, secs(31), false).is_some_and(|w| w.contains("stopped answering")));
         assert_eq!(transport_fault(None, secs(31), true), None, "a paused VM sends nothing");
         assert_eq!(transport_fault(None, None, false), None, "never heard: the hold, or a guest still starting");
-    }
-
-    #[test]
-    fn the_guests_power_off_event_shortens_the_wait() {
-        let secs = Duration::from_secs;
-        assert!(!overdue(secs(10), None));
-        assert!(!overdue(secs(10), Some(secs(1))));
-        assert!(overdue(secs(10), Some(POWERED_OFF_GRACE + secs(1))));
-        assert!(overdue(SHUTDOWN_LIMIT + secs(1), None), "a guest that never says so is killed at the limit");
     }
 
     #[test]

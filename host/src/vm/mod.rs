@@ -1,7 +1,7 @@
 //! The VM and its devices: QEMU's command line and machine protocol, the
 //! accelerator, the vsock device, the data disk, the host folders and the
 //! settings item it is given, the ISO copies it boots and the child
-//! processes that run them.
+//! processes that run them, and powering it off.
 pub mod accel;
 pub mod buildkit;
 pub mod datadisk;
@@ -9,6 +9,7 @@ pub mod guestcfg;
 pub mod hide;
 pub mod console;
 pub mod images;
+pub mod power;
 pub mod process;
 pub mod qemu;
 pub mod qmp;
