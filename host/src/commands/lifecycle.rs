@@ -131,12 +131,11 @@ fn boot(state: &StateDir, args: &[OsString], iso: &Path) -> io::Result<()> {
     let mut cmd = Command::new(exe);
     cmd.arg("run").args(args).arg("--iso").arg(iso);
     cmd.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
-    // SAFETY: setsid only detaches the child from our session and terminal.
+    // SAFETY: the closure runs between fork and exec and makes one
+    // syscall, setsid, which allocates nothing and takes no lock.
     unsafe {
         cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
+            rustix::process::setsid()?;
             Ok(())
         });
     }
@@ -204,8 +203,10 @@ pub fn stop(state: &StateDir) -> io::Result<()> {
     while id.alive() {
         if !killed && Instant::now() > end {
             eprintln!("skiff: the VM did not stop within {}s; killing it", STOP_LIMIT.as_secs());
-            // SAFETY: kill only signals the process we verified is our `skiff run`.
-            unsafe { libc::kill(id.pid, libc::SIGKILL) };
+            // Only the process verified to be our `skiff run`; one that just exited is no error.
+            if let Some(pid) = rustix::process::Pid::from_raw(id.pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
             killed = true;
         }
         thread::sleep(Duration::from_millis(100));
@@ -321,8 +322,7 @@ fn print_disk(disk: &Path) {
 
 fn uptime(p: &ProcId) -> Option<Duration> {
     let up: f64 = fs::read_to_string("/proc/uptime").ok()?.split_whitespace().next()?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = rustix::param::clock_ticks_per_second();
     (hz > 0).then(|| Duration::from_secs_f64((up - p.start as f64 / hz as f64).max(0.0)))
 }
 

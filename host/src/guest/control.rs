@@ -2,6 +2,7 @@
 //! the guest's control port (vsock 2376).
 
 use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -174,43 +175,32 @@ pub fn logs(g: &GuestArgs, follow: bool) -> io::Result<()> {
 
 /// The terminal's size (rows, cols), if stdout or stdin is one.
 fn window_size() -> Option<(u16, u16)> {
-    for fd in [libc::STDOUT_FILENO, libc::STDIN_FILENO] {
-        // SAFETY: an all-zero winsize is valid; TIOCGWINSZ writes into it.
-        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-        // SAFETY: TIOCGWINSZ only writes a winsize into the pointer given.
-        if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_row > 0 {
-            return Some((ws.ws_row, ws.ws_col));
-        }
-    }
-    None
+    let (out, stdin) = (io::stdout(), io::stdin());
+    let size = [out.as_fd(), stdin.as_fd()]
+        .into_iter()
+        .filter_map(|fd| rustix::termios::tcgetwinsize(fd).ok())
+        .find(|ws| ws.ws_row > 0)
+        .map(|ws| (ws.ws_row, ws.ws_col));
+    size
 }
 
 /// Puts the terminal on stdin in raw mode; restores it on drop.
-struct RawMode(libc::termios);
+struct RawMode(rustix::termios::Termios);
 
 impl RawMode {
     fn enter() -> io::Result<RawMode> {
-        // SAFETY: an all-zero termios is valid storage for tcgetattr to fill.
-        let mut t: libc::termios = unsafe { std::mem::zeroed() };
-        // SAFETY: tcgetattr writes the terminal settings into `t`.
-        if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut t) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let saved = t;
-        // SAFETY: cfmakeraw only edits the struct it is given.
-        unsafe { libc::cfmakeraw(&mut t) };
-        // SAFETY: tcsetattr reads the settings from `t`.
-        if unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &t) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        use rustix::termios::{tcgetattr, tcsetattr, OptionalActions};
+        let saved = tcgetattr(io::stdin())?;
+        let mut raw = saved.clone();
+        raw.make_raw();
+        tcsetattr(io::stdin(), OptionalActions::Now, &raw)?;
         Ok(RawMode(saved))
     }
 }
 
 impl Drop for RawMode {
     fn drop(&mut self) {
-        // SAFETY: restores the settings saved by `enter`.
-        unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &self.0) };
+        let _ = rustix::termios::tcsetattr(io::stdin(), rustix::termios::OptionalActions::Now, &self.0);
     }
 }
 

@@ -29,8 +29,7 @@ pub fn default_dir() -> PathBuf {
 /// Makes every file and socket this process creates private (0600/0700),
 /// so nothing is ever world-readable between its creation and a chmod.
 pub fn private_umask() {
-    // SAFETY: umask only changes this process's file-creation mask.
-    unsafe { libc::umask(0o077) };
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
 }
 
 /// A VM's state folder, checked to be private and ours.
@@ -200,8 +199,7 @@ impl StateDir {
 
 /// This process's effective user id.
 pub fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 /// Only the user running `skiff` may use a state folder.
