@@ -21,6 +21,7 @@ use crate::vm::images;
 use crate::state::pidfile;
 use crate::threads;
 use crate::guest::events::Events;
+use crate::guest::Link;
 use crate::vm::guestcfg::GuestConfig;
 use crate::vm::process::{self, die_with_parent};
 use crate::guest::ports::Ports;
@@ -162,6 +163,11 @@ impl OnOff {
     }
 }
 
+/// Set by SIGINT, SIGTERM or SIGHUP. A static because a signal handler
+/// reaches nothing else; a self-pipe would need a static descriptor all
+/// the same, and a signalfd needs the signals blocked in every thread and
+/// unblocked again in every child before exec (QEMU and the device daemons
+/// inherit the mask), more unsafe code for the same flag.
 static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
@@ -319,7 +325,7 @@ fn run_once(o: &RunOptions, retrying: Option<String>) -> io::Result<()> {
     let (t, port, b) = (vsock.target.clone(), o.port, builder.as_ref().map(|h| h.socket().to_path_buf()));
     threads::spawn("engine socket", move || bridge::serve(listener, t, port, b))?;
 
-    bridge::QUIET.store(true, Ordering::Relaxed);
+    vsock.target.link.set_starting(true);
     // Other processes (`skiff shell`, `status`) find the VM through the
     // record. Connections may be made from QEMU's start: the vsock device
     // holds one made before the guest's driver is up (vsockdev/patches).
@@ -328,9 +334,9 @@ fn run_once(o: &RunOptions, retrying: Option<String>) -> io::Result<()> {
     let events = Events::default();
     let ready = crate::guest::record::record(&state, &vsock.target)
         .and_then(|()| events.follow(vsock.target.clone(), &state.events()))
-        .and_then(|()| wait_ready(o, &docker_sock, &events, &mut vm, started));
+        .and_then(|()| wait_ready(o, &docker_sock, &vsock.target.link, &events, &mut vm, started));
     let ready_after = started.elapsed();
-    bridge::QUIET.store(false, Ordering::Relaxed);
+    vsock.target.link.set_starting(false);
     let mut ports = None;
     let result = ready.and_then(|()| {
         // The boot secret's fw_cfg copy stays readable in the guest: from now on it admits nobody.
@@ -450,9 +456,9 @@ fn still_booting(vm: &mut Child) -> io::Result<()> {
 /// guest reports its engine ready but the host cannot reach it
 /// ([`Unreachable`]), when the guest reports it cannot start its engine,
 /// at the time limit, or when QEMU exits.
-fn wait_ready(o: &RunOptions, sock: &Path, events: &Events, vm: &mut Child, started: Instant) -> io::Result<()> {
+fn wait_ready(o: &RunOptions, sock: &Path, link: &Link, events: &Events, vm: &mut Child, started: Instant) -> io::Result<()> {
     let limit = Duration::from_secs(o.timeout);
-    bridge::take_quiet_error();
+    link.take_held_back();
     loop {
         still_booting(vm)?;
         // What this attempt ran into, for the message if none succeeds.
@@ -461,10 +467,10 @@ fn wait_ready(o: &RunOptions, sock: &Path, events: &Events, vm: &mut Child, star
             Ok(false) => "the guest answered, but not yet with 200 OK (engine starting)".to_string(),
             Err(e) => format!("the ping failed: {e}"),
         };
-        let last = bridge::take_quiet_error().unwrap_or(last);
+        let last = link.take_held_back().unwrap_or(last);
         let seen = events.seen();
         // (When the guest last said its engine answers, not since restarted.)
-        let fault = transport_fault(seen.engine_ready().map(|t| t.elapsed()), seen.silent_for(), crate::guest::paused_within(UNREACHABLE_LIMIT));
+        let fault = transport_fault(seen.engine_ready().map(|t| t.elapsed()), seen.silent_for(), link.paused_within(UNREACHABLE_LIMIT));
         let failure = seen.failure().map(str::to_string);
         drop(seen);
         if failure.as_deref() == Some(skiff_proto::events::FAILED_USR) {

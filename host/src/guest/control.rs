@@ -70,7 +70,7 @@ pub fn rekey(target: &Target, file: &std::path::Path) -> io::Result<()> {
         // No answer: the guest may have taken the new secret all the same,
         // and then admits only it. If it proves it, it did.
         Err(e) => {
-            let probe = Target { addr: target.addr.clone(), secret: Some(new.clone()) };
+            let probe = Target { secret: Some(new.clone()), ..target.clone() };
             probe.connect(DEFAULT_CONTROL_PORT).and_then(|mut c| c.write_all(control::encode(&Request::Status).as_bytes())).map_err(|_| e)?;
             b"OK".to_vec()
         }
@@ -80,7 +80,7 @@ pub fn rekey(target: &Target, file: &std::path::Path) -> io::Result<()> {
         let reason = skiff_proto::auth::parse_refusal(format!("{text}\n").as_bytes()).unwrap_or_else(|| text.into_owned());
         return Err(io::Error::other(format!("the guest did not take the new secret: {}", reason.escape_debug())));
     }
-    crate::guest::rekeyed(boot.clone(), new.clone());
+    target.link.rekeyed(boot.clone(), new.clone());
     secret::write(file, &new)
 }
 
@@ -323,7 +323,7 @@ mod tests {
         let listener = UnixListener::bind(&*path).unwrap();
         let boot = Secret::from_bytes([0x3c; auth::SECRET_LEN]);
         secret::write(&file, &boot).unwrap();
-        let target = Target { addr: Addr::Unix(path.to_path_buf()), secret: Some(boot.clone()) };
+        let target = Target::with_secret(Addr::Unix(path.to_path_buf()), Some(boot.clone()));
         let t = target.clone();
         let f = file.clone();
         let host = thread::spawn(move || rekey(&t, &f));
@@ -347,7 +347,7 @@ mod tests {
         let listener = UnixListener::bind(&*path).unwrap();
         let boot = Secret::from_bytes([0x3e; auth::SECRET_LEN]);
         secret::write(&file, &boot).unwrap();
-        let target = Target { addr: Addr::Unix(path.to_path_buf()), secret: Some(boot.clone()) };
+        let target = Target::with_secret(Addr::Unix(path.to_path_buf()), Some(boot.clone()));
         let f = file.clone();
         let host = thread::spawn(move || rekey(&target, &f));
         let (s, request) = guest_accepts(&listener, &boot);
@@ -367,7 +367,7 @@ mod tests {
         let listener = UnixListener::bind(&*path).unwrap();
         let boot = Secret::from_bytes([0x3d; auth::SECRET_LEN]);
         secret::write(&file, &boot).unwrap();
-        let target = Target { addr: Addr::Unix(path.to_path_buf()), secret: Some(boot.clone()) };
+        let target = Target::with_secret(Addr::Unix(path.to_path_buf()), Some(boot.clone()));
         let f = file.clone();
         let host = thread::spawn(move || rekey(&target, &f));
         let (mut s, _) = guest_accepts(&listener, &boot);

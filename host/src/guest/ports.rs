@@ -271,8 +271,8 @@ impl Ports {
             line.clear();
             let n = match lines.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line) {
                 // A stopped VM sends nothing, and reconnecting now would
-                // break the vsock device (see `guest::set_paused`).
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) && crate::guest::paused_within(SILENCE_LIMIT) => continue,
+                // break the vsock device (see `Target::set_paused`).
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) && self.guest.link.paused_within(SILENCE_LIMIT) => continue,
                 other => other?,
             };
             if n == 0 {
