@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use skiff_proto::status::GuestStatus;
 
+use crate::commands::start_error::StartError;
 use crate::state::context;
 use crate::guest::control;
 use crate::vm::datadisk;
@@ -68,7 +69,7 @@ pub fn without_iso(args: &[OsString]) -> Vec<OsString> {
 }
 
 /// `skiff start`: boots the VM in the background and returns once the engine answers.
-pub fn start(state: &StateDir, plan: &StartPlan) -> io::Result<()> {
+pub fn start(state: &StateDir, plan: &StartPlan) -> Result<(), StartError> {
     if let Some(id) = running(state) {
         println!("skiff: a VM is already running from {} (pid {}); nothing changed", state.path().display(), id.pid);
         println!("export DOCKER_HOST=unix://{}", state.docker_sock().display());
@@ -83,6 +84,8 @@ pub fn start(state: &StateDir, plan: &StartPlan) -> io::Result<()> {
     };
     match boot(state, &plan.args, &iso) {
         Ok(()) => finish(state),
+        // A locked folder, a missing QEMU, a disk in use: the previous ISO would fail alike.
+        Err(e) if !e.rolls_back() => Err(e),
         Err(e) => {
             let after = Records::load(state);
             let (Some(old), Some(new)) = (before.current.clone(), after.current.clone()) else { return Err(e) };
@@ -93,13 +96,13 @@ pub fn start(state: &StateDir, plan: &StartPlan) -> io::Result<()> {
             before.save(state)?;
             boot(state, &plan.args, &images::path_of(state, &old))?;
             finish(state)?;
-            Err(io::Error::other(format!("ISO {new} failed; running the previous ISO {old} again")))
+            Err(StartError::RolledBack { new, old, why: Box::new(e) })
         }
     }
 }
 
 /// `skiff rollback`: stops the VM if it runs and starts the previous ISO.
-pub fn rollback(state: &StateDir, args: &[OsString]) -> io::Result<()> {
+pub fn rollback(state: &StateDir, args: &[OsString]) -> Result<(), StartError> {
     let records = Records::load(state);
     let prev = records.previous.filter(|id| images::path_of(state, id).is_file()).ok_or(images::Error::NoPrevious)?;
     if running(state).is_some() {
@@ -110,7 +113,7 @@ pub fn rollback(state: &StateDir, args: &[OsString]) -> io::Result<()> {
     finish(state)
 }
 
-fn finish(state: &StateDir) -> io::Result<()> {
+fn finish(state: &StateDir) -> Result<(), StartError> {
     let sock = state.docker_sock();
     println!("export DOCKER_HOST=unix://{}", sock.display());
     match context::ensure(&context::config_dir(), &sock) {
@@ -120,8 +123,9 @@ fn finish(state: &StateDir) -> io::Result<()> {
     Ok(())
 }
 
-/// Starts `skiff run` detached and follows it until the engine answers or it exits.
-fn boot(state: &StateDir, args: &[OsString], iso: &Path) -> io::Result<()> {
+/// Starts `skiff run` detached and follows it until the engine answers or
+/// it exits; then its `run-state` record says why.
+fn boot(state: &StateDir, args: &[OsString], iso: &Path) -> Result<(), StartError> {
     let log = state.run_log();
     // The last boot's events and record must not count as this one's progress.
     let _ = fs::remove_file(state.events());
@@ -169,7 +173,7 @@ fn boot(state: &StateDir, args: &[OsString], iso: &Path) -> io::Result<()> {
             eprintln!("skiff: booting once more");
             shown = 0;
         }
-        if run.is_some_and(|r| r.phase == Phase::Ready) {
+        if run.as_ref().is_some_and(|r| r.phase == Phase::Ready) {
             if tty {
                 eprintln!();
             }
@@ -183,7 +187,12 @@ fn boot(state: &StateDir, args: &[OsString], iso: &Path) -> io::Result<()> {
             // Shown to the user, not read for a decision.
             let text = console::tail(&log, MAX_READ).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
-            return Err(io::Error::other(format!("the VM did not start ({status}):\n  {}", tail.join("\n  "))));
+            // Read again: the record is written just before `skiff run` exits.
+            let failure = run_state::read(state).and_then(|r| match r.phase {
+                Phase::Failed(f) => Some(f),
+                _ => None,
+            });
+            return Err(StartError::DidNotStart { status: status.to_string(), failure, tail: tail.join("\n"), log });
         }
         thread::sleep(Duration::from_millis(200));
     }
@@ -197,7 +206,12 @@ pub fn stop(state: &StateDir) -> io::Result<()> {
         return Ok(());
     };
     eprintln!("skiff: shutting the VM down");
-    qmp::powerdown(&state.qmp()).map_err(|e| io::Error::other(format!("cannot press the power button: {e}")))?;
+    match qmp::powerdown(&state.qmp()) {
+        Ok(()) => {}
+        // `skiff run` outlives its QEMU by a moment: it is on its way out.
+        Err(qmp::QmpError::Unreachable { .. }) => eprintln!("skiff: QEMU has already exited; waiting for `skiff run` to finish"),
+        Err(e) => return Err(e.into()),
+    }
     let end = Instant::now() + STOP_LIMIT;
     let mut killed = false;
     while id.alive() {
