@@ -297,6 +297,8 @@ fn record_end(o: &RunOptions, result: &Result<(), StartError>) {
 fn run_once(o: &RunOptions, retrying: Option<String>) -> Result<(), StartError> {
     let state = StateDir::create(&o.dir)?;
     let _claim = pidfile::claim(&state)?;
+    // The last run's record (how it ended) must not count as this one's.
+    let _ = fs::remove_file(state.run_state());
     if let Err(e) = process::become_subreaper() {
         eprintln!("skiff: cannot become a child subreaper ({e}); orphans of the device daemons go to PID 1");
     }
@@ -316,8 +318,6 @@ fn run_once(o: &RunOptions, retrying: Option<String>) -> Result<(), StartError> 
     let machine = machine(o, arch, &state, &build, &vsock, &shares, &disks)?;
     let console = state.console();
     let _ = fs::remove_file(&console);
-    // The last run's record must not count as this one's.
-    let _ = fs::remove_file(state.run_state());
     // The last boot's events must not count as this one's.
     let _ = fs::remove_file(state.events());
     // QEMU creates the console log; the umask keeps it private (0600).
