@@ -119,7 +119,7 @@ impl fmt::Display for StartError {
                 write!(f, "the VM did not start ({status}):\n  {}\n(the whole log: {})", tail.lines().collect::<Vec<_>>().join("\n  "), log.display())
             }
             StartError::RolledBack { new, old, .. } => {
-                write!(f, "ISO {new} failed; running the previous ISO {old} again (`skiff rollback` swaps back)")
+                write!(f, "ISO {new} failed; running the previous ISO {old} again (fix that build, then `skiff start --iso` it once more)")
             }
             StartError::Io(e) => e.fmt(f),
         }
