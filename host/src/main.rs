@@ -114,7 +114,7 @@ struct BridgeArgs {
 
 /// `skiff start` and `skiff rollback`: the remembered settings merged with
 /// this command's flags, then a detached `skiff run`.
-fn start(opts: &commands::run::RunOptions, matches: Option<&ArgMatches>, rollback: bool) -> std::io::Result<()> {
+fn start(opts: &commands::run::RunOptions, matches: Option<&ArgMatches>, rollback: bool) -> Result<(), commands::start_error::StartError> {
     let state = state::StateDir::create(&opts.dir)?;
     let given = |id: &str| matches.and_then(|m| m.value_source(id)).is_some_and(|s| s != ValueSource::DefaultValue);
     let stored = state::settings::load(&state.settings());
@@ -162,18 +162,19 @@ fn main() -> ExitCode {
     state::private_umask();
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let result = match cli.command {
-        Command::Start(opts) => start(&opts, matches.subcommand_matches("start"), false),
-        Command::Rollback(opts) => start(&opts, matches.subcommand_matches("rollback"), true),
-        Command::Status { dir } => state::StateDir::existing(&dir).and_then(|s| commands::lifecycle::status(&s)),
-        Command::Run(opts) => commands::run::run(&opts),
-        Command::Bridge(args) => bridge(args),
-        Command::Stop { dir } => state::StateDir::existing(&dir).and_then(|s| commands::lifecycle::stop(&s)),
-        Command::Ports { dir } => state::StateDir::existing(&dir).and_then(|s| guest::ports::list(&s.ports())),
-        Command::Logs { guest, follow } => guest::control::logs(&guest, follow),
+    // Every command's error, typed where a caller decides on it, is printed here and only here.
+    let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
+        Command::Start(opts) => start(&opts, matches.subcommand_matches("start"), false).map_err(Into::into),
+        Command::Rollback(opts) => start(&opts, matches.subcommand_matches("rollback"), true).map_err(Into::into),
+        Command::Status { dir } => existing(&dir).and_then(|s| Ok(commands::lifecycle::status(&s)?)),
+        Command::Run(opts) => commands::run::run(&opts).map_err(Into::into),
+        Command::Bridge(args) => bridge(args).map_err(Into::into),
+        Command::Stop { dir } => existing(&dir).and_then(|s| Ok(commands::lifecycle::stop(&s)?)),
+        Command::Ports { dir } => existing(&dir).and_then(|s| Ok(guest::ports::list(&s.ports())?)),
+        Command::Logs { guest, follow } => guest::control::logs(&guest, follow).map_err(Into::into),
         Command::Shell { guest, command, tty } => match guest::control::shell(&guest, command, tty) {
             Ok(code) => std::process::exit(code),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         },
     };
     match result {
@@ -183,6 +184,10 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn existing(dir: &std::path::Path) -> Result<state::StateDir, Box<dyn std::error::Error>> {
+    Ok(state::StateDir::existing(dir)?)
 }
 
 /// `skiff bridge`: serves a guest started by any hypervisor on a socket.

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use skiff_proto::status::GuestStatus;
 
+use crate::commands::start_error::StartError;
 use crate::state::context;
 use crate::guest::control;
 use crate::vm::datadisk;
@@ -65,7 +66,7 @@ pub fn without_iso(args: &[OsString]) -> Vec<OsString> {
 }
 
 /// `skiff start`: boots the VM in the background and returns once the engine answers.
-pub fn start(state: &StateDir, plan: &StartPlan) -> io::Result<()> {
+pub fn start(state: &StateDir, plan: &StartPlan) -> Result<(), StartError> {
     if let Some(id) = running(state) {
         println!("skiff: a VM is already running from {} (pid {}); nothing changed", state.path().display(), id.pid);
         println!("export DOCKER_HOST=unix://{}", state.docker_sock().display());
@@ -80,6 +81,8 @@ pub fn start(state: &StateDir, plan: &StartPlan) -> io::Result<()> {
     };
     match boot(state, &plan.args, &iso) {
         Ok(()) => finish(state),
+        // A locked folder, a missing QEMU, a disk in use: the previous ISO would fail alike.
+        Err(e) if !e.rolls_back() => Err(e),
         Err(e) => {
             let after = Records::load(state);
             let (Some(old), Some(new)) = (before.current.clone(), after.current.clone()) else { return Err(e) };
@@ -90,13 +93,13 @@ pub fn start(state: &StateDir, plan: &StartPlan) -> io::Result<()> {
             before.save(state)?;
             boot(state, &plan.args, &images::path_of(state, &old))?;
             finish(state)?;
-            Err(io::Error::other(format!("ISO {new} failed; running the previous ISO {old} again")))
+            Err(StartError::RolledBack { new, old, why: Box::new(e) })
         }
     }
 }
 
 /// `skiff rollback`: stops the VM if it runs and starts the previous ISO.
-pub fn rollback(state: &StateDir, args: &[OsString]) -> io::Result<()> {
+pub fn rollback(state: &StateDir, args: &[OsString]) -> Result<(), StartError> {
     let records = Records::load(state);
     let prev = records.previous.filter(|id| images::path_of(state, id).is_file()).ok_or(images::Error::NoPrevious)?;
     if running(state).is_some() {
@@ -107,7 +110,7 @@ pub fn rollback(state: &StateDir, args: &[OsString]) -> io::Result<()> {
     finish(state)
 }
 
-fn finish(state: &StateDir) -> io::Result<()> {
+fn finish(state: &StateDir) -> Result<(), StartError> {
     let sock = state.docker_sock();
     println!("export DOCKER_HOST=unix://{}", sock.display());
     match context::ensure(&context::config_dir(), &sock) {
@@ -117,8 +120,9 @@ fn finish(state: &StateDir) -> io::Result<()> {
     Ok(())
 }
 
-/// Starts `skiff run` detached and follows it until the engine answers or it exits.
-fn boot(state: &StateDir, args: &[OsString], iso: &Path) -> io::Result<()> {
+/// Starts `skiff run` detached and follows it until the engine answers or
+/// it exits; then its `run-state` record says why.
+fn boot(state: &StateDir, args: &[OsString], iso: &Path) -> Result<(), StartError> {
     let log = state.run_log();
     // The last boot's events and record must not count as this one's progress.
     let _ = fs::remove_file(state.events());
@@ -128,12 +132,11 @@ fn boot(state: &StateDir, args: &[OsString], iso: &Path) -> io::Result<()> {
     let mut cmd = Command::new(exe);
     cmd.arg("run").args(args).arg("--iso").arg(iso);
     cmd.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
-    // SAFETY: setsid only detaches the child from our session and terminal.
+    // SAFETY: the closure runs between fork and exec and makes one
+    // syscall, setsid, which allocates nothing and takes no lock.
     unsafe {
         cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
+            rustix::process::setsid()?;
             Ok(())
         });
     }
@@ -167,7 +170,7 @@ fn boot(state: &StateDir, args: &[OsString], iso: &Path) -> io::Result<()> {
             eprintln!("skiff: booting once more");
             shown = 0;
         }
-        if run.is_some_and(|r| r.phase == Phase::Ready) {
+        if run.as_ref().is_some_and(|r| r.phase == Phase::Ready) {
             if tty {
                 eprintln!();
             }
@@ -181,7 +184,12 @@ fn boot(state: &StateDir, args: &[OsString], iso: &Path) -> io::Result<()> {
             // Shown to the user, not read for a decision.
             let text = console::tail(&log, MAX_READ).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
-            return Err(io::Error::other(format!("the VM did not start ({status}):\n  {}", tail.join("\n  "))));
+            // Read again: the record is written just before `skiff run` exits.
+            let failure = run_state::read(state).and_then(|r| match r.phase {
+                Phase::Failed(f) => Some(f),
+                _ => None,
+            });
+            return Err(StartError::DidNotStart { status: status.to_string(), failure, tail: tail.join("\n"), log });
         }
         thread::sleep(Duration::from_millis(200));
     }
@@ -197,7 +205,9 @@ pub fn stop(state: &StateDir) -> io::Result<()> {
         return Ok(());
     };
     eprintln!("skiff: shutting the VM down");
-    power::power_off(&mut RunningVm { state, id });
+    if let Err(e) = power::power_off(&mut RunningVm { state, id }) {
+        return Err(e.into());
+    }
     clean_leftovers(state);
     eprintln!("skiff: stopped");
     Ok(())
@@ -212,7 +222,7 @@ struct RunningVm<'a> {
 }
 
 impl PowerSwitch for RunningVm<'_> {
-    fn press_power_button(&mut self) -> io::Result<()> {
+    fn press_power_button(&mut self) -> Result<(), qmp::QmpError> {
         qmp::powerdown(&self.state.qmp())
     }
 
@@ -225,8 +235,10 @@ impl PowerSwitch for RunningVm<'_> {
     }
 
     fn kill(&mut self) {
-        // SAFETY: kill only signals the process we verified is our `skiff run`.
-        unsafe { libc::kill(self.id.pid, libc::SIGKILL) };
+        // Only the process verified to be our `skiff run`; one that just exited is no error.
+        if let Some(pid) = rustix::process::Pid::from_raw(self.id.pid) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
         let end = Instant::now() + Duration::from_secs(5);
         while self.id.alive() && Instant::now() < end {
             thread::sleep(Duration::from_millis(100));
@@ -348,8 +360,7 @@ fn print_disk(disk: &Path) {
 
 fn uptime(p: &ProcId) -> Option<Duration> {
     let up: f64 = fs::read_to_string("/proc/uptime").ok()?.split_whitespace().next()?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = rustix::param::clock_ticks_per_second();
     (hz > 0).then(|| Duration::from_secs_f64((up - p.start as f64 / hz as f64).max(0.0)))
 }
 

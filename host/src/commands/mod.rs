@@ -3,3 +3,4 @@
 pub mod lifecycle;
 pub mod resume;
 pub mod run;
+pub mod start_error;

@@ -4,7 +4,7 @@
 //! for minutes. `skiff run` tells the guest the time over the control port
 //! when it sees either. Under KVM the guest also follows its PTP clock.
 //! While QEMU has the VM stopped, no connection to it is opened
-//! (`guest::set_paused`).
+//! (`Target::set_paused`).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use rustix::time::{clock_gettime, ClockId, Timespec};
 
-use crate::guest::{self, control, Addr, Target};
+use crate::guest::{control, Target};
 use crate::threads;
 use crate::vm::qmp::{self, Qmp};
 
@@ -42,10 +42,6 @@ fn slept(before: i128, now: i128) -> bool {
 }
 
 fn watch(events: &Path, target: &Target) {
-    let marker = match &target.addr {
-        Addr::Uds(hybrid) => Some(guest::pause_marker(hybrid)),
-        _ => None,
-    };
     let mut qmp = match Qmp::connect(events) {
         Ok(q) => q,
         Err(e) => return eprintln!("skiff: cannot read QEMU's events ({e}); the guest clock is not set after a pause"),
@@ -54,9 +50,9 @@ fn watch(events: &Path, target: &Target) {
     loop {
         match qmp.next_line(TICK) {
             Ok(line) => match qmp::event_name(&line) {
-                Some("STOP") => guest::set_paused(true, marker.as_deref()),
+                Some("STOP") => target.set_paused(true),
                 Some("RESUME") => {
-                    guest::set_paused(false, marker.as_deref());
+                    target.set_paused(false);
                     tell(target, "the VM resumed");
                 }
                 _ => {}

@@ -21,6 +21,7 @@ use crate::vm::images;
 use crate::state::pidfile;
 use crate::threads;
 use crate::guest::events::Events;
+use crate::guest::Link;
 use crate::vm::guestcfg::GuestConfig;
 use crate::vm::process::{self, die_with_parent};
 use crate::guest::ports::Ports;
@@ -28,6 +29,8 @@ use crate::vm::qemu::{self, Arch, DirectKernel, Machine, Medium};
 use crate::vm::power::{self, PowerSwitch};
 use crate::vm::qmp;
 use crate::state::run_state::{self, Phase, RunState};
+use crate::commands::start_error::{Fault, StartError};
+use crate::state::StateError;
 use crate::state::secret;
 use crate::vm::shares::{self, ShareOptions, Shares};
 use crate::state::{default_dir, StateDir};
@@ -156,6 +159,11 @@ impl OnOff {
     }
 }
 
+/// Set by SIGINT, SIGTERM or SIGHUP. A static because a signal handler
+/// reaches nothing else; a self-pipe would need a static descriptor all
+/// the same, and a signalfd needs the signals blocked in every thread and
+/// unblocked again in every child before exec (QEMU and the device daemons
+/// inherit the mask), more unsafe code for the same flag.
 static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
@@ -170,7 +178,7 @@ fn catch_signals() {
 }
 
 /// Turns the options into QEMU's machine description.
-fn machine(o: &RunOptions, arch: Arch, state: &StateDir, build: &str, vsock: &VsockDevice, shares: &Shares, disks: &[PathBuf]) -> io::Result<Machine> {
+fn machine(o: &RunOptions, arch: Arch, state: &StateDir, build: &str, vsock: &VsockDevice, shares: &Shares, disks: &[PathBuf]) -> Result<Machine, StartError> {
     // aarch64 always boots through its UEFI firmware (unless kernel parameters need -append).
     let uefi = o.uefi || arch == Arch::Aarch64;
     let direct_kernel = if qemu::boots_directly(uefi, o.medium, !o.kernel_args.is_empty(), o.firmware_boot) {
@@ -196,7 +204,7 @@ fn machine(o: &RunOptions, arch: Arch, state: &StateDir, build: &str, vsock: &Vs
         Arch::Aarch64 => Some(o.aavmf.clone()),
     };
     if let Some(fw) = firmware.as_ref().filter(|fw| !fw.is_file()) {
-        return Err(io::Error::other(format!("no UEFI firmware at {} (Debian: ovmf, qemu-efi-aarch64)", fw.display())));
+        return Err(StartError::NoFirmware(fw.clone()));
     }
     Ok(Machine {
         arch,
@@ -242,14 +250,15 @@ fn guest_config(shares: &Shares, target: &crate::guest::Target) -> GuestConfig {
 /// engine answers, and runs until QEMU exits or we are told to stop.
 /// A boot whose engine the host cannot reach though the guest reports it
 /// ready, or whose vsock device stopped answering (a transport fault,
-/// [`Unreachable`]), is booted once more, with
-/// the first console kept as console.log.1.
-pub fn run(o: &RunOptions) -> io::Result<()> {
+/// [`StartError::EngineUnreachable`]), is booted once more, with
+/// the first console kept as console.log.1. How it ended goes in the
+/// `run-state` record, for `skiff start` to decide on.
+pub fn run(o: &RunOptions) -> Result<(), StartError> {
     if !o.iso.is_file() {
-        return Err(io::Error::other(format!("no ISO at {} (build it with `make iso`)", o.iso.display())));
+        return Err(StartError::NoIso(o.iso.clone()));
     }
-    match run_once(o, None) {
-        Err(e) if Unreachable::is(&e) && !STOP.load(Ordering::SeqCst) => {
+    let result = match run_once(o, None) {
+        Err(e @ StartError::EngineUnreachable { .. }) if !STOP.load(Ordering::SeqCst) => {
             let state = StateDir::create(&o.dir)?;
             let kept = state.first_console();
             let _ = fs::rename(state.console(), &kept);
@@ -257,14 +266,33 @@ pub fn run(o: &RunOptions) -> io::Result<()> {
             run_once(o, Some(e.to_string()))
         }
         other => other,
+    };
+    record_end(o, &result);
+    result
+}
+
+/// Writes how this run ended into the `run-state` record (kept after the
+/// claim on the folder ends), unless the folder is another VM's.
+fn record_end(o: &RunOptions, result: &Result<(), StartError>) {
+    let phase = match result {
+        Ok(()) => Phase::Stopped,
+        Err(StartError::State(StateError::Locked { .. } | StateError::NotOurs { .. })) => return,
+        Err(e) => Phase::Failed(e.failure()),
+    };
+    let Ok(state) = StateDir::create(&o.dir) else { return };
+    let record = RunState { phase, ..run_state::read(&state).unwrap_or_else(|| RunState::unknown(phase)) };
+    if let Err(e) = run_state::write(&state, &record) {
+        eprintln!("skiff: cannot record how the run ended: {e}");
     }
 }
 
 /// One boot; `retrying` says why the one before was given up (the
 /// `run-state` record carries it to `skiff start`).
-fn run_once(o: &RunOptions, retrying: Option<String>) -> io::Result<()> {
+fn run_once(o: &RunOptions, retrying: Option<String>) -> Result<(), StartError> {
     let state = StateDir::create(&o.dir)?;
     let _claim = pidfile::claim(&state)?;
+    // The last run's record (how it ended) must not count as this one's.
+    let _ = fs::remove_file(state.run_state());
     if let Err(e) = process::become_subreaper() {
         eprintln!("skiff: cannot become a child subreaper ({e}); orphans of the device daemons go to PID 1");
     }
@@ -292,7 +320,7 @@ fn run_once(o: &RunOptions, retrying: Option<String>) -> io::Result<()> {
     let mut vm = die_with_parent(Command::new(arch.qemu_binary()).args(machine.args()))
         .stdin(Stdio::null())
         .spawn()
-        .map_err(|e| io::Error::other(format!("cannot start {}: {e}", arch.qemu_binary())))?;
+        .map_err(|error| StartError::QemuMissing { binary: arch.qemu_binary().to_string(), error })?;
     pidfile::record_qemu(&state, vm.id())?;
     let mut run_state = RunState {
         phase: Phase::Booting,
@@ -313,7 +341,7 @@ fn run_once(o: &RunOptions, retrying: Option<String>) -> io::Result<()> {
     let (t, port, b) = (vsock.target.clone(), o.port, builder.as_ref().map(|h| h.socket().to_path_buf()));
     threads::spawn("engine socket", move || bridge::serve(listener, t, port, b))?;
 
-    bridge::QUIET.store(true, Ordering::Relaxed);
+    vsock.target.link.set_starting(true);
     // Other processes (`skiff shell`, `status`) find the VM through the
     // record. Connections may be made from QEMU's start: the vsock device
     // holds one made before the guest's driver is up (vsockdev/patches).
@@ -322,9 +350,10 @@ fn run_once(o: &RunOptions, retrying: Option<String>) -> io::Result<()> {
     let events = Events::default();
     let ready = crate::guest::record::record(&state, &vsock.target)
         .and_then(|()| events.follow(vsock.target.clone(), &state.events()))
-        .and_then(|()| wait_ready(o, &docker_sock, &events, &mut vm, started));
+        .map_err(StartError::Io)
+        .and_then(|()| wait_ready(o, &docker_sock, &vsock.target.link, &events, &mut vm, started, &console));
     let ready_after = started.elapsed();
-    bridge::QUIET.store(false, Ordering::Relaxed);
+    vsock.target.link.set_starting(false);
     let mut ports = None;
     let result = ready.and_then(|()| {
         // The boot secret's fw_cfg copy stays readable in the guest: from now on it admits nobody.
@@ -347,7 +376,7 @@ fn run_once(o: &RunOptions, retrying: Option<String>) -> io::Result<()> {
         run_state.phase = Phase::Ready;
         run_state::write(&state, &run_state)?;
         eprintln!("skiff: engine ready after {:.2}s; Ctrl-C or `skiff stop` shuts the VM down", ready_after.as_secs_f64());
-        wait_exit(&state.qmp(), &events, &mut vm)
+        Ok(wait_exit(&state.qmp(), &events, &mut vm)?)
     });
     if result.is_err() {
         // A guest that runs (its engine up but unreachable) gets the power
@@ -369,46 +398,13 @@ fn run_once(o: &RunOptions, retrying: Option<String>) -> io::Result<()> {
 /// The disks to attach: the user's, or else the state folder's data disk
 /// (created on first start) unless --ephemeral; each refused when another
 /// VM holds it.
-fn data_disks(o: &RunOptions, state: &StateDir) -> io::Result<Vec<PathBuf>> {
+fn data_disks(o: &RunOptions, state: &StateDir) -> Result<Vec<PathBuf>, datadisk::Error> {
     let disks = if !o.disks.is_empty() || o.ephemeral { o.disks.clone() } else { vec![datadisk::ensure(state, &o.disk_size)?] };
     for d in &disks {
         datadisk::check_free(d)?;
     }
     Ok(disks)
 }
-
-/// The start of the [`Unreachable`] message.
-const UNREACHABLE: &str = "the host cannot reach the guest's engine";
-
-/// The host cannot reach the guest's engine through a transport fault, on
-/// which [`run`] boots once more.
-#[derive(Debug)]
-struct Unreachable {
-    /// How the fault shows ([`transport_fault`]).
-    why: &'static str,
-    /// What the last attempt ran into.
-    last: String,
-}
-
-impl Unreachable {
-    fn is(e: &io::Error) -> bool {
-        e.get_ref().is_some_and(|inner| inner.is::<Unreachable>())
-    }
-}
-
-impl std::fmt::Display for Unreachable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{UNREACHABLE} ({} for {}s; last attempt: {}); see the console log",
-            self.why,
-            UNREACHABLE_LIMIT.as_secs(),
-            self.last
-        )
-    }
-}
-
-impl std::error::Error for Unreachable {}
 
 /// How long the host keeps trying after the guest reports its engine
 /// ready, or after its vsock device last answered.
@@ -418,11 +414,11 @@ const UNREACHABLE_LIMIT: Duration = Duration::from_secs(30);
 /// and how it shows: the guest reported it ready `ready_for` ago, or the
 /// vsock device (which answers every connection at once, taken or
 /// refused, once the guest's kernel runs) has been silent for `silent_for`.
-fn transport_fault(ready_for: Option<Duration>, silent_for: Option<Duration>, paused: bool) -> Option<&'static str> {
+fn transport_fault(ready_for: Option<Duration>, silent_for: Option<Duration>, paused: bool) -> Option<Fault> {
     if ready_for.is_some_and(|t| t > UNREACHABLE_LIMIT) {
-        Some("the guest reports it ready")
+        Some(Fault::ReadyButUnreachable)
     } else if silent_for.is_some_and(|t| t > UNREACHABLE_LIMIT) && !paused {
-        Some("the guest's vsock device stopped answering")
+        Some(Fault::DeviceSilent)
     } else {
         None
     }
@@ -430,50 +426,47 @@ fn transport_fault(ready_for: Option<Duration>, silent_for: Option<Duration>, pa
 
 /// Fails once there is nothing left to wait for: QEMU exited, or we were
 /// told to stop.
-fn still_booting(vm: &mut Child) -> io::Result<()> {
+fn still_booting(vm: &mut Child, console: &Path) -> Result<(), StartError> {
     if let Some(status) = vm.try_wait()? {
-        return Err(io::Error::other(format!("QEMU exited before the engine answered ({status}); see the console log")));
+        return Err(StartError::QemuExited { status: status.to_string(), console: console.to_path_buf() });
     }
     if STOP.load(Ordering::SeqCst) {
-        return Err(io::Error::other("interrupted"));
+        return Err(StartError::Interrupted);
     }
     Ok(())
 }
 
 /// Waits until the engine answers through the bridge; gives up when the
 /// guest reports its engine ready but the host cannot reach it
-/// ([`Unreachable`]), when the guest reports it cannot start its engine,
+/// ([`StartError::EngineUnreachable`]), when the guest reports it cannot start its engine,
 /// at the time limit, or when QEMU exits.
-fn wait_ready(o: &RunOptions, sock: &Path, events: &Events, vm: &mut Child, started: Instant) -> io::Result<()> {
+fn wait_ready(o: &RunOptions, sock: &Path, link: &Link, events: &Events, vm: &mut Child, started: Instant, console: &Path) -> Result<(), StartError> {
     let limit = Duration::from_secs(o.timeout);
-    bridge::take_quiet_error();
+    link.take_held_back();
     loop {
-        still_booting(vm)?;
+        still_booting(vm, console)?;
         // What this attempt ran into, for the message if none succeeds.
         let last = match bridge::ping(sock) {
             Ok(true) => return Ok(()),
             Ok(false) => "the guest answered, but not yet with 200 OK (engine starting)".to_string(),
             Err(e) => format!("the ping failed: {e}"),
         };
-        let last = bridge::take_quiet_error().unwrap_or(last);
+        let last = link.take_held_back().unwrap_or(last);
         let seen = events.seen();
         // (When the guest last said its engine answers, not since restarted.)
-        let fault = transport_fault(seen.engine_ready().map(|t| t.elapsed()), seen.silent_for(), crate::guest::paused_within(UNREACHABLE_LIMIT));
+        let fault = transport_fault(seen.engine_ready().map(|t| t.elapsed()), seen.silent_for(), link.paused_within(UNREACHABLE_LIMIT));
         let failure = seen.failure().map(str::to_string);
         drop(seen);
         if failure.as_deref() == Some(skiff_proto::events::FAILED_USR) {
-            return Err(io::Error::other("the guest found no /usr on its boot medium, so its engine cannot start; see the console log"));
+            return Err(StartError::NoUsr { console: console.to_path_buf() });
         }
         // A transport that lost its way (seen rarely with vhost-device-vsock
         // on hybrid vsock) fails fast and clearly instead of at the limit.
-        if let Some(why) = fault {
-            return Err(io::Error::other(Unreachable { why, last }));
+        if let Some(fault) = fault {
+            return Err(StartError::EngineUnreachable { fault, limit_secs: UNREACHABLE_LIMIT.as_secs(), last, console: console.to_path_buf() });
         }
         if started.elapsed() > limit {
-            return Err(io::Error::other(format!(
-                "the engine did not answer within {}s (last attempt: {last}); see the console log",
-                o.timeout
-            )));
+            return Err(StartError::EngineTimeout { secs: o.timeout, last, console: console.to_path_buf() });
         }
         thread::sleep(Duration::from_millis(100));
     }
@@ -486,7 +479,7 @@ fn wait_ready(o: &RunOptions, sock: &Path, events: &Events, vm: &mut Child, star
 fn shut_down(qmp_sock: &Path, events: &Events, vm: &mut Child) {
     let mut qemu = Qemu { qmp: qmp_sock, events, child: vm };
     if events.seen().init_runs() && !qemu.exited() {
-        power::power_off(&mut qemu);
+        power_off_or_kill(&mut qemu);
     } else {
         qemu.kill();
     }
@@ -501,9 +494,18 @@ fn wait_exit(qmp_sock: &Path, events: &Events, vm: &mut Child) -> io::Result<()>
         }
         if STOP.load(Ordering::SeqCst) {
             eprintln!("skiff: shutting the VM down");
-            power::power_off(&mut Qemu { qmp: qmp_sock, events, child: vm });
+            power_off_or_kill(&mut Qemu { qmp: qmp_sock, events, child: vm });
         }
         thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Powers QEMU off; one whose power button cannot be pressed is killed
+/// (nothing else would make it exit).
+fn power_off_or_kill(qemu: &mut Qemu) {
+    if let Err(e) = power::power_off(qemu) {
+        eprintln!("skiff: cannot press the power button ({e}); killing the VM");
+        qemu.kill();
     }
 }
 
@@ -515,7 +517,7 @@ struct Qemu<'a> {
 }
 
 impl PowerSwitch for Qemu<'_> {
-    fn press_power_button(&mut self) -> io::Result<()> {
+    fn press_power_button(&mut self) -> Result<(), qmp::QmpError> {
         qmp::powerdown(self.qmp)
     }
 
@@ -550,17 +552,37 @@ mod tests {
         let secs = |s| Some(Duration::from_secs(s));
         assert_eq!(transport_fault(None, secs(1), false), None, "booting: the engine is not ready yet");
         assert_eq!(transport_fault(secs(5), secs(1), false), None, "ready a moment ago: the bridge catches up");
-        assert!(transport_fault(secs(31), secs(1), false).is_some_and(|w| w.contains("ready")));
-        assert!(transport_fault(None, secs(31), false).is_some_and(|w| w.contains("stopped answering")));
+        assert_eq!(transport_fault(secs(31), secs(1), false), Some(Fault::ReadyButUnreachable));
+        assert_eq!(transport_fault(None, secs(31), false), Some(Fault::DeviceSilent));
         assert_eq!(transport_fault(None, secs(31), true), None, "a paused VM sends nothing");
         assert_eq!(transport_fault(None, None, false), None, "never heard: the hold, or a guest still starting");
     }
 
     #[test]
-    fn only_an_unreachable_engine_is_booted_again() {
-        let e = io::Error::other(Unreachable { why: "the guest reports it ready", last: "no answer".into() });
-        assert!(Unreachable::is(&e));
-        assert!(e.to_string().contains(UNREACHABLE) && e.to_string().contains("no answer"), "{e}");
-        assert!(!Unreachable::is(&io::Error::other(format!("a message that says {UNREACHABLE}"))));
+    fn how_a_run_ended_is_recorded_but_never_over_another_vms_record() {
+        use crate::state::run_state::Failure;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            o: RunOptions,
+        }
+        let dir = std::env::temp_dir().join(format!("skiff-run-end-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let o = <Cli as clap::Parser>::parse_from(["skiff", "--dir", dir.to_str().unwrap()]).o;
+        let state = StateDir::create(&dir).unwrap();
+        let running = RunState { build: "other".into(), ..RunState::unknown(Phase::Ready) };
+        run_state::write(&state, &running).unwrap();
+        record_end(&o, &Err(StartError::State(StateError::Locked { path: dir.clone(), pid: 1 })));
+        assert_eq!(run_state::read(&state), Some(running), "the running VM's record was overwritten");
+        record_end(&o, &Err(StartError::QemuExited { status: "exit status: 1".into(), console: state.console() }));
+        let ended = run_state::read(&state).unwrap();
+        assert_eq!((ended.phase, ended.build.as_str()), (Phase::Failed(Failure::QemuExited), "other"));
+        fs::remove_file(state.run_state()).unwrap();
+        record_end(&o, &Err(StartError::Interrupted));
+        assert_eq!(run_state::read(&state).map(|r| r.phase), Some(Phase::Failed(Failure::Interrupted)), "a run that failed before its record");
+        record_end(&o, &Ok(()));
+        assert_eq!(run_state::read(&state).map(|r| r.phase), Some(Phase::Stopped));
+        fs::remove_dir_all(&dir).unwrap();
     }
+
 }

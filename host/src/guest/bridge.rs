@@ -7,26 +7,11 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 
 use crate::guest::build;
 use crate::guest::relay::{relay, relay_after};
 pub use crate::guest::{Addr, Conn, Target};
 use crate::threads;
-
-/// While set, failed guest connections are not reported (`skiff run` polls
-/// the engine through the bridge while the guest is still booting).
-pub static QUIET: AtomicBool = AtomicBool::new(false);
-
-/// The last guest connection error kept back while [`QUIET`], so a start
-/// that times out can say why the engine could not be reached.
-static QUIET_ERROR: Mutex<Option<String>> = Mutex::new(None);
-
-/// Takes the last error kept back while [`QUIET`].
-pub fn take_quiet_error() -> Option<String> {
-    QUIET_ERROR.lock().unwrap_or_else(|e| e.into_inner()).take()
-}
 
 /// Binds `listen` (replacing a stale socket file), owner-only.
 pub fn bind(listen: &Path) -> io::Result<UnixListener> {
@@ -40,7 +25,9 @@ pub fn bind(listen: &Path) -> io::Result<UnixListener> {
 }
 
 /// Accepts connections forever, one thread pair per connection. With a
-/// `builder` socket, BuildKit's upgrades go there (see [`build`]).
+/// `builder` socket, BuildKit's upgrades go there (see [`build`]). While
+/// the target's VM is starting ([`Link::starting`](crate::guest::Link::starting)),
+/// failed guest connections are kept back on its link, not reported.
 pub fn serve(listener: UnixListener, target: Target, port: u32, builder: Option<PathBuf>) -> io::Result<()> {
     for client in listener.incoming() {
         let client = match client {
@@ -57,8 +44,8 @@ pub fn serve(listener: UnixListener, target: Target, port: u32, builder: Option<
                 // A reset or broken pipe is how either side hangs up early.
                 let teardown = matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe);
                 let what = format!("{}: {e}", target.describe(port));
-                if QUIET.load(Ordering::Relaxed) {
-                    *QUIET_ERROR.lock().unwrap_or_else(|e| e.into_inner()) = Some(what);
+                if target.link.starting() {
+                    target.link.hold_back(what);
                 } else if !teardown {
                     eprintln!("skiff: {what}");
                 }
@@ -88,13 +75,13 @@ fn handle(mut client: UnixStream, target: &Target, port: u32, builder: Option<&P
 /// Connects to the guest. A refusal in the handshake (the guest's, or the
 /// guest not proving itself) reaches the client as a 403 with the reason,
 /// and a guest not to be dialled now (paused) or not answering yet (before
-/// `skiff run` has seen the engine answer, [`QUIET`]) as a 503, so
+/// `skiff run` has seen the engine answer, `Link::starting`) as a 503, so
 /// `docker` shows why.
 fn connect(client: &mut UnixStream, target: &Target, port: u32) -> io::Result<Conn> {
     target.connect(port).inspect_err(|e| {
         let body = match e.kind() {
             io::ErrorKind::PermissionDenied | io::ErrorKind::NotConnected => format!("skiff: {e}\n"),
-            _ if QUIET.load(Ordering::Relaxed) => format!("skiff: the VM is still starting; try again in a moment ({e})\n"),
+            _ if target.link.starting() => format!("skiff: the VM is still starting; try again in a moment ({e})\n"),
             _ => return,
         };
         let status = if e.kind() == io::ErrorKind::PermissionDenied { "403 Forbidden" } else { "503 Service Unavailable" };
@@ -140,7 +127,7 @@ mod tests {
         let docker_path = guest_path.parent().unwrap().join("docker.sock");
         let impostor = UnixListener::bind(&*guest_path).unwrap();
         let listener = bind(&docker_path).unwrap();
-        let target = Target { addr: Addr::Unix(guest_path.to_path_buf()), secret: Some(Secret::from_bytes([1; SECRET_LEN])) };
+        let target = Target::with_secret(Addr::Unix(guest_path.to_path_buf()), Some(Secret::from_bytes([1; SECRET_LEN])));
         std::thread::Builder::new().spawn(move || serve(listener, target, 2375, None)).unwrap();
         let mut client = UnixStream::connect(&docker_path).unwrap();
         client.write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n").unwrap();
@@ -167,15 +154,20 @@ mod tests {
         std::thread::spawn(move || device.incoming().flatten().for_each(drop));
         let listener = bind(&docker_path).unwrap();
         let target = Target::new(Addr::Uds(device_path.to_path_buf()));
+        let link = target.link.clone();
+        link.set_starting(true);
         std::thread::Builder::new().spawn(move || serve(listener, target, 2375, None)).unwrap();
-        QUIET.store(true, Ordering::Relaxed);
         let mut client = UnixStream::connect(&docker_path).unwrap();
         client.write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n").unwrap();
         let mut answer = String::new();
-        let read = client.read_to_string(&mut answer);
-        QUIET.store(false, Ordering::Relaxed);
-        read.unwrap();
+        client.read_to_string(&mut answer).unwrap();
         assert!(answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n") && answer.contains("still starting"), "{answer}");
+        // The error is kept back on this VM's link, for `skiff run`'s message.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while link.take_held_back().is_none() {
+            assert!(std::time::Instant::now() < deadline, "the failed connection was not kept back");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the guest's control port (vsock 2376).
 
 use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -69,7 +70,7 @@ pub fn rekey(target: &Target, file: &std::path::Path) -> io::Result<()> {
         // No answer: the guest may have taken the new secret all the same,
         // and then admits only it. If it proves it, it did.
         Err(e) => {
-            let probe = Target { addr: target.addr.clone(), secret: Some(new.clone()) };
+            let probe = Target { secret: Some(new.clone()), ..target.clone() };
             probe.connect(DEFAULT_CONTROL_PORT).and_then(|mut c| c.write_all(control::encode(&Request::Status).as_bytes())).map_err(|_| e)?;
             b"OK".to_vec()
         }
@@ -79,7 +80,7 @@ pub fn rekey(target: &Target, file: &std::path::Path) -> io::Result<()> {
         let reason = skiff_proto::auth::parse_refusal(format!("{text}\n").as_bytes()).unwrap_or_else(|| text.into_owned());
         return Err(io::Error::other(format!("the guest did not take the new secret: {}", reason.escape_debug())));
     }
-    crate::guest::rekeyed(boot.clone(), new.clone());
+    target.link.rekeyed(boot.clone(), new.clone());
     secret::write(file, &new)
 }
 
@@ -174,43 +175,32 @@ pub fn logs(g: &GuestArgs, follow: bool) -> io::Result<()> {
 
 /// The terminal's size (rows, cols), if stdout or stdin is one.
 fn window_size() -> Option<(u16, u16)> {
-    for fd in [libc::STDOUT_FILENO, libc::STDIN_FILENO] {
-        // SAFETY: an all-zero winsize is valid; TIOCGWINSZ writes into it.
-        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-        // SAFETY: TIOCGWINSZ only writes a winsize into the pointer given.
-        if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_row > 0 {
-            return Some((ws.ws_row, ws.ws_col));
-        }
-    }
-    None
+    let (out, stdin) = (io::stdout(), io::stdin());
+    let size = [out.as_fd(), stdin.as_fd()]
+        .into_iter()
+        .filter_map(|fd| rustix::termios::tcgetwinsize(fd).ok())
+        .find(|ws| ws.ws_row > 0)
+        .map(|ws| (ws.ws_row, ws.ws_col));
+    size
 }
 
 /// Puts the terminal on stdin in raw mode; restores it on drop.
-struct RawMode(libc::termios);
+struct RawMode(rustix::termios::Termios);
 
 impl RawMode {
     fn enter() -> io::Result<RawMode> {
-        // SAFETY: an all-zero termios is valid storage for tcgetattr to fill.
-        let mut t: libc::termios = unsafe { std::mem::zeroed() };
-        // SAFETY: tcgetattr writes the terminal settings into `t`.
-        if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut t) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let saved = t;
-        // SAFETY: cfmakeraw only edits the struct it is given.
-        unsafe { libc::cfmakeraw(&mut t) };
-        // SAFETY: tcsetattr reads the settings from `t`.
-        if unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &t) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        use rustix::termios::{tcgetattr, tcsetattr, OptionalActions};
+        let saved = tcgetattr(io::stdin())?;
+        let mut raw = saved.clone();
+        raw.make_raw();
+        tcsetattr(io::stdin(), OptionalActions::Now, &raw)?;
         Ok(RawMode(saved))
     }
 }
 
 impl Drop for RawMode {
     fn drop(&mut self) {
-        // SAFETY: restores the settings saved by `enter`.
-        unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &self.0) };
+        let _ = rustix::termios::tcsetattr(io::stdin(), rustix::termios::OptionalActions::Now, &self.0);
     }
 }
 
@@ -333,7 +323,7 @@ mod tests {
         let listener = UnixListener::bind(&*path).unwrap();
         let boot = Secret::from_bytes([0x3c; auth::SECRET_LEN]);
         secret::write(&file, &boot).unwrap();
-        let target = Target { addr: Addr::Unix(path.to_path_buf()), secret: Some(boot.clone()) };
+        let target = Target::with_secret(Addr::Unix(path.to_path_buf()), Some(boot.clone()));
         let t = target.clone();
         let f = file.clone();
         let host = thread::spawn(move || rekey(&t, &f));
@@ -357,7 +347,7 @@ mod tests {
         let listener = UnixListener::bind(&*path).unwrap();
         let boot = Secret::from_bytes([0x3e; auth::SECRET_LEN]);
         secret::write(&file, &boot).unwrap();
-        let target = Target { addr: Addr::Unix(path.to_path_buf()), secret: Some(boot.clone()) };
+        let target = Target::with_secret(Addr::Unix(path.to_path_buf()), Some(boot.clone()));
         let f = file.clone();
         let host = thread::spawn(move || rekey(&target, &f));
         let (s, request) = guest_accepts(&listener, &boot);
@@ -377,7 +367,7 @@ mod tests {
         let listener = UnixListener::bind(&*path).unwrap();
         let boot = Secret::from_bytes([0x3d; auth::SECRET_LEN]);
         secret::write(&file, &boot).unwrap();
-        let target = Target { addr: Addr::Unix(path.to_path_buf()), secret: Some(boot.clone()) };
+        let target = Target::with_secret(Addr::Unix(path.to_path_buf()), Some(boot.clone()));
         let f = file.clone();
         let host = thread::spawn(move || rekey(&target, &f));
         let (mut s, _) = guest_accepts(&listener, &boot);

@@ -18,7 +18,7 @@ use skiff_proto::events::{self as wire, Event, Stamped, MAX_LINE};
 use skiff_proto::hybrid::HandshakeError;
 
 use crate::guest::backoff::Backoff;
-use crate::guest::{Addr, Target};
+use crate::guest::{Addr, Link, Target};
 use crate::state::file;
 use crate::threads;
 
@@ -144,8 +144,8 @@ impl Events {
                     eprintln!("skiff: guest events: {e}; still trying");
                     said = true;
                 }
-                // A stopped VM is not connected to (see `guest::set_paused`).
-                while crate::guest::paused_within(Duration::ZERO) {
+                // A stopped VM is not connected to (see `Target::set_paused`).
+                while guest.link.paused_within(Duration::ZERO) {
                     thread::sleep(BACKOFF_MIN);
                 }
                 backoff.wait();
@@ -173,7 +173,7 @@ impl Events {
         self.seen().heard();
         conn.set_read_timeout(Some(SILENCE_LIMIT))?;
         conn.write_all(control::encode(&Request::Events).as_bytes())?;
-        self.take(Patient(BufReader::new(conn)), out)
+        self.take(Patient(BufReader::new(conn), &guest.link), out)
     }
 
     /// Reads a stream (header, then events) to its end.
@@ -220,25 +220,25 @@ fn refused_by_guest(addr: &Addr, e: &io::Error) -> bool {
 
 /// A stream whose read timeouts are waited out while the VM is paused (a
 /// stopped VM sends nothing, and reconnecting then would break the vsock
-/// device, see `guest::set_paused`), and are errors otherwise.
-struct Patient<R>(R);
+/// device, see `Target::set_paused`), and are errors otherwise.
+struct Patient<'a, R>(R, &'a Link);
 
-impl<R: Read> Read for Patient<R> {
+impl<R: Read> Read for Patient<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             match self.0.read(buf) {
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) && crate::guest::paused_within(SILENCE_LIMIT) => continue,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) && self.1.paused_within(SILENCE_LIMIT) => continue,
                 other => return other,
             }
         }
     }
 }
 
-impl<R: BufRead> BufRead for Patient<R> {
+impl<R: BufRead> BufRead for Patient<'_, R> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         loop {
             match self.0.fill_buf() {
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) && crate::guest::paused_within(SILENCE_LIMIT) => continue,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) && self.1.paused_within(SILENCE_LIMIT) => continue,
                 // Re-borrowed: the loop above cannot return the first borrow.
                 Ok(_) => return self.0.fill_buf(),
                 Err(e) => return Err(e),

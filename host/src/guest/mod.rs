@@ -15,6 +15,7 @@ pub mod build;
 pub mod control;
 pub mod events;
 pub mod forward;
+pub mod link;
 pub mod ports;
 pub mod record;
 pub mod relay;
@@ -25,75 +26,24 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use skiff_proto::auth::{self, Secret};
 use skiff_proto::hybrid;
 use vsock::VsockStream;
+
+pub use link::Link;
 
 /// How long a hybrid-vsock backend may take to answer `CONNECT`: it
 /// answers at once when the guest accepts or refuses, so only a wedged
 /// backend (or guest) takes this long.
 const HANDSHAKE_LIMIT: Duration = Duration::from_secs(15);
 
-/// The boot secret and the one that replaced it in the guest
-/// (`control::rekey`): a target holding the first proves the second.
-static REKEYED: Mutex<Option<(Secret, Secret)>> = Mutex::new(None);
-
-/// From now on, connections of a target holding `boot` prove `new`.
-pub fn rekeyed(boot: Secret, new: Secret) {
-    *REKEYED.lock().unwrap_or_else(|e| e.into_inner()) = Some((boot, new));
-}
-
-/// The secret to prove for a target holding `secret`.
-fn current(secret: &Secret) -> Secret {
-    match &*REKEYED.lock().unwrap_or_else(|e| e.into_inner()) {
-        Some((boot, new)) if boot.matches(secret) => new.clone(),
-        _ => secret.clone(),
-    }
-}
-
-/// True while QEMU has the VM stopped (QMP `stop`, a debugger); when it
-/// last resumed otherwise.
-static PAUSED: Mutex<(bool, Option<Instant>)> = Mutex::new((false, None));
-
 /// The file beside a hybrid-vsock socket that says the VM is paused, so
 /// every skiff process (`skiff shell` and `logs` from another terminal
 /// too) holds its connections back, not only `skiff run`.
 pub fn pause_marker(hybrid: &Path) -> PathBuf {
     hybrid.with_file_name("paused")
-}
-
-/// The VM stopped or resumed (QEMU's STOP and RESUME events). While it is
-/// stopped no connection is opened: the caller is told at once that the VM
-/// is paused, instead of waiting for an answer that comes only after the
-/// resume (the vsock device keeps such a connection until then).
-/// `marker`: the [`pause_marker`] of the VM's hybrid-vsock socket, if any.
-pub fn set_paused(paused: bool, marker: Option<&Path>) {
-    if let Some(m) = marker {
-        let done = if paused { crate::state::file::write(m, b"QEMU has the VM stopped\n") } else { std::fs::remove_file(m) };
-        if let Err(e) = done.or_else(|e| if e.kind() == io::ErrorKind::NotFound { Ok(()) } else { Err(e) }) {
-            eprintln!("skiff: {}: {e}", m.display());
-        }
-    }
-    let mut p = PAUSED.lock().unwrap_or_else(|e| e.into_inner());
-    if p.0 && !paused {
-        p.1 = Some(Instant::now());
-    }
-    p.0 = paused;
-}
-
-/// True if the VM is stopped, or resumed less than `within` ago: silence
-/// from the guest over that time says nothing about the guest.
-pub fn paused_within(within: Duration) -> bool {
-    let p = PAUSED.lock().unwrap_or_else(|e| e.into_inner());
-    p.0 || p.1.is_some_and(|at| at.elapsed() < within)
-}
-
-/// True if this process saw the VM stop, or another left the marker.
-fn is_paused(addr: &Addr) -> bool {
-    PAUSED.lock().unwrap_or_else(|e| e.into_inner()).0 || matches!(addr, Addr::Uds(p) if pause_marker(p).exists())
 }
 
 /// Where the guest's port is reached.
@@ -108,18 +58,45 @@ pub enum Addr {
     Unix(PathBuf),
 }
 
-/// A guest: where it is, and the secret its connections present.
+/// A guest: where it is, the secret its connections present, and the
+/// state they share ([`Link`]; clones of a target share it).
 #[derive(Clone, Debug)]
 pub struct Target {
     pub addr: Addr,
     /// Proved on every connection (`skiff_proto::auth`); `None` for a
     /// guest given no secret.
     pub secret: Option<Secret>,
+    pub link: Link,
 }
 
 impl Target {
     pub fn new(addr: Addr) -> Target {
-        Target { addr, secret: None }
+        Target::with_secret(addr, None)
+    }
+
+    pub fn with_secret(addr: Addr, secret: Option<Secret>) -> Target {
+        Target { addr, secret, link: Link::default() }
+    }
+
+    /// The VM stopped or resumed (QEMU's STOP and RESUME events). While it
+    /// is stopped no connection is opened: the caller is told at once that
+    /// the VM is paused, instead of waiting for an answer that comes only
+    /// after the resume (the vsock device keeps such a connection until
+    /// then). On hybrid vsock, the [`pause_marker`] tells other processes.
+    pub fn set_paused(&self, paused: bool) {
+        if let Addr::Uds(hybrid) = &self.addr {
+            let m = pause_marker(hybrid);
+            let done = if paused { crate::state::file::write(&m, b"QEMU has the VM stopped\n") } else { std::fs::remove_file(&m) };
+            if let Err(e) = done.or_else(|e| if e.kind() == io::ErrorKind::NotFound { Ok(()) } else { Err(e) }) {
+                eprintln!("skiff: {}: {e}", m.display());
+            }
+        }
+        self.link.set_paused(paused);
+    }
+
+    /// True if this process saw the VM stop, or another left the marker.
+    fn is_paused(&self) -> bool {
+        self.link.paused() || matches!(&self.addr, Addr::Uds(p) if pause_marker(p).exists())
     }
 
     /// Where connections go, for messages.
@@ -138,7 +115,7 @@ impl Target {
     /// or a hypervisor's socket for the guest port (vfkit), which needs the
     /// secret like any other way in.
     pub fn connect(&self, port: u32) -> io::Result<Conn> {
-        if is_paused(&self.addr) {
+        if self.is_paused() {
             return Err(io::Error::new(io::ErrorKind::NotConnected, "the VM is paused (QEMU stop); it is reached again once it resumes"));
         }
         let mut conn = match &self.addr {
@@ -147,7 +124,7 @@ impl Target {
             Addr::Unix(path) => Conn::Unix(UnixStream::connect(path)?),
         };
         if let Some(secret) = &self.secret {
-            authenticate(&mut conn, &current(secret), HANDSHAKE_LIMIT)?;
+            authenticate(&mut conn, &self.link.current(secret), HANDSHAKE_LIMIT)?;
         }
         Ok(conn)
     }
@@ -268,7 +245,7 @@ mod tests {
     fn a_peer_without_the_secret_gets_no_secret_nor_any_proof_and_the_host_stops() {
         let path = crate::testutil::SocketPath::new("guest-impostor", "guest.sock");
         let secret = Secret::from_bytes([7; auth::SECRET_LEN]);
-        let target = Target { addr: Addr::Unix(path.to_path_buf()), secret: Some(secret.clone()) };
+        let target = Target::with_secret(Addr::Unix(path.to_path_buf()), Some(secret.clone()));
         // One that guesses a secret, and one that answers garbage.
         let impostor = fake_guest(UnixListener::bind(&path).unwrap(), Secret::from_bytes([8; auth::SECRET_LEN]));
         let e = target.connect(2375).err().expect("the host went on with a peer that proved nothing");
@@ -295,7 +272,7 @@ mod tests {
         let path = crate::testutil::SocketPath::new("guest-unix-secret", "guest.sock");
         let listener = UnixListener::bind(&path).unwrap();
         let secret = Secret::from_bytes([7; auth::SECRET_LEN]);
-        let target = Target { addr: Addr::Unix(path.to_path_buf()), secret: Some(secret.clone()) };
+        let target = Target::with_secret(Addr::Unix(path.to_path_buf()), Some(secret.clone()));
         let guest = fake_guest(listener.try_clone().unwrap(), secret.clone());
         let mut conn = target.connect(2375).unwrap();
         conn.write_all(b"GET /_ping").unwrap();
@@ -310,6 +287,20 @@ mod tests {
         let mut got = Vec::new();
         listener.accept().unwrap().0.read_to_end(&mut got).unwrap();
         assert!(got.is_empty(), "another relay gets nothing without a secret");
+    }
+
+    #[test]
+    fn pausing_one_vm_leaves_another_in_the_same_process_reachable() {
+        let path = crate::testutil::SocketPath::new("guest-two-vms", "b.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let a = Target::new(Addr::Unix(path.parent().unwrap().join("a.sock")));
+        let b = Target::new(Addr::Unix(path.to_path_buf()));
+        a.set_paused(true);
+        assert_eq!(a.clone().connect(2375).err().map(|e| e.kind()), Some(io::ErrorKind::NotConnected), "a clone shares the pause");
+        assert!(b.connect(2375).is_ok(), "VM b was held back by VM a's pause");
+        drop(listener.accept().unwrap());
+        a.set_paused(false);
+        assert!(!b.link.paused_within(Duration::from_secs(60)), "VM b saw VM a resume");
     }
 
     #[test]

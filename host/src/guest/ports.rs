@@ -13,7 +13,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -175,10 +174,9 @@ impl Drop for Slot {
         match self {
             // Wakes the accept thread (accept fails with EINVAL), which then
             // drops its copy: the port closes at once.
-            // SAFETY: shutdown(2) on a socket this slot owns; no memory involved.
-            Slot::Listening { listener: Listener::Tcp(l), .. } => unsafe {
-                libc::shutdown(l.as_raw_fd(), libc::SHUT_RDWR);
-            },
+            Slot::Listening { listener: Listener::Tcp(l), .. } => {
+                let _ = rustix::net::shutdown(l, rustix::net::Shutdown::Both);
+            }
             // The receiving thread sees the flag within `udp::POLL` and
             // drops its copy. (A shut-down UDP socket's receive returns no
             // sender address, which std's recv_from does not accept.)
@@ -273,8 +271,8 @@ impl Ports {
             line.clear();
             let n = match lines.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line) {
                 // A stopped VM sends nothing, and reconnecting now would
-                // break the vsock device (see `guest::set_paused`).
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) && crate::guest::paused_within(SILENCE_LIMIT) => continue,
+                // break the vsock device (see `Target::set_paused`).
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) && self.guest.link.paused_within(SILENCE_LIMIT) => continue,
                 other => other?,
             };
             if n == 0 {
@@ -443,7 +441,7 @@ fn accept(listener: TcpListener, dest: Arc<Mutex<Dest>>, guest: Target, open: Ar
     for client in listener.incoming() {
         let client = match client {
             Ok(c) => c,
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return, // shut down: unpublished
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => return, // shut down: unpublished
             Err(e) => {
                 eprintln!("skiff: ports: accept failed: {e}");
                 thread::sleep(Duration::from_millis(100));

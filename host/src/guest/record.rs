@@ -29,7 +29,7 @@ pub fn recorded(state: &StateDir) -> io::Result<Target> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
-    Ok(Target { addr, secret })
+    Ok(Target::with_secret(addr, secret))
 }
 
 /// One line: `cid N` or `hybrid PATH`.
@@ -69,7 +69,7 @@ mod tests {
         let s = StateDir::create(&dir).unwrap();
         assert!(recorded(&s).is_err(), "no record → no target, not CID 3");
         record(&s, &Target::new(Addr::Cid(9))).unwrap();
-        assert!(matches!(recorded(&s).unwrap(), Target { addr: Addr::Cid(9), secret: None }));
+        assert!(matches!(recorded(&s).unwrap(), Target { addr: Addr::Cid(9), secret: None, .. }));
         let made = secret::renew(&s.secret()).unwrap();
         assert_eq!(recorded(&s).unwrap().secret, Some(made), "the secret comes with the address");
         s.clear_runtime();

@@ -8,6 +8,7 @@
 //! socket.
 
 pub mod context;
+pub mod error;
 pub mod file;
 pub mod pidfile;
 pub mod run_state;
@@ -17,9 +18,10 @@ pub mod settings;
 
 use std::env;
 use std::fs::{self, DirBuilder};
-use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+pub use error::StateError;
 
 /// `~/.skiff`, or `./.skiff` without a home.
 pub fn default_dir() -> PathBuf {
@@ -29,8 +31,7 @@ pub fn default_dir() -> PathBuf {
 /// Makes every file and socket this process creates private (0600/0700),
 /// so nothing is ever world-readable between its creation and a chmod.
 pub fn private_umask() {
-    // SAFETY: umask only changes this process's file-creation mask.
-    unsafe { libc::umask(0o077) };
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
 }
 
 /// A VM's state folder, checked to be private and ours.
@@ -42,26 +43,27 @@ pub struct StateDir {
 impl StateDir {
     /// Creates (0700) or opens the folder. Refuses one owned by another user;
     /// tightens one of ours that others could enter.
-    pub fn create(path: &Path) -> io::Result<StateDir> {
-        DirBuilder::new().recursive(true).mode(0o700).create(path)
-            .map_err(|e| io::Error::other(format!("cannot create the state folder {}: {e}", path.display())))?;
-        let root = fs::canonicalize(path)?;
-        let meta = fs::symlink_metadata(&root)?;
+    pub fn create(path: &Path) -> Result<StateDir, StateError> {
+        let failed = |error| StateError::Create { path: path.to_path_buf(), error };
+        DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(failed)?;
+        let root = fs::canonicalize(path).map_err(failed)?;
+        let meta = fs::symlink_metadata(&root).map_err(failed)?;
         check_owner(&root, meta.uid(), euid())?;
         if meta.mode() & 0o077 != 0 {
             eprintln!("skiff: {} was open to other users; making it private (0700)", root.display());
-            fs::set_permissions(&root, fs::Permissions::from_mode(0o700))?;
+            fs::set_permissions(&root, fs::Permissions::from_mode(0o700)).map_err(failed)?;
         }
         Ok(StateDir { root })
     }
 
     /// Opens an existing folder for a command that talks to a running VM.
-    pub fn existing(path: &Path) -> io::Result<StateDir> {
+    pub fn existing(path: &Path) -> Result<StateDir, StateError> {
         if !path.is_dir() {
-            return Err(io::Error::other(format!("no VM state folder at {} (is a VM running?)", path.display())));
+            return Err(StateError::NotFound(path.to_path_buf()));
         }
-        let root = fs::canonicalize(path)?;
-        let meta = fs::metadata(&root)?;
+        let io = |error| StateError::Io { path: path.to_path_buf(), error };
+        let root = fs::canonicalize(path).map_err(io)?;
+        let meta = fs::metadata(&root).map_err(io)?;
         check_owner(&root, meta.uid(), euid())?;
         Ok(StateDir { root })
     }
@@ -86,7 +88,8 @@ impl StateDir {
     pub fn events(&self) -> PathBuf {
         self.root.join("events")
     }
-    /// What the running `skiff run` booted and how far it is (`run_state`).
+    /// What the running (or last) `skiff run` booted, how far it is, how
+    /// it ended (`run_state`).
     pub fn run_state(&self) -> PathBuf {
         self.root.join("run-state")
     }
@@ -151,12 +154,13 @@ impl StateDir {
     /// What a running VM keeps in the folder: its sockets (engine, builder, QMP,
     /// vsock device, virtiofsd's and the guest-initiated `vsock.sock_PORT`
     /// ones), pid files, vsock address and port listing. Kept: the data
-    /// disk, ISO copies, settings, secret and the logs.
+    /// disk, ISO copies, settings, secret, the logs and the `run-state`
+    /// record (how the last run ended, for `skiff start`).
     pub fn runtime_files(&self) -> Vec<PathBuf> {
         let hybrid = self.hybrid_vsock();
         let ports_tmp = self.ports().with_extension("tmp");
         let mut files = vec![
-            self.docker_sock(), self.build_sock(), self.qmp(), self.qmp_events(), self.root.join("paused"), self.vhost(), hybrid.clone(), self.target_record(), self.run_state(), self.pid_file(),
+            self.docker_sock(), self.build_sock(), self.qmp(), self.qmp_events(), self.root.join("paused"), self.vhost(), hybrid.clone(), self.target_record(), self.pid_file(),
             self.qemu_pid_file(), self.ports(), ports_tmp,
         ];
         let hybrid_prefix = format!("{}_", hybrid.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
@@ -200,17 +204,13 @@ impl StateDir {
 
 /// This process's effective user id.
 pub fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 /// Only the user running `skiff` may use a state folder.
-fn check_owner(root: &Path, uid: u32, me: u32) -> io::Result<()> {
+fn check_owner(root: &Path, uid: u32, me: u32) -> Result<(), StateError> {
     if uid != me {
-        return Err(io::Error::other(format!(
-            "the state folder {} belongs to uid {uid}, not to you (uid {me}); refusing to use it",
-            root.display()
-        )));
+        return Err(StateError::NotOurs { path: root.to_path_buf(), owner: uid, me });
     }
     Ok(())
 }
@@ -245,8 +245,18 @@ mod tests {
 
     #[test]
     fn another_users_folder_is_refused() {
-        assert!(check_owner(Path::new("/x"), 1000, 1001).is_err());
+        assert!(matches!(check_owner(Path::new("/x"), 1000, 1001), Err(StateError::NotOurs { owner: 1000, me: 1001, .. })));
         assert!(check_owner(Path::new("/x"), 1000, 1000).is_ok());
+    }
+
+    #[test]
+    fn a_missing_folder_is_told_apart() {
+        let dir = scratch("missing");
+        assert!(matches!(StateDir::existing(&dir), Err(StateError::NotFound(p)) if p == dir));
+        let file = scratch("a-file");
+        fs::write(&file, b"").unwrap();
+        assert!(matches!(StateDir::create(&file.join("sub")), Err(StateError::Create { .. })));
+        fs::remove_file(&file).unwrap();
     }
 
     #[test]
@@ -255,7 +265,7 @@ mod tests {
         let s = StateDir::create(&dir).unwrap();
         let runtime = ["docker.sock", "qmp.sock", "qmp-events.sock", "paused", "vhost.sock", "vsock.sock", "vsock.sock_1024", "vsock-target", "skiff.pid", "qemu.pid",
             "ports", "ports.tmp", "fs-0.sock", "fs-0.sock.pid", "fs-12.sock"];
-        let kept = ["data.qcow2", "settings", "secret", "console.log", "skiff.log", "fs-x.sock", "fs-.sock", "vsock.socket"];
+        let kept = ["data.qcow2", "settings", "secret", "console.log", "skiff.log", "run-state", "fs-x.sock", "fs-.sock", "vsock.socket"];
         for name in runtime.iter().chain(&kept) {
             fs::write(dir.join(name), b"").unwrap();
         }

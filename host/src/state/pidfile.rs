@@ -6,7 +6,7 @@
 use std::fs;
 use std::io;
 
-use crate::state::{file, StateDir};
+use crate::state::{file, StateDir, StateError};
 
 /// A pid record is two numbers on a line.
 const MAX_RECORD: u64 = 64;
@@ -90,13 +90,14 @@ impl Drop for Claim {
 
 /// Claims the folder for this `skiff run`: refuses when another one runs,
 /// cleans up a crashed VM's leftovers.
-pub fn claim(state: &StateDir) -> io::Result<Claim> {
+pub fn claim(state: &StateDir) -> Result<Claim, StateError> {
     if let Some(other) = running(state) {
-        return Err(io::Error::other(format!("a VM is already running from {} (pid {})", state.path().display(), other.pid)));
+        return Err(StateError::Locked { path: state.path().to_path_buf(), pid: other.pid });
     }
     clean_leftovers(state);
-    let me = ProcId::of(std::process::id() as i32).ok_or_else(|| io::Error::other("cannot read our own /proc entry"))?;
-    file::write(&state.pid_file(), me.encode().as_bytes())?;
+    let io = |error| StateError::Io { path: state.pid_file(), error };
+    let me = ProcId::of(std::process::id() as i32).ok_or_else(|| io(io::Error::other("cannot read our own /proc entry")))?;
+    file::write(&state.pid_file(), me.encode().as_bytes()).map_err(io)?;
     Ok(Claim { state: state.clone() })
 }
 

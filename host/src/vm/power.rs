@@ -3,8 +3,9 @@
 //! drives its QEMU child, `skiff stop` the `skiff run` process from
 //! another terminal; tests drive a fake with its own clock.
 
-use std::io;
 use std::time::{Duration, Instant};
+
+use crate::vm::qmp::QmpError;
 
 /// How long the guest may take to shut down after the power button before
 /// the VM is killed: its own worst case plus a margin for a slow host.
@@ -21,7 +22,7 @@ const POLL: Duration = Duration::from_millis(100);
 /// What [`power_off`] needs of a VM.
 pub trait PowerSwitch {
     /// Presses the ACPI power button (QMP `system_powerdown`).
-    fn press_power_button(&mut self) -> io::Result<()>;
+    fn press_power_button(&mut self) -> Result<(), QmpError>;
     /// True once the VM has exited.
     fn exited(&mut self) -> bool;
     /// True once the guest said it powers off (its `PoweringOff` event).
@@ -37,29 +38,26 @@ pub trait PowerSwitch {
 pub enum Ended {
     /// The VM exited after the power button.
     Exited,
-    /// The button could not be pressed, so the VM was killed at once.
-    KilledUnpressed,
     /// The VM was still there when overdue ([`SHUTDOWN_LIMIT`] after the
     /// press, or [`POWERED_OFF_GRACE`] after the guest said it powers off).
-    KilledOverdue,
+    Killed,
 }
 
 /// Presses the power button and waits until the VM exits or is overdue,
-/// then kills it. Says on stderr when it had to kill.
-pub fn power_off(vm: &mut impl PowerSwitch) -> Ended {
-    if let Err(e) = vm.press_power_button() {
-        if vm.exited() {
-            return Ended::Exited;
-        }
-        eprintln!("skiff: cannot press the power button ({e}); killing the VM");
-        vm.kill();
-        return Ended::KilledUnpressed;
+/// then kills it (and says so on stderr). A QEMU that no longer answers
+/// its socket is on its way out and is waited for the same way; any other
+/// failure to press is the caller's to decide on, the VM untouched.
+pub fn power_off(vm: &mut impl PowerSwitch) -> Result<Ended, QmpError> {
+    match vm.press_power_button() {
+        Ok(()) => {}
+        Err(QmpError::Unreachable { .. }) => eprintln!("skiff: QEMU has already exited; waiting for the VM to be gone"),
+        Err(e) => return Err(e),
     }
     let pressed = vm.now();
     let mut said_off: Option<Instant> = None;
     loop {
         if vm.exited() {
-            return Ended::Exited;
+            return Ok(Ended::Exited);
         }
         if said_off.is_none() && vm.guest_powering_off() {
             said_off = Some(vm.now());
@@ -68,7 +66,7 @@ pub fn power_off(vm: &mut impl PowerSwitch) -> Ended {
         if overdue(now - pressed, said_off.map(|t| now - t)) {
             eprintln!("skiff: the VM did not exit after its shutdown; killing it");
             vm.kill();
-            return Ended::KilledOverdue;
+            return Ok(Ended::Killed);
         }
         vm.sleep(POLL);
     }
@@ -83,6 +81,7 @@ fn overdue(since_pressed: Duration, since_off: Option<Duration>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io;
 
     /// A VM that exits `exits_after` the press (never: `None`), says it
     /// powers off `says_off_after` the press, and records what was done.
@@ -90,7 +89,7 @@ mod tests {
         start: Instant,
         now: Duration,
         pressed: Option<Duration>,
-        press_fails: bool,
+        press_fails: Option<fn() -> QmpError>,
         exits_after: Option<Duration>,
         says_off_after: Option<Duration>,
         killed_at: Option<Duration>,
@@ -102,7 +101,7 @@ mod tests {
                 start: Instant::now(),
                 now: Duration::ZERO,
                 pressed: None,
-                press_fails: false,
+                press_fails: None,
                 exits_after: exits_after.map(Duration::from_secs),
                 says_off_after: says_off_after.map(Duration::from_secs),
                 killed_at: None,
@@ -115,12 +114,9 @@ mod tests {
     }
 
     impl PowerSwitch for Fake {
-        fn press_power_button(&mut self) -> io::Result<()> {
-            if self.press_fails {
-                return Err(io::Error::other("no QMP socket"));
-            }
+        fn press_power_button(&mut self) -> Result<(), QmpError> {
             self.pressed = Some(self.now);
-            Ok(())
+            self.press_fails.map_or(Ok(()), |e| Err(e()))
         }
 
         fn exited(&mut self) -> bool {
@@ -147,7 +143,7 @@ mod tests {
     #[test]
     fn a_vm_that_exits_is_never_killed() {
         let mut vm = Fake::new(Some(2), Some(1));
-        assert_eq!(power_off(&mut vm), Ended::Exited);
+        assert_eq!(power_off(&mut vm).unwrap(), Ended::Exited);
         assert_eq!(vm.killed_at, None);
         assert!(vm.now >= Duration::from_secs(2) && vm.now < Duration::from_secs(3));
     }
@@ -155,7 +151,7 @@ mod tests {
     #[test]
     fn a_vm_that_said_it_powers_off_gets_the_grace_then_is_killed() {
         let mut vm = Fake::new(None, Some(3));
-        assert_eq!(power_off(&mut vm), Ended::KilledOverdue);
+        assert_eq!(power_off(&mut vm).unwrap(), Ended::Killed);
         let at = vm.killed_at.unwrap();
         assert!(at > Duration::from_secs(3) + POWERED_OFF_GRACE && at < Duration::from_secs(4) + POWERED_OFF_GRACE, "killed at {at:?}");
     }
@@ -163,17 +159,21 @@ mod tests {
     #[test]
     fn a_silent_vm_is_killed_at_the_limit() {
         let mut vm = Fake::new(None, None);
-        assert_eq!(power_off(&mut vm), Ended::KilledOverdue);
+        assert_eq!(power_off(&mut vm).unwrap(), Ended::Killed);
         let at = vm.killed_at.unwrap();
         assert!(at > SHUTDOWN_LIMIT && at < SHUTDOWN_LIMIT + Duration::from_secs(1), "killed at {at:?}");
     }
 
     #[test]
-    fn a_button_that_cannot_be_pressed_kills_at_once() {
+    fn a_gone_qemu_is_waited_for_and_a_refusal_left_to_the_caller() {
         let mut vm = Fake::new(Some(1), None);
-        vm.press_fails = true;
-        assert_eq!(power_off(&mut vm), Ended::KilledUnpressed);
-        assert_eq!(vm.killed_at, Some(Duration::ZERO));
+        vm.press_fails = Some(|| QmpError::Unreachable { path: "qmp.sock".into(), error: io::ErrorKind::NotFound.into() });
+        assert_eq!(power_off(&mut vm).unwrap(), Ended::Exited);
+        assert_eq!(vm.killed_at, None);
+        let mut vm = Fake::new(Some(1), None);
+        vm.press_fails = Some(|| QmpError::Refused { command: "system_powerdown".into(), reply: "no".into() });
+        assert!(matches!(power_off(&mut vm), Err(QmpError::Refused { .. })));
+        assert_eq!((vm.killed_at, vm.now), (None, Duration::ZERO), "the VM is the caller's to decide on");
     }
 
     #[test]

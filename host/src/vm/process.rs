@@ -23,12 +23,11 @@ use std::time::{Duration, Instant};
 
 /// Children die with us: a killed `skiff run` must not leave QEMU behind.
 pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory.
+    // SAFETY: the closure runs between fork and exec and makes one
+    // syscall, prctl(PR_SET_PDEATHSIG), which allocates nothing and takes no lock.
     unsafe {
         cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
             Ok(())
         })
     }
@@ -37,10 +36,8 @@ pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
 /// Makes this process the reaper of orphans among its descendants
 /// (`PR_SET_CHILD_SUBREAPER`); see the module comment.
 pub fn become_subreaper() -> io::Result<()> {
-    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only sets a flag on this process.
-    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // Any pid given turns the flag on.
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
     Ok(())
 }
 
@@ -51,12 +48,10 @@ pub fn reap_adopted(limit: Duration) -> usize {
     let end = Instant::now() + limit;
     let mut reaped = 0;
     loop {
-        let mut status = 0;
-        // SAFETY: waitpid writes the exit status into `status`, a valid i32.
-        match unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } {
-            pid if pid > 0 => reaped += 1,
+        match rustix::process::wait(rustix::process::WaitOptions::NOHANG) {
+            Ok(Some(_)) => reaped += 1,
             // Children left, none exited yet.
-            0 if Instant::now() < end => thread::sleep(Duration::from_millis(20)),
+            Ok(None) if Instant::now() < end => thread::sleep(Duration::from_millis(20)),
             // No children (ECHILD), or out of time: the rest go to our own reaper.
             _ => return reaped,
         }

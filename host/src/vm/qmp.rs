@@ -2,10 +2,64 @@
 //! power button today. QMP instead of the human monitor: a fixed JSON
 //! grammar, and no way to type arbitrary monitor commands at the VM.
 
+use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// What can go wrong talking to QEMU, for callers to decide on.
+#[derive(Debug)]
+pub enum QmpError {
+    /// Nothing answers on the socket: QEMU has exited, or is exiting.
+    Unreachable { path: PathBuf, error: io::Error },
+    /// Something else answers on the socket.
+    NotQmp { path: PathBuf, greeting: String },
+    /// QEMU answered the command with an error.
+    Refused { command: String, reply: String },
+    /// The connection failed midway (closed, timed out, garbled).
+    Io(io::Error),
+}
+
+impl fmt::Display for QmpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QmpError::Unreachable { path, error } => {
+                write!(f, "QEMU does not answer on {} ({error}): it has exited or is exiting; `skiff status` says whether the VM runs", path.display())
+            }
+            QmpError::NotQmp { path, greeting } => write!(
+                f,
+                "{} is not QEMU's QMP socket (it said {:?}); `skiff stop`, then `skiff start` again",
+                path.display(),
+                greeting.chars().take(80).collect::<String>()
+            ),
+            QmpError::Refused { command, reply } => write!(f, "QEMU refused {command}: {reply}"),
+            QmpError::Io(e) => write!(f, "the QMP connection to QEMU failed ({e}); try again"),
+        }
+    }
+}
+
+impl std::error::Error for QmpError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            QmpError::Unreachable { error, .. } | QmpError::Io(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for QmpError {
+    fn from(e: io::Error) -> QmpError {
+        QmpError::Io(e)
+    }
+}
+
+/// Kept inside, so a caller holding an `io::Error` can still match it.
+impl From<QmpError> for io::Error {
+    fn from(e: QmpError) -> io::Error {
+        io::Error::other(e)
+    }
+}
 
 /// A QMP session past the capabilities handshake.
 pub struct Qmp {
@@ -15,21 +69,21 @@ pub struct Qmp {
 
 impl Qmp {
     /// Connects and negotiates (greeting, then `qmp_capabilities`).
-    pub fn connect(path: &Path) -> io::Result<Qmp> {
-        let stream = UnixStream::connect(path)?;
+    pub fn connect(path: &Path) -> Result<Qmp, QmpError> {
+        let stream = UnixStream::connect(path).map_err(|error| QmpError::Unreachable { path: path.to_path_buf(), error })?;
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
         let writer = stream.try_clone()?;
         let mut qmp = Qmp { reader: BufReader::new(stream), writer };
         let greeting = qmp.line()?;
         if !greeting.contains("\"QMP\"") {
-            return Err(io::Error::other(format!("not a QMP socket: {greeting}")));
+            return Err(QmpError::NotQmp { path: path.to_path_buf(), greeting });
         }
         qmp.execute("qmp_capabilities")?;
         Ok(qmp)
     }
 
     /// Runs a command without arguments; returns its `return` line.
-    pub fn execute(&mut self, command: &str) -> io::Result<String> {
+    pub fn execute(&mut self, command: &str) -> Result<String, QmpError> {
         self.writer.write_all(format!("{{\"execute\":\"{command}\"}}\n").as_bytes())?;
         read_reply(&mut self.reader, command)
     }
@@ -45,12 +99,12 @@ const MAX_LINE: u64 = 64 * 1024;
 
 /// Reads the answer to `command`, just sent: its `return` line, or an
 /// error for its `error` line; events before it are skipped.
-pub fn read_reply(r: &mut impl BufRead, command: &str) -> io::Result<String> {
+pub fn read_reply(r: &mut impl BufRead, command: &str) -> Result<String, QmpError> {
     loop {
         let line = read_line(r)?;
         match reply_kind(&line) {
             Reply::Return => return Ok(line),
-            Reply::Error => return Err(io::Error::other(format!("QMP {command}: {line}"))),
+            Reply::Error => return Err(QmpError::Refused { command: command.to_string(), reply: line }),
             Reply::Event => continue,
         }
     }
@@ -106,7 +160,7 @@ impl Qmp {
 }
 
 /// Presses the VM's ACPI power button.
-pub fn powerdown(path: &Path) -> io::Result<()> {
+pub fn powerdown(path: &Path) -> Result<(), QmpError> {
     Qmp::connect(path)?.execute("system_powerdown").map(drop)
 }
 
@@ -135,9 +189,26 @@ mod tests {
     fn an_endless_line_is_refused_not_stored() {
         let endless = vec![b'x'; MAX_LINE as usize * 4];
         let err = read_reply(&mut io::Cursor::new(endless), "system_powerdown").unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert!(matches!(&err, QmpError::Io(e) if e.kind() == io::ErrorKind::InvalidData), "{err}");
         let longest = [vec![b' '; MAX_LINE as usize - 15], b"{\"return\": {}}\n".to_vec()].concat();
         assert_eq!(read_reply(&mut io::Cursor::new(longest), "x").unwrap().trim_start(), "{\"return\": {}}", "a line of MAX_LINE bytes is read");
+    }
+
+    #[test]
+    fn a_gone_qemu_a_stranger_and_a_refusal_are_told_apart() {
+        let path = std::env::temp_dir().join(format!("skiff-qmp-gone-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        assert!(matches!(powerdown(&path), Err(QmpError::Unreachable { .. })));
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(b"SSH-2.0-OpenSSH\n").unwrap();
+        });
+        assert!(matches!(powerdown(&path), Err(QmpError::NotQmp { .. })));
+        server.join().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let refusal = b"{\"event\": \"X\"}\n{\"error\": {\"class\": \"GenericError\"}}\n";
+        assert!(matches!(read_reply(&mut io::Cursor::new(&refusal[..]), "stop"), Err(QmpError::Refused { command, .. }) if command == "stop"));
     }
 
     /// A scripted QMP server: greeting, capabilities, an event, then the reply.

@@ -223,10 +223,7 @@ pub fn virtiofsd_args(share: &Share, socket: &Path, ids: Option<(u32, u32)>, max
 
 /// Our hard limit of open files (children cannot go above it), if finite.
 fn open_file_limit() -> Option<u64> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes one rlimit struct, which `lim` is.
-    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
-    (ok && lim.rlim_max != libc::RLIM_INFINITY).then_some(lim.rlim_max)
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum
 }
 
 /// QEMU's value for a path inside an option list (commas doubled).

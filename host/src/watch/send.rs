@@ -58,7 +58,7 @@ fn send_all(changes: &Changes, target: &Target) {
             }
             Err(e) => {
                 conn = None;
-                if !told && !crate::guest::paused_within(ANSWER_LIMIT) {
+                if !told && !target.link.paused_within(ANSWER_LIMIT) {
                     eprintln!("skiff: watch: cannot name host edits to the guest ({e}); retrying");
                     told = true;
                 }
@@ -113,8 +113,8 @@ fn send(conn: &mut Option<Conn>, target: &Target, paths: &[String]) -> io::Resul
                 let reason = skiff_proto::auth::parse_refusal(format!("{text}\n").as_bytes()).unwrap_or_else(|| text.into_owned());
                 return Err(io::Error::new(io::ErrorKind::InvalidData, reason));
             }
-            // A stopped VM goes through nothing (see `guest::set_paused`).
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) && crate::guest::paused_within(ANSWER_LIMIT) => {}
+            // A stopped VM goes through nothing (see `Target::set_paused`).
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) && target.link.paused_within(ANSWER_LIMIT) => {}
             Err(e) => return Err(e),
         }
     }
