@@ -33,6 +33,8 @@ pub struct Seen {
     heard: Option<Instant>,
     /// This boot is over: no reconnection (a next boot has its own follower).
     closed: bool,
+    /// Streams that got as far as the guest's header.
+    streams: u64,
 }
 
 impl Seen {
@@ -134,9 +136,15 @@ impl Events {
         threads::spawn("guest events", move || {
             let (mut backoff, mut said) = (Backoff::new(BACKOFF_MIN, BACKOFF_MAX), false);
             loop {
+                let streams = this.seen().streams;
                 let result = this.read(&guest, &mut out);
                 if this.seen().powering_off().is_some() || this.seen().closed {
                     return;
+                }
+                // A stream that worked and then ended: reconnect at once.
+                if this.seen().streams > streams {
+                    backoff.reset();
+                    said = false;
                 }
                 // Said once, when retries have slowed down (early refusals
                 // are normal: the port opens once the guest's services run).
@@ -190,6 +198,7 @@ impl Events {
             let bad = |e| io::Error::new(io::ErrorKind::InvalidData, e);
             if std::mem::take(&mut first) {
                 wire::parse_header(text).map_err(bad)?;
+                self.seen().streams += 1;
                 continue;
             }
             let Some(s) = wire::parse(text).map_err(bad)? else { continue };
@@ -272,12 +281,14 @@ mod tests {
         let copied: Vec<Event> = String::from_utf8(copy).unwrap().lines().filter_map(|l| wire::parse(l.as_bytes()).unwrap()).map(|s| s.event).collect();
         assert_eq!(copied, [Event::InitRunning, Event::EngineReady, Event::PoweringOff]);
         assert!(events.seen().powering_off().is_some());
+        assert_eq!(events.seen().streams, 2, "each stream that reached its header resets the reconnection delay");
     }
 
     #[test]
     fn other_versions_and_junk_end_the_stream() {
         let events = Events::default();
         assert!(events.take(&b"SKIFF-EVENTS/2\n0 0 engine-ready\n"[..], &mut Vec::new()).is_err());
+        assert_eq!(events.seen().streams, 0, "a stream of another version is no working stream");
         assert!(events.take(format!("{}\n0 x engine-ready\n", wire::HEADER).as_bytes(), &mut Vec::new()).is_err());
         let long = format!("{}\n{}\n", wire::HEADER, "1".repeat(MAX_LINE + 10));
         assert!(events.take(long.as_bytes(), &mut Vec::new()).is_err());
