@@ -132,21 +132,24 @@ pub fn not_toml(text: &str, at: Option<usize>, message: &str) -> String {
 
 /// One share entry: a table of `tag`, `path` and optional `fs` strings.
 pub fn share(v: DeValue<'_>) -> Result<Share, Invalid> {
-    let DeValue::Table(mut t) = v else {
+    let DeValue::Table(t) = v else {
         return Err(Invalid::NotTable(v.type_str()));
     };
-    let mut text = |key: &'static str| match t.remove(key).map(|v| v.into_inner()) {
-        Some(DeValue::String(s)) => Ok(Some(s.into_owned())),
-        Some(other) => Err(Invalid::NotString(key, other.type_str())),
-        None => Ok(None),
-    };
-    let tag = text("tag")?.ok_or(Invalid::Missing("tag"))?;
-    let path = text("path")?.ok_or(Invalid::Missing("path"))?;
-    let fs = text("fs")?;
-    if let Some(k) = t.keys().next() {
-        return Err(Invalid::UnknownKey(k.get_ref().to_string()));
+    let (mut tag, mut path, mut fs) = (None, None, None);
+    for (key, value) in t {
+        let (key, value) = (key.into_inner(), value.into_inner());
+        let (name, slot) = match &*key {
+            "tag" => ("tag", &mut tag),
+            "path" => ("path", &mut path),
+            "fs" => ("fs", &mut fs),
+            _ => return Err(Invalid::UnknownKey(key.into_owned())),
+        };
+        match value {
+            DeValue::String(s) => *slot = Some(s.into_owned()),
+            other => return Err(Invalid::NotString(name, other.type_str())),
+        }
     }
-    Share::new(tag, path, fs.as_deref())
+    Share::new(tag.ok_or(Invalid::Missing("tag"))?, path.ok_or(Invalid::Missing("path"))?, fs.as_deref())
 }
 
 /// A TOML basic string: `"` and `\` escaped, control characters as `\uXXXX`.
