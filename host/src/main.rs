@@ -117,28 +117,12 @@ struct BridgeArgs {
 fn start(opts: &commands::run::RunOptions, matches: Option<&ArgMatches>, rollback: bool) -> Result<(), commands::start_error::StartError> {
     let state = state::StateDir::create(&opts.dir)?;
     let given = |id: &str| matches.and_then(|m| m.value_source(id)).is_some_and(|s| s != ValueSource::DefaultValue);
-    let stored = state::settings::load(&state.settings());
+    let stored = commands::remembered::load(&state.settings());
     // Share paths are remembered absolute: the next start may run elsewhere.
     let cwd = std::env::current_dir()?;
-    let (merged, extra) = state::settings::merge(&stored, |key| {
-        let arg = match key {
-            "share" => "shares",
-            other => other,
-        };
-        given(arg).then(|| match key {
-            "memory" => vec![opts.memory.to_string()],
-            "cpus" => vec![opts.cpus.to_string()],
-            "disk_size" => vec![opts.disk_size.clone()],
-            "share" => opts.shares.shares.iter().map(|p| vm::shares::absolute(p, &cwd).display().to_string()).collect(),
-            "no_shares" => vec!["true".to_string()],
-            "balloon" => vec![opts.balloon.as_str().to_string()],
-            "discard" => vec![opts.discard.as_str().to_string()],
-            "watch" => vec![opts.watch.as_str().to_string()],
-            "share_via" => vec![opts.shares.share_via.clone()],
-            // Every key in `settings::KEYS` has an arm above.
-            _ => vec![],
-        })
-    });
+    let mut absolute = opts.clone();
+    absolute.shares.shares = opts.shares.shares.iter().map(|p| vm::shares::absolute(p, &cwd)).collect();
+    let (merged, extra) = commands::remembered::merge(&stored, &absolute, given);
     // The arguments after the subcommand, passed on to `skiff run`.
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let name = if rollback { "rollback" } else { "start" };

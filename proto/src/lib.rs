@@ -1,6 +1,7 @@
 //! Wire formats that the Skiff guest init and the host CLI both speak.
 //!
-//! Pure code only (bytes in, values out), so both sides share one tested
+//! Pure code only (bytes in, values out; `toml`'s parser is the one
+//! dependency), so both sides share one tested
 //! implementation instead of two copies; one exception, `bzimage`, runs the
 //! `xz` tool (host side only).
 
@@ -11,6 +12,7 @@ pub mod copy;
 pub mod datagram;
 pub mod events;
 pub mod framing;
+pub mod guest_settings;
 pub mod http;
 pub mod hybrid;
 pub mod shares;

@@ -105,6 +105,66 @@ impl Transport {
     }
 }
 
+/// One share as the guest mounts it: the device's tag, the path (the
+/// host's), and the transport (`None`: try virtiofs, then 9p).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    /// The device's tag (virtio-fs tag or 9p mount_tag).
+    pub tag: String,
+    /// Where it is mounted: the host's path.
+    pub path: String,
+    /// virtiofs or 9p; `None` tries virtiofs, then 9p.
+    pub fs: Option<Transport>,
+}
+
+/// Why a share entry is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalid {
+    /// Not a table (holds the TOML type found).
+    NotTable(&'static str),
+    /// A key whose value is not a string (and the type found).
+    NotString(&'static str, &'static str),
+    /// `tag` or `path` is missing.
+    Missing(&'static str),
+    /// A key other than tag, path and fs.
+    UnknownKey(String),
+    /// Not 1 to 36 letters, digits, '-', '_' or '.'.
+    Tag(String),
+    /// A path that cannot be shared.
+    Path(String, PathError),
+    /// An `fs` other than virtiofs or 9p.
+    Fs(String),
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Invalid::NotTable(found) => write!(f, "expected a table such as {{ tag = \"home\", path = \"/home/u\" }}, not {found}"),
+            Invalid::NotString(key, found) => write!(f, "`{key}` must be a string, not {found}"),
+            Invalid::Missing(key) => write!(f, "no `{key}`"),
+            Invalid::UnknownKey(k) => write!(f, "unknown key `{k}` (known: tag, path, fs)"),
+            Invalid::Tag(tag) => write!(f, "tag {tag:?} is not 1 to 36 letters, digits, '-', '_' or '.'"),
+            Invalid::Path(path, e) => write!(f, "path {path:?}: {e}"),
+            Invalid::Fs(name) => write!(f, "fs {name:?} is not virtiofs or 9p"),
+        }
+    }
+}
+
+impl Share {
+    /// Checks a share's tag, path and transport name.
+    pub fn new(tag: String, path: String, fs: Option<&str>) -> Result<Share, Invalid> {
+        if !valid_tag(&tag) {
+            return Err(Invalid::Tag(tag));
+        }
+        check_path(&path).map_err(|e| Invalid::Path(path.clone(), e))?;
+        let fs = match fs {
+            None => None,
+            Some(name) => Some(Transport::parse(name).ok_or_else(|| Invalid::Fs(name.into()))?),
+        };
+        Ok(Share { tag, path, fs })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

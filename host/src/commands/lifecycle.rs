@@ -271,7 +271,7 @@ pub fn status(state: &StateDir) -> io::Result<()> {
             println!("iso: {} (build {cur})", images::path_of(state, cur).display());
         }
         print_disk(&disk);
-        println!("settings: {}", settings::describe(&settings::load(&state.settings())));
+        println!("settings: {}", settings::describe(&crate::commands::remembered::load(&state.settings())));
         return Ok(());
     };
     println!("state: running (pid {})", id.pid);
@@ -297,7 +297,7 @@ pub fn status(state: &StateDir) -> io::Result<()> {
     println!("docker host: unix://{} (docker context {})", state.docker_sock().display(), context::NAME);
     print_disk(&disk);
     print!("{}", describe_ports(&file::read(&state.ports(), MAX_READ).unwrap_or_default()));
-    println!("settings: {}", settings::describe(&settings::load(&state.settings())));
+    println!("settings: {}", settings::describe(&crate::commands::remembered::load(&state.settings())));
     Ok(())
 }
 

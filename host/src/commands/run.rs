@@ -11,6 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
+use skiff_proto::guest_settings::GuestSettings;
 use skiff_proto::DEFAULT_ENGINE_PORT;
 
 use crate::vm::accel;
@@ -22,7 +23,7 @@ use crate::state::pidfile;
 use crate::threads;
 use crate::guest::events::Events;
 use crate::guest::Link;
-use crate::vm::guestcfg::GuestConfig;
+use crate::vm::guestcfg;
 use crate::vm::process::{self, die_with_parent};
 use crate::guest::ports::Ports;
 use crate::vm::qemu::{self, Arch, DirectKernel, Machine, Medium};
@@ -225,7 +226,7 @@ fn machine(o: &RunOptions, arch: Arch, state: &StateDir, build: &str, vsock: &Vs
         devices: [
             vsock.qemu_args.clone(),
             shares.qemu_args.clone(),
-            vec!["-fw_cfg".into(), guest_config(shares, &vsock.target).write(state)?],
+            vec!["-fw_cfg".into(), guestcfg::write(&guest_settings(shares, &vsock.target), state)?],
             // So a boot without a data disk does not wait for one to appear.
             vec!["-fw_cfg".into(), format!("name={},string={}", skiff_proto::FW_CFG_DATA_DISKS, disks.len())],
         ]
@@ -237,13 +238,8 @@ fn machine(o: &RunOptions, arch: Arch, state: &StateDir, build: &str, vsock: &Vs
 /// What the guest is told out of band (see `guestcfg`): its secret (never
 /// on the kernel command line or QEMU's argv, which others can read) and
 /// the shares.
-fn guest_config(shares: &Shares, target: &crate::guest::Target) -> GuestConfig {
-    let mut cfg = GuestConfig::default();
-    if let Some(s) = &target.secret {
-        cfg.set("secret", &s.to_hex());
-    }
-    shares::tell_guest(&mut cfg, &shares.shares, shares.via);
-    cfg
+fn guest_settings(shares: &Shares, target: &crate::guest::Target) -> GuestSettings {
+    GuestSettings { secret: target.secret.clone(), shares: shares::for_guest(&shares.shares, shares.via) }
 }
 
 /// Boots the ISO, bridges the engine socket, prints DOCKER_HOST once the

@@ -19,7 +19,6 @@ use skiff_proto::shares::{check_path, PathError, Transport};
 
 use rustix::process::{getegid, geteuid};
 
-use crate::vm::guestcfg::GuestConfig;
 use crate::vm::hide::{self, Cover, Overlap};
 use crate::vm::process::{die_with_parent, find_program, stop, wait_for_path};
 use crate::state::StateDir;
@@ -254,12 +253,11 @@ pub fn qemu_args(shares: &[Share], via: Transport, sockets: &[PathBuf], root: bo
     a
 }
 
-/// Tells the guest what to mount where (config key `shares`).
-pub fn tell_guest(cfg: &mut GuestConfig, shares: &[Share], via: Transport) {
-    for s in shares {
-        let path = s.path.display().to_string();
-        cfg.push_table("shares", &[("tag", &s.tag), ("path", &path), ("fs", via.name())]);
-    }
+/// What the guest mounts where (its `shares` setting); none leaves the
+/// guest's own config to decide. Paths are UTF-8 (`check` refuses others).
+pub fn for_guest(shares: &[Share], via: Transport) -> Option<Vec<skiff_proto::shares::Share>> {
+    let list = shares.iter().map(|s| skiff_proto::shares::Share { tag: s.tag.clone(), path: s.path.to_string_lossy().into_owned(), fs: Some(via) });
+    (!shares.is_empty()).then(|| list.collect())
 }
 
 /// For each share, the state folder to cover in its server (see `hide`):
@@ -469,10 +467,9 @@ mod tests {
         let p9 = qemu_args(&shares, Transport::NineP, &[], true).join(" ");
         assert_eq!(p9, "-virtfs local,path=/home/a,,b,mount_tag=skiff0,security_model=passthrough,id=fs0");
         assert!(qemu_args(&shares, Transport::NineP, &[], false)[1].contains("security_model=mapped-xattr"));
-        let mut cfg = GuestConfig::default();
-        tell_guest(&mut cfg, &shares, Transport::NineP);
-        let text = cfg.render();
-        assert!(text.contains("[[shares]]\ntag = \"skiff0\"\npath = \"/home/a,b\"\nfs = \"9p\"\n"), "{text}");
+        let told = for_guest(&shares, Transport::NineP).unwrap();
+        assert_eq!(told, [skiff_proto::shares::Share { tag: "skiff0".into(), path: "/home/a,b".into(), fs: Some(Transport::NineP) }]);
+        assert_eq!(for_guest(&[], Transport::NineP), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! tree (`DeTable`), without its serde layer: the same strict TOML, about
 //! 50 KB less code in PID 1.
 
-use skiff_proto::auth::Secret;
+use skiff_proto::guest_settings::{self, GuestSettings, Problem};
 use toml::de::{DeInteger, DeTable, DeValue};
 use toml::Spanned;
 
@@ -24,12 +24,26 @@ pub const KEYS: [&str; 10] = [
     "registry_mirrors", "insecure_registries", "ca_certificates", "sysctl", "secret", "shares",
 ];
 
-/// [`parse`] of a file's bytes: text that is not UTF-8 is not TOML.
+/// Parses a TOML document (text that is not UTF-8 is not TOML). A syntax
+/// error loses the whole file (TOML cannot be read past it); anything else
+/// only loses the offending key or element.
 pub fn parse_bytes(bytes: &[u8], source: Source) -> (Layer, Vec<Warning>) {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => parse(text, source),
-        Err(e) => not_toml(bytes, source, format!("byte {}: not UTF-8 text", e.valid_up_to())),
+    match guest_settings::read_toml(bytes) {
+        // TOML integers are 64-bit: a longer one makes the document invalid, as in the crate's serde reader.
+        Ok(table) => match out_of_range(&table) {
+            Some(at) => {
+                let text = std::str::from_utf8(bytes).unwrap_or_default();
+                not_toml(bytes, source, guest_settings::not_toml(text, Some(at.start), "integer out of the 64-bit range"))
+            }
+            None => from_table(table, source),
+        },
+        Err(detail) => not_toml(bytes, source, detail),
     }
+}
+
+/// [`parse_bytes`] of text.
+pub fn parse(text: &str, source: Source) -> (Layer, Vec<Warning>) {
+    parse_bytes(text.as_bytes(), source)
 }
 
 /// A document TOML cannot read: nothing in it applies, and if it mentions
@@ -42,22 +56,32 @@ fn not_toml(text: &[u8], source: Source, detail: String) -> (Layer, Vec<Warning>
     (layer, vec![Warning::NotToml { source, detail }])
 }
 
-/// Parses a TOML document. A syntax error loses the whole file (TOML cannot
-/// be read past it); anything else only loses the offending key or element.
-pub fn parse(text: &str, source: Source) -> (Layer, Vec<Warning>) {
-    let not_toml = |at: Option<std::ops::Range<usize>>, message: &str| {
-        let line = at.map_or(0, |r| text[..r.start.min(text.len())].matches('\n').count() + 1);
-        // The message only, not the quoted source line: it may hold the secret.
-        let detail = format!("line {line}: {}", message.replace('\n', " "));
-        not_toml(text.as_bytes(), source.clone(), detail)
-    };
-    match DeTable::parse(text) {
-        Ok(table) => match out_of_range(table.get_ref()) {
-            // TOML integers are 64-bit: a longer one makes the document invalid, as in the crate's serde reader.
-            Some(at) => not_toml(Some(at), "integer out of the 64-bit range"),
-            None => from_table(table.into_inner(), source),
-        },
-        Err(e) => not_toml(e.span(), e.message()),
+/// The host's settings (`secret`, `shares`: the struct `guest_settings`
+/// reads from the host's fw_cfg item or from a file) laid into `l`. A bad
+/// secret is unusable (fail closed), not absent.
+pub fn guest(l: &mut Layer, g: GuestSettings, bad_secret: bool, source: &Source) {
+    if let Some(s) = g.secret {
+        l.secret = SecretSetting::Given(s);
+    }
+    if bad_secret {
+        l.secret = SecretSetting::Unusable(Unusable::BadValue(source.clone()));
+    }
+    if g.shares.is_some() {
+        l.shares = g.shares;
+    }
+}
+
+/// Where `guest_settings` reports problems: each becomes a warning, and a
+/// bad secret sets `bad_secret`.
+pub fn report<'a>(warnings: &'a mut Vec<Warning>, bad_secret: &'a mut bool, source: &'a Source) -> impl FnMut(Problem) + 'a {
+    move |p| {
+        *bad_secret |= matches!(p, Problem::Secret);
+        warnings.push(match p {
+            Problem::Secret => bad(source, "secret", None, Invalid::Secret),
+            Problem::SharesType(found) => bad(source, "shares", None, Invalid::WrongType { expected: "[[shares]] tables with tag and path", found }),
+            Problem::Share(i, why) => bad(source, "shares", Some(i), Invalid::Share(why)),
+            Problem::UnknownKey(key) => Warning::UnknownKey { source: source.clone(), key },
+        });
     }
 }
 
@@ -99,19 +123,6 @@ fn from_table(table: DeTable<'_>, source: Source) -> (Layer, Vec<Warning>) {
                 list(value, validate::registry, &source, &key, &mut warnings).map(|v| l.insecure_registries = Some(v))
             }
             "ca_certificates" => list(value, validate::pem, &source, &key, &mut warnings).map(|v| l.ca_certificates = Some(v)),
-            "secret" => {
-                let secret = match value {
-                    DeValue::String(v) => Secret::from_hex(&v).ok(),
-                    _ => None,
-                };
-                // A bad secret is unusable, not absent: it fails closed.
-                let ok = secret.is_some();
-                l.secret = match secret {
-                    Some(s) => SecretSetting::Given(s),
-                    None => SecretSetting::Unusable(Unusable::BadValue(source.clone())),
-                };
-                if ok { Ok(()) } else { Err(Invalid::Secret) }
-            }
             "sysctl" => match value {
                 DeValue::Table(t) => {
                     for (name, v) in t {
@@ -125,20 +136,12 @@ fn from_table(table: DeTable<'_>, source: Source) -> (Layer, Vec<Warning>) {
                 }
                 other => Err(wrong_type(r#"a table such as [sysctl] "vm.swappiness" = 10"#, &other)),
             },
-            "shares" => match value {
-                DeValue::Array(items) => {
-                    let mut good = Vec::new();
-                    for (i, item) in items.into_iter().enumerate() {
-                        match crate::services::shares::check(item.into_inner()) {
-                            Ok(share) => good.push(share),
-                            Err(why) => warnings.push(bad(&source, &key, Some(i + 1), Invalid::Share(why))),
-                        }
-                    }
-                    l.shares = Some(good);
-                    Ok(())
-                }
-                other => Err(wrong_type("[[shares]] tables with tag and path", &other)),
-            },
+            "secret" | "shares" => {
+                let (mut g, mut bad_secret) = (GuestSettings::default(), false);
+                guest_settings::read_key(&mut g, &key, value, &mut report(&mut warnings, &mut bad_secret, &source));
+                guest(&mut l, g, bad_secret, &source);
+                continue;
+            }
             _ => {
                 warnings.push(Warning::UnknownKey { source: source.clone(), key });
                 continue;

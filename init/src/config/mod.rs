@@ -12,6 +12,8 @@
 //! Adding a setting: a field in [`Layer`], a line in [`Layer::overlay`], a
 //! field in [`Effective`] with its default in [`resolve`], then its key in
 //! the parsers that know it (`file`, `cmdline`) and a check in `validate`.
+//! A setting the host CLI gives is a field of `skiff_proto::guest_settings`
+//! (read by `fwcfg` from the host's item and by `file` from config files).
 
 pub mod apply;
 pub mod cidata;
@@ -243,12 +245,12 @@ pub fn load(cmdline: Layer) -> Effective {
     let seed = cidata::read();
     let host = match fwcfg::read_config() {
         Ok(Some(text)) => {
-            log::info!("config: reading the host's settings (QEMU fw_cfg opt/skiff/config)");
+            log::info!("config: reading the host's settings (QEMU fw_cfg)");
             Some(Ok(text))
         }
         Ok(None) => None,
         Err(e) => {
-            log::error!("config: cannot read {}: {e}; it carries the VM's secret, so no connection will be served", fwcfg::CONFIG);
+            log::error!("config: cannot read the host's fw_cfg item: {e}; it carries the VM's secret, so no connection will be served");
             Some(Err(()))
         }
     };
@@ -282,14 +284,7 @@ fn from_sources(file: Option<&[u8]>, seed: Option<&cidata::Seed>, host: Option<R
     let host_source = || Source::File(HOST_SOURCE.into());
     match host {
         None => {}
-        Some(Ok(text)) => {
-            let (mut layer, w) = file::parse_bytes(text, host_source());
-            // The host always puts the secret there: unparsable is unusable.
-            if w.iter().any(|w| matches!(w, Warning::NotToml { .. })) {
-                layer.secret = SecretSetting::Unusable(Unusable::NotToml(host_source()));
-            }
-            parsed.push((layer, w));
-        }
+        Some(Ok(bytes)) => parsed.push(fwcfg::layer(bytes, host_source())),
         Some(Err(())) => parsed.push((Layer { secret: SecretSetting::Unusable(Unusable::Unreadable(host_source())), ..Layer::default() }, vec![])),
     }
     let (mut layers, mut warnings) = (Vec::new(), Vec::new());
@@ -304,7 +299,7 @@ fn from_sources(file: Option<&[u8]>, seed: Option<&cidata::Seed>, host: Option<R
 }
 
 /// How messages name the host CLI's fragment.
-const HOST_SOURCE: &str = "host (QEMU fw_cfg opt/skiff/config)";
+const HOST_SOURCE: &str = "host (QEMU fw_cfg item)";
 
 /// Where a config-file setting came from, for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -385,6 +380,8 @@ impl fmt::Display for Warning {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use skiff_proto::guest_settings::{self, GuestSettings};
+    use skiff_proto::shares::{Share, Transport};
 
     fn seed(config: Option<&str>, hostname: Option<&str>) -> cidata::Seed {
         cidata::Seed {
@@ -428,22 +425,25 @@ mod tests {
 
     /// Each setting the file knows, set by every source in turn: a later
     /// source wins, and one that does not set it leaves the lower one's.
+    /// The host's fragment gives none of these (see `host_settings_are_one_source`).
     #[test]
     fn precedence_table() {
         type Get = fn(&Effective) -> String;
-        // (setting, [value from the disk's file, cidata's file, the host's
-        // fragment, the command line], default, read back)
-        let table: [(&str, [&str; 4], &str, Get); 7] = [
-            ("hostname", ["disk", "cidata", "host", "cmdline"], "None", |e| e.hostname.clone().unwrap_or("None".into())),
-            ("port", ["2401", "2402", "2403", "2404"], "2375", |e| e.port.to_string()),
-            ("engine_log", ["error", "info", "debug", "trace"], "warn", |e| e.engine_log.as_str().into()),
-            ("timezone", ["Europe/Berlin", "Asia/Tokyo", "Etc/GMT", "UTC"], "None", |e| e.timezone.clone().unwrap_or("None".into())),
-            ("mirrors", ["disk.example", "cidata.example", "host.example", "cmdline.example"], "", |e| e.registry_mirrors.join(",")),
-            ("insecure", ["disk:1", "cidata:2", "host:3", "cmdline:4"], "", |e| e.insecure_registries.join(",")),
-            ("sysctl", ["1", "2", "3", "4"], "None", |e| e.sysctl.get("vm.swappiness").cloned().unwrap_or("None".into())),
+        // (setting, [value from the disk's file, cidata's file, the command
+        // line], default, read back)
+        let table: [(&str, [&str; 3], &str, Get); 7] = [
+            ("hostname", ["disk", "cidata", "cmdline"], "None", |e| e.hostname.clone().unwrap_or("None".into())),
+            ("port", ["2401", "2402", "2404"], "2375", |e| e.port.to_string()),
+            ("engine_log", ["error", "info", "trace"], "warn", |e| e.engine_log.as_str().into()),
+            ("timezone", ["Europe/Berlin", "Asia/Tokyo", "UTC"], "None", |e| e.timezone.clone().unwrap_or("None".into())),
+            ("mirrors", ["disk.example", "cidata.example", "cmdline.example"], "", |e| e.registry_mirrors.join(",")),
+            ("insecure", ["disk:1", "cidata:2", "cmdline:4"], "", |e| e.insecure_registries.join(",")),
+            ("sysctl", ["1", "2", "4"], "None", |e| e.sysctl.get("vm.swappiness").cloned().unwrap_or("None".into())),
         ];
+        // The host's fragment, with a secret: it leaves every one of these as it was.
+        let host_text = guest_settings::render(&GuestSettings { secret: Some(Secret::from_bytes([7; 32])), shares: None });
         for (setting, values, default, get) in table {
-            let [in_disk, in_cidata, in_host, in_cmdline] = values;
+            let [in_disk, in_cidata, in_cmdline] = values;
             let (key, param) = match setting {
                 "hostname" => ("hostname", "hostname"),
                 "port" => ("vsock_port", "port"),
@@ -459,7 +459,7 @@ mod tests {
                 "sysctl" => format!("sysctl = {{ \"vm.swappiness\" = {v} }}"),
                 _ => format!("{key} = \"{v}\""),
             };
-            let (file_text, host_text) = (toml(in_disk), toml(in_host));
+            let file_text = toml(in_disk);
             let cidata_seed = seed(Some(&toml(in_cidata)), None);
             let (file, cidata, host) = (Some(file_text.as_str()), Some(&cidata_seed), Some(host_text.as_str()));
             let cmdline = format!("skiff.{param}={in_cmdline}");
@@ -468,8 +468,8 @@ mod tests {
                 (file, None, None, "", in_disk),
                 (file, cidata, None, "", in_cidata),
                 (None, cidata, None, "", in_cidata),
-                (file, cidata, host, "", in_host),
-                (None, None, host, "", in_host),
+                (file, cidata, host, "", in_cidata),
+                (None, None, host, "", default),
                 (file, cidata, host, cmdline.as_str(), in_cmdline),
                 (file, None, None, &cmdline, in_cmdline),
                 (None, None, None, &cmdline, in_cmdline),
@@ -480,6 +480,37 @@ mod tests {
                 assert_eq!(get(&e), want, "{setting} case {i}");
             }
         }
+    }
+
+    /// The host's fw_cfg item is `guest_settings::render`'s text; the init
+    /// reads it with `guest_settings::parse` into one layer, between cidata
+    /// and the command line.
+    #[test]
+    fn host_settings_are_one_source() {
+        let share = |tag: &str, path: &str, fs| Share { tag: tag.into(), path: path.into(), fs };
+        let host_shares = vec![share("skiff0", "/home/u \"q\"\\x", Some(Transport::NineP)), share("skiff1", "/srv/ü", None)];
+        let host = GuestSettings { secret: Some(Secret::from_bytes([9; 32])), shares: Some(host_shares.clone()) };
+        let host_text = guest_settings::render(&host);
+        let disk = format!("secret = \"{}\"\n[[shares]]\ntag = \"d\"\npath = \"/srv/d\"\n", "01".repeat(32));
+        let (e, w) = settle_all(Some(&disk), None, Some(&host_text), "");
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(e.secret, SecretSetting::Given(Secret::from_bytes([9; 32])));
+        assert_eq!(e.shares, host_shares);
+        // Without shares from the host, the file's apply; the command line beats the host's.
+        let no_shares = guest_settings::render(&GuestSettings { shares: None, ..host.clone() });
+        let (e, _) = settle_all(Some(&disk), None, Some(&no_shares), "");
+        assert_eq!(e.shares, [share("d", "/srv/d", None)]);
+        let (e, _) = settle_all(Some(&disk), None, Some(&host_text), "skiff.share=c:/srv/c");
+        assert_eq!(e.shares, [share("c", "/srv/c", None)]);
+        // What the host never writes, and a bad entry, are named; the rest applies.
+        let odd = format!("{host_text}[[shares]]\ntag = \"x\"\npath = \"/etc\"\n").replace("secret", "hostname = \"h\"\nsecret");
+        let (e, w) = settle_all(None, None, Some(&odd), "");
+        assert_eq!((e.hostname, e.shares, e.secret), (None, host_shares, host.secret.clone().map(SecretSetting::Given).unwrap()));
+        let host_src = Source::File(HOST_SOURCE.into());
+        assert_eq!(w, [
+            Warning::UnknownKey { source: host_src.clone(), key: "hostname".into() },
+            Warning::BadValue { source: host_src, key: "shares".into(), item: Some(3), why: Invalid::Share(skiff_proto::shares::Invalid::Path("/etc".into(), skiff_proto::shares::PathError::System("/etc"))) },
+        ]);
     }
 
     #[test]
@@ -523,7 +554,7 @@ mod tests {
     #[test]
     fn the_command_line_host_name_beats_the_file_everywhere() {
         let cidata = seed(Some("hostname = \"c\""), Some("d"));
-        let (e, w) = settle_all(Some("hostname = \"b\""), Some(&cidata), Some("hostname = \"e\""), "skiff.hostname=a");
+        let (e, w) = settle_all(Some("hostname = \"b\""), Some(&cidata), None, "skiff.hostname=a");
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(e.hostname.as_deref(), Some("a"));
         let (e, _) = settle(Some("hostname = \"b\""), None, "");
@@ -543,7 +574,6 @@ mod tests {
                 settle(Some(&format!("hostname = \"{name}\"")), None, ""),
                 settle(None, Some(&seed(Some(&format!("hostname = \"{name}\"")), None)), ""),
                 settle(None, Some(&seed(None, Some(name))), ""),
-                settle_all(None, None, Some(&format!("hostname = \"{name}\"")), ""),
             ];
             for (i, (e, w)) in results.into_iter().enumerate() {
                 assert_eq!(e.hostname, want, "{name} from source {i}");

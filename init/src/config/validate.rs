@@ -40,8 +40,8 @@ pub enum Invalid {
     Switch,
     /// A kernel parameter that needs a value was given without one.
     NoValue,
-    /// Not a share (`shares::check` says why).
-    Share(crate::services::shares::Invalid),
+    /// Not a share (`skiff_proto::shares::Invalid` says why).
+    Share(skiff_proto::shares::Invalid),
     /// A TOML value of the wrong type; `expected` says which.
     WrongType { expected: &'static str, found: &'static str },
     /// Not 64 hex digits (the value is never repeated: it is a secret).

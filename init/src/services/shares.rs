@@ -11,21 +11,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use rustix::mount::{mount, MountFlags};
-use skiff_proto::shares::{check_path, valid_tag, PathError, Transport};
-use toml::de::DeValue;
+use skiff_proto::shares::Transport;
+pub use skiff_proto::shares::{Invalid, Share};
 
 use crate::supervise::sys::{unmount_retrying, Sys};
-
-/// One share from the config.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Share {
-    /// The device's tag (virtio-fs tag or 9p mount_tag).
-    pub tag: String,
-    /// Where it is mounted: the host's path.
-    pub path: String,
-    /// virtiofs or 9p; `None` tries virtiofs, then 9p.
-    pub fs: Option<Transport>,
-}
 
 /// 9p mount options: Linux's 9p2000.L client over virtio, large messages,
 /// and page-cache use only for mmap (so host edits are seen at once).
@@ -41,75 +30,10 @@ pub fn mounted() -> Vec<skiff_proto::status::ShareUse> {
     m.into_iter().map(|(path, t)| skiff_proto::status::ShareUse { fs: t.name().to_string(), path }).collect()
 }
 
-/// Why a `[[shares]]` entry is refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Invalid {
-    /// Not a table (holds the TOML type found).
-    NotTable(&'static str),
-    /// A key whose value is not a string (and the type found).
-    NotString(&'static str, &'static str),
-    /// `tag` or `path` is missing.
-    Missing(&'static str),
-    /// A key other than tag, path and fs.
-    UnknownKey(String),
-    /// Not 1 to 36 letters, digits, '-', '_' or '.'.
-    Tag(String),
-    /// A path that cannot be shared.
-    Path(String, PathError),
-    /// An `fs` other than virtiofs or 9p.
-    Fs(String),
-}
-
-impl std::fmt::Display for Invalid {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Invalid::NotTable(found) => write!(f, "expected a table such as {{ tag = \"home\", path = \"/home/u\" }}, not {found}"),
-            Invalid::NotString(key, found) => write!(f, "`{key}` must be a string, not {found}"),
-            Invalid::Missing(key) => write!(f, "no `{key}`"),
-            Invalid::UnknownKey(k) => write!(f, "unknown key `{k}` (known: tag, path, fs)"),
-            Invalid::Tag(tag) => write!(f, "tag {tag:?} is not 1 to 36 letters, digits, '-', '_' or '.'"),
-            Invalid::Path(path, e) => write!(f, "path {path:?}: {e}"),
-            Invalid::Fs(name) => write!(f, "fs {name:?} is not virtiofs or 9p"),
-        }
-    }
-}
-
-/// Checks one `[[shares]]` entry: `tag`, `path` and optional `fs`.
-pub fn check(v: DeValue<'_>) -> Result<Share, Invalid> {
-    let DeValue::Table(mut t) = v else {
-        return Err(Invalid::NotTable(v.type_str()));
-    };
-    let mut text = |key: &'static str| match t.remove(key).map(|v| v.into_inner()) {
-        Some(DeValue::String(s)) => Ok(Some(s.into_owned())),
-        Some(other) => Err(Invalid::NotString(key, other.type_str())),
-        None => Ok(None),
-    };
-    let tag = text("tag")?.ok_or(Invalid::Missing("tag"))?;
-    let path = text("path")?.ok_or(Invalid::Missing("path"))?;
-    let fs = text("fs")?;
-    if let Some(k) = t.keys().next() {
-        return Err(Invalid::UnknownKey(k.get_ref().to_string()));
-    }
-    share(tag, path, fs.as_deref())
-}
-
 /// `skiff.share=TAG:PATH`, checked like a `[[shares]]` entry.
 pub fn from_cmdline(value: &str) -> Result<Share, Invalid> {
     let (tag, path) = value.split_once(':').unwrap_or((value, ""));
-    share(tag.into(), path.into(), None)
-}
-
-/// Checks a share's tag, path and transport name.
-fn share(tag: String, path: String, fs: Option<&str>) -> Result<Share, Invalid> {
-    if !valid_tag(&tag) {
-        return Err(Invalid::Tag(tag));
-    }
-    check_path(&path).map_err(|e| Invalid::Path(path.clone(), e))?;
-    let fs = match fs {
-        None => None,
-        Some(name) => Some(Transport::parse(name).ok_or_else(|| Invalid::Fs(name.into()))?),
-    };
-    Ok(Share { tag, path, fs })
+    Share::new(tag.into(), path.into(), None)
 }
 
 /// The transports to try for a share, in order.
@@ -199,40 +123,12 @@ mod tests {
         assert!(mounted().is_empty(), "status still lists unmounted shares");
     }
 
-    fn entry(text: &str) -> DeValue<'_> {
-        let t = toml::de::DeTable::parse(text).unwrap().into_inner();
-        t["shares"].get_ref().as_array().unwrap()[0].get_ref().clone()
-    }
+    use skiff_proto::shares::PathError;
 
     #[test]
-    fn good_entries() {
-        let s = check(entry("[[shares]]\ntag = \"skiff0\"\npath = \"/home/u\"\nfs = \"virtiofs\"")).unwrap();
-        assert_eq!(s, Share { tag: "skiff0".into(), path: "/home/u".into(), fs: Some(Transport::Virtiofs) });
-        let s = check(entry("[[shares]]\ntag = \"home\"\npath = \"/Users/me\"")).unwrap();
-        assert_eq!(s.fs, None);
-        assert_eq!(attempts(s.fs), [Transport::Virtiofs, Transport::NineP]);
+    fn transports_to_try() {
+        assert_eq!(attempts(None), [Transport::Virtiofs, Transport::NineP]);
         assert_eq!(attempts(Some(Transport::NineP)), [Transport::NineP]);
-    }
-
-    #[test]
-    fn bad_entries_say_why() {
-        let path = |p: &str, e| Invalid::Path(p.into(), e);
-        for (text, why) in [
-            ("tag = \"a\"\npath = \"/etc\"", path("/etc", PathError::System("/etc"))),
-            ("tag = \"a\"\npath = \"/\"", path("/", PathError::System("/"))),
-            ("tag = \"a\"\npath = \"/usr/local/x\"", path("/usr/local/x", PathError::System("/usr"))),
-            ("tag = \"a\"\npath = \"home/u\"", path("home/u", PathError::Relative)),
-            ("tag = \"a\"\npath = \"/home/../etc\"", path("/home/../etc", PathError::NotNormal)),
-            ("tag = \"a b\"\npath = \"/home/u\"", Invalid::Tag("a b".into())),
-            ("path = \"/home/u\"", Invalid::Missing("tag")),
-            ("tag = \"a\"", Invalid::Missing("path")),
-            ("tag = 1\npath = \"/home/u\"", Invalid::NotString("tag", "integer")),
-            ("tag = \"a\"\npath = \"/home/u\"\nfs = \"nfs\"", Invalid::Fs("nfs".into())),
-            ("tag = \"a\"\npath = \"/home/u\"\nmode = \"ro\"", Invalid::UnknownKey("mode".into())),
-        ] {
-            assert_eq!(check(entry(&format!("[[shares]]\n{text}"))), Err(why), "{text}");
-        }
-        assert_eq!(check(DeValue::String("x".into())), Err(Invalid::NotTable("string")));
     }
 
     #[test]
