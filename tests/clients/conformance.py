@@ -312,6 +312,29 @@ def volume_subpath():
         api.remove_volume("conf-subpath", force=True)
 
 
+# Images, links and networks (patches 0022-0029): one block.
+
+
+def network_name_with_spaces():
+    """A network name with spaces is accepted, and a container joins it."""
+    name = "conf net with spaces"
+    try:
+        created = api.create_network(name)
+    except APIError as e:
+        check("network name with spaces: accepted", False, f"{e.response.status_code} {e.explanation!r}")
+        return
+    try:
+        c = client.containers.run(IMAGE, ["sleep", "300"], detach=True, name="conf-spaces", network=name)
+        try:
+            nets = list(api.inspect_container(c.id)["NetworkSettings"]["Networks"])
+            shown = api.inspect_network(created["Id"])["Name"]
+            check("network name with spaces: accepted", (nets, shown) == ([name], name), f"Networks {nets!r}, inspect {shown!r}")
+        finally:
+            c.remove(force=True)
+    finally:
+        api.remove_network(created["Id"])
+
+
 def guarded(row, *args):
     """A row that raises fails as a whole, and the others still run."""
     try:
@@ -342,6 +365,7 @@ def main():
     guarded(changes)
     guarded(links)
     guarded(volume_subpath)
+    guarded(network_name_with_spaces)
 
 
 if __name__ == "__main__":
