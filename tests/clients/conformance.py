@@ -315,6 +315,38 @@ def volume_subpath():
 # Images, links and networks (patches 0022-0029): one block.
 
 
+def commit_parent():
+    """POST /commit: the new image's Parent is the image its container was
+    made from (inspect shows both as sha256:ID)."""
+    c = client.containers.run(IMAGE, ["sh", "-c", "echo > /committed"], detach=True, name="conf-commit")
+    try:
+        c.wait(timeout=120)
+        img = api.commit(c.id)["Id"]
+        try:
+            got = api.inspect_image(img).get("Parent")
+            want = api.inspect_image(IMAGE)["Id"]
+            check("commit: the image's Parent is its container's image", got == want, f"Parent {got!r}, image {want!r}")
+        finally:
+            api.remove_image(img, force=True)
+    finally:
+        c.remove(force=True)
+
+
+def load_garbage():
+    """POST /images/load of bytes that are no tar archive: 200 with the
+    error in the JSON stream, in Docker's words (its tar reader's), which
+    docker-py raises as ImageLoadError."""
+    for data, want in ((b"abc", "unexpected EOF"), (b"x" * 1024, "archive/tar: invalid tar header")):
+        name = f"load of {len(data)} bytes of garbage: {want!r} in the stream"
+        try:
+            client.images.load(data)
+            check(name, False, "it loaded")
+        except docker.errors.ImageLoadError as e:
+            check(name, str(e) == want, f"ImageLoadError {str(e)!r}")
+        except APIError as e:
+            check(name, False, f"APIError {e.response.status_code} {e.explanation!r}")
+
+
 def network_name_with_spaces():
     """A network name with spaces is accepted, and a container joins it."""
     name = "conf net with spaces"
@@ -365,6 +397,8 @@ def main():
     guarded(changes)
     guarded(links)
     guarded(volume_subpath)
+    guarded(commit_parent)
+    guarded(load_garbage)
     guarded(network_name_with_spaces)
 
 
