@@ -6,6 +6,7 @@ Exits non-zero only when the script itself cannot run."""
 import os
 import struct
 import sys
+import time
 
 import docker
 from docker.errors import APIError
@@ -347,6 +348,51 @@ def load_garbage():
             check(name, False, f"APIError {e.response.status_code} {e.explanation!r}")
 
 
+def wait_for_logs(cid, text, count, timeout=120):
+    """The container's output once `text` shows in it `count` times."""
+    deadline = time.time() + timeout
+    while True:
+        out = api.logs(cid).decode()
+        if out.count(text) >= count or time.time() > deadline:
+            return out
+        time.sleep(1)
+
+
+def link_environment():
+    """A legacy link sets Docker's link variables in the linking process
+    (ALIAS_PORT, per port ALIAS_PORT_<n>_<PROTO> with _ADDR, _PORT, _PROTO,
+    a run of ports' _START and _END, ALIAS_NAME, ALIAS_ENV_*) and the
+    alias's /etc/hosts entry, and again after `docker restart`."""
+    db = api.create_container(IMAGE, ["sleep", "300"], ports=[8080, 8081, (53, "udp")],
+                              environment=["DB_USER=me"], name="conf-envdb")
+    web = None
+    try:
+        api.start(db["Id"])
+        ip = api.inspect_container(db["Id"])["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+        hc = api.create_host_config(links={"conf-envdb": "data-base"})
+        script = "env | grep ^DATA_BASE_ | sort; grep -c data-base /etc/hosts; echo LINKS-DONE; exec sleep 300"
+        web = api.create_container(IMAGE, ["sh", "-c", script], host_config=hc, name="conf-envweb")["Id"]
+        api.start(web)
+        want = {f"DATA_BASE_PORT=tcp://{ip}:8080", f"DATA_BASE_NAME=/conf-envweb/data-base", "DATA_BASE_ENV_DB_USER=me",
+                f"DATA_BASE_PORT_8080_TCP_START=tcp://{ip}:8080", "DATA_BASE_PORT_8080_TCP_PORT_START=8080",
+                f"DATA_BASE_PORT_8080_TCP_END=tcp://{ip}:8081", "DATA_BASE_PORT_8080_TCP_PORT_END=8081", "1"}
+        for port, proto in ((8080, "tcp"), (8081, "tcp"), (53, "udp")):
+            prefix = f"DATA_BASE_PORT_{port}_{proto.upper()}"
+            want |= {f"{prefix}={proto}://{ip}:{port}", f"{prefix}_ADDR={ip}", f"{prefix}_PORT={port}", f"{prefix}_PROTO={proto}"}
+        first = wait_for_logs(web, "LINKS-DONE", 1).split("LINKS-DONE")[0].split()
+        check("links: Docker's link variables and the hosts entry", set(first) == want and len(first) == len(want),
+              f"saw {sorted(first)!r}, Docker sets {sorted(want)!r}")
+        api.restart(web, timeout=1)
+        again = wait_for_logs(web, "LINKS-DONE", 2).split("LINKS-DONE")
+        again = again[1].split() if len(again) > 2 else []
+        check("links: the variables and the hosts entry again after docker restart",
+              set(again) == want and len(again) == len(want), f"saw {sorted(again)!r}")
+    finally:
+        if web:
+            api.remove_container(web, force=True)
+        api.remove_container(db["Id"], force=True)
+
+
 def network_name_with_spaces():
     """A network name with spaces is accepted, and a container joins it."""
     name = "conf net with spaces"
@@ -399,6 +445,7 @@ def main():
     guarded(volume_subpath)
     guarded(commit_parent)
     guarded(load_garbage)
+    guarded(link_environment)
     guarded(network_name_with_spaces)
 
 
