@@ -413,6 +413,24 @@ def network_name_with_spaces():
         api.remove_network(created["Id"])
 
 
+def distribution_unreachable():
+    """GET /distribution/{name}/json asks the name's registry: when it
+    cannot be reached, Docker answers 500 with the HTTP client's error
+    (here a refused connection to a container's closed port)."""
+    c = client.containers.run(IMAGE, ["sleep", "300"], detach=True, name="conf-distribution")
+    try:
+        ip = api.inspect_container(c.id)["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+        res = api._get(api._url("/distribution/{0}/json", f"{ip}:9/app:1"))
+        want = f'Get "https://{ip}:9/v2/": dial tcp {ip}:9: connect: connection refused'
+        try:
+            got = (res.status_code, res.json().get("message"))
+        except ValueError:
+            got = (res.status_code, res.text)
+        check("distribution: an unreachable registry's error in Docker's words", got == (500, want), f"{got!r}")
+    finally:
+        c.remove(force=True)
+
+
 def guarded(row, *args):
     """A row that raises fails as a whole, and the others still run."""
     try:
@@ -447,6 +465,7 @@ def main():
     guarded(load_garbage)
     guarded(link_environment)
     guarded(network_name_with_spaces)
+    guarded(distribution_unreachable)
 
 
 if __name__ == "__main__":
