@@ -2,7 +2,8 @@
 # Builds the engine, Podman, from its Go module (github.com/containers/podman/v5
 # at the version engine/go.mod requires; every module's checksum is pinned in
 # engine/go.sum), with Skiff's patches (engine/patches/*.patch, applied in name
-# order to a writable copy of the module, outside the checkout) and the
+# order to a writable copy of the module, outside the checkout; those in
+# engine/patches/common/ to a copy of containers/common) and the
 # appliance's build tags: no systemd, AppArmor, SELinux or libsubid, no btrfs,
 # devicemapper or zfs graph drivers, OpenPGP in Go instead of gpgme.
 # cgo compiles against Debian 13's headers and links against its libraries
@@ -69,7 +70,8 @@ sed -n "s/^'[^']*' \([^ ]*\.deb\) .*/\1/p" "$resolve/uris" | sort > "$resolve/wa
 version=$(awk '$1 == "github.com/containers/podman/v5" { print $2 } $1 == "require" && $2 == "github.com/containers/podman/v5" { print $3 }' "$engine/go.mod")
 [ -n "$version" ] || { echo "podman: engine/go.mod requires no podman version" >&2; exit 1; }
 key=$( (echo "$version $arch $tags"; go version; "$cc" --version | head -n1; cat "$resolve/wanted" "$0" \
-  "$engine/go.mod" "$engine/go.sum"; cat "$engine"/patches/*.patch 2>/dev/null) | sha256sum | cut -c1-16)
+  "$engine/go.mod" "$engine/go.sum"; cat "$engine"/patches/*.patch "$engine"/patches/common/*.patch 2>/dev/null) |
+  sha256sum | cut -c1-16)
 cached="$pdir/podman-$arch-$version-$key"
 # OUT is rewritten only when it differs, so make rebuilds nothing after it
 # when the cached engine is the same.
@@ -114,6 +116,22 @@ for p in "$engine"/patches/*.patch; do
   patch -s -p1 -d "$work/podman" --no-backup-if-mismatch < "$p"
 done
 (cd "$work" && go mod edit -replace "github.com/containers/podman/v5=./podman")
+# containers/common (libnetwork, libimage), at the version go.mod selects,
+# gets engine/patches/common/*.patch the same way.
+if ls "$engine"/patches/common/*.patch >/dev/null 2>&1; then
+  common=$(awk '$1 == "github.com/containers/common" { print $2 }' "$engine/go.mod")
+  [ -n "$common" ] || { echo "podman: engine/go.mod requires no containers/common version" >&2; exit 1; }
+  cdir=$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "github.com/containers/common@$common" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [ -d "$cdir" ] || { echo "podman: go mod download gave no folder for containers/common $common" >&2; exit 1; }
+  cp -R "$cdir" "$work/common"
+  chmod -R u+w "$work/common"
+  for p in "$engine"/patches/common/*.patch; do
+    echo "podman: applying common/$(basename "$p")"
+    patch -s -p1 -d "$work/common" --no-backup-if-mismatch < "$p"
+  done
+  (cd "$work" && go mod edit -replace "github.com/containers/common=./common")
+fi
 
 echo "podman: building $version for $arch with $(nproc) jobs (tags: $tags; about 15 minutes cold, on 2 cores)"
 # --sysroot: trixie's headers and libraries (gcc's own libgcc stays the

@@ -6,6 +6,7 @@ Exits non-zero only when the script itself cannot run."""
 import os
 import struct
 import sys
+import time
 
 import docker
 from docker.errors import APIError
@@ -312,6 +313,124 @@ def volume_subpath():
         api.remove_volume("conf-subpath", force=True)
 
 
+# Images, links and networks (patches 0022-0029): one block.
+
+
+def commit_parent():
+    """POST /commit: the new image's Parent is the image its container was
+    made from (inspect shows both as sha256:ID)."""
+    c = client.containers.run(IMAGE, ["sh", "-c", "echo > /committed"], detach=True, name="conf-commit")
+    try:
+        c.wait(timeout=120)
+        img = api.commit(c.id)["Id"]
+        try:
+            got = api.inspect_image(img).get("Parent")
+            want = api.inspect_image(IMAGE)["Id"]
+            check("commit: the image's Parent is its container's image", got == want, f"Parent {got!r}, image {want!r}")
+        finally:
+            api.remove_image(img, force=True)
+    finally:
+        c.remove(force=True)
+
+
+def load_garbage():
+    """POST /images/load of bytes that are no tar archive: 200 with the
+    error in the JSON stream, in Docker's words (its tar reader's), which
+    docker-py raises as ImageLoadError."""
+    for data, want in ((b"abc", "unexpected EOF"), (b"x" * 1024, "archive/tar: invalid tar header")):
+        name = f"load of {len(data)} bytes of garbage: {want!r} in the stream"
+        try:
+            client.images.load(data)
+            check(name, False, "it loaded")
+        except docker.errors.ImageLoadError as e:
+            check(name, str(e) == want, f"ImageLoadError {str(e)!r}")
+        except APIError as e:
+            check(name, False, f"APIError {e.response.status_code} {e.explanation!r}")
+
+
+def wait_for_logs(cid, text, count, timeout=120):
+    """The container's output once `text` shows in it `count` times."""
+    deadline = time.time() + timeout
+    while True:
+        out = api.logs(cid).decode()
+        if out.count(text) >= count or time.time() > deadline:
+            return out
+        time.sleep(1)
+
+
+def link_environment():
+    """A legacy link sets Docker's link variables in the linking process
+    (ALIAS_PORT, per port ALIAS_PORT_<n>_<PROTO> with _ADDR, _PORT, _PROTO,
+    a run of ports' _START and _END, ALIAS_NAME, ALIAS_ENV_*) and the
+    alias's /etc/hosts entry, and again after `docker restart`."""
+    db = api.create_container(IMAGE, ["sleep", "300"], ports=[8080, 8081, (53, "udp")],
+                              environment=["DB_USER=me"], name="conf-envdb")
+    web = None
+    try:
+        api.start(db["Id"])
+        ip = api.inspect_container(db["Id"])["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+        hc = api.create_host_config(links={"conf-envdb": "data-base"})
+        script = "env | grep ^DATA_BASE_ | sort; grep -c data-base /etc/hosts; echo LINKS-DONE; exec sleep 300"
+        web = api.create_container(IMAGE, ["sh", "-c", script], host_config=hc, name="conf-envweb")["Id"]
+        api.start(web)
+        want = {f"DATA_BASE_PORT=tcp://{ip}:8080", f"DATA_BASE_NAME=/conf-envweb/data-base", "DATA_BASE_ENV_DB_USER=me",
+                f"DATA_BASE_PORT_8080_TCP_START=tcp://{ip}:8080", "DATA_BASE_PORT_8080_TCP_PORT_START=8080",
+                f"DATA_BASE_PORT_8080_TCP_END=tcp://{ip}:8081", "DATA_BASE_PORT_8080_TCP_PORT_END=8081", "1"}
+        for port, proto in ((8080, "tcp"), (8081, "tcp"), (53, "udp")):
+            prefix = f"DATA_BASE_PORT_{port}_{proto.upper()}"
+            want |= {f"{prefix}={proto}://{ip}:{port}", f"{prefix}_ADDR={ip}", f"{prefix}_PORT={port}", f"{prefix}_PROTO={proto}"}
+        first = wait_for_logs(web, "LINKS-DONE", 1).split("LINKS-DONE")[0].split()
+        check("links: Docker's link variables and the hosts entry", set(first) == want and len(first) == len(want),
+              f"saw {sorted(first)!r}, Docker sets {sorted(want)!r}")
+        api.restart(web, timeout=1)
+        again = wait_for_logs(web, "LINKS-DONE", 2).split("LINKS-DONE")
+        again = again[1].split() if len(again) > 2 else []
+        check("links: the variables and the hosts entry again after docker restart",
+              set(again) == want and len(again) == len(want), f"saw {sorted(again)!r}")
+    finally:
+        if web:
+            api.remove_container(web, force=True)
+        api.remove_container(db["Id"], force=True)
+
+
+def network_name_with_spaces():
+    """A network name with spaces is accepted, and a container joins it."""
+    name = "conf net with spaces"
+    try:
+        created = api.create_network(name)
+    except APIError as e:
+        check("network name with spaces: accepted", False, f"{e.response.status_code} {e.explanation!r}")
+        return
+    try:
+        c = client.containers.run(IMAGE, ["sleep", "300"], detach=True, name="conf-spaces", network=name)
+        try:
+            nets = list(api.inspect_container(c.id)["NetworkSettings"]["Networks"])
+            shown = api.inspect_network(created["Id"])["Name"]
+            check("network name with spaces: accepted", (nets, shown) == ([name], name), f"Networks {nets!r}, inspect {shown!r}")
+        finally:
+            c.remove(force=True)
+    finally:
+        api.remove_network(created["Id"])
+
+
+def distribution_unreachable():
+    """GET /distribution/{name}/json asks the name's registry: when it
+    cannot be reached, Docker answers 500 with the HTTP client's error
+    (here a refused connection to a container's closed port)."""
+    c = client.containers.run(IMAGE, ["sleep", "300"], detach=True, name="conf-distribution")
+    try:
+        ip = api.inspect_container(c.id)["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+        res = api._get(api._url("/distribution/{0}/json", f"{ip}:9/app:1"))
+        want = f'Get "https://{ip}:9/v2/": dial tcp {ip}:9: connect: connection refused'
+        try:
+            got = (res.status_code, res.json().get("message"))
+        except ValueError:
+            got = (res.status_code, res.text)
+        check("distribution: an unreachable registry's error in Docker's words", got == (500, want), f"{got!r}")
+    finally:
+        c.remove(force=True)
+
+
 def guarded(row, *args):
     """A row that raises fails as a whole, and the others still run."""
     try:
@@ -342,6 +461,11 @@ def main():
     guarded(changes)
     guarded(links)
     guarded(volume_subpath)
+    guarded(commit_parent)
+    guarded(load_garbage)
+    guarded(link_environment)
+    guarded(network_name_with_spaces)
+    guarded(distribution_unreachable)
 
 
 if __name__ == "__main__":
