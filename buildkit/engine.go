@@ -135,6 +135,11 @@ func (e *engine) build(ctx context.Context, query url.Values, tarball io.Reader,
 	return got, nil
 }
 
+// plainStream takes off the red the engine wraps a RUN step's stderr in
+// (as Docker's classic builder does): BuildKit's progress is plain text,
+// and the reset after the newline would start the next step's line.
+var plainStream = strings.NewReplacer("\x1b[91m", "", "\x1b[0m", "")
+
 // readBuildStream reads the engine's JSON messages: output to out, and the
 // image ID (aux.ID) or the error the engine ends with.
 func readBuildStream(r io.Reader, out func(string)) (string, error) {
@@ -149,7 +154,7 @@ func readBuildStream(r io.Reader, out func(string)) (string, error) {
 			return "", fmt.Errorf("reading the engine's build output: %w", err)
 		}
 		if m.Stream != "" {
-			out(m.Stream)
+			out(plainStream.Replace(m.Stream))
 		}
 		if m.Status != "" {
 			out(m.Status + "\n")

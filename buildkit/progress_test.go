@@ -113,9 +113,13 @@ func TestStatusStreamWaitsForTheBuild(t *testing.T) {
 
 func TestReadBuildStream(t *testing.T) {
 	var out strings.Builder
-	id, err := readBuildStream(strings.NewReader(`{"stream":"STEP 1/1: FROM x\n"}{"aux":{"ID":"sha256:abc"}}{"stream":"Successfully built abc\n"}`), func(s string) { out.WriteString(s) })
+	id, err := readBuildStream(strings.NewReader(`{"stream":"STEP 1/1: FROM x\n"}{"stream":"\u001b[91merr\n\u001b[0m"}{"aux":{"ID":"sha256:abc"}}{"stream":"Successfully built abc\n"}`), func(s string) { out.WriteString(s) })
 	if err != nil || id != "sha256:abc" {
 		t.Fatalf("id %q err %v", id, err)
+	}
+	// stderr's red is taken off: the next line starts clean.
+	if got := out.String(); got != "STEP 1/1: FROM x\nerr\nSuccessfully built abc\n" {
+		t.Fatalf("output %q", got)
 	}
 	_, err = readBuildStream(strings.NewReader(`{"stream":"STEP 2/2: RUN false\n"}{"error":"x","errorDetail":{"message":"building at STEP \"RUN false\": exit status 1"}}`), func(string) {})
 	var be *BuildError

@@ -3,10 +3,12 @@ reference describes them (https://docs.docker.com/reference/api/engine/).
 Environment: DOCKER_HOST, SKIFF_IMAGE (a busybox image already loaded).
 Prints one line per behaviour: `PASS name` or `FAIL name: what differed`.
 Exits non-zero only when the script itself cannot run."""
+import io
 import os
 import struct
 import sys
 import time
+import tempfile
 
 import docker
 from docker.errors import APIError
@@ -429,6 +431,150 @@ def distribution_unreachable():
         check("distribution: an unreachable registry's error in Docker's words", got == (500, want), f"{got!r}")
     finally:
         c.remove(force=True)
+# Classic build (POST /build): engine/patches/0030-0038.
+
+def build_log(**kw):
+    """Runs a classic build; its decoded JSON messages."""
+    return list(api.build(decode=True, rm=True, **kw))
+
+
+def dockerfile(*lines):
+    return io.BytesIO("\n".join([f"FROM {IMAGE}", *lines]).encode())
+
+
+def stream_text(log):
+    return "".join(m.get("stream", "") for m in log)
+
+
+def one_line(output):
+    """The words of a container's one line of output (containers.run's
+    logs right after the exit sometimes lacked all but the first line)."""
+    return output.decode().split()
+
+
+def build_labels():
+    """labels: the image has exactly the labels given (the base has none)."""
+    build_log(fileobj=dockerfile(), tag="conf-build-labels", labels={"a": "1", "b": "two"})
+    got = api.inspect_image("conf-build-labels")["Config"].get("Labels")
+    check("build labels: exactly as given", got == {"a": "1", "b": "two"}, f"Labels {got!r}")
+
+
+def build_stream_stderr():
+    """Every message is a stream (or the aux image ID); a RUN step's stderr
+    comes as a stream message in the terminal's red."""
+    log = build_log(fileobj=dockerfile("RUN echo out; echo err >&2"), nocache=True)
+    keys = {k for m in log for k in m}
+    streams = [m["stream"] for m in log if "stream" in m]
+    ok = keys <= {"stream", "aux"} and "out\n" in streams and "\x1b[91merr\n\x1b[0m" in streams
+    check("build output: stream messages, RUN stderr in red", ok, f"messages {log!r}")
+
+
+def build_error_wording():
+    """A failing RUN step: Docker's words in error and errorDetail, with
+    the exit code."""
+    log = build_log(fileobj=dockerfile("RUN exit 3"), nocache=True)
+    want = "The command '/bin/sh -c exit 3' returned a non-zero code: 3"
+    got = (log[-1].get("error"), log[-1].get("errorDetail")) if log else None
+    check("build failure: Docker's words and code", got == (want, {"code": 3, "message": want}), f"last message {got!r}")
+
+
+def build_extrahosts():
+    """Several extrahosts (one query value each, as docker-py and the CLI
+    send them) are in the RUN steps' /etc/hosts."""
+    hosts = {"one.test": "10.9.8.7", "two.test": "10.9.8.6"}
+    try:
+        log = build_log(fileobj=dockerfile("RUN cat /etc/hosts"), nocache=True, extra_hosts=hosts)
+    except APIError as e:
+        check("build extrahosts: several accepted", False, f"{e.response.status_code} {e.explanation}")
+        return
+    lines = [line.split() for line in stream_text(log).splitlines()]
+    ok = all([ip, name] in lines for name, ip in hosts.items())
+    check("build extrahosts: several accepted", ok, f"output {stream_text(log)!r}")
+
+
+def build_networkmode():
+    """networkmode: a user network's build runs on it and is tagged; a
+    "none" build has no address but loopback."""
+    net = api.create_network("conf-build-net", ipam=docker.types.IPAMConfig(
+        pool_configs=[docker.types.IPAMPool(subnet="172.30.10.0/24")]))["Id"]
+    try:
+        on_net = stream_text(build_log(fileobj=dockerfile("RUN ip -o -4 addr"), tag="conf-build-net",
+                                       nocache=True, network_mode=net))
+        tagged = [i.tags for i in client.images.list(name="conf-build-net")]
+        none = stream_text(build_log(fileobj=dockerfile("RUN ip -o -4 addr"), nocache=True, network_mode="none"))
+        addrs = [w for w in none.split() if w.count(".") == 3 and "/" in w]
+        ok = "172.30.10." in on_net and tagged == [["conf-build-net:latest"]] and addrs in ([], ["127.0.0.1/8"])
+        check("build networkmode: a user network's build is tagged, none has no network", ok,
+              f"on the network {on_net!r}, tags {tagged!r}, none {none!r}")
+    finally:
+        api.remove_network(net)
+
+
+def build_dockerignore():
+    """.dockerignore by Docker's rules: patterns trimmed of spaces, "!"
+    exceptions keep files under an excluded folder."""
+    d = tempfile.mkdtemp()
+    with open(os.path.join(d, "Dockerfile"), "w") as f:
+        f.write(f"FROM {IMAGE}\nADD . /test\n")
+    with open(os.path.join(d, ".dockerignore"), "w") as f:
+        f.write("\n".join(["ignored", "Dockerfile", ".dockerignore", " ignored-with-spaces ",
+                           "!ignored/subdir/excepted-file", "! ignored/subdir/excepted-with-spaces  ", "", "#*"]))
+    os.makedirs(os.path.join(d, "ignored", "subdir"))
+    for name in ["ignored/file", "ignored/subdir/file", "ignored/subdir/excepted-file",
+                 "ignored/subdir/excepted-with-spaces", "ignored-with-spaces", "not-ignored"]:
+        with open(os.path.join(d, name), "w") as f:
+            f.write("x")
+    build_log(path=d, tag="conf-build-ignore")
+    got = one_line(client.containers.run("conf-build-ignore", ["sh", "-c", "echo $(ls -AR /test)"], remove=True))
+    want = ["/test:", "ignored", "not-ignored", "/test/ignored:", "subdir",
+            "/test/ignored/subdir:", "excepted-file", "excepted-with-spaces"]
+    check("build .dockerignore: ! exceptions, spaces trimmed", got == want, f"copied {got!r}")
+
+
+def build_outside_dockerfile():
+    """A Dockerfile outside the context (docker-py puts it in the tar under
+    another name) builds, and is not copied by COPY ."""
+    d, elsewhere = tempfile.mkdtemp(), tempfile.mkdtemp()
+    with open(os.path.join(d, "file.txt"), "w") as f:
+        f.write("hello")
+    with open(os.path.join(d, ".dockerignore"), "w") as f:
+        f.write(".dockerignore\n")
+    with open(os.path.join(elsewhere, "Dockerfile"), "w") as f:
+        f.write(f"FROM {IMAGE}\nCOPY . /src\nWORKDIR /src\n")
+    log = build_log(path=d, dockerfile=os.path.join(elsewhere, "Dockerfile"), tag="conf-build-outside")
+    if not any("aux" in m for m in log):
+        check("build: a Dockerfile outside the context", False, f"build {log!r}")
+        return
+    got = sorted(one_line(client.containers.run("conf-build-outside", ["sh", "-c", "echo $(ls -a)"], remove=True)))
+    check("build: a Dockerfile outside the context", got == [".", "..", "file.txt"], f"ls -a {got!r}")
+
+
+def build_cachefrom():
+    """cachefrom: a build reuses the steps of the image named; naming only
+    a missing image reuses none. The base is the test image imported, so
+    it has a history: the engine's builder reuses no step on a base
+    without one (the loaded test image has none)."""
+    c = client.containers.create(IMAGE, ["true"], name="conf-build-export")
+    try:
+        data = b"".join(c.export())
+    finally:
+        c.remove(force=True)
+    api.import_image_from_data(data, repository="conf-build-base", tag="latest", changes=["ENV PATH=/bin"])
+    steps = ("FROM conf-build-base", "ENV FOO=bar", "RUN echo > /baz", "RUN echo > /bax")
+    build_log(fileobj=io.BytesIO("\n".join(steps).encode()), tag="conf-build-cache1")
+    cached = [stream_text(build_log(fileobj=io.BytesIO("\n".join(steps).encode()), cache_from=[name])).count("Using cache")
+              for name in ("conf-build-cache1", "conf-build-nosuchtag")]
+    check("build cachefrom: the named image's steps reused, none for a missing one", cached == [3, 0],
+          f"steps from the cache: {cached!r}")
+
+
+def build_squash():
+    """squash: the build's steps become one layer on top of the base's."""
+    log = build_log(fileobj=dockerfile("RUN echo 1 > /f1", "RUN echo 2 > /f2", "RUN echo 3 > /f3"),
+                    tag="conf-build-squash", squash=True, nocache=True)
+    base = len(api.inspect_image(IMAGE)["RootFS"]["Layers"])
+    got = len(api.inspect_image("conf-build-squash")["RootFS"]["Layers"]) if any("aux" in m for m in log) else None
+    check("build squash: one layer on the base", got == base + 1, f"{got!r} layers, base {base}; {log[-1:]!r}")
 
 
 def guarded(row, *args):
@@ -466,6 +612,9 @@ def main():
     guarded(link_environment)
     guarded(network_name_with_spaces)
     guarded(distribution_unreachable)
+    for row in (build_labels, build_stream_stderr, build_error_wording, build_extrahosts, build_networkmode,
+                build_dockerignore, build_outside_dockerfile, build_cachefrom, build_squash):
+        guarded(row)
 
 
 if __name__ == "__main__":
