@@ -19,8 +19,9 @@
 
 use std::fmt;
 
-/// Longest answer the host reads.
-pub const MAX_STATUS: usize = 16 * 1024;
+/// Longest answer the host reads (and the guest sends: shares that would
+/// not fit are left out, so many long share paths never cost the answer).
+pub const MAX_STATUS: usize = 64 * 1024;
 /// Most `share` lines an answer may carry.
 pub const MAX_SHARES: usize = 64;
 
@@ -97,10 +98,14 @@ pub fn encode(s: &GuestStatus) -> String {
         Some(d) => out.push_str(&format!("disk {} {} {}\n", d.size, d.used, d.available)),
         None => out.push_str("disk none\n"),
     }
+    const END: &str = "end\n";
     for share in s.shares.iter().take(MAX_SHARES).filter(|sh| !sh.path.chars().any(char::is_control)) {
-        out.push_str(&format!("share {} {}\n", word(&share.fs), share.path));
+        let line = format!("share {} {}\n", word(&share.fs), share.path);
+        if out.len() + line.len() + END.len() <= MAX_STATUS {
+            out.push_str(&line);
+        }
     }
-    out.push_str("end\n");
+    out.push_str(END);
     out
 }
 
@@ -166,6 +171,17 @@ mod tests {
             disk: Some(DiskUse { size: 64 << 30, used: 50 << 20, available: 60 << 30 }),
             shares: vec![ShareUse { fs: "virtiofs".into(), path: "/home/a b".into() }, ShareUse { fs: "9p".into(), path: "/src".into() }],
         }
+    }
+
+    #[test]
+    fn many_long_share_paths_never_make_the_answer_too_long() {
+        let mut s = sample();
+        s.shares = (0..MAX_SHARES).map(|i| ShareUse { fs: "virtiofs".into(), path: format!("/{i:02}{}", "x".repeat(4093)) }).collect();
+        let text = encode(&s);
+        assert!(text.len() <= MAX_STATUS, "{} bytes", text.len());
+        let back = parse(text.as_bytes()).expect("an answer that fits parses");
+        assert!(!back.shares.is_empty() && back.shares.len() < MAX_SHARES, "{} shares", back.shares.len());
+        assert_eq!(back.shares[0], s.shares[0]);
     }
 
     #[test]
