@@ -244,14 +244,6 @@ impl PowerSwitch for RunningVm<'_> {
             thread::sleep(Duration::from_millis(100));
         }
     }
-
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-
-    fn sleep(&mut self, d: Duration) {
-        thread::sleep(d)
-    }
 }
 
 /// `skiff status`: plain `key: value` lines. Running: the VM's ISO, the

@@ -529,14 +529,6 @@ impl PowerSwitch for Qemu<'_> {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-
-    fn sleep(&mut self, d: Duration) {
-        thread::sleep(d)
-    }
 }
 
 #[cfg(test)]
@@ -580,5 +572,4 @@ mod tests {
         assert_eq!(run_state::read(&state).map(|r| r.phase), Some(Phase::Stopped));
         fs::remove_dir_all(&dir).unwrap();
     }
-
 }

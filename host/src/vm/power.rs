@@ -29,8 +29,13 @@ pub trait PowerSwitch {
     fn guest_powering_off(&mut self) -> bool;
     /// Kills the VM (and reaps it, where it is a child).
     fn kill(&mut self);
-    fn now(&self) -> Instant;
-    fn sleep(&mut self, d: Duration);
+    /// The clock the waits are measured on (a fake has its own).
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+    fn sleep(&mut self, d: Duration) {
+        std::thread::sleep(d)
+    }
 }
 
 /// How a power-off ended.
