@@ -202,22 +202,18 @@ fn set_up() -> Outcome {
 impl DataDisk {
     /// The data filesystem's size and use as `df` counts them.
     pub fn usage(&self) -> Option<skiff_proto::status::DiskUse> {
-        usage()
+        match rustix::fs::statvfs(MOUNT_POINT) {
+            Ok(st) => Some(df(st.f_blocks, st.f_bfree, st.f_bavail, st.f_frsize)),
+            Err(e) => {
+                log::warn!("disk: cannot statvfs {MOUNT_POINT}: {e}");
+                None
+            }
+        }
     }
 
     /// Unmounts it for the shutdown ([`unmount_all`]).
     pub fn unmount(self, sys: &impl Sys) {
         unmount_all(sys)
-    }
-}
-
-fn usage() -> Option<skiff_proto::status::DiskUse> {
-    match rustix::fs::statvfs(MOUNT_POINT) {
-        Ok(st) => Some(df(st.f_blocks, st.f_bfree, st.f_bavail, st.f_frsize)),
-        Err(e) => {
-            log::warn!("disk: cannot statvfs {MOUNT_POINT}: {e}");
-            None
-        }
     }
 }
 
