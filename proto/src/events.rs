@@ -45,6 +45,132 @@ pub enum Event {
     PoweringOff,
     /// Something failed that the host may act on (a code, e.g. `usr`).
     Failed { what: String },
+    /// A fact about one thing beyond the milestones: what happened and to
+    /// what (a device, link, folder, key, port, container or step).
+    Noted { note: Note, subject: String },
+}
+
+/// What a [`Event::Noted`] says of its subject. The console says the same
+/// in words; checks read this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Note {
+    /// /usr was mounted from this device (`/dev/sr0`, `/dev/vda`, ...).
+    UsrFrom,
+    /// A disk the data disk step left untouched (`/dev/vda`): it holds
+    /// something else, or cannot be read.
+    DiskSkipped,
+    /// A blank disk got Skiff's partition table.
+    DiskPartitioned,
+    /// This partition was formatted as the data disk.
+    DiskFormatted,
+    /// This partition's filesystem was checked before it was mounted.
+    DiskChecked,
+    /// This partition is mounted as the data disk.
+    DiskMounted,
+    /// The data disk (its mount point) was unmounted at shutdown.
+    DiskUnmounted,
+    /// The guest's host name was set to this.
+    HostName,
+    /// This link still has no DHCP offer and keeps asking in the background.
+    DhcpWaiting,
+    /// This link gave its DHCP lease back at shutdown.
+    LeaseReleased,
+    /// This host folder was unmounted at shutdown.
+    ShareUnmounted,
+    /// The host replaced the boot secret (subject: `vsock`).
+    SecretReplaced,
+    /// This vsock port has as many connections open as it takes.
+    ConnectionsCapped,
+    /// This vsock port refused a connection that did not prove the secret.
+    ConnectionRefused,
+    /// Healthchecks of this container (short id) run now.
+    HealthWatching,
+    /// Healthchecks of this container stopped.
+    HealthStopped,
+    /// A settings key that is unknown (ignored).
+    UnknownKey,
+    /// A setting whose value cannot be used (the key, never the value).
+    SettingRefused,
+    /// A file the init would read or write but will not (a FIFO, a
+    /// symbolic link, ...): its path.
+    FileRefused,
+    /// This shutdown step ran into its time limit.
+    ShutdownOverran,
+}
+
+/// Every note and its wire name.
+const NOTES: &[(Note, &str)] = &[
+    (Note::UsrFrom, "usr-from"),
+    (Note::DiskSkipped, "disk-skipped"),
+    (Note::DiskPartitioned, "disk-partitioned"),
+    (Note::DiskFormatted, "disk-formatted"),
+    (Note::DiskChecked, "disk-checked"),
+    (Note::DiskMounted, "disk-mounted"),
+    (Note::DiskUnmounted, "disk-unmounted"),
+    (Note::HostName, "host-name"),
+    (Note::DhcpWaiting, "dhcp-waiting"),
+    (Note::LeaseReleased, "lease-released"),
+    (Note::ShareUnmounted, "share-unmounted"),
+    (Note::SecretReplaced, "secret-replaced"),
+    (Note::ConnectionsCapped, "connections-capped"),
+    (Note::ConnectionRefused, "connection-refused"),
+    (Note::HealthWatching, "health-watching"),
+    (Note::HealthStopped, "health-stopped"),
+    (Note::UnknownKey, "unknown-key"),
+    (Note::SettingRefused, "setting-refused"),
+    (Note::FileRefused, "file-refused"),
+    (Note::ShutdownOverran, "shutdown-overran"),
+];
+
+impl Note {
+    /// Its name on the wire.
+    pub fn name(self) -> &'static str {
+        NOTES.iter().find(|(n, _)| *n == self).map_or("-", |(_, name)| name)
+    }
+
+    fn from_name(name: &str) -> Option<Note> {
+        NOTES.iter().find(|(_, n)| *n == name).map(|(note, _)| *note)
+    }
+}
+
+/// Longest subject of a note, escaped, so a line stays within [`MAX_LINE`].
+pub const MAX_SUBJECT: usize = 88;
+
+/// `text` as a note's subject: printable ASCII but space and `%` kept,
+/// every other byte `%XX`, cut (at a whole character) to [`MAX_SUBJECT`];
+/// never empty.
+pub fn subject(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        let piece = if c.is_ascii_graphic() && c != '%' {
+            c.to_string()
+        } else {
+            c.to_string().bytes().map(|b| format!("%{b:02X}")).collect()
+        };
+        if out.len() + piece.len() > MAX_SUBJECT {
+            break;
+        }
+        out.push_str(&piece);
+    }
+    if out.is_empty() { "-".into() } else { out }
+}
+
+/// The text a subject stands for (bytes that are not UTF-8 become U+FFFD).
+pub fn unescape(subject: &str) -> Option<String> {
+    let b = subject.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// How the data disk step ended.
@@ -93,6 +219,7 @@ pub fn encode(s: &Stamped) -> String {
         Event::EngineRestarting { reason } => write!(line, "engine-restarting {}", code(reason)),
         Event::PoweringOff => write!(line, "powering-off"),
         Event::Failed { what } => write!(line, "failed {}", code(what)),
+        Event::Noted { note, subject: about } => write!(line, "note {} {}", note.name(), subject(about)),
     };
     line.push('\n');
     line
@@ -165,6 +292,11 @@ pub fn parse(line: &[u8]) -> Result<Option<Stamped>, ParseError> {
         "engine-restarting" => Event::EngineRestarting { reason: arg("reason")? },
         "powering-off" => Event::PoweringOff,
         "failed" => Event::Failed { what: arg("failure")? },
+        "note" => {
+            let Some(note) = Note::from_name(&arg("note")?) else { return Ok(None) };
+            let about = f.next().filter(|a| !a.is_empty() && a.len() <= MAX_SUBJECT).ok_or(ParseError::BadField("subject"))?;
+            Event::Noted { note, subject: unescape(about).ok_or(ParseError::BadField("subject"))? }
+        }
         _ => return Ok(None),
     };
     Ok(Some(Stamped { seq, at, event }))
@@ -191,6 +323,29 @@ mod tests {
             Event::PoweringOff,
             Event::Failed { what: FAILED_USR.into() },
         ]
+        .into_iter()
+        .chain(NOTES.iter().map(|(note, _)| Event::Noted { note: *note, subject: "/dev/vda1".into() }))
+        .collect()
+    }
+
+    #[test]
+    fn a_subject_carries_any_text_on_one_bounded_line() {
+        for text in ["/home/a b/100%", "bad\nline 0 0 powering-off", "é", "", "x"] {
+            let event = Event::Noted { note: Note::ShareUnmounted, subject: text.into() };
+            let line = encode(&Stamped { seq: 1, at: Duration::ZERO, event });
+            assert_eq!(line.matches('\n').count(), 1, "{line:?}");
+            assert_eq!(line.split(' ').count(), 5, "{line:?}");
+            let Ok(Some(Stamped { event: Event::Noted { subject: back, .. }, .. })) = parse(line.trim_end().as_bytes()) else { panic!("{line:?}") };
+            assert_eq!(back, if text.is_empty() { "-" } else { text });
+        }
+        let long = subject(&"é".repeat(100));
+        assert!(long.len() <= MAX_SUBJECT && long.len() % 6 == 0, "cut at a whole escape: {long}");
+        let line = encode(&Stamped { seq: u64::MAX, at: Duration::from_micros(u64::MAX), event: Event::Noted { note: Note::ConnectionsCapped, subject: "/".repeat(500) } });
+        assert!(line.len() <= MAX_LINE, "{}", line.len());
+        assert_eq!(parse(b"1 2 note disk-exploded /dev/vda"), Ok(None), "a newer guest's note");
+        for junk in [&b"1 2 note"[..], b"1 2 note disk-mounted", b"1 2 note disk-mounted %4", b"1 2 note disk-mounted %zz"] {
+            assert!(parse(junk).is_err(), "{:?}", String::from_utf8_lossy(junk));
+        }
     }
 
     #[test]

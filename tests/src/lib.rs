@@ -261,6 +261,16 @@ impl Vm {
         true
     }
 
+    /// The subjects of the guest's notes of kind `note` so far, in order.
+    pub fn noted(&self, note: skiff_proto::events::Note) -> Vec<String> {
+        noted_in(&self.dir, note)
+    }
+
+    /// Waits up to `limit` for the guest to note `note` about `subject`.
+    pub fn wait_noted(&self, limit: Duration, note: skiff_proto::events::Note, subject: &str) -> bool {
+        self.wait_event(limit, |e| matches!(e, skiff_proto::events::Event::Noted { note: n, subject: s } if *n == note && s == subject))
+    }
+
     /// The guest's serial console so far.
     pub fn console(&self) -> String {
         fs::read_to_string(self.dir.join("console.log")).unwrap_or_default()
@@ -403,6 +413,25 @@ pub fn events_in(dir: &Path) -> Vec<skiff_proto::events::Stamped> {
     text.split_inclusive('\n').filter_map(|l| l.strip_suffix('\n')).filter_map(|l| skiff_proto::events::parse(l.as_bytes()).ok().flatten()).collect()
 }
 
+/// The subjects of the notes of kind `note` among the events in `dir`, in order.
+pub fn noted_in(dir: &Path, note: skiff_proto::events::Note) -> Vec<String> {
+    events_in(dir)
+        .into_iter()
+        .filter_map(|s| match s.event {
+            skiff_proto::events::Event::Noted { note: n, subject } if n == note => Some(subject),
+            _ => None,
+        })
+        .collect()
+}
+
+/// True if one line of `console` names every item of `data` (a device, a
+/// label, a path, a key): the guest told the user about them, whatever
+/// its words. The events say what happened; this only checks that people
+/// were told, with the facts they need.
+pub fn names_all(console: &str, data: &[&str]) -> bool {
+    console.lines().any(|l| data.iter().all(|d| l.contains(d)))
+}
+
 /// True if the guest of the VM in `dir` reported powering off (its
 /// shutdown done, disks unmounted).
 pub fn powered_off_cleanly(dir: &Path) -> bool {
@@ -438,12 +467,13 @@ pub fn boot_cell(iso: &Path, medium: &str, firmware: &[&str], uefi: bool) {
     let console = vm.console();
     assert_eq!(console.contains("efi: EFI v"), uefi, "{name}: the kernel should report (only) an EFI boot");
     assert!(console.contains("BOOT_IMAGE=/boot/vmlinuz"), "{name}: GRUB should have booted the kernel");
-    let mounted = console.lines().find(|l| l.contains("medium: /usr mounted")).unwrap_or_else(|| panic!("{name}: no /usr mount line"));
-    let wanted = format!(" on {}", medium_device_prefix(medium));
-    assert!(mounted.contains(&wanted), "{name}: /usr should come from the {medium} ({wanted}...): {mounted}");
+    let from = vm.noted(skiff_proto::events::Note::UsrFrom);
+    let wanted = medium_device_prefix(medium);
+    assert!(from.len() == 1 && from[0].starts_with(wanted), "{name}: /usr should come from the {medium} ({wanted}...): {from:?}");
 }
 
-/// The per-step lines of the guest's shutdown log (`shutdown: ... done in Ns`).
+/// The per-step lines of the guest's shutdown log (`shutdown: ... done in Ns`),
+/// to print for people; checks read the events.
 pub fn shutdown_steps(console: &str) -> Vec<String> {
     console
         .lines()

@@ -8,7 +8,7 @@ use std::sync::{Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use skiff_proto::events::{self, Event, Stamped};
+use skiff_proto::events::{self, Event, Note, Stamped};
 
 use super::logger::{self, Ring};
 
@@ -24,6 +24,11 @@ static SENT: AtomicU64 = AtomicU64::new(0);
 /// Records `event` as happening now.
 pub fn emit(event: Event) {
     emit_at(logger::uptime(), event)
+}
+
+/// Records a [`Event::Noted`]: `note` about `subject`.
+pub fn note(note: Note, subject: impl Into<String>) {
+    emit(Event::Noted { note, subject: subject.into() })
 }
 
 /// Records `event` as having happened at guest uptime `at`.
@@ -92,8 +97,10 @@ mod tests {
         heard(&mut got, "powering-off\n");
         heard(&mut got, "\n\n"); // a keep-alive in the silence after
         let parsed: Vec<Event> = got.lines().filter_map(|l| events::parse(l.as_bytes()).unwrap()).map(|s| s.event).collect();
-        let from = parsed.iter().position(|e| *e == Event::InitRunning).unwrap();
-        assert_eq!(parsed[from..].last(), Some(&Event::PoweringOff), "{got}");
+        // Other tests in this process may note things meanwhile (one ring).
+        let milestones: Vec<&Event> = parsed.iter().filter(|e| !matches!(e, Event::Noted { .. })).collect();
+        let from = milestones.iter().position(|e| **e == Event::InitRunning).unwrap();
+        assert_eq!(milestones[from..].last(), Some(&&Event::PoweringOff), "{got}");
         drop(rx);
         assert!(follower.join().unwrap().is_err(), "the follower ends when its writes fail");
         assert_eq!(FOLLOWERS.load(Ordering::SeqCst), 0);

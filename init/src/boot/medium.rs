@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use linux_raw_sys::loop_device as lo;
 use rustix::mount::{mount, unmount, MountFlags, UnmountFlags};
 
-use skiff_proto::events::Event;
+use skiff_proto::events::{Event, Note};
 
 use super::safe_file;
 
@@ -120,6 +120,7 @@ fn try_device(dev: &Path, ours: &str) -> io::Result<bool> {
     match result {
         Ok(loopdev) => {
             log::info!("medium: /usr mounted from {} on {} ({})", IMAGE, dev.display(), loopdev.display());
+            super::events::note(Note::UsrFrom, dev.display().to_string());
             Ok(true)
         }
         Err(e) => {

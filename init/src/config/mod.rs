@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv4Addr;
 
+use skiff_proto::events::Note;
 use skiff_proto::auth::Secret;
 use skiff_proto::DEFAULT_ENGINE_PORT;
 
@@ -239,6 +240,7 @@ pub fn load(cmdline: Layer) -> Effective {
         }
         Err(e) => {
             log::warn!("config: cannot read {}: {e}; using defaults (the file is left as it is)", file::PATH);
+            crate::boot::events::note(Note::FileRefused, file::PATH);
             None
         }
     };
@@ -259,6 +261,9 @@ pub fn load(cmdline: Layer) -> Effective {
     // Keys and parser messages come from the files: no terminal escapes.
     for w in warnings {
         log::warn!("config: {}", crate::boot::safe_file::escaped(&w.to_string(), WARNING_MAX));
+        if let Some((note, key)) = w.note() {
+            crate::boot::events::note(note, key);
+        }
     }
     effective
 }
@@ -315,6 +320,21 @@ impl fmt::Display for Source {
         match self {
             Source::File(name) => f.write_str(name),
             Source::Seed(device) => write!(f, "{device} meta-data/user-data"),
+        }
+    }
+}
+
+impl Warning {
+    /// The note for the host, naming the key or parameter (never a value).
+    pub fn note(&self) -> Option<(Note, String)> {
+        let name = |word: &str| word.split('=').next().unwrap_or_default().to_string();
+        match self {
+            Warning::BadValue { key, .. } => Some((Note::SettingRefused, key.clone())),
+            Warning::UnknownKey { key, .. } => Some((Note::UnknownKey, key.clone())),
+            Warning::BadParameter { word, .. } => Some((Note::SettingRefused, name(word))),
+            Warning::UnknownParameter { word } => Some((Note::UnknownKey, name(word))),
+            Warning::SecretOnCommandLine => Some((Note::SettingRefused, "skiff.secret".into())),
+            Warning::NotToml { .. } | Warning::GatewayNeedsAddress { .. } | Warning::GatewayIsAddress { .. } => None,
         }
     }
 }

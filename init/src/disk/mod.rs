@@ -21,7 +21,7 @@ use rustix::mount::{mount, mount_bind, mount_remount, MountFlags};
 
 use crate::boot::events;
 use crate::supervise::sys::{unmount_retrying, Kernel, Sys};
-use skiff_proto::events::{Disk as Outcome, Event};
+use skiff_proto::events::{Disk as Outcome, Event, Note};
 
 use probe::{Choice, Content, Decision, Disk, Fsck, Partition};
 
@@ -79,6 +79,18 @@ pub enum Error {
     PeekUnmount(rustix::io::Errno),
     /// A bind mount onto the tmpfs root failed.
     Bind(String, io::Error),
+}
+
+impl Error {
+    /// The reason code the host and tests get ([`Outcome::Refused`]).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Layout(_, layout::Error::Newer(_)) => "layout-newer",
+            Error::Layout(..) => "layout-unreadable",
+            Error::NeedsRepair(..) => "needs-repair",
+            _ => "failed",
+        }
+    }
 }
 
 impl std::fmt::Display for Error {
@@ -155,6 +167,7 @@ fn set_up() -> Outcome {
     for (disk, decision) in disks.iter().zip(&decisions) {
         if let Decision::Skip(why) = decision {
             log::warn!("disk: skipping /dev/{} ({}): {why}; it is left untouched", disk.name, human(disk.size));
+            events::note(Note::DiskSkipped, format!("/dev/{}", disk.name));
         }
     }
     let i = match probe::choose(&disks, &decisions) {
@@ -194,7 +207,7 @@ fn set_up() -> Outcome {
         Err(e) => {
             log::error!("disk: {e}");
             log::warn!("disk: no data disk mounted; images, containers and volumes live in RAM and will NOT persist");
-            Outcome::Refused("failed".into())
+            Outcome::Refused(e.code().into())
         }
     }
 }
@@ -213,7 +226,8 @@ impl DataDisk {
 
     /// Unmounts it for the shutdown ([`unmount_all`]).
     pub fn unmount(self, sys: &impl Sys) {
-        unmount_all(sys)
+        unmount_all(sys);
+        events::note(Note::DiskUnmounted, MOUNT_POINT);
     }
 }
 
@@ -282,6 +296,7 @@ fn scan(names: Vec<String>) -> Vec<Disk> {
             Ok(c) => c,
             Err(e) => {
                 log::warn!("disk: cannot read /dev/{name}: {e}; skipping it");
+                events::note(Note::DiskSkipped, format!("/dev/{name}"));
                 continue;
             }
         };
@@ -374,6 +389,7 @@ fn partition(disk: &Disk) -> Result<String, Error> {
     });
     written.map_err(|e| Error::Partition(dev.clone(), e))?;
     log::info!("disk: wrote a GPT on {dev}: one partition, sectors {}..={}", layout.first_lba, layout.last_lba);
+    events::note(Note::DiskPartitioned, dev.clone());
     let end = Instant::now() + PARTITION_NODE_LIMIT;
     loop {
         if let Some(p) = partitions(&disk.name).into_iter().find(|p| p.label.as_deref() == Some(probe::LABEL)) {
@@ -399,6 +415,7 @@ fn format(part: &str) -> Result<(), Error> {
     match run_bounded(&mut cmd, MKFS_LIMIT).map_err(|e| Error::Helper("mke2fs", e))? {
         0 => {
             log::info!("disk: formatted {dev} as ext4 ({:?}) in {}s", probe::LABEL, crate::secs::Secs(t.elapsed(), 2));
+            events::note(Note::DiskFormatted, dev);
             Ok(())
         }
         code => Err(Error::Format(dev, code)),
@@ -419,6 +436,7 @@ fn check_and_mount(part: &str, fresh: bool) -> Result<(), Error> {
     let code = run_bounded(Command::new(FSCK).args(["-p", &dev]), FSCK_LIMIT).map_err(|e| Error::Helper("e2fsck", e))?;
     let note = probe::fsck_verdict(code).map_err(|why| Error::NeedsRepair(dev.clone(), why))?;
     log::info!("disk: checked {dev} in {}s: {note}", crate::secs::Secs(t.elapsed(), 2));
+    events::note(Note::DiskChecked, dev.clone());
     fs::create_dir_all(MOUNT_POINT).map_err(Error::MountPoint)?;
     // Read-only until the layout version is known to be ours (again: a
     // replayed journal may have changed what the first look saw).
@@ -456,6 +474,7 @@ fn check_and_mount(part: &str, fresh: bool) -> Result<(), Error> {
         }
     }
     log::info!("disk: mounted {dev} on {MOUNT_POINT}; {} and {} live on it", BINDS[0].1, BINDS[1].1);
+    events::note(Note::DiskMounted, dev);
     Ok(())
 }
 

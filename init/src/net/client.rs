@@ -19,7 +19,7 @@ use super::dhcp_packet::{CLIENT_PORT, SERVER_PORT};
 use super::names::{self, LinkNames};
 use super::{netlink, Link, Rtnl};
 use crate::supervise::backoff;
-use skiff_proto::events::Event;
+use skiff_proto::events::{Event, Note};
 
 /// A running client, reachable from the shutdown path.
 struct Registered {
@@ -153,6 +153,7 @@ impl Io {
                         self.discovers += 1;
                         if self.discovers == 3 || self.discovers.is_multiple_of(10) {
                             log::info!("network: {}: no DHCP offer yet ({} tries); still trying in the background", self.link.name, self.discovers);
+                            crate::boot::events::note(Note::DhcpWaiting, self.link.name.clone());
                         }
                     }
                     self.send(&packet, dest);
@@ -263,7 +264,10 @@ pub fn release_all() {
             continue;
         };
         match sendto(&*r.sock, &packet, SendFlags::DONTWAIT, &SocketAddrV4::new(server, SERVER_PORT)) {
-            Ok(_) => log::info!("network: {} released its lease on {} to {server}", r.link, lease.address),
+            Ok(_) => {
+                log::info!("network: {} released its lease on {} to {server}", r.link, lease.address);
+                crate::boot::events::note(Note::LeaseReleased, r.link.clone());
+            }
             Err(e) => log::warn!("network: {}: cannot release the lease on {}: {e}", r.link, lease.address),
         }
     }

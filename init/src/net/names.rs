@@ -165,7 +165,10 @@ fn apply(s: &mut State) {
         }
         let _ = fs::write("/etc/hostname", format!("{}\n", chosen.hostname));
         match rustix::system::sethostname(chosen.hostname.as_bytes()) {
-            Ok(()) => log::info!("network: host name {}", chosen.hostname),
+            Ok(()) => {
+                log::info!("network: host name {}", chosen.hostname);
+                crate::boot::events::note(skiff_proto::events::Note::HostName, chosen.hostname.clone());
+            }
             Err(e) => log::warn!("network: cannot set the host name {:?}: {e}", chosen.hostname),
         }
     }

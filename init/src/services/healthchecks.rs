@@ -19,6 +19,8 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use skiff_proto::events::Note;
+
 use crate::services::http;
 use crate::services::json::{self, Json};
 use crate::supervise::{backoff, engine};
@@ -244,6 +246,7 @@ fn clock() {
                 let new = schedule.watch(id.clone(), check, Instant::now());
                 if new {
                     log::info!("health: checking container {} every {:?}", short(&id), check.interval);
+                    crate::boot::events::note(Note::HealthWatching, short(&id));
                 }
             }
             // Stopped, paused or removed (the engine's answer to a check
@@ -252,6 +255,7 @@ fn clock() {
                 let watched = schedule.forget(&id);
                 if watched {
                     log::info!("health: stopped checking container {}", short(&id));
+                    crate::boot::events::note(Note::HealthStopped, short(&id));
                 }
             }
             Some(Msg::ForgetAll) => schedule.forget_all(),

@@ -90,7 +90,10 @@ pub fn unmount_all(sys: &impl Sys) {
     let end = sys.now() + Duration::from_secs(3);
     for path in paths.iter().rev() {
         match unmount_retrying(sys, path, end).0 {
-            Ok(()) => log::info!("shares: unmounted {path}"),
+            Ok(()) => {
+                log::info!("shares: unmounted {path}");
+                crate::boot::events::note(skiff_proto::events::Note::ShareUnmounted, path.clone());
+            }
             Err(e) => {
                 log::warn!("shares: cannot unmount {path}: {e}; detaching it");
                 if let Err(e) = sys.unmount(path, true) {

@@ -25,6 +25,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use skiff_proto::auth::{self, AuthError, Secret};
+use skiff_proto::events::Note;
 use skiff_proto::framing::{self, FrameReader, Sniff};
 use vsock::{VsockListener, VsockStream, VMADDR_CID_ANY, VMADDR_CID_HOST};
 
@@ -104,6 +105,7 @@ impl Door {
     pub fn rekey(&self, secret: Secret) {
         *self.0.rekeyed.lock().unwrap_or_else(|e| e.into_inner()) = Some(secret);
         log::info!("vsock: the host replaced the boot secret; the fw_cfg copy admits nobody now");
+        crate::boot::events::note(Note::SecretReplaced, "vsock");
     }
 
     /// Stops accepting new connections (shutdown's first step).
@@ -224,7 +226,10 @@ fn listen(door: &Door, port: u32, what: &'static str, answer: Answer, handle: im
                 }
             };
             let Some(slot) = Slot::take(open, MAX_CONNECTIONS).or_else(|| waiting.give_way(GRACE)) else {
-                notices.busy.note(|| format!("vsock: port {port}: {MAX_CONNECTIONS} connections open; turning new ones away"));
+                notices.busy.note(|| {
+                    crate::boot::events::note(Note::ConnectionsCapped, port.to_string());
+                    format!("vsock: port {port}: {MAX_CONNECTIONS} connections open; turning new ones away")
+                });
                 turn_away(stream, answer, "503 Service Unavailable", &format!("too many connections ({MAX_CONNECTIONS} open); try again later"));
                 continue;
             };
@@ -246,7 +251,10 @@ fn listen(door: &Door, port: u32, what: &'static str, answer: Answer, handle: im
                         None => log::debug!("vsock: port {port}: a silent connection gave way"),
                     },
                     Err(r) => {
-                        auth_notice.note(|| format!("vsock: port {port}: refused a connection from the host: {r}"));
+                        auth_notice.note(|| {
+                            crate::boot::events::note(Note::ConnectionRefused, port.to_string());
+                            format!("vsock: port {port}: refused a connection from the host: {r}")
+                        });
                         if let Err(e) = refuse(stream, answer, &r.to_string()) {
                             log::debug!("vsock: refusing: {e}");
                         }

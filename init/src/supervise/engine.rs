@@ -223,6 +223,7 @@ pub fn stop_containers(sys: &impl Sys, grace: Duration, limit: Duration) {
             Ok(Some(status)) => return log::warn!("engine: podman stop ended with {status}"),
             Ok(None) if sys.now() > end => {
                 log::warn!("engine: podman stop still running after {}s; killing it", limit.as_secs());
+                events::note(skiff_proto::events::Note::ShutdownOverran, "stop containers");
                 let _ = sys.kill(Some(pid), Signal::KILL);
                 let _ = sys.wait_pid(pid);
                 return;

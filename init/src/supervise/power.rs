@@ -12,7 +12,7 @@ use rustix::process::{getpid, kill_process, Pid, Signal};
 use rustix::system::{reboot, RebootCommand};
 
 use crate::boot::events;
-use skiff_proto::events::Event;
+use skiff_proto::events::{Event, Note};
 use crate::supervise::sys::{Kernel, Sys};
 use crate::supervise::{engine, reaper};
 
@@ -153,6 +153,7 @@ fn bounded(what: &str, limit: Duration, f: impl FnOnce() + Clone + Send + 'stati
         Ok(_) => {
             if rx.recv_timeout(limit).is_err() {
                 log::error!("shutdown: {what} still not done after {}s; going on", limit.as_secs());
+                events::note(Note::ShutdownOverran, what);
             }
         }
         Err(e) => {
@@ -237,6 +238,7 @@ fn stop_everything<S: Sys>(sys: &S, services: &impl Services, engine: &mut engin
             let limit = budget.take(ENGINE_LIMIT);
             if !wait_gone(sys, Some(pid), limit) {
                 log::warn!("shutdown: engine did not stop within {}s; killing it", limit.as_secs());
+                events::note(Note::ShutdownOverran, "stop engine");
                 let _ = sys.kill(Some(pid), Signal::KILL);
             }
         }
@@ -246,6 +248,7 @@ fn stop_everything<S: Sys>(sys: &S, services: &impl Services, engine: &mut engin
         let limit = budget.take(TERM_LIMIT);
         if !wait_gone(sys, None, limit) {
             log::warn!("shutdown: processes still running after {}s; sending SIGKILL", limit.as_secs());
+            events::note(Note::ShutdownOverran, "stop remaining processes");
             signal_all(sys, Signal::KILL);
             wait_gone(sys, None, budget.take(KILL_LIMIT));
         }
@@ -259,6 +262,7 @@ fn stop_everything<S: Sys>(sys: &S, services: &impl Services, engine: &mut engin
         let limit = budget.take(LOG_CLOSE_LIMIT);
         if !sys.close_log(limit) {
             log::error!("shutdown: the log file writer is still not done after {}s (disk stuck?); going on", limit.as_secs());
+            events::note(Note::ShutdownOverran, "close log file");
         }
     });
     let sv = services.clone();
