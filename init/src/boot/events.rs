@@ -27,7 +27,8 @@ pub fn emit(event: Event) {
 }
 
 /// Records a [`Event::Noted`]: `note` about `subject`.
-pub fn note(note: Note, subject: impl Into<String>) {
+#[inline(never)]
+pub fn note(note: Note, subject: &str) {
     emit(Event::Noted { note, subject: subject.into() })
 }
 

@@ -277,7 +277,7 @@ fn open_folder(dir: &Path) -> Result<(OwnedFd, File), String> {
         Ok(f) => f,
         Err(e @ (safe_file::Error::Symlink | safe_file::Error::NotRegular(_))) => {
             log::warn!("log: {}/skiff.log: {e}; moving it aside as skiff.log.1 and starting a new file", dir.display());
-            super::events::note(skiff_proto::events::Note::FileRefused, format!("{}/skiff.log", dir.display()));
+            super::events::note(skiff_proto::events::Note::FileRefused, &format!("{}/skiff.log", dir.display()));
             rotate(fd.as_fd(), FILE_KEEP).map_err(|e| e.to_string())?;
             open(fd.as_fd()).map_err(|e| e.to_string())?
         }

@@ -120,7 +120,7 @@ fn try_device(dev: &Path, ours: &str) -> io::Result<bool> {
     match result {
         Ok(loopdev) => {
             log::info!("medium: /usr mounted from {} on {} ({})", IMAGE, dev.display(), loopdev.display());
-            super::events::note(Note::UsrFrom, dev.display().to_string());
+            super::events::note(Note::UsrFrom, &dev.display().to_string());
             Ok(true)
         }
         Err(e) => {

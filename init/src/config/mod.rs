@@ -262,7 +262,7 @@ pub fn load(cmdline: Layer) -> Effective {
     for w in warnings {
         log::warn!("config: {}", crate::boot::safe_file::escaped(&w.to_string(), WARNING_MAX));
         if let Some((note, key)) = w.note() {
-            crate::boot::events::note(note, key);
+            crate::boot::events::note(note, &key);
         }
     }
     effective

@@ -167,7 +167,7 @@ fn set_up() -> Outcome {
     for (disk, decision) in disks.iter().zip(&decisions) {
         if let Decision::Skip(why) = decision {
             log::warn!("disk: skipping /dev/{} ({}): {why}; it is left untouched", disk.name, human(disk.size));
-            events::note(Note::DiskSkipped, format!("/dev/{}", disk.name));
+            events::note(Note::DiskSkipped, &format!("/dev/{}", disk.name));
         }
     }
     let i = match probe::choose(&disks, &decisions) {
@@ -296,7 +296,7 @@ fn scan(names: Vec<String>) -> Vec<Disk> {
             Ok(c) => c,
             Err(e) => {
                 log::warn!("disk: cannot read /dev/{name}: {e}; skipping it");
-                events::note(Note::DiskSkipped, format!("/dev/{name}"));
+                events::note(Note::DiskSkipped, &format!("/dev/{name}"));
                 continue;
             }
         };
@@ -389,7 +389,7 @@ fn partition(disk: &Disk) -> Result<String, Error> {
     });
     written.map_err(|e| Error::Partition(dev.clone(), e))?;
     log::info!("disk: wrote a GPT on {dev}: one partition, sectors {}..={}", layout.first_lba, layout.last_lba);
-    events::note(Note::DiskPartitioned, dev.clone());
+    events::note(Note::DiskPartitioned, &dev);
     let end = Instant::now() + PARTITION_NODE_LIMIT;
     loop {
         if let Some(p) = partitions(&disk.name).into_iter().find(|p| p.label.as_deref() == Some(probe::LABEL)) {
@@ -415,7 +415,7 @@ fn format(part: &str) -> Result<(), Error> {
     match run_bounded(&mut cmd, MKFS_LIMIT).map_err(|e| Error::Helper("mke2fs", e))? {
         0 => {
             log::info!("disk: formatted {dev} as ext4 ({:?}) in {}s", probe::LABEL, crate::secs::Secs(t.elapsed(), 2));
-            events::note(Note::DiskFormatted, dev);
+            events::note(Note::DiskFormatted, &dev);
             Ok(())
         }
         code => Err(Error::Format(dev, code)),
@@ -436,7 +436,7 @@ fn check_and_mount(part: &str, fresh: bool) -> Result<(), Error> {
     let code = run_bounded(Command::new(FSCK).args(["-p", &dev]), FSCK_LIMIT).map_err(|e| Error::Helper("e2fsck", e))?;
     let note = probe::fsck_verdict(code).map_err(|why| Error::NeedsRepair(dev.clone(), why))?;
     log::info!("disk: checked {dev} in {}s: {note}", crate::secs::Secs(t.elapsed(), 2));
-    events::note(Note::DiskChecked, dev.clone());
+    events::note(Note::DiskChecked, &dev);
     fs::create_dir_all(MOUNT_POINT).map_err(Error::MountPoint)?;
     // Read-only until the layout version is known to be ours (again: a
     // replayed journal may have changed what the first look saw).
@@ -474,7 +474,7 @@ fn check_and_mount(part: &str, fresh: bool) -> Result<(), Error> {
         }
     }
     log::info!("disk: mounted {dev} on {MOUNT_POINT}; {} and {} live on it", BINDS[0].1, BINDS[1].1);
-    events::note(Note::DiskMounted, dev);
+    events::note(Note::DiskMounted, &dev);
     Ok(())
 }
 

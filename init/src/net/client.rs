@@ -153,7 +153,7 @@ impl Io {
                         self.discovers += 1;
                         if self.discovers == 3 || self.discovers.is_multiple_of(10) {
                             log::info!("network: {}: no DHCP offer yet ({} tries); still trying in the background", self.link.name, self.discovers);
-                            crate::boot::events::note(Note::DhcpWaiting, self.link.name.clone());
+                            crate::boot::events::note(Note::DhcpWaiting, &self.link.name);
                         }
                     }
                     self.send(&packet, dest);
@@ -266,7 +266,7 @@ pub fn release_all() {
         match sendto(&*r.sock, &packet, SendFlags::DONTWAIT, &SocketAddrV4::new(server, SERVER_PORT)) {
             Ok(_) => {
                 log::info!("network: {} released its lease on {} to {server}", r.link, lease.address);
-                crate::boot::events::note(Note::LeaseReleased, r.link.clone());
+                crate::boot::events::note(Note::LeaseReleased, &r.link);
             }
             Err(e) => log::warn!("network: {}: cannot release the lease on {}: {e}", r.link, lease.address),
         }

@@ -167,7 +167,7 @@ fn apply(s: &mut State) {
         match rustix::system::sethostname(chosen.hostname.as_bytes()) {
             Ok(()) => {
                 log::info!("network: host name {}", chosen.hostname);
-                crate::boot::events::note(skiff_proto::events::Note::HostName, chosen.hostname.clone());
+                crate::boot::events::note(skiff_proto::events::Note::HostName, &chosen.hostname);
             }
             Err(e) => log::warn!("network: cannot set the host name {:?}: {e}", chosen.hostname),
         }

@@ -92,7 +92,7 @@ pub fn unmount_all(sys: &impl Sys) {
         match unmount_retrying(sys, path, end).0 {
             Ok(()) => {
                 log::info!("shares: unmounted {path}");
-                crate::boot::events::note(skiff_proto::events::Note::ShareUnmounted, path.clone());
+                crate::boot::events::note(skiff_proto::events::Note::ShareUnmounted, &path);
             }
             Err(e) => {
                 log::warn!("shares: cannot unmount {path}: {e}; detaching it");

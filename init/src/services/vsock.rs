@@ -227,7 +227,7 @@ fn listen(door: &Door, port: u32, what: &'static str, answer: Answer, handle: im
             };
             let Some(slot) = Slot::take(open, MAX_CONNECTIONS).or_else(|| waiting.give_way(GRACE)) else {
                 notices.busy.note(|| {
-                    crate::boot::events::note(Note::ConnectionsCapped, port.to_string());
+                    crate::boot::events::note(Note::ConnectionsCapped, &port.to_string());
                     format!("vsock: port {port}: {MAX_CONNECTIONS} connections open; turning new ones away")
                 });
                 turn_away(stream, answer, "503 Service Unavailable", &format!("too many connections ({MAX_CONNECTIONS} open); try again later"));
@@ -252,7 +252,7 @@ fn listen(door: &Door, port: u32, what: &'static str, answer: Answer, handle: im
                     },
                     Err(r) => {
                         auth_notice.note(|| {
-                            crate::boot::events::note(Note::ConnectionRefused, port.to_string());
+                            crate::boot::events::note(Note::ConnectionRefused, &port.to_string());
                             format!("vsock: port {port}: refused a connection from the host: {r}")
                         });
                         if let Err(e) = refuse(stream, answer, &r.to_string()) {

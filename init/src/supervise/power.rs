@@ -5,6 +5,7 @@
 
 use std::fs::{self, File};
 use std::io::Read;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -119,7 +120,13 @@ fn read_events(dev: &str) {
 fn step(name: &str, f: impl FnOnce()) {
     let t = Instant::now();
     f();
-    log::info!("shutdown: {name} done in {}s", crate::secs::Secs(t.elapsed(), 2));
+    step_done(name, t);
+}
+
+/// The log line of [`step`], kept out of its copies (one per step) to keep PID 1 small.
+#[inline(never)]
+fn step_done(name: &str, began: Instant) {
+    log::info!("shutdown: {name} done in {}s", crate::secs::Secs(began.elapsed(), 2));
 }
 
 /// The time left of the whole shutdown: each step gets its own limit, or
@@ -142,9 +149,9 @@ impl<'a, S: Sys> Budget<'a, S> {
 
 /// Runs `f` in a thread and waits at most `limit` for it, so a step stuck
 /// in the kernel (a hung disk) cannot keep the machine from powering off.
-fn bounded(what: &str, limit: Duration, f: impl FnOnce() + Clone + Send + 'static) {
+fn bounded(what: &str, limit: Duration, f: Arc<dyn Fn() + Send + Sync>) {
     let (tx, rx) = std::sync::mpsc::channel();
-    let run = f.clone();
+    let run = Arc::clone(&f);
     let spawned = thread::Builder::new().name(what.into()).spawn(move || {
         run();
         let _ = tx.send(());
@@ -199,7 +206,7 @@ fn signal_all(sys: &impl Sys, sig: Signal) {
 /// (vsock, the init's engine streams, host folders, DHCP, the data disk):
 /// `main.rs` hands in the real ones, the tests a recording fake, so the
 /// whole order is tested.
-pub trait Services: Clone + Send + 'static {
+pub trait Services: Clone + Send + Sync + 'static {
     /// Closes the vsock listeners (connections being served go on).
     fn stop_accepting(&self);
     /// Ends the init's own requests to the engine (its event followers),
@@ -254,10 +261,10 @@ fn stop_everything<S: Sys>(sys: &S, services: &impl Services, engine: &mut engin
         }
     });
     let sv = services.clone();
-    step("unmount host folders", || bounded("unmount shares", budget.take(SHARES_LIMIT), move || sv.unmount_shares()));
+    step("unmount host folders", || bounded("unmount shares", budget.take(SHARES_LIMIT), Arc::new(move || sv.unmount_shares())));
     step("release DHCP leases", || services.release_leases());
     let s = sys.clone();
-    step("sync", || bounded("sync", budget.take(SYNC_LIMIT), move || s.sync()));
+    step("sync", || bounded("sync", budget.take(SYNC_LIMIT), Arc::new(move || s.sync())));
     step("close log file", || {
         let limit = budget.take(LOG_CLOSE_LIMIT);
         if !sys.close_log(limit) {
@@ -266,7 +273,7 @@ fn stop_everything<S: Sys>(sys: &S, services: &impl Services, engine: &mut engin
         }
     });
     let sv = services.clone();
-    step("unmount data disk", || bounded("unmount", budget.take(UNMOUNT_LIMIT), move || sv.unmount_data_disk()));
+    step("unmount data disk", || bounded("unmount", budget.take(UNMOUNT_LIMIT), Arc::new(move || sv.unmount_data_disk())));
     log::info!("shutdown: powering off after {}s (limit {}s)", crate::secs::Secs(sys.now().saturating_duration_since(began), 2), WORST_CASE.as_secs());
     events::emit(Event::PoweringOff);
 }
@@ -274,7 +281,7 @@ fn stop_everything<S: Sys>(sys: &S, services: &impl Services, engine: &mut engin
 /// Last resort for fatal errors as well: sync (for at most a moment: a
 /// stuck disk must not keep the machine on) and power off, never return.
 pub fn power_off() -> ! {
-    bounded("final sync", FINAL_SYNC_LIMIT, || Kernel.sync());
+    bounded("final sync", FINAL_SYNC_LIMIT, Arc::new(|| Kernel.sync()));
     loop {
         if let Err(e) = reboot(RebootCommand::PowerOff) {
             log::error!("power: reboot(POWER_OFF) failed: {e}");
