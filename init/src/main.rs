@@ -73,7 +73,10 @@ fn boot() -> ! {
     let data_disk = disk::setup();
     // Settings come after the data disk (if any) holds /var/lib/skiff.
     let settings = config::load(cmdline);
-    logger::persist(std::path::Path::new("/var/lib/skiff/log"));
+    let log_dir = "/var/lib/skiff/log";
+    if logger::persist(std::path::Path::new(log_dir)) {
+        events::note(skiff_proto::events::Note::FileRefused, &format!("{log_dir}/skiff.log"));
+    }
     config::apply::apply(&settings);
     shares::mount_all(&settings.shares);
     clock::spawn_sync();

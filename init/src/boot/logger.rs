@@ -269,29 +269,34 @@ pub fn rotate(dir: BorrowedFd<'_>, keep: u32) -> std::io::Result<()> {
 /// Opens the log folder and its current file. A skiff.log that is not a
 /// regular file (a symlink or FIFO planted there) is rotated away, as a
 /// full one would be, and a new file started: nothing is written through
-/// it and nothing is deleted.
-fn open_folder(dir: &Path) -> Result<(OwnedFd, File), String> {
+/// it and nothing is deleted (and the third value is true).
+fn open_folder(dir: &Path) -> Result<(OwnedFd, File, bool), String> {
     fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let fd = safe_file::open_dir(dir).map_err(|e| format!("the folder: {e}"))?;
+    let mut refused = false;
     let file = match safe_file::open_append(fd.as_fd(), "skiff.log") {
         Ok(f) => f,
         Err(e @ (safe_file::Error::Symlink | safe_file::Error::NotRegular(_))) => {
             log::warn!("log: {}/skiff.log: {e}; moving it aside as skiff.log.1 and starting a new file", dir.display());
-            super::events::note(skiff_proto::events::Note::FileRefused, &format!("{}/skiff.log", dir.display()));
+            refused = true;
             rotate(fd.as_fd(), FILE_KEEP).map_err(|e| e.to_string())?;
             open(fd.as_fd()).map_err(|e| e.to_string())?
         }
         Err(e) => return Err(e.to_string()),
     };
-    Ok((fd, file))
+    Ok((fd, file, refused))
 }
 
 /// Starts writing the log to `dir` (created if needed), beginning with
-/// what the ring holds, so the early boot is in the file too.
-pub fn persist(dir: &Path) {
-    let (fd, file) = match open_folder(dir) {
+/// what the ring holds, so the early boot is in the file too. True if a
+/// skiff.log that is not a regular file was found there (and moved aside).
+pub fn persist(dir: &Path) -> bool {
+    let (fd, file, refused) = match open_folder(dir) {
         Ok(opened) => opened,
-        Err(e) => return log::warn!("log: cannot write {}: {e}; logging to the console and memory only", dir.display()),
+        Err(e) => {
+            log::warn!("log: cannot write {}: {e}; logging to the console and memory only", dir.display());
+            return false;
+        }
     };
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut lf = LogFile { dir: fd, file, size };
@@ -317,6 +322,7 @@ pub fn persist(dir: &Path) {
         Ok(_) => log::info!("log: also writing to {}/skiff.log (rotated at {} KiB, {FILE_KEEP} old files kept)", dir.display(), FILE_BYTES / 1024),
         Err(e) => log::warn!("log: cannot start the log file writer: {e}; logging to the console and memory only"),
     }
+    refused
 }
 
 /// Stops writing the log file and closes it (shutdown, before the data disk
@@ -530,7 +536,7 @@ mod hostile {
         let victim = dir.join("victim");
         fs::write(&victim, "precious\n").unwrap();
         std::os::unix::fs::symlink(&victim, dir.join("skiff.log")).unwrap();
-        let (_fd, mut f) = open_folder(&dir).expect("a new file is started");
+        let (_fd, mut f, _) = open_folder(&dir).expect("a new file is started");
         f.write_all(b"log line\n").unwrap();
         assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
         assert_eq!(fs::read_to_string(dir.join("skiff.log")).unwrap(), "log line\n");
@@ -538,7 +544,8 @@ mod hostile {
         // A FIFO is moved aside the same way, without waiting for a reader.
         fs::remove_file(dir.join("skiff.log")).unwrap();
         safe_file::mkfifo(&dir.join("skiff.log"));
-        let (_fd, _f) = open_folder(&dir).expect("a new file is started");
+        let (_fd, _f, refused) = open_folder(&dir).expect("a new file is started");
+        assert!(refused, "the FIFO is reported");
         assert!(fs::metadata(dir.join("skiff.log")).unwrap().is_file());
         // A symlinked log folder is not entered.
         let folder = dir.join("linked");
