@@ -17,10 +17,12 @@ use skiff_tests::{
 
 const IMAGE: &str = "skiff-test/busybox:latest";
 
-/// How the guest's data disk step ended (its `disk` event); waits a moment
-/// for it, as `skiff run` copies events as they come.
+/// How the guest's data disk step ended (its `disk` event). Waits for the
+/// engine-ready event first: `skiff run` is ready once the engine answers a
+/// ping and copies the events as they come, so the boot's notes may still
+/// be on their way when it says so.
 fn disk_outcome(vm: &Vm) -> Option<Disk> {
-    vm.wait_event(Duration::from_secs(10), |e| matches!(e, Event::Disk(_)));
+    assert!(vm.wait_event(Duration::from_secs(60), |e| *e == Event::EngineReady), "no engine-ready event: {:?}", vm.events());
     vm.events().into_iter().find_map(|s| match s.event {
         Event::Disk(d) => Some(d),
         _ => None,
@@ -243,9 +245,9 @@ fn disks_with_data_behind_a_wiped_partition_table_are_not_formatted() {
     for line in console.lines().filter(|l| l.contains("disk:")) {
         eprintln!("wiped: {line}");
     }
+    assert_eq!(disk_outcome(&vm), Some(Disk::None), "{:?}", vm.events());
     let (formatted, partitioned) = (vm.noted(Note::DiskFormatted), vm.noted(Note::DiskPartitioned));
     assert!(formatted.is_empty() && partitioned.is_empty(), "a disk with data was formatted: {formatted:?} {partitioned:?}");
-    assert_eq!(disk_outcome(&vm), Some(Disk::None), "{:?}", vm.events());
     assert_eq!(vm.noted(Note::DiskSkipped), ["/dev/vda", "/dev/vdb"], "{:?}", vm.events());
     // People are told where the data was found: in the 16 MiB written at 600 MiB,
     // and the filesystem's label and offset.
@@ -386,6 +388,7 @@ fn files_planted_on_the_data_disk_never_stall_the_boot() {
     for line in console.lines().filter(|l| l.contains("config:") || l.contains("log:") || l.contains("disk:")) {
         eprintln!("planted: {line}");
     }
+    assert_eq!(disk_outcome(&vm), Some(Disk::Mounted), "{:?}", vm.events());
     let refused = vm.noted(Note::FileRefused);
     assert!(refused.iter().any(|p| p == "/var/lib/skiff/config.toml"), "the FIFO config file was not refused: {refused:?}");
     assert!(refused.iter().any(|p| p == "/var/lib/skiff/log/skiff.log"), "the symlinked log file was not refused: {refused:?}");

@@ -11,6 +11,13 @@ use std::time::{Duration, Instant};
 use skiff_proto::events::{Event, Note};
 use skiff_tests::{busybox_image, names_all, Scratch, Vm};
 
+/// Waits for the guest's engine-ready event: `skiff run` is ready once the
+/// engine answers a ping and copies the events as they come, so the boot's
+/// notes may still be on their way when it says so.
+fn boot_events(vm: &Vm) {
+    assert!(vm.wait_event(Duration::from_secs(60), |e| *e == Event::EngineReady), "no engine-ready event: {:?}", vm.events());
+}
+
 /// Waits up to `limit` for `f` to hold.
 fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + limit;
@@ -65,6 +72,7 @@ fn engine_and_restart_always_containers_come_back_after_kill() {
         String::from_utf8_lossy(&vm.skiff(&["logs"], None).stdout));
     eprintln!("service: engine killed -> container running again: {:.2}s", killed.elapsed().as_secs_f64());
 
+    vm.wait_event(Duration::from_secs(30), |e| matches!(e, Event::EngineRestarting { .. }));
     let restarting = vm.events().into_iter().find_map(|s| match s.event {
         Event::EngineRestarting { reason } => Some((s.at, reason)),
         _ => None,
@@ -166,6 +174,7 @@ fn cidata_iso_sets_hostname_and_config() {
     // Engine log level info: its lines show up in the log.
     let logs = String::from_utf8_lossy(&vm.skiff(&["logs"], None).stdout).into_owned();
     assert!(logs.contains("] podman: "), "no engine output at log level info:\n{logs}");
+    boot_events(&vm);
     assert_eq!(vm.noted(Note::UnknownKey), ["no_such_key"], "the unknown key should be noted: {:?}", vm.events());
     assert!(names_all(&logs, &["no_such_key"]), "skiff logs should name the unknown key:\n{logs}");
     vm.shutdown();
@@ -188,6 +197,7 @@ fn config_file_on_the_data_disk_applies_at_next_boot() {
     );
 
     let vm = Vm::boot_with(&scratch.0, &[&disk_arg]);
+    boot_events(&vm);
     assert_eq!(vm.noted(Note::DiskMounted), ["/dev/vda1"], "the blank disk should be formatted and mounted: {:?}", vm.events());
     let out = vm.skiff(&["shell", "-c", "cat > /var/lib/skiff/config.toml"], Some(config.as_bytes()));
     assert!(out.status.success(), "writing the config failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -200,7 +210,7 @@ fn config_file_on_the_data_disk_applies_at_next_boot() {
     let hosts_line = names.lines().find(|l| l.starts_with("127.0.1.1 ")).unwrap_or_default();
     assert!(hosts_line.split(' ').any(|n| n == "skiff-from-cmdline"), "/etc/hosts: {names}");
     assert!(!names.contains("skiff-from-disk"), "the config's host name is in the files: {names}");
-    vm.wait_noted(Duration::from_secs(10), Note::HostName, "skiff-from-cmdline");
+    boot_events(&vm);
     let set = vm.noted(Note::HostName);
     assert!(set.iter().any(|n| n == "skiff-from-cmdline"), "host name not reported: {set:?}");
     assert!(!set.iter().any(|n| n == "skiff-from-disk"), "the config's host name was set before the command line's: {set:?}");
