@@ -8,7 +8,15 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use skiff_tests::{busybox_image, Scratch, Vm};
+use skiff_proto::events::{Event, Note};
+use skiff_tests::{busybox_image, names_all, Scratch, Vm};
+
+/// Waits for the guest's engine-ready event: `skiff run` is ready once the
+/// engine answers a ping and copies the events as they come, so the boot's
+/// notes may still be on their way when it says so.
+fn boot_events(vm: &Vm) {
+    assert!(vm.wait_event(Duration::from_secs(60), |e| *e == Event::EngineReady), "no engine-ready event: {:?}", vm.events());
+}
 
 /// Waits up to `limit` for `f` to hold.
 fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
@@ -64,23 +72,52 @@ fn engine_and_restart_always_containers_come_back_after_kill() {
         String::from_utf8_lossy(&vm.skiff(&["logs"], None).stdout));
     eprintln!("service: engine killed -> container running again: {:.2}s", killed.elapsed().as_secs_f64());
 
-    let console = vm.console();
-    assert!(console.contains("engine: exited (signal 9)"), "the exit reason should be logged");
+    vm.wait_event(Duration::from_secs(30), |e| matches!(e, Event::EngineRestarting { .. }));
     let restarting = vm.events().into_iter().find_map(|s| match s.event {
-        skiff_proto::events::Event::EngineRestarting { reason } => Some(reason),
+        Event::EngineRestarting { reason } => Some((s.at, reason)),
         _ => None,
     });
-    assert_eq!(restarting.as_deref(), Some("signal-9"), "the host should hear why the engine restarts: {:?}", vm.events());
+    let (at, reason) = restarting.unwrap_or_default();
+    assert_eq!(reason, "signal-9", "the host should hear why the engine restarts: {:?}", vm.events());
+    // The init's own line about it: the one it logged just before the event
+    // (same uptime clock) naming the signal. `skiff logs` and the log file
+    // must carry that very line, uptime stamp and all.
+    let console = vm.console();
+    let said = logged_with(&console, at, "9");
+    assert!(said.is_some(), "no console line of the init's names signal 9 at the engine's exit ({at:?}):\n{console}");
+    let said = said.unwrap_or_default();
+    eprintln!("service: the init said: {said}");
     // `skiff logs` has the init's lines and the engine's own output (docker load's progress).
     let logs = vm.skiff(&["logs"], None);
     assert!(logs.status.success());
     let logs = String::from_utf8_lossy(&logs.stdout);
-    assert!(logs.contains("skiff: warning: engine: exited (signal 9)"), "{logs}");
+    assert!(logs.lines().any(|l| l == said), "skiff logs lacks the init's line {said:?}:\n{logs}");
     assert!(logs.lines().any(|l| l.contains("] podman: ")), "no engine output in skiff logs:\n{logs}");
     // The log file on /var/lib/skiff (tmpfs here) has the same lines.
     let file = vm.shell_ok("cat /var/lib/skiff/log/skiff.log");
-    assert!(file.contains("engine: exited (signal 9)") && file.contains("] podman: "));
+    assert!(file.lines().any(|l| l == said), "the log file lacks the init's line {said:?}");
+    assert!(file.contains("] podman: "), "no engine output in the log file");
     vm.shutdown();
+}
+
+/// The console line the init logged (source `skiff`) at most a second
+/// before guest uptime `at` that names the number `datum`, the last if
+/// several: the init logs a fact, then emits its event, in one thread,
+/// stamping both from the same clock. Found by time and data, not wording.
+fn logged_with(console: &str, at: Duration, datum: &str) -> Option<String> {
+    console
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| {
+            let Some((stamp, msg)) = l.strip_prefix('[').and_then(|l| l.split_once("] skiff: ")) else { return false };
+            let Some((secs, micros)) = stamp.trim().split_once('.') else { return false };
+            let (Ok(secs), Ok(micros)) = (secs.parse(), micros.parse()) else { return false };
+            let t = Duration::from_secs(secs) + Duration::from_micros(micros);
+            let named = msg.split(|c: char| !(c.is_ascii_digit() || c == '.')).any(|n| n == datum);
+            t <= at && at - t <= Duration::from_secs(1) && named
+        })
+        .last()
+        .map(str::to_string)
 }
 
 /// A self-signed CA certificate made with openssl, as PEM.
@@ -137,7 +174,9 @@ fn cidata_iso_sets_hostname_and_config() {
     // Engine log level info: its lines show up in the log.
     let logs = String::from_utf8_lossy(&vm.skiff(&["logs"], None).stdout).into_owned();
     assert!(logs.contains("] podman: "), "no engine output at log level info:\n{logs}");
-    assert!(logs.contains("key `no_such_key`: unknown key"), "unknown key not reported:\n{logs}");
+    boot_events(&vm);
+    assert_eq!(vm.noted(Note::UnknownKey), ["no_such_key"], "the unknown key should be noted: {:?}", vm.events());
+    assert!(names_all(&logs, &["no_such_key"]), "skiff logs should name the unknown key:\n{logs}");
     vm.shutdown();
 }
 
@@ -158,7 +197,8 @@ fn config_file_on_the_data_disk_applies_at_next_boot() {
     );
 
     let vm = Vm::boot_with(&scratch.0, &[&disk_arg]);
-    assert!(vm.console().contains("disk: mounted"), "the blank disk should be formatted and mounted");
+    boot_events(&vm);
+    assert_eq!(vm.noted(Note::DiskMounted), ["/dev/vda1"], "the blank disk should be formatted and mounted: {:?}", vm.events());
     let out = vm.skiff(&["shell", "-c", "cat > /var/lib/skiff/config.toml"], Some(config.as_bytes()));
     assert!(out.status.success(), "writing the config failed: {}", String::from_utf8_lossy(&out.stderr));
     vm.shutdown();
@@ -170,10 +210,10 @@ fn config_file_on_the_data_disk_applies_at_next_boot() {
     let hosts_line = names.lines().find(|l| l.starts_with("127.0.1.1 ")).unwrap_or_default();
     assert!(hosts_line.split(' ').any(|n| n == "skiff-from-cmdline"), "/etc/hosts: {names}");
     assert!(!names.contains("skiff-from-disk"), "the config's host name is in the files: {names}");
-    let console = vm.console();
-    let set: Vec<&str> = console.lines().filter(|l| l.contains("host name")).collect();
-    assert!(console.contains("network: host name skiff-from-cmdline"), "host name not reported: {set:?}");
-    assert!(!console.contains("host name skiff-from-disk"), "the config's host name was set before the command line's: {set:?}");
+    boot_events(&vm);
+    let set = vm.noted(Note::HostName);
+    assert!(set.iter().any(|n| n == "skiff-from-cmdline"), "host name not reported: {set:?}");
+    assert!(!set.iter().any(|n| n == "skiff-from-disk"), "the config's host name was set before the command line's: {set:?}");
     let reg = vm.docker_ok(&["info", "--format", "{{json .RegistryConfig.IndexConfigs}}"]);
     assert!(reg.contains("\"Mirrors\":[\"mirror.disk.test\"]"), "mirror missing: {reg}");
     let body_line = ca.lines().nth(1).unwrap();
