@@ -14,6 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use skiff_proto::events::Note;
 use skiff_tests::{busybox_image, root, Scratch, Vm};
 
 const IMAGE: &str = "skiff-test/busybox:latest";
@@ -77,6 +78,14 @@ fn last_check(vm: &Vm, name: &str) -> String {
     log(&health(vm, name)).last().map(|e| e["Start"].to_string()).unwrap_or_default()
 }
 
+/// Container `name`'s short id (12 hex digits), as the guest's notes name it.
+fn short_id(vm: &Vm, name: &str) -> String {
+    let id = vm.docker_ok(&["inspect", "-f", "{{.Id}}", name]);
+    let id = id.trim();
+    assert!(id.len() >= 12 && id.bytes().all(|b| b.is_ascii_hexdigit()), "docker inspect {name}: id {id:?}");
+    id[..12].to_string()
+}
+
 #[test]
 fn healthchecks_run_as_docker_runs_them() {
     if let Some(why) = missing() {
@@ -98,6 +107,7 @@ fn healthchecks_run_as_docker_runs_them() {
     run("slow", &["--health-cmd", "sleep 20", "--health-timeout", "2s", "--health-retries", "1"]);
     run("early", &["--health-cmd", "exit 1", "--health-retries", "1", "--health-start-period", "10m"]);
     vm.docker_ok(&["run", "-d", "--name", "plain", "--network", "none", IMAGE, "sleep", "100000"]);
+    let (fine_id, sick_id, plain_id) = (short_id(&vm, "fine"), short_id(&vm, "sick"), short_id(&vm, "plain"));
 
     // A check that succeeds: healthy, its output and exit code in the log.
     let h = wait_status(&vm, "fine", "healthy", Duration::from_secs(120));
@@ -149,10 +159,21 @@ fn healthchecks_run_as_docker_runs_them() {
     assert_eq!(status(&health(&vm, "sick")), "unhealthy");
     assert_eq!(last_check(&vm, "fine"), last, "a stopped container was checked after the engine restart");
 
+    // The guest's own account: which containers its clock watched, and
+    // that it stopped watching the stopped one.
     let console = vm.console();
     eprintln!("health: the guest said:\n{}", console.lines().filter(|l| l.contains("health:")).collect::<Vec<_>>().join("\n"));
-    assert!(console.contains("health: checking container"), "{console}");
-    assert!(console.contains("health: stopped checking container"), "{console}");
+    assert!(vm.wait_noted(Duration::from_secs(30), Note::HealthStopped, &fine_id), "no health-stopped note for fine ({fine_id}): {:?}", vm.noted(Note::HealthStopped));
+    // Watched at the start, and sick watched again once the engine came
+    // back (the timers went with the engine).
+    let mut watched = Vec::new();
+    eventually(Duration::from_secs(30), || {
+        watched = vm.noted(Note::HealthWatching);
+        watched.iter().filter(|w| **w == sick_id).count() >= 2
+    });
+    assert!(watched.contains(&fine_id), "no health-watching note for fine ({fine_id}): {watched:?}");
+    assert!(watched.iter().filter(|w| **w == sick_id).count() >= 2, "sick ({sick_id}) not watched again after the restart: {watched:?}");
+    assert!(!watched.contains(&plain_id), "plain ({plain_id}) has no healthcheck but was watched: {watched:?}");
     vm.shutdown();
 }
 

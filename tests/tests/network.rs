@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use skiff_proto::events::Event;
-use skiff_tests::{busybox_image, Scratch, Vm};
+use skiff_proto::events::{Event, Note};
+use skiff_tests::{busybox_image, noted_in, Scratch, Vm};
 
 const IMAGE: &str = "skiff-test/busybox:latest";
 
@@ -74,10 +74,22 @@ fn question(q: &[u8]) -> Option<(String, usize)> {
     (q.len() >= pos + 4).then(|| (labels.join("."), pos))
 }
 
-/// Uptime in seconds of the first console line containing `needle`.
-fn uptime_of(console: &str, needle: &str) -> Option<f64> {
-    let line = console.lines().find(|l| l.contains(needle))?;
-    line.strip_prefix('[')?.split(']').next()?.trim().parse().ok()
+/// True if the guest reported `link` getting `addr`/`prefix` (a typed event).
+fn has_address(vm: &Vm, link: &str, addr: Ipv4Addr, prefix: u8) -> bool {
+    vm.wait_event(Duration::from_secs(60), |e| *e == Event::Network { link: link.into(), addr: addr.into(), prefix })
+}
+
+/// The guest's routing table, as a host-network container sees it (`ip route`).
+fn guest_routes(vm: &Vm) -> String {
+    vm.docker_ok(&["run", "--rm", "--network", "host", IMAGE, "ip", "route"])
+}
+
+/// True if `routes` (`ip route` output) has a default route via `gw` on `dev`.
+fn default_route(routes: &str, gw: &str, dev: &str) -> bool {
+    routes.lines().any(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        w.starts_with(&["default", "via", gw]) && w.windows(2).any(|p| p == ["dev", dev])
+    })
 }
 
 fn free_port() -> u16 {
@@ -126,10 +138,11 @@ fn dhcp_dns_and_container_traffic() {
     let vm = Vm::boot_wrapped(&scratch.0, &wrapper, &["--net", &net]);
     vm.docker_ok(&["load", "-i", image.to_str().unwrap()]);
 
-    let console = vm.console();
-    assert!(console.contains("network: eth0 address 10.0.2.15/24 from DHCP server 10.0.2.2"), "no DHCP lease line");
-    assert!(console.contains("gateway 10.0.2.2, DNS [10.0.2.3]"), "lease without QEMU's gateway and DNS");
-    assert!(console.contains("network: host name dhcpguest"), "host name from DHCP not set");
+    // The lease, from the guest's events and its routing table.
+    assert!(has_address(&vm, "eth0", Ipv4Addr::new(10, 0, 2, 15), 24), "no DHCP address 10.0.2.15/24 on eth0: {:?}", vm.events());
+    let routes = guest_routes(&vm);
+    assert!(default_route(&routes, "10.0.2.2", "eth0"), "no default route via QEMU's gateway 10.0.2.2:\n{routes}");
+    assert!(vm.wait_noted(Duration::from_secs(30), Note::HostName, "dhcpguest"), "host name from DHCP not set: {:?}", vm.noted(Note::HostName));
 
     // The guest's own resolv.conf, as a host-network container sees it.
     let resolv = vm.docker_ok(&["run", "--rm", "--network", "host", IMAGE, "cat", "/etc/resolv.conf"]);
@@ -163,29 +176,27 @@ fn dhcp_dns_and_container_traffic() {
     vm.docker_ok(&["rm", "-f", "named"]);
     vm.docker_ok(&["network", "rm", "skiffnet"]);
 
-    // SLAAC from QEMU's router advertisements (prefix fec0::/64), reported on the console.
-    let end = Instant::now() + Duration::from_secs(60);
-    while !vm.console().contains("network: eth0 up:") && Instant::now() < end {
-        thread::sleep(Duration::from_millis(500));
-    }
-    let console = vm.console();
-    let report = console.lines().find(|l| l.contains("network: eth0 up:")).unwrap_or_default().to_string();
-    assert!(report.contains("10.0.2.15/24") && report.contains("fec0:") && report.contains("(IPv6 site-local)"), "link report: {report:?}");
+    // SLAAC from QEMU's router advertisements (prefix fec0::/64): the
+    // guest's eth0 gets a site-local address (waited for up to 60 s).
+    let v6 = vm.docker_ok(&["run", "--rm", "--network", "host", IMAGE, "sh", "-c",
+        "i=0; while [ $i -lt 60 ] && ! ip -6 addr show dev eth0 | grep -q 'inet6 fec0:'; do sleep 1; i=$((i+1)); done; ip -6 addr show dev eth0"]);
+    let slaac = v6.lines().map(str::trim).find(|l| l.starts_with("inet6 fec0:")).unwrap_or_default().to_string();
+    assert!(slaac.contains("/64") && slaac.contains("scope site"), "no SLAAC address from fec0::/64 on eth0:\n{v6}");
 
     let events = vm.events();
     let at = |matches: &dyn Fn(&Event) -> bool| events.iter().find(|s| matches(&s.event)).map(|s| s.at.as_secs_f64());
     let started = at(&|e| *e == Event::InitStarted).expect("an init-started event");
+    let running = at(&|e| *e == Event::InitRunning).expect("an init-running event");
     let address = at(&|e| matches!(e, Event::Network { link, .. } if link == "eth0")).expect("a network event for eth0");
-    let dhcp = uptime_of(&console, "DHCP running in the background").expect("DHCP start line");
     eprintln!(
-        "network: PID 1 start {started:.3}s, DHCP start {dhcp:.3}s, eth0 address {address:.3}s: {:.3}s from PID 1, {:.3}s from DHCP start",
-        address - started, address - dhcp
+        "network: PID 1 start {started:.3}s, boot proper {running:.3}s, eth0 address {address:.3}s: {:.3}s from PID 1, {:.3}s from the boot proper",
+        address - started, address - running
     );
-    eprintln!("network: {report}");
+    eprintln!("network: eth0 SLAAC {slaac}");
 
     vm.shutdown();
-    let console = std::fs::read_to_string(scratch.0.join("console.log")).unwrap();
-    assert!(console.contains("network: eth0 released its lease on 10.0.2.15"), "no DHCP release at shutdown");
+    let released = noted_in(&scratch.0, Note::LeaseReleased);
+    assert!(released.iter().any(|l| l == "eth0"), "no DHCP release at shutdown: {released:?}");
 }
 
 // --- A wire with no DHCP server: QEMU's socket backend sends every Ethernet
@@ -272,19 +283,21 @@ fn static_configuration_without_dhcp() {
         "--kernel-arg", "skiff.ip=192.168.77.10/24", "--kernel-arg", "skiff.gw=192.168.77.1",
         "--kernel-arg", "skiff.dns=192.168.77.53", "--kernel-arg", "skiff.hostname=statichost",
     ]);
-    let console = vm.console();
-    assert!(console.contains("network: eth0 static address 192.168.77.10/24, gateway 192.168.77.1 (skiff.ip; no DHCP)"), "no static line");
-    assert!(console.contains("network: host name statichost"));
-    assert!(console.contains("DHCP running in the background on eth1;"), "DHCP only on the second link");
+    assert!(vm.wait_noted(Duration::from_secs(30), Note::HostName, "statichost"), "host name from skiff.hostname not set: {:?}", vm.noted(Note::HostName));
+    // (DHCP only on the second link: the frames below show none on eth0 and DISCOVERs on eth1.)
 
     let t = Instant::now();
     vm.docker_ok(&["load", "-i", image.to_str().unwrap()]);
     let resolv = vm.docker_ok(&["run", "--rm", "--network", "host", IMAGE, "cat", "/etc/resolv.conf"]);
     assert!(resolv.contains("nameserver 192.168.77.53"), "guest resolv.conf: {resolv}");
     eprintln!("network: load + resolv.conf {:.1}s", t.elapsed().as_secs_f64());
+    // The static address and default route, in the guest's own tables.
+    let addrs = vm.docker_ok(&["run", "--rm", "--network", "host", IMAGE, "ip", "-4", "addr", "show", "dev", "eth0"]);
+    assert!(addrs.lines().any(|l| l.trim().starts_with("inet 192.168.77.10/24 ")), "no static address on eth0:\n{addrs}");
+    let routes = guest_routes(&vm);
+    assert!(default_route(&routes, "192.168.77.1", "eth0"), "no default route via skiff.gw:\n{routes}");
     // Traffic from a container to an outside address and a name lookup: nothing
     // answers them, but the frames show the route and the DNS server in use.
-    let routes = vm.docker_ok(&["run", "--rm", "--network", "host", IMAGE, "ip", "route"]);
     // Background jobs of a shell: a container's PID 1 ignores SIGTERM, so
     // `timeout` could not stop a program running as PID 1.
     let wget = vm.docker(&["run", "--rm", IMAGE, "sh", "-c", "wget -qO- http://203.0.113.9/ & sleep 3; kill $!; true"]);
@@ -312,7 +325,8 @@ fn static_configuration_without_dhcp() {
     // The engine came up although eth1's DHCP never got an answer; it keeps trying.
     let discovers = frames2.lock().unwrap().iter().filter(|f| is_discover(f)).count();
     assert!(discovers >= 3, "eth1 should keep sending DISCOVERs ({discovers})");
-    assert!(vm.console().contains("network: eth1: no DHCP offer yet"), "the console should say DHCP is still trying");
+    assert!(vm.wait_noted(Duration::from_secs(30), Note::DhcpWaiting, "eth1"), "the guest should report eth1 still waiting for DHCP: {:?}", vm.noted(Note::DhcpWaiting));
+    assert!(!vm.noted(Note::DhcpWaiting).iter().any(|l| l == "eth0"), "DHCP on the static link eth0");
     let took = vm.shutdown();
     eprintln!("network: shutdown {:.1}s; eth1 sent {discovers} DISCOVERs meanwhile", took.as_secs_f64());
 }

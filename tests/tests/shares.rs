@@ -10,7 +10,8 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use skiff_tests::{busybox_image, iso, skiff_bin, Scratch, Vm};
+use skiff_proto::events::Note;
+use skiff_tests::{busybox_image, iso, noted_in, skiff_bin, Scratch, Vm};
 
 const IMAGE: &str = "skiff-test/busybox";
 
@@ -149,8 +150,10 @@ fn virtiofs_shares_home_and_folders_at_the_same_path() {
     // socket (or its pid file) stay.
     assert!(!virtiofsd_for(&state).is_empty(), "no virtiofsd while the VM runs?");
     vm.shutdown();
-    let console = fs::read_to_string(state.join("console.log")).unwrap();
-    assert!(console.contains(&format!("shares: unmounted {home_dir}")), "shares not unmounted at shutdown");
+    let unmounted = noted_in(&state, Note::ShareUnmounted);
+    for share in [home_dir.as_str(), s(&extra)] {
+        assert!(unmounted.iter().any(|u| u == share), "{share} not unmounted at shutdown: {unmounted:?}");
+    }
     assert_eq!(virtiofsd_for(&state), Vec::<String>::new(), "virtiofsd left running");
     let sockets: Vec<_> = fs::read_dir(&state).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with("fs-")).collect();
