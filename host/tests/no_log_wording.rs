@@ -1,7 +1,9 @@
-//! The host CLI and the bench decide from the guest's typed events, never
-//! from the wording of the init's log: no `skiff: <component>:` prefix the
-//! init logs under appears in their source, but in the host's own messages
-//! (which share the `skiff: ` prefix).
+//! The host CLI, the bench and the QEMU suites decide from the guest's
+//! typed events, never from the wording of the init's log: no `skiff:
+//! <component>:` prefix the init logs under appears in the host's or the
+//! bench's source, but in the host's own messages (which share the `skiff: `
+//! prefix); and no phrase of the init's messages is what a suite looks for
+//! in text (`contains("...")`), so the init's words can change freely.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -67,4 +69,99 @@ fn host_and_bench_decisions_read_no_init_log_wording() {
         }
     }
     assert!(hits.is_empty(), "decisions read the init's log wording:\n{}", hits.join("\n"));
+}
+
+/// The string literals of `text` (plain `"..."` ones, escapes kept as written).
+fn literals(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find('"') {
+        let body = &rest[start + 1..];
+        let mut end = None;
+        let mut escaped = false;
+        for (i, c) in body.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => {
+                    end = Some(i);
+                    break;
+                }
+                '\n' => break,
+                _ => escaped = false,
+            }
+        }
+        match end {
+            Some(i) => {
+                out.push(&body[..i]);
+                rest = &body[i + 1..];
+            }
+            None => rest = body,
+        }
+    }
+    out
+}
+
+/// The phrases of the init's messages: each literal of its source (but its
+/// unit tests) cut at `{...}` placeholders, where a piece has words (a space)
+/// and 12 characters or more, so data (`/dev/vda`, `skiff-data`) is no phrase.
+fn init_phrases() -> BTreeSet<String> {
+    let mut files = Vec::new();
+    rust_files(&root().join("init/src"), &mut files);
+    let mut phrases = BTreeSet::new();
+    for file in files {
+        let text = fs::read_to_string(&file).unwrap();
+        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
+        for lit in literals(code) {
+            let mut piece = String::new();
+            let mut depth = 0;
+            for c in lit.chars().chain(['{']) {
+                match c {
+                    '{' => {
+                        let p = piece.trim_matches(|c: char| " ;:,.()".contains(c));
+                        if depth == 0 && p.len() >= 12 && p.contains(' ') {
+                            phrases.insert(p.to_string());
+                        }
+                        piece.clear();
+                        depth += 1;
+                    }
+                    '}' => depth = 0,
+                    c if depth == 0 => piece.push(c),
+                    _ => {}
+                }
+            }
+        }
+    }
+    phrases
+}
+
+/// Words the guest sends to a client as its answer (a protocol reply, read
+/// by the client that asked), not console wording.
+const ANSWERS: &[&str] = &["too many connections", "403 Forbidden", "wrong secret", "not a published port"];
+
+#[test]
+fn qemu_suites_look_for_no_init_log_wording() {
+    let phrases = init_phrases();
+    // And its lines as `skiff logs` shows them (`skiff: disk: `).
+    let components: Vec<String> = init_wordings().iter().filter_map(|w| w.strip_prefix("skiff: ")).map(|c| format!("{c} ")).collect();
+    for known in ["released its lease on", "no DHCP offer yet"] {
+        assert!(phrases.contains(known), "the scan of init/src missed {known:?}");
+    }
+    let mut files = Vec::new();
+    rust_files(&root().join("tests/tests"), &mut files);
+    rust_files(&root().join("tests/src"), &mut files);
+    let mut hits = Vec::new();
+    for file in &files {
+        let text = fs::read_to_string(file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            for (i, _) in line.match_indices("contains(") {
+                let Some(sought) = literals(&line[i..]).into_iter().next() else { continue };
+                if let Some(p) = phrases.iter().find(|p| sought.contains(p.as_str()) && !ANSWERS.iter().any(|a| p.contains(a))) {
+                    hits.push(format!("{}:{}: {p:?}: {}", file.display(), n + 1, line.trim()));
+                } else if let Some(c) = components.iter().find(|c| sought.contains(&format!("skiff: {c}"))) {
+                    hits.push(format!("{}:{}: {c:?}: {}", file.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(hits.is_empty(), "suites look for the init's log wording (check its events instead):\n{}", hits.join("\n"));
 }

@@ -153,7 +153,14 @@ impl Vm {
                 panic!("no DOCKER_HOST after 450s; console:\n{}", console_tail(dir));
             }
         };
-        Vm { dir: dir.to_path_buf(), docker_host, run, ready_after: started.elapsed(), reported_ready }
+        let vm = Vm { dir: dir.to_path_buf(), docker_host, run, ready_after: started.elapsed(), reported_ready };
+        // The events come over their own connection: the boot's notes are
+        // all in once its engine-ready is (a VM whose guest refuses the
+        // host hears none; its tests say what they expect instead).
+        if !vm.wait_event(Duration::from_secs(60), |e| *e == skiff_proto::events::Event::EngineReady) {
+            eprintln!("skiff-tests: no engine-ready event in {} within 60 s of DOCKER_HOST", dir.join("events").display());
+        }
+        vm
     }
 
     /// `skiff run`'s own figure: QEMU start to the first `GET /_ping`
@@ -469,7 +476,7 @@ pub fn boot_cell(iso: &Path, medium: &str, firmware: &[&str], uefi: bool) {
     assert!(console.contains("BOOT_IMAGE=/boot/vmlinuz"), "{name}: GRUB should have booted the kernel");
     let from = vm.noted(skiff_proto::events::Note::UsrFrom);
     let wanted = medium_device_prefix(medium);
-    assert!(from.len() == 1 && from[0].starts_with(wanted), "{name}: /usr should come from the {medium} ({wanted}...): {from:?}");
+    assert!(from.len() == 1 && from[0].starts_with(wanted), "{name}: /usr should come from the {medium} ({wanted}...): {from:?} in {:?}", vm.events());
 }
 
 /// The per-step lines of the guest's shutdown log (`shutdown: ... done in Ns`),
