@@ -49,9 +49,8 @@ fn init_wordings() -> BTreeSet<String> {
 #[test]
 fn host_and_bench_decisions_read_no_init_log_wording() {
     let wordings = init_wordings();
-    for component in ["engine", "shutdown", "disk", "network", "medium"] {
-        assert!(wordings.contains(&format!("skiff: {component}:")), "the scan of init/src missed {component}: {wordings:?}");
-    }
+    // The scan found the init's components (named by no word here, so they may be renamed too).
+    assert!(wordings.len() >= 10, "the scan of init/src found too few log components: {wordings:?}");
     let mut files = Vec::new();
     rust_files(&root().join("host/src"), &mut files);
     rust_files(&root().join("tests/src/bench"), &mut files);
@@ -110,28 +109,40 @@ fn init_phrases() -> BTreeSet<String> {
     let mut phrases = BTreeSet::new();
     for file in files {
         let text = fs::read_to_string(&file).unwrap();
-        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
-        for lit in literals(code) {
-            let mut piece = String::new();
-            let mut depth = 0;
-            for c in lit.chars().chain(['{']) {
-                match c {
-                    '{' => {
-                        let p = piece.trim_matches(|c: char| " ;:,.()".contains(c));
-                        if depth == 0 && p.len() >= 12 && p.contains(' ') {
-                            phrases.insert(p.to_string());
-                        }
-                        piece.clear();
-                        depth += 1;
+        phrases_of(text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default(), &mut phrases);
+    }
+    phrases
+}
+
+/// Adds the phrases of the literals of `code` to `phrases`.
+fn phrases_of(code: &str, phrases: &mut BTreeSet<String>) {
+    for lit in literals(code) {
+        let mut piece = String::new();
+        let mut depth = 0;
+        for c in lit.chars().chain(['{']) {
+            match c {
+                '{' => {
+                    let p = piece.trim_matches(|c: char| " ;:,.()".contains(c));
+                    if depth == 0 && p.len() >= 12 && p.contains(' ') {
+                        phrases.insert(p.to_string());
                     }
-                    '}' => depth = 0,
-                    c if depth == 0 => piece.push(c),
-                    _ => {}
+                    piece.clear();
+                    depth += 1;
                 }
+                '}' => depth = 0,
+                c if depth == 0 => piece.push(c),
+                _ => {}
             }
         }
     }
-    phrases
+}
+
+#[test]
+fn phrases_are_the_words_between_placeholders() {
+    let mut found = BTreeSet::new();
+    phrases_of(r#"log::info!("net: {} gave {} back to the server {server:?}; {n} tries", a, b); f("short one", "/dev/vda1")"#, &mut found);
+    // Short pieces ("net", "gave", "tries", "short one") and data ("/dev/vda1") are no phrases.
+    assert_eq!(found, BTreeSet::from(["back to the server".to_string()]));
 }
 
 /// Words the guest sends to a client as its answer (a protocol reply, read
@@ -143,9 +154,8 @@ fn qemu_suites_look_for_no_init_log_wording() {
     let phrases = init_phrases();
     // And its lines as `skiff logs` shows them (`skiff: disk: `).
     let components: Vec<String> = init_wordings().iter().filter_map(|w| w.strip_prefix("skiff: ")).map(|c| format!("{c} ")).collect();
-    for known in ["released its lease on", "no DHCP offer yet"] {
-        assert!(phrases.contains(known), "the scan of init/src missed {known:?}");
-    }
+    // The scan read the init's messages (the words are named nowhere here, so they may change).
+    assert!(phrases.len() >= 100, "the scan of init/src found too few phrases: {phrases:?}");
     let mut files = Vec::new();
     rust_files(&root().join("tests/tests"), &mut files);
     rust_files(&root().join("tests/src"), &mut files);
