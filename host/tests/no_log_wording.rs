@@ -24,14 +24,23 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// The Rust files under the workspace's folders `dirs`, with their text.
+fn sources(dirs: &[&str]) -> Vec<(PathBuf, String)> {
+    let mut files = Vec::new();
+    for dir in dirs {
+        rust_files(&root().join(dir), &mut files);
+    }
+    files.into_iter().map(|f| {
+        let text = fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        (f, text)
+    }).collect()
+}
+
 /// The components the init logs under (`log::info!("engine: ready ...")`
 /// gives `engine`), read from its source, and its two prefix-less lines.
 fn init_wordings() -> BTreeSet<String> {
-    let mut files = Vec::new();
-    rust_files(&root().join("init/src"), &mut files);
     let mut found = BTreeSet::new();
-    for file in files {
-        let text = fs::read_to_string(&file).unwrap();
+    for (_, text) in sources(&["init/src"]) {
         for level in ["info", "warn", "error"] {
             for (_, rest) in text.match_indices(&format!("log::{level}!(\"")).map(|(i, m)| ((), &text[i + m.len()..])) {
                 let word: String = rest.chars().take_while(|c| c.is_ascii_lowercase() || *c == '-').collect();
@@ -51,12 +60,8 @@ fn host_and_bench_decisions_read_no_init_log_wording() {
     let wordings = init_wordings();
     // The scan found the init's components (named by no word here, so they may be renamed too).
     assert!(wordings.len() >= 10, "the scan of init/src found too few log components: {wordings:?}");
-    let mut files = Vec::new();
-    rust_files(&root().join("host/src"), &mut files);
-    rust_files(&root().join("tests/src/bench"), &mut files);
     let mut hits = Vec::new();
-    for file in &files {
-        let text = fs::read_to_string(file).unwrap();
+    for (file, text) in sources(&["host/src", "tests/src/bench"]) {
         for (n, line) in text.lines().enumerate() {
             for w in &wordings {
                 // The host's own messages share the `skiff: ` prefix (`skiff: ports: ...`).
@@ -104,11 +109,8 @@ fn literals(text: &str) -> Vec<&str> {
 /// unit tests) cut at `{...}` placeholders, where a piece has words (a space)
 /// and 12 characters or more, so data (`/dev/vda`, `skiff-data`) is no phrase.
 fn init_phrases() -> BTreeSet<String> {
-    let mut files = Vec::new();
-    rust_files(&root().join("init/src"), &mut files);
     let mut phrases = BTreeSet::new();
-    for file in files {
-        let text = fs::read_to_string(&file).unwrap();
+    for (_, text) in sources(&["init/src"]) {
         phrases_of(text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default(), &mut phrases);
     }
     phrases
@@ -156,12 +158,8 @@ fn qemu_suites_look_for_no_init_log_wording() {
     let components: Vec<String> = init_wordings().iter().filter_map(|w| w.strip_prefix("skiff: ")).map(|c| format!("{c} ")).collect();
     // The scan read the init's messages (the words are named nowhere here, so they may change).
     assert!(phrases.len() >= 100, "the scan of init/src found too few phrases: {phrases:?}");
-    let mut files = Vec::new();
-    rust_files(&root().join("tests/tests"), &mut files);
-    rust_files(&root().join("tests/src"), &mut files);
     let mut hits = Vec::new();
-    for file in &files {
-        let text = fs::read_to_string(file).unwrap();
+    for (file, text) in sources(&["tests/tests", "tests/src"]) {
         for (n, line) in text.lines().enumerate() {
             for (i, _) in line.match_indices("contains(") {
                 let Some(sought) = literals(&line[i..]).into_iter().next() else { continue };

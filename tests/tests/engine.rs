@@ -28,8 +28,8 @@ fn docker_within(vm: &Vm, args: &[&str], limit: Duration) -> Output {
     run_with_input(&mut cmd, None, limit, &format!("docker {}", args.join(" ")))
 }
 
-/// `GET path` on the engine through the bridge's unix socket, with curl.
-fn api_get(vm: &Vm, path: &str) -> serde_json::Value {
+/// The body of `GET path` on the engine through the bridge's unix socket, with curl.
+fn curl_get(vm: &Vm, path: &str) -> Vec<u8> {
     let out = Command::new("curl")
         .args(["-sS", "--fail", "--max-time", "60", "--unix-socket"])
         .arg(vm.socket())
@@ -37,21 +37,19 @@ fn api_get(vm: &Vm, path: &str) -> serde_json::Value {
         .output()
         .expect("run curl (Debian's curl package)");
     assert!(out.status.success(), "curl {path} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    out.stdout
+}
+
+/// `GET path` on the engine, a JSON answer.
+fn api_get(vm: &Vm, path: &str) -> serde_json::Value {
+    let body = curl_get(vm, path);
+    serde_json::from_slice(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {}", String::from_utf8_lossy(&body)))
 }
 
 /// `GET path` on the engine, an answer of JSON objects one a line that
-/// ends (an event stream with an end), with curl.
+/// ends (an event stream with an end).
 fn api_get_lines(vm: &Vm, path: &str) -> Vec<serde_json::Value> {
-    let out = Command::new("curl")
-        .args(["-sS", "--fail", "--max-time", "60", "--unix-socket"])
-        .arg(vm.socket())
-        .arg(format!("http://skiff{path}"))
-        .output()
-        .expect("run curl (Debian's curl package)");
-    assert!(out.status.success(), "curl {path} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout)
+    String::from_utf8_lossy(&curl_get(vm, path))
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("GET {path}: a line not JSON ({e}): {l}")))
         .collect()
